@@ -1,0 +1,34 @@
+# Everything runs from a virtualenv built from pyproject.toml (python3 >= 3.11).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?= -n 2
+
+.PHONY: install demo test lint typecheck check clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install ## the product's main job on the embedded default (no PostgreSQL or Redis)
+	$(BIN)/billing plans list
+	$(BIN)/billing plans preview team-calendar --count 6
+
+test: install ## the whole suite (needs PostgreSQL; see README)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) billing.db .pytest_cache .mypy_cache .ruff_cache

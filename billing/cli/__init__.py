@@ -1,0 +1,65 @@
+"""The ``billing`` command line. Every error is one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from sqlalchemy.exc import OperationalError
+
+from billing import __version__
+from billing.cli.runtime import Runtime
+from billing.errors import BillingError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="billing")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Recurring billing on PortOne V1 billing keys (NHN KCP kcp_billing).
+
+    Configuration comes from BILLING_* environment variables (see README, "Configuration").
+    With none set, everything runs embedded: SQLite file billing.db, in-process broker,
+    and the bundled PortOne sandbox.
+    """
+    runtime = Runtime()
+    ctx.obj = runtime
+    ctx.call_on_close(runtime.close)
+
+
+def _register() -> None:
+    from billing.cli import customers, db, plans, subscriptions
+
+    cli.add_command(db.db)
+    cli.add_command(plans.plans)
+    cli.add_command(customers.customers)
+    cli.add_command(subscriptions.subscriptions)
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> None:
+    click.echo(f"billing: error: {' '.join(message.split())}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: runs ``cli`` and turns every failure into one line."""
+    _register()
+    try:
+        cli.main(args=argv, prog_name="billing", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "billing"
+        fail(f"{where}: {exc.format_message()} (see {where} --help)", EXIT_USAGE)
+    except click.ClickException as exc:
+        fail(exc.format_message())
+    except click.Abort:
+        fail("aborted")
+    except BillingError as exc:
+        fail(exc.message, exc.exit_code)
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
+        fail(f"database error: {reason}")

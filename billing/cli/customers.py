@@ -1,0 +1,52 @@
+"""``billing customers``: holders of billing keys."""
+
+from __future__ import annotations
+
+import click
+
+from billing.cli.output import emit_json, json_option
+from billing.cli.runtime import Runtime
+from billing.domain.times import format_time
+from billing.services import customers as customer_service
+
+
+@click.group()
+def customers() -> None:
+    """Customers, named by the customer_uid of their PortOne billing key."""
+
+
+@customers.command()
+@click.argument("customer_uid")
+@click.option("--name", help="Buyer name.")
+@click.option("--email", help="Where e-mail notices go.")
+@click.option("--phone", help="Buyer phone number.")
+@json_option
+@click.pass_obj
+def add(
+    runtime: Runtime,
+    customer_uid: str,
+    name: str | None,
+    email: str | None,
+    phone: str | None,
+    as_json: bool,
+) -> None:
+    """Add a customer whose billing key is stored at PortOne as CUSTOMER_UID."""
+    customer_service.check_customer_uid(customer_uid)
+    customer_service.check_contact(name, email, phone)
+    app = runtime.app
+    with app.transaction() as session:
+        customer = customer_service.add_customer(
+            session, customer_uid, app.clock.now(), name=name, email=email, phone=phone
+        )
+    if as_json:
+        emit_json(
+            {
+                "customer_uid": customer.customer_uid,
+                "name": customer.name,
+                "email": customer.email,
+                "phone": customer.phone,
+                "created_at": format_time(customer.created_at, runtime.settings_zone),
+            }
+        )
+        return
+    click.echo(f"added customer {customer.customer_uid}")

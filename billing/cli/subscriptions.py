@@ -1,0 +1,136 @@
+"""``billing subscriptions``: create, inspect and change subscriptions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import click
+from sqlalchemy.orm import Session
+
+from billing.cli.output import emit_json, emit_table, json_option, parse_option_time
+from billing.cli.runtime import Runtime
+from billing.db.tables import Subscription
+from billing.services import catalog as catalog_service
+from billing.services import subscriptions as service
+from billing.views import subscription_view
+
+ID = click.argument("subscription_id", metavar="ID", type=click.IntRange(min=1))
+
+
+@click.group()
+def subscriptions() -> None:
+    """Subscriptions: one customer on one plan."""
+
+
+def _view(session: Session, row: Subscription) -> dict[str, Any]:
+    zone = catalog_service.plan_version(session, row.plan_id, row.plan_version).zone
+    return subscription_view(row, service.customer_uid_of(session, row), zone)
+
+
+def _print(view: dict[str, Any], as_json: bool, headline: str | None = None) -> None:
+    if as_json:
+        emit_json(view)
+        return
+    if headline:
+        click.echo(headline)
+    width = max(len(key) for key in view)
+    for key, value in view.items():
+        click.echo(f"{key:<{width}}  {'-' if value is None else value}")
+
+
+@subscriptions.command()
+@click.option("--customer", "customer_uid", required=True, help="customer_uid of the customer.")
+@click.option("--plan", "plan_id", required=True, help="Plan id from the catalog.")
+@click.option("--start", help="Start (ISO 8601; default now). Without offset: the plan's zone.")
+@json_option
+@click.pass_obj
+def create(
+    runtime: Runtime, customer_uid: str, plan_id: str, start: str | None, as_json: bool
+) -> None:
+    """Subscribe a customer to a plan; the first charge follows the plan's calendar."""
+    app = runtime.app
+    now = app.clock.now()
+    with app.transaction() as session:
+        catalog_service.ensure_catalog(session, runtime.settings, now)
+        plan = catalog_service.current_plan(session, plan_id)
+        begin = parse_option_time("--start", start, plan.zone) if start else now
+        row = service.create_subscription(session, customer_uid, plan_id, begin, now)
+        view = _view(session, row)
+    _print(view, as_json, f"created subscription {row.id}")
+
+
+@subscriptions.command()
+@ID
+@json_option
+@click.pass_obj
+def show(runtime: Runtime, subscription_id: int, as_json: bool) -> None:
+    """Show one subscription."""
+    with runtime.app.transaction() as session:
+        view = _view(session, service.get_subscription(session, subscription_id))
+    _print(view, as_json)
+
+
+@subscriptions.command("list")
+@click.option("--status", type=click.Choice(service.STATUSES), help="Only this status.")
+@json_option
+@click.pass_obj
+def list_(runtime: Runtime, status: str | None, as_json: bool) -> None:
+    """List subscriptions, oldest first."""
+    with runtime.app.transaction() as session:
+        views = [_view(session, row) for row in service.list_subscriptions(session, status)]
+    if as_json:
+        emit_json(views)
+        return
+    columns = ("ID", "CUSTOMER", "PLAN", "STATUS", "PERIOD END", "NEXT CHARGE")
+    rows = [
+        (v["id"], v["customer_uid"], v["plan_id"], v["status"], v["current_period_end"],
+         v["next_charge_at"])
+        for v in views
+    ]  # fmt: skip
+    emit_table(columns, rows, "no subscriptions")
+
+
+def _lifecycle_command(
+    name: str, verb: str, change: Callable[[Session, int, datetime, dict[str, Any]], Subscription]
+) -> Callable[..., None]:
+    def command(runtime: Runtime, subscription_id: int, as_json: bool, **options: Any) -> None:
+        app = runtime.app
+        with app.transaction() as session:
+            row = change(session, subscription_id, app.clock.now(), options)
+            view = _view(session, row)
+        _print(view, as_json, f"subscription {row.id} {verb}: now {row.status}")
+
+    command.__name__ = name.replace("-", "_")
+    return command
+
+
+def _add(name: str, verb: str, help_text: str, change: Any, *options: Any) -> None:
+    command = _lifecycle_command(name, verb, change)
+    for option in (*options, json_option, ID):
+        command = option(command)
+    subscriptions.command(name, help=help_text)(click.pass_obj(command))
+
+
+_add(
+    "cancel", "canceled",
+    "Cancel now (no further charges), or at the end of the paid period.",
+    lambda s, i, now, o: service.cancel(s, i, now, o["at_period_end"]),
+    click.option("--at-period-end", is_flag=True, help="Serve the paid period, then stop."),
+)  # fmt: skip
+_add(
+    "pause", "paused", "Pause: no charges until resumed.",
+    lambda s, i, now, o: service.pause(s, i, now),
+)  # fmt: skip
+_add(
+    "resume", "resumed",
+    "Resume: charged at once and re-anchored to now (inside a paid period: on schedule).",
+    lambda s, i, now, o: service.resume(s, i, now),
+)  # fmt: skip
+_add(
+    "change-plan", "changed",
+    "Move to another plan from the next period.",
+    lambda s, i, now, o: service.change_plan(s, i, o["plan_id"], now),
+    click.option("--plan", "plan_id", required=True, help="The new plan id."),
+)  # fmt: skip

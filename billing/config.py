@@ -1,0 +1,150 @@
+"""Settings from the environment (SPEC section 3), validated once at start.
+
+A wrong value is a one-line ``ConfigError`` that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from sqlalchemy.exc import ArgumentError
+
+from billing.catalog import load_zone
+from billing.db.engine import normalize_url
+from billing.errors import ConfigError
+
+DEFAULT_PORTONE_URL = "https://api.iamport.kr"
+DEFAULT_PLANS = "schedules/plans.yaml"
+BROKER_SCHEMES = ("redis://", "rediss://", "memory://", "amqp://", "amqps://")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _flag(value: object) -> object:
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE | _FALSE:
+            return lowered in _TRUE
+        raise ValueError(f"must be 1 or 0 (also true/false, yes/no, on/off), got {value!r}")
+    return value
+
+
+def _blank_is_none(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
+Optional = BeforeValidator(_blank_is_none)
+
+
+class Settings(BaseModel):
+    """Every setting the product reads, by its environment variable name."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    database_url: str = Field("sqlite:///billing.db", alias="BILLING_DATABASE_URL")
+    broker_url: Annotated[str | None, Optional] = Field(None, alias="BILLING_BROKER_URL")
+    portone_url: Annotated[str | None, Optional] = Field(None, alias="BILLING_PORTONE_URL")
+    imp_key: Annotated[SecretStr | None, Optional] = Field(None, alias="BILLING_PORTONE_IMP_KEY")
+    imp_secret: Annotated[SecretStr | None, Optional] = Field(
+        None, alias="BILLING_PORTONE_IMP_SECRET"
+    )
+    portone_timeout: float = Field(30.0, alias="BILLING_PORTONE_TIMEOUT", gt=0, le=600)
+    reconcile_after: int = Field(300, alias="BILLING_RECONCILE_AFTER", ge=1, le=86400)
+    plans: str = Field(DEFAULT_PLANS, alias="BILLING_PLANS", min_length=1)
+    timezone: str = Field("Asia/Seoul", alias="BILLING_TIMEZONE")
+    sandbox: Flag = Field(False, alias="BILLING_SANDBOX")
+    site_code: Annotated[str | None, Optional] = Field(None, alias="BILLING_PORTONE_SITE_CODE")
+    flower_basic_auth: Annotated[SecretStr | None, Optional] = Field(
+        None, alias="FLOWER_BASIC_AUTH"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        try:
+            url = normalize_url(value)
+        except ArgumentError:
+            raise ValueError("is not a database URL such as sqlite:///billing.db") from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(BROKER_SCHEMES):
+            raise ValueError("must be a redis://, rediss://, amqp:// or memory:// URL")
+        return value
+
+    @field_validator("portone_url")
+    @classmethod
+    def _portone(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/") if value else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        load_zone(value)
+        return value
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _basic_auth(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            user, _, password = value.get_secret_value().partition(":")
+            if not user or not password:
+                raise ValueError("must be user:password")
+        return value
+
+    @property
+    def plans_path(self) -> Path:
+        return Path(self.plans)
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.imp_key is not None and self.imp_secret is not None
+
+
+VARIABLES = tuple(
+    str(field.alias) for field in Settings.model_fields.values() if field.alias is not None
+)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raises ConfigError naming the first bad variable."""
+    source = os.environ if environ is None else environ
+    values = {name: source[name] for name in VARIABLES if name in source}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    variable = str(error["loc"][0]) if error["loc"] else "environment"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{variable}: {message}{_shown(variable, message, error.get('input'))}"
+
+
+def _shown(variable: str, message: str, value: object) -> str:
+    """The offending value, unless it may carry a secret (keys, passwords in URLs)."""
+    hidden = ("SECRET", "AUTH", "KEY", "_URL")
+    if any(part in variable for part in hidden) or repr(value) in message:
+        return ""
+    return f" (got {value!r})"

@@ -1,0 +1,60 @@
+"""Engines and sessions. Built by the composition root, never at import time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalize_url(raw: str) -> URL:
+    """Parse a database URL; ``postgresql://`` and ``postgres://`` mean psycopg 3."""
+    url = make_url(raw)
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def make_engine(raw_url: str, pool_size: int = 5) -> Engine:
+    """An engine whose pool fits ``pool_size`` concurrent users (a worker's concurrency)."""
+    url = normalize_url(raw_url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max(2, pool_size // 4),
+        pool_pre_ping=True,
+        pool_timeout=30,
+        connect_args={"connect_timeout": 10, "application_name": "billing"},
+    )
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "begin", _sqlite_begin_immediate)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling is switched off so that BEGIN IMMEDIATE below
+    # takes the write lock up front: SQLite has no SELECT ... FOR UPDATE.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_sessions(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)

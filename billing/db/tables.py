@@ -1,0 +1,232 @@
+"""The schema: customers, versioned plans, subscriptions, charges and the event log.
+
+The charge identity (SPEC 2.6) is enforced by the database, not only by code:
+``UNIQUE (subscription_id, period_no, attempt)`` and ``UNIQUE (merchant_uid)``; at most one
+paid charge per period and at most one open (pending, processing, unknown) charge per
+subscription are partial unique indexes. The event log refuses UPDATE and DELETE (triggers
+in the migration).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from billing.db.types import UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
+
+SUBSCRIPTION_STATUSES = "'trialing', 'active', 'past_due', 'paused', 'canceled'"
+CHARGE_STATUSES = "'pending', 'processing', 'paid', 'failed', 'unknown'"
+OPEN_CHARGE = "status IN ('pending', 'processing', 'unknown')"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    customer_uid: Mapped[str] = mapped_column(String(80), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PlanRow(Base):
+    """A plan id and its current version; archived when removed from the catalog."""
+
+    __tablename__ = "plans"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    current_version: Mapped[int] = mapped_column(Integer)
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PlanVersion(Base):
+    """The terms of a plan from one catalog load on; a changed plan gets a new version."""
+
+    __tablename__ = "plan_versions"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("(interval IS NULL) <> (cron IS NULL)", name="one_schedule"),
+    )
+
+    plan_id: Mapped[str] = mapped_column(ForeignKey("plans.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    timezone: Mapped[str] = mapped_column(String(64))
+    interval: Mapped[str | None] = mapped_column(String(32))
+    cron: Mapped[str | None] = mapped_column(String(120))
+    trial_days: Mapped[int] = mapped_column(Integer)
+    prorate_first: Mapped[bool] = mapped_column(Boolean)
+    card_quota: Mapped[int | None] = mapped_column(Integer)
+    retry_after: Mapped[list[int]] = mapped_column(JSON)  # seconds from the first failure
+    final_action: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CatalogLoad(Base):
+    """Each accepted catalog load: where it came from and the catalog-wide settings."""
+
+    __tablename__ = "catalog_loads"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(1000))
+    sha256: Mapped[str] = mapped_column(String(64))
+    timezone: Mapped[str] = mapped_column(String(64))
+    notify: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    plan_versions: Mapped[dict[str, int]] = mapped_column(JSON)
+    loaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Subscription(Base):
+    """A customer's subscription; ``next_charge_at`` is what the scheduler scans for."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({SUBSCRIPTION_STATUSES})", name="status"),
+        CheckConstraint("period_no >= 1 AND attempt >= 1", name="counters"),
+        ForeignKeyConstraint(
+            ["plan_id", "plan_version"], ["plan_versions.plan_id", "plan_versions.version"]
+        ),
+        Index(
+            "ix_subscriptions_due",
+            "next_charge_at",
+            postgresql_where=text("next_charge_at IS NOT NULL"),
+            sqlite_where=text("next_charge_at IS NOT NULL"),
+        ),
+        Index("ix_subscriptions_customer_id", "customer_id"),
+        Index("ix_subscriptions_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(12), unique=True)  # merchant_uid prefix
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    plan_id: Mapped[str] = mapped_column(String(64))
+    plan_version: Mapped[int] = mapped_column(Integer)  # terms of the current period
+    next_plan_id: Mapped[str | None] = mapped_column(ForeignKey("plans.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    trial_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    anchor_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    current_period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    current_cycle: Mapped[int | None] = mapped_column(Integer)
+    period_no: Mapped[int] = mapped_column(Integer)  # number of the due period
+    due_period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_period_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_cycle: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)  # attempt number of the next charge
+    next_charge_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Charge(Base):
+    """One attempt to charge one period. Self-contained: the worker needs no other row."""
+
+    __tablename__ = "charges"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "period_no", "attempt"),
+        CheckConstraint(f"status IN ({CHARGE_STATUSES})", name="status"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("refunded_amount >= 0 AND refunded_amount <= amount", name="refund"),
+        CheckConstraint("period_no >= 1 AND attempt >= 1", name="counters"),
+        Index(
+            "uq_charges_paid_period",
+            "subscription_id",
+            "period_no",
+            unique=True,
+            postgresql_where=text("status = 'paid'"),
+            sqlite_where=text("status = 'paid'"),
+        ),
+        Index(
+            "uq_charges_open_per_subscription",
+            "subscription_id",
+            unique=True,
+            postgresql_where=text(OPEN_CHARGE),
+            sqlite_where=text(OPEN_CHARGE),
+        ),
+        Index(
+            "ix_charges_open",
+            "status",
+            "updated_at",
+            postgresql_where=text(OPEN_CHARGE),
+            sqlite_where=text(OPEN_CHARGE),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"))
+    period_no: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    merchant_uid: Mapped[str] = mapped_column(String(40), unique=True)
+    customer_uid: Mapped[str] = mapped_column(String(80))
+    plan_id: Mapped[str] = mapped_column(String(64))
+    plan_version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(40))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    card_quota: Mapped[int | None] = mapped_column(Integer)
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))
+    imp_uid: Mapped[str | None] = mapped_column(String(64))
+    fail_reason: Mapped[str | None] = mapped_column(Text)
+    decline_class: Mapped[str | None] = mapped_column(String(16))  # hard | soft (dunning)
+    sends: Mapped[int] = mapped_column(Integer, default=0)  # requests sent to PortOne
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # transient retry not before
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Event(Base):
+    """The append-only history: every state change, gateway exchange and notice."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_subscription_id_id", "subscription_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"))
+    charge_id: Mapped[int | None] = mapped_column(ForeignKey("charges.id"))
+    kind: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the billing clock
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the system clock

@@ -1,0 +1,92 @@
+"""Plans, dunning policies and notice channels: the catalog as plain values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from billing.domain.durations import Interval
+
+MIN_INSTALLMENT_AMOUNT = 50_000  # KRW; card_quota is refused below this (PortOne V1)
+MAX_ATTEMPTS_PER_30_DAYS = 15  # card-network rule: attempts on one card in 30 days
+
+
+class FinalAction(StrEnum):
+    CANCEL = "cancel"
+    PAUSE = "pause"
+
+
+@dataclass(frozen=True)
+class DunningPolicy:
+    """Retry offsets counted from the first failed attempt of a period, then a final action."""
+
+    retry_after: tuple[timedelta, ...] = (timedelta(days=1), timedelta(days=3), timedelta(days=7))
+    final_action: FinalAction = FinalAction.CANCEL
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_after) + 1
+
+
+@dataclass(frozen=True)
+class NotifyChannel:
+    """Where notices go: ``log``, ``webhook`` or ``email`` with their settings."""
+
+    type: str
+    settings: tuple[tuple[str, str], ...] = ()
+
+    def get(self, key: str) -> str | None:
+        return dict(self.settings).get(key)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One version of a plan. Exactly one of ``interval`` and ``cron`` is set."""
+
+    id: str
+    name: str
+    amount: int
+    zone: ZoneInfo
+    interval: Interval | None = None
+    cron: str | None = None
+    trial_days: int = 0
+    prorate_first: bool = True
+    card_quota: int | None = None
+    dunning: DunningPolicy = field(default_factory=DunningPolicy)
+    version: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.interval is None) == (self.cron is None):
+            raise ValueError(f"plan {self.id!r} needs exactly one of interval and cron")
+        if type(self.amount) is not int or self.amount <= 0:
+            raise ValueError(f"plan {self.id!r} amount must be a positive integer")
+
+    @property
+    def schedule_text(self) -> str:
+        return f"every {self.interval}" if self.interval else f"cron {self.cron}"
+
+    def same_terms(self, other: Plan) -> bool:
+        """True when both define the same plan, whatever their version numbers."""
+        return _terms(self) == _terms(other)
+
+
+def _terms(plan: Plan) -> tuple[object, ...]:
+    return (
+        plan.id, plan.name, plan.amount, plan.zone.key, plan.interval, plan.cron,
+        plan.trial_days, plan.prorate_first, plan.card_quota, plan.dunning,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A whole plan catalog file, validated."""
+
+    zone: ZoneInfo
+    dunning: DunningPolicy
+    notify: tuple[NotifyChannel, ...]
+    plans: tuple[Plan, ...]
+
+    def plan(self, plan_id: str) -> Plan | None:
+        return next((p for p in self.plans if p.id == plan_id), None)

@@ -1,0 +1,34 @@
+"""Reading and writing times as ISO 8601 with an offset."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+
+def parse_time(text: str, zone: ZoneInfo) -> datetime:
+    """Parse ISO 8601 (``2026-01-31T00:30:00+09:00``, ``...Z``) into an aware UTC datetime.
+
+    A time without an offset, or a bare date (midnight), is read in ``zone``: the plan's zone
+    for plan commands, BILLING_TIMEZONE otherwise.
+    """
+    cleaned = text.strip()
+    try:
+        if len(cleaned) == 10:
+            moment = datetime.combine(date.fromisoformat(cleaned), datetime.min.time())
+        else:
+            moment = datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not an ISO 8601 time such as 2026-01-31T09:00:00+09:00"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return moment.astimezone(UTC)
+
+
+def format_time(moment: datetime | None, zone: ZoneInfo) -> str | None:
+    """ISO 8601 with the offset of ``zone``, to the second."""
+    if moment is None:
+        return None
+    return moment.astimezone(zone).isoformat(timespec="seconds")

@@ -1,0 +1,193 @@
+"""Loading the plan catalog into the database and reading plans back."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from importlib import resources
+from pathlib import Path
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from billing.catalog import load_catalog_file, load_zone
+from billing.config import DEFAULT_PLANS, Settings
+from billing.db.tables import CatalogLoad, PlanRow, PlanVersion, Subscription
+from billing.domain.durations import parse_interval
+from billing.domain.plans import Catalog, DunningPolicy, FinalAction, Plan
+from billing.domain.subscriptions import LIVE_STATUSES
+from billing.errors import CatalogError, NotFound
+
+
+@dataclass
+class LoadReport:
+    created: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    archived: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [
+            f"{len(names)} {label}" + (f" ({', '.join(names)})" if names else "")
+            for label, names in (
+                ("new", self.created),
+                ("changed", self.changed),
+                ("unchanged", self.unchanged),
+                ("archived", self.archived),
+            )
+        ]
+        return "; ".join(parts)
+
+
+def catalog_path(settings: Settings) -> Path:
+    """BILLING_PLANS; the default falls back to the catalog shipped in the package."""
+    path = settings.plans_path
+    if settings.plans == DEFAULT_PLANS and not path.exists():
+        return Path(str(resources.files("schedules").joinpath("plans.yaml")))
+    return path
+
+
+def read_catalog(path: Path, settings: Settings) -> tuple[Catalog, str]:
+    """Validate a catalog file; returns it with the sha256 of its bytes."""
+    catalog = load_catalog_file(path, settings.timezone)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return catalog, digest
+
+
+def load_catalog(
+    session: Session, catalog: Catalog, source: str, digest: str, now: datetime
+) -> LoadReport:
+    """Upsert every plan of ``catalog`` (all or nothing: the caller's transaction)."""
+    report = LoadReport()
+    rows = {row.id: row for row in session.scalars(select(PlanRow).with_for_update())}
+    versions: dict[str, int] = {}
+    for plan in catalog.plans:
+        versions[plan.id] = _upsert_plan(session, rows.get(plan.id), plan, now, report)
+    wanted = {plan.id for plan in catalog.plans}
+    for row in rows.values():
+        if row.id not in wanted and row.archived_at is None:
+            _archive(session, row, source, now)
+            report.archived.append(row.id)
+    session.add(
+        CatalogLoad(
+            source=source, sha256=digest, timezone=catalog.zone.key,
+            notify=[{"type": c.type, **dict(c.settings)} for c in catalog.notify],
+            plan_versions=versions, loaded_at=now,
+        )
+    )  # fmt: skip
+    return report
+
+
+def _upsert_plan(
+    session: Session, row: PlanRow | None, plan: Plan, now: datetime, report: LoadReport
+) -> int:
+    if row is None:
+        session.add(PlanRow(id=plan.id, current_version=1, created_at=now, updated_at=now))
+        session.flush()
+        session.add(_version_row(plan, 1, now))
+        report.created.append(plan.id)
+        return 1
+    current = plan_from_row(_version(session, row.id, row.current_version))
+    row.archived_at = None
+    if current.same_terms(plan):
+        report.unchanged.append(plan.id)
+        return row.current_version
+    row.current_version += 1
+    row.updated_at = now
+    session.add(_version_row(plan, row.current_version, now))
+    report.changed.append(plan.id)
+    return row.current_version
+
+
+def _archive(session: Session, row: PlanRow, source: str, now: datetime) -> None:
+    live = session.scalar(
+        select(func.count())
+        .select_from(Subscription)
+        .where(
+            or_(Subscription.plan_id == row.id, Subscription.next_plan_id == row.id),
+            Subscription.status.in_([str(s) for s in LIVE_STATUSES]),
+        )
+    )
+    if live:
+        raise CatalogError(
+            f"{source}: plan {row.id!r}: removing a plan with {live} live subscription"
+            f"{'s' if live > 1 else ''} is refused (move them with `subscriptions change-plan`)"
+        )
+    row.archived_at = now
+    row.updated_at = now
+
+
+def _version_row(plan: Plan, version: int, now: datetime) -> PlanVersion:
+    return PlanVersion(
+        plan_id=plan.id,
+        version=version,
+        name=plan.name,
+        amount=plan.amount,
+        timezone=plan.zone.key,
+        interval=str(plan.interval) if plan.interval else None,
+        cron=plan.cron,
+        trial_days=plan.trial_days,
+        prorate_first=plan.prorate_first,
+        card_quota=plan.card_quota,
+        retry_after=[int(offset.total_seconds()) for offset in plan.dunning.retry_after],
+        final_action=str(plan.dunning.final_action),
+        created_at=now,
+    )
+
+
+def plan_from_row(row: PlanVersion) -> Plan:
+    return Plan(
+        id=row.plan_id,
+        name=row.name,
+        amount=row.amount,
+        zone=load_zone(row.timezone),
+        interval=parse_interval(row.interval) if row.interval else None,
+        cron=row.cron,
+        trial_days=row.trial_days,
+        prorate_first=row.prorate_first,
+        card_quota=row.card_quota,
+        dunning=DunningPolicy(
+            tuple(timedelta(seconds=s) for s in row.retry_after), FinalAction(row.final_action)
+        ),
+        version=row.version,
+    )
+
+
+def _version(session: Session, plan_id: str, version: int) -> PlanVersion:
+    row = session.get(PlanVersion, (plan_id, version))
+    if row is None:
+        raise NotFound(f"plan {plan_id!r} has no version {version}")
+    return row
+
+
+def ensure_catalog(session: Session, settings: Settings, now: datetime) -> None:
+    """Load BILLING_PLANS the first time a database is used; later loads are explicit."""
+    if session.scalar(select(CatalogLoad.id).limit(1)) is not None:
+        return
+    path = catalog_path(settings)
+    catalog, digest = read_catalog(path, settings)
+    load_catalog(session, catalog, str(path), digest, now)
+
+
+def current_plan(session: Session, plan_id: str) -> Plan:
+    """The current terms of a plan that is in the catalog (not archived)."""
+    row = session.get(PlanRow, plan_id)
+    if row is None or row.archived_at is not None:
+        known = ", ".join(plan.id for plan in current_plans(session)) or "none loaded"
+        raise NotFound(f"unknown plan {plan_id!r} (plans: {known})")
+    return plan_from_row(_version(session, plan_id, row.current_version))
+
+
+def plan_version(session: Session, plan_id: str, version: int) -> Plan:
+    return plan_from_row(_version(session, plan_id, version))
+
+
+def current_plans(session: Session) -> list[Plan]:
+    is_current = (PlanRow.id == PlanVersion.plan_id) & (
+        PlanRow.current_version == PlanVersion.version
+    )
+    query = (
+        select(PlanVersion).join(PlanRow, is_current).where(PlanRow.archived_at.is_(None))
+    ).order_by(PlanRow.id)
+    return [plan_from_row(row) for row in session.scalars(query)]

@@ -1,0 +1,1 @@
+"""The scheduler entry point and the default plan catalog (``schedules/plans.yaml``)."""

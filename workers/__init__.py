@@ -1,0 +1,1 @@
+"""The Celery app (``celery -A workers worker``): charge, reconcile and notify tasks."""
