@@ -1,9 +1,19 @@
-"""Where "now" comes from. Services take ``now`` as an argument; entry points ask a Clock."""
+"""Where "now" comes from. Services take ``now`` as an argument; entry points ask a Clock.
+
+In sandbox mode the billing clock is the shared test clock stored in the database, so the
+scheduler and every worker agree on it. It stands still until ``billing clock set`` or
+``billing clock advance`` moves it; before it was ever set it follows the system clock.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from billing.db.tables import TestClock
 
 
 class Clock(Protocol):
@@ -23,3 +33,37 @@ class FixedClock:
 
     def now(self) -> datetime:
         return self.moment
+
+    def advance(self, delta: timedelta) -> None:
+        self.moment += delta
+
+
+class DatabaseClock:
+    """The shared test clock (sandbox mode only)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def now(self) -> datetime:
+        with self._sessions() as session:
+            stored = session.scalar(select(TestClock.now).where(TestClock.id == 1))
+        return stored if stored is not None else datetime.now(UTC)
+
+    def set(self, moment: datetime) -> datetime:
+        with self._sessions.begin() as session:
+            row = session.get(TestClock, 1, with_for_update=True)
+            if row is None:
+                session.add(TestClock(id=1, now=moment, updated_at=datetime.now(UTC)))
+            else:
+                row.now, row.updated_at = moment, datetime.now(UTC)
+        return moment
+
+    def advance(self, delta: timedelta) -> datetime:
+        with self._sessions.begin() as session:
+            row = session.get(TestClock, 1, with_for_update=True)
+            moment = (row.now if row is not None else datetime.now(UTC)) + delta
+            if row is None:
+                session.add(TestClock(id=1, now=moment, updated_at=datetime.now(UTC)))
+            else:
+                row.now, row.updated_at = moment, datetime.now(UTC)
+        return moment

@@ -18,6 +18,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from sqlalchemy.exc import ArgumentError
 
@@ -26,6 +27,8 @@ from billing.db.engine import normalize_url
 from billing.errors import ConfigError
 
 DEFAULT_PORTONE_URL = "https://api.iamport.kr"
+SANDBOX_IMP_KEY = "sandbox_key"  # what the bundled sandbox accepts unless told otherwise
+SANDBOX_IMP_SECRET = "sandbox_secret"  # noqa: S105 (a public sandbox credential)
 DEFAULT_PLANS = "schedules/plans.yaml"
 BROKER_SCHEMES = ("redis://", "rediss://", "memory://", "amqp://", "amqps://")
 _TRUE = {"1", "true", "yes", "on"}
@@ -111,6 +114,15 @@ class Settings(BaseModel):
                 raise ValueError("must be user:password")
         return value
 
+    @model_validator(mode="after")
+    def _windows(self) -> Settings:
+        if self.reconcile_after <= self.portone_timeout:
+            raise ValueError(
+                f"must be longer than BILLING_PORTONE_TIMEOUT ({self.portone_timeout:g} s), or a "
+                "charge could be sent again while its first request is still in flight"
+            )
+        return self
+
     @property
     def plans_path(self) -> Path:
         return Path(self.plans)
@@ -118,6 +130,21 @@ class Settings(BaseModel):
     @property
     def has_credentials(self) -> bool:
         return self.imp_key is not None and self.imp_secret is not None
+
+    @property
+    def embedded(self) -> bool:
+        """Nothing configured: SQLite, in-process broker, bundled sandbox."""
+        return (
+            self.database_url.startswith("sqlite")
+            and self.broker_url is None
+            and self.portone_url is None
+            and not self.has_credentials
+        )
+
+    @property
+    def sandbox_mode(self) -> bool:
+        """Test clock and sandbox-only commands: BILLING_SANDBOX=1, or the embedded default."""
+        return self.sandbox or self.embedded
 
 
 VARIABLES = tuple(
@@ -137,14 +164,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 def _describe(exc: ValidationError) -> str:
     error = exc.errors()[0]
-    variable = str(error["loc"][0]) if error["loc"] else "environment"
+    variable = str(error["loc"][0]) if error["loc"] else "BILLING_RECONCILE_AFTER"
     message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{variable}: {message}{_shown(variable, message, error.get('input'))}"
+    shown = _shown(variable, message, error.get("input"), bool(error["loc"]))
+    return f"{variable}: {message}{shown}"
 
 
-def _shown(variable: str, message: str, value: object) -> str:
+def _shown(variable: str, message: str, value: object, error_loc: bool) -> str:
     """The offending value, unless it may carry a secret (keys, passwords in URLs)."""
     hidden = ("SECRET", "AUTH", "KEY", "_URL")
-    if any(part in variable for part in hidden) or repr(value) in message:
+    if any(part in variable for part in hidden) or repr(value) in message or not error_loc:
         return ""
     return f" (got {value!r})"

@@ -1,1 +1,5 @@
-"""The Celery app (``celery -A workers worker``): charge, reconcile and notify tasks."""
+"""The Celery app (``celery -A workers worker``): charge and reconcile tasks."""
+
+from workers.app import app
+
+__all__ = ["app"]

@@ -159,7 +159,12 @@ class Subscription(Base):
 
 
 class Charge(Base):
-    """One attempt to charge one period. Self-contained: the worker needs no other row."""
+    """One attempt to charge one period. Self-contained: the worker needs no other row.
+
+    Business times (created_at, paid_at, the period) follow the billing clock, which is the
+    test clock in sandbox mode; operational timers (updated_at, sent_at, retry_at) follow the
+    system clock, because they measure how long PortOne or a worker has been silent.
+    """
 
     __tablename__ = "charges"
     __table_args__ = (
@@ -210,10 +215,22 @@ class Charge(Base):
     fail_reason: Mapped[str | None] = mapped_column(Text)
     decline_class: Mapped[str | None] = mapped_column(String(16))  # hard | soft (dunning)
     sends: Mapped[int] = mapped_column(Integer, default=0)  # requests sent to PortOne
-    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # transient retry not before
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # system clock: not before
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
-    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # billing clock
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)  # billing clock
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)  # system clock
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # system clock, last send
+
+
+class TestClock(Base):
+    """The shared test clock of sandbox mode (one row): every process reads "now" here."""
+
+    __tablename__ = "test_clock"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    now: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from billing.domain.calendar import Period, first_period, trial_end
-from billing.domain.plans import Plan
+from billing.domain.calendar import Period, first_period, following_period, trial_end
+from billing.domain.plans import DunningPolicy, FinalAction, Plan
 from billing.errors import Conflict
 
 
@@ -146,3 +146,93 @@ def _serving_paid_period(state: BillingState) -> bool:
 def _require_live(state: BillingState, verb: str) -> None:
     if not state.is_live:
         raise Conflict(f"cannot {verb} a subscription that is {state.status}")
+
+
+CHARGEABLE_STATUSES = frozenset(
+    {SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE}
+)
+
+
+def begin_period(state: BillingState) -> BillingState:
+    """A charge for the due period has been created: the period is now in effect."""
+    status = (
+        SubscriptionStatus.ACTIVE if state.status == SubscriptionStatus.TRIALING else state.status
+    )
+    return replace(state, status=status, current=state.due, next_charge_at=None)
+
+
+def record_payment(state: BillingState, plan: Plan, next_plan: Plan | None) -> BillingState:
+    """The due period is paid: it becomes current and the following period becomes due.
+
+    ``plan`` is the plan of the paid period; ``next_plan`` the plan of a pending change,
+    whose calendar starts where the paid period ends. A past-due subscription recovers;
+    the renewal stays on the original schedule (anchor unchanged).
+    """
+    paid = state.due
+    if next_plan is not None:
+        due = first_period(replace(next_plan, trial_days=0), paid.end)
+        anchor, plan_id = due.start, next_plan.id
+    else:
+        due, anchor, plan_id = following_period(plan, paid, state.anchor), state.anchor, plan.id
+    status = state.status
+    if status in CHARGEABLE_STATUSES:
+        status = SubscriptionStatus.ACTIVE
+    return replace(
+        state, status=status, plan_id=plan_id, anchor=anchor, current=paid, due=due,
+        period_no=state.period_no + 1, attempt=1, first_failed_at=None, next_plan_id=None,
+        next_charge_at=due.start if status == SubscriptionStatus.ACTIVE else None,
+    )  # fmt: skip
+
+
+def skip_period(state: BillingState, plan: Plan) -> BillingState:
+    """The due period costs nothing (a prorated 0 KRW): move on without charging."""
+    following = following_period(plan, state.due, state.anchor)
+    return replace(state, due=following, next_charge_at=following.start)
+
+
+def cancel_at_renewal(state: BillingState) -> BillingState:
+    """Cancel-at-period-end reaches the renewal: cancel instead of charging."""
+    return replace(state, status=SubscriptionStatus.CANCELED, next_charge_at=None)
+
+
+class DeclineAction(StrEnum):
+    RETRY = "retry"
+    CANCEL = "cancel"
+    PAUSE = "pause"
+    NONE = "none"  # the subscription was paused or canceled meanwhile: nothing to schedule
+
+
+@dataclass(frozen=True)
+class Decline:
+    state: BillingState
+    action: DeclineAction
+
+
+def record_decline(
+    state: BillingState, policy: DunningPolicy, now: datetime, *, final: bool = False
+) -> Decline:
+    """A charge of the due period was declined: schedule the next retry or end dunning.
+
+    Retries are offsets from the FIRST failed attempt of the period. ``final`` (a hard
+    decline: the card cannot succeed) ends dunning at once.
+    """
+    first = state.first_failed_at or now
+    if state.status not in CHARGEABLE_STATUSES:
+        return Decline(
+            replace(state, attempt=state.attempt + 1, first_failed_at=first), DeclineAction.NONE
+        )
+    failed_attempts = state.attempt
+    if final or failed_attempts >= policy.max_attempts:
+        ending = SubscriptionStatus.CANCELED
+        action = DeclineAction.CANCEL
+        if policy.final_action == FinalAction.PAUSE:
+            ending, action = SubscriptionStatus.PAUSED, DeclineAction.PAUSE
+        ended = replace(state, status=ending, attempt=state.attempt + 1, first_failed_at=first,
+                        next_charge_at=None)  # fmt: skip
+        return Decline(ended, action)
+    retry_at = first + policy.retry_after[failed_attempts - 1]
+    retrying = replace(
+        state, status=SubscriptionStatus.PAST_DUE, attempt=state.attempt + 1,
+        first_failed_at=first, next_charge_at=retry_at,
+    )  # fmt: skip
+    return Decline(retrying, DeclineAction.RETRY)

@@ -1,0 +1,179 @@
+"""The PortOne V1 REST client: one pooled httpx.Client per process, a cached access token.
+
+The client never decides what an answer means (see ``answers``); it turns every call into an
+``Exchange`` and never raises for a network or HTTP failure. It never logs the token or
+imp_secret.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from billing.portone.answers import Exchange, Transport
+
+TOKEN_MARGIN = 60.0  # seconds: a token this close to expiry is renewed before use
+CONNECT_TIMEOUT = 5.0
+POOL_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class ChargeRequest:
+    """The body of ``POST /subscribe/payments/again`` (amount in integer KRW)."""
+
+    customer_uid: str
+    merchant_uid: str
+    amount: int
+    name: str
+    card_quota: int | None = None
+    buyer_name: str | None = None
+    buyer_email: str | None = None
+    buyer_tel: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "customer_uid": self.customer_uid,
+            "merchant_uid": self.merchant_uid,
+            "amount": self.amount,
+            "name": self.name,
+        }
+        optional = {
+            "card_quota": self.card_quota,
+            "buyer_name": self.buyer_name,
+            "buyer_email": self.buyer_email,
+            "buyer_tel": self.buyer_tel,
+        }
+        fields.update({key: value for key, value in optional.items() if value is not None})
+        return fields
+
+
+class TokenUnavailable(Exception):
+    """getToken failed; nothing else was sent. Carries an Exchange describing why."""
+
+    def __init__(self, exchange: Exchange) -> None:
+        super().__init__(exchange.detail or f"HTTP {exchange.status}")
+        self.exchange = exchange
+
+
+class PortOneClient:
+    """Thread-safe; share one per process. ``transport`` is for tests (httpx.MockTransport)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        imp_key: str,
+        imp_secret: str,
+        *,
+        timeout: float = 30.0,
+        max_connections: int = 10,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._credentials = {"imp_key": imp_key, "imp_secret": imp_secret}
+        self._http = httpx.Client(
+            base_url=base_url,
+            timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT, pool=POOL_TIMEOUT),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": "billing/portone-v1"},
+        )
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._token_deadline = 0.0  # time.monotonic() after which the token is not used
+
+    def __repr__(self) -> str:
+        return f"PortOneClient({self._http.base_url!s})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- the calls ---------------------------------------------------------------------------
+
+    def again(self, request: ChargeRequest) -> Exchange:
+        """Charge a billing key. A 401 is answered by one token refresh and one replay."""
+        return self._authorized("POST", "/subscribe/payments/again", json=request.body())
+
+    def find_paid(self, merchant_uid: str) -> Exchange:
+        return self._authorized("GET", f"/payments/find/{_segment(merchant_uid)}/paid")
+
+    def find_all(self, merchant_uid: str) -> Exchange:
+        return self._authorized("GET", f"/payments/findAll/{_segment(merchant_uid)}")
+
+    def payment(self, imp_uid: str, *, include_sandbox: bool = False) -> Exchange:
+        params = {"include_sandbox": "true"} if include_sandbox else None
+        return self._authorized("GET", f"/payments/{_segment(imp_uid)}", params=params)
+
+    def customer(self, customer_uid: str) -> Exchange:
+        return self._authorized("GET", f"/subscribe/customers/{_segment(customer_uid)}")
+
+    def token(self) -> str:
+        """A valid access token, from the cache while it has more than a minute left."""
+        with self._lock:
+            if self._token is not None and time.monotonic() < self._token_deadline:
+                return self._token
+            self._token, lifetime = self._fetch_token()
+            self._token_deadline = time.monotonic() + max(0.0, lifetime - TOKEN_MARGIN)
+            return self._token
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _authorized(self, method: str, path: str, **options: Any) -> Exchange:
+        try:
+            token = self.token()
+        except TokenUnavailable as exc:
+            return exc.exchange
+        exchange = self._send(method, path, token, **options)
+        if exchange.status == 401:  # expired or revoked: not processed, safe to replay once
+            self._forget(token)
+            try:
+                token = self.token()
+            except TokenUnavailable as exc:
+                return exc.exchange
+            exchange = self._send(method, path, token, **options)
+        return exchange
+
+    def _forget(self, token: str) -> None:
+        with self._lock:
+            if self._token == token:
+                self._token = None
+
+    def _fetch_token(self) -> tuple[str, float]:
+        exchange = self._exchange("POST", "/users/getToken", json=self._credentials)
+        if exchange.failure is not None:
+            raise TokenUnavailable(Exchange(failure=Transport.NOT_SENT, detail=exchange.detail))
+        try:
+            answer = json.loads(exchange.body)["response"]
+            token = answer["access_token"]
+            lifetime = float(answer["expired_at"]) - float(answer["now"])
+        except (ValueError, KeyError, TypeError):
+            detail = f"getToken answered HTTP {exchange.status} without a token"
+            raise TokenUnavailable(
+                Exchange(exchange.status, failure=Transport.NOT_SENT, detail=detail)
+            ) from None
+        if not isinstance(token, str) or not token:
+            raise TokenUnavailable(Exchange(failure=Transport.NOT_SENT, detail="empty token"))
+        return token, lifetime
+
+    def _send(self, method: str, path: str, token: str, **options: Any) -> Exchange:
+        headers = {"Authorization": f"Bearer {token}"}
+        return self._exchange(method, path, headers=headers, **options)
+
+    def _exchange(self, method: str, path: str, **options: Any) -> Exchange:
+        try:
+            response = self._http.request(method, path, **options)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            return Exchange(failure=Transport.NOT_SENT, detail=type(exc).__name__)
+        except httpx.TransportError as exc:  # read/write timeout, reset, protocol error
+            return Exchange(failure=Transport.NO_ANSWER, detail=type(exc).__name__)
+        return Exchange(response.status_code, response.content)
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")

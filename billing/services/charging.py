@@ -1,0 +1,204 @@
+"""Charging one charge row, in two short transactions around the PortOne call.
+
+``begin_charge`` moves a pending row to processing and commits before anything is sent;
+``finish_charge`` records the classified answer in a new transaction. No database
+connection is held while PortOne is working. Both are idempotent by charge id: a duplicate
+message finds the row already processing (or settled) and does nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from billing.db.tables import Charge, Subscription
+from billing.domain.charges import ChargeStatus
+from billing.domain.subscriptions import DeclineAction, record_decline, record_payment
+from billing.portone.answers import ChargeAnswer, Outcome
+from billing.portone.client import ChargeRequest
+from billing.services.catalog import current_plan
+from billing.services.history import record_event
+from billing.services.plan_cache import PlanCache
+from billing.services.subscriptions import load_state, store_state
+
+TRANSIENT_BASE = 2.0  # seconds; doubled per send, capped, with jitter
+TRANSIENT_CAP = 120.0
+FIRST_LOOKUP_DELAY = 2.0  # seconds after an unknown outcome before asking PortOne
+
+
+@dataclass(frozen=True)
+class ChargeWork:
+    """What the worker sends, read from the row when it became processing."""
+
+    charge_id: int
+    subscription_id: int
+    request: ChargeRequest
+    resend: bool
+    sends: int
+
+
+@dataclass
+class FollowUp:
+    """Messages to publish after the transaction commits."""
+
+    charge: list[int] = field(default_factory=list)
+    reconcile: list[int] = field(default_factory=list)
+    countdown: float | None = None
+
+
+def backoff(sends: int, jitter: Callable[[], float] = random.random) -> float:
+    """Capped exponential backoff with full jitter between half and all of the step."""
+    step = min(TRANSIENT_CAP, TRANSIENT_BASE * 2 ** max(0, sends - 1))
+    return float(step * (0.5 + 0.5 * jitter()))
+
+
+def begin_charge(session: Session, charge_id: int, wall: datetime) -> ChargeWork | None:
+    """Pending -> processing (committed by the caller before the request is sent)."""
+    query = select(Charge).where(Charge.id == charge_id).with_for_update(skip_locked=True)
+    charge = session.scalar(query)
+    if charge is None or charge.status != ChargeStatus.PENDING:
+        return None
+    if charge.retry_at is not None and charge.retry_at > wall:
+        return None
+    resend = charge.sends > 0
+    charge.status = ChargeStatus.PROCESSING
+    charge.sends += 1
+    charge.sent_at = charge.updated_at = wall
+    charge.retry_at = None
+    request = ChargeRequest(
+        customer_uid=charge.customer_uid, merchant_uid=charge.merchant_uid,
+        amount=charge.amount, name=charge.name, card_quota=charge.card_quota,
+    )  # fmt: skip
+    return ChargeWork(charge.id, charge.subscription_id, request, resend, charge.sends)
+
+
+def finish_charge(
+    session: Session,
+    work: ChargeWork,
+    answer: ChargeAnswer,
+    now: datetime,
+    wall: datetime,
+    plans: PlanCache,
+) -> FollowUp:
+    """Record PortOne's answer. A payment is always recorded; anything else only while
+    the row is still the processing send this worker made."""
+    charge = session.scalar(select(Charge).where(Charge.id == work.charge_id).with_for_update())
+    assert charge is not None
+    record_event(
+        session, "gateway_answer", now, subscription_id=charge.subscription_id,
+        charge_id=charge.id, merchant_uid=charge.merchant_uid, amount=charge.amount,
+        send=work.sends, outcome=str(answer.outcome), http_status=answer.http_status,
+        code=answer.code, reason=answer.reason, imp_uid=answer.imp_uid,
+    )  # fmt: skip
+    if answer.outcome == Outcome.APPROVED:
+        assert answer.imp_uid is not None
+        settle_paid(session, charge, answer.imp_uid, now, wall, plans)
+        return FollowUp()
+    if charge.status != ChargeStatus.PROCESSING or charge.sends != work.sends:
+        return FollowUp()  # the sweeper took it over: reconciliation decides
+    if answer.outcome in (Outcome.DECLINED, Outcome.REFUSED):
+        settle_failed(session, charge, answer.reason, now, wall, plans)
+        return FollowUp()
+    if answer.outcome == Outcome.TRANSIENT:
+        delay = backoff(work.sends)
+        _park(charge, ChargeStatus.PENDING, wall, delay)
+        return FollowUp(charge=[charge.id], countdown=delay)
+    _park(charge, ChargeStatus.UNKNOWN, wall, FIRST_LOOKUP_DELAY)
+    return FollowUp(reconcile=[charge.id], countdown=FIRST_LOOKUP_DELAY)
+
+
+def _park(charge: Charge, status: ChargeStatus, wall: datetime, delay: float) -> None:
+    charge.status = status
+    charge.retry_at = wall + timedelta(seconds=delay)
+    charge.updated_at = wall
+
+
+def settle_paid(
+    session: Session, charge: Charge, imp_uid: str, now: datetime, wall: datetime, plans: PlanCache
+) -> None:
+    """PortOne holds this charge as paid: record it and advance the subscription."""
+    if charge.status == ChargeStatus.PAID:
+        return
+    charge.status, charge.imp_uid = ChargeStatus.PAID, imp_uid
+    charge.paid_at, charge.updated_at, charge.retry_at = now, wall, None
+    sub = _lock_subscription(session, charge.subscription_id)
+    record_event(
+        session, "charge_paid", now, subscription_id=sub.id, charge_id=charge.id,
+        merchant_uid=charge.merchant_uid, amount=charge.amount, imp_uid=imp_uid,
+        period_no=charge.period_no, attempt=charge.attempt,
+    )  # fmt: skip
+    if sub.period_no != charge.period_no:
+        record_event(session, "payment_for_superseded_period", now, subscription_id=sub.id,
+                     charge_id=charge.id, period_no=charge.period_no)  # fmt: skip
+        return
+    _supersede_unsent(session, charge, wall)
+    before = load_state(sub)
+    plan = plans.version(session, charge.plan_id, charge.plan_version)
+    next_plan = current_plan(session, sub.next_plan_id) if sub.next_plan_id else None
+    after = record_payment(before, plan, next_plan)
+    store_state(sub, after)
+    if next_plan is not None:
+        sub.plan_version = next_plan.version
+    sub.updated_at = now
+    if before.status == "past_due":
+        record_event(session, "payment_recovered", now, subscription_id=sub.id,
+                     charge_id=charge.id, attempt=charge.attempt)  # fmt: skip
+
+
+def settle_failed(
+    session: Session, charge: Charge, reason: str, now: datetime, wall: datetime, plans: PlanCache
+) -> None:
+    """Declined or refused: no money moved. Dunning decides what happens next."""
+    charge.status, charge.fail_reason = ChargeStatus.FAILED, reason
+    charge.updated_at, charge.retry_at = wall, None
+    sub = _lock_subscription(session, charge.subscription_id)
+    record_event(
+        session, "charge_failed", now, subscription_id=sub.id, charge_id=charge.id,
+        merchant_uid=charge.merchant_uid, amount=charge.amount, reason=reason,
+        period_no=charge.period_no, attempt=charge.attempt,
+    )  # fmt: skip
+    if (sub.period_no, sub.attempt) != (charge.period_no, charge.attempt):
+        return
+    policy = plans.version(session, charge.plan_id, charge.plan_version).dunning
+    decline = record_decline(load_state(sub), policy, now)
+    store_state(sub, decline.state)
+    sub.updated_at = now
+    if decline.action == DeclineAction.CANCEL:
+        sub.canceled_at = now
+    elif decline.action == DeclineAction.PAUSE:
+        sub.paused_at = now
+    retry_at = sub.next_charge_at.isoformat() if sub.next_charge_at else None
+    record_event(
+        session, f"dunning_{decline.action}", now, subscription_id=sub.id, charge_id=charge.id,
+        status=sub.status, next_charge_at=retry_at,
+    )  # fmt: skip
+
+
+def _supersede_unsent(session: Session, paid: Charge, wall: datetime) -> None:
+    """Another attempt of a now-paid period that was never sent must not be sent."""
+    others = session.scalars(
+        select(Charge)
+        .where(
+            Charge.subscription_id == paid.subscription_id,
+            Charge.period_no == paid.period_no,
+            Charge.id != paid.id,
+            Charge.status == ChargeStatus.PENDING,
+            Charge.sends == 0,
+        )
+        .with_for_update()
+    )
+    for other in others:
+        other.status, other.fail_reason, other.updated_at = ChargeStatus.FAILED, "superseded", wall
+
+
+def _lock_subscription(session: Session, subscription_id: int) -> Subscription:
+    sub = session.scalar(
+        select(Subscription).where(Subscription.id == subscription_id).with_for_update()
+    )
+    assert sub is not None
+    return sub

@@ -1,0 +1,96 @@
+"""The charge and reconcile steps as the worker runs them: transaction, call, transaction.
+
+The gateway call happens between two short transactions; no connection is held across it.
+Follow-up messages are published only after the second transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from billing.bootstrap import App
+from billing.logs import log
+from billing.portone.answers import (
+    Found,
+    Lookup,
+    classify_again,
+    classify_find_all,
+    classify_find_paid,
+)
+from billing.services.charging import FollowUp, begin_charge, finish_charge
+from billing.services.plan_cache import PlanCache
+from billing.services.ports import Gateway, Publisher
+from billing.services.reconcile import begin_reconcile, finish_reconcile
+
+logger = logging.getLogger("billing.pipeline")
+
+
+def system_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        app: App,
+        gateway: Gateway,
+        publisher: Publisher,
+        plans: PlanCache,
+        wall: Callable[[], datetime] = system_now,
+    ) -> None:
+        self.app = app
+        self.gateway = gateway
+        self.publisher = publisher
+        self.plans = plans
+        self.wall = wall
+        self.window = timedelta(seconds=app.settings.reconcile_after)
+
+    def charge(self, charge_id: int) -> str | None:
+        """Send one pending charge and record the outcome; None when there was nothing to do."""
+        with self.app.transaction() as session:
+            work = begin_charge(session, charge_id, self.wall())
+        if work is None:
+            return None
+        exchange = self.gateway.again(work.request)
+        answer = classify_again(
+            exchange, work.request.merchant_uid, work.request.amount, resend=work.resend
+        )
+        log(logger, "charge_answer", merchant_uid=work.request.merchant_uid,
+            amount=work.request.amount, send=work.sends, outcome=str(answer.outcome),
+            http_status=answer.http_status, code=answer.code, reason=answer.reason)  # fmt: skip
+        with self.app.transaction() as session:
+            follow = finish_charge(
+                session, work, answer, self.app.clock.now(), self.wall(), self.plans
+            )
+        self._publish(follow)
+        return str(answer.outcome)
+
+    def reconcile(self, charge_id: int) -> str | None:
+        """Ask PortOne about one unknown charge and act on the answer."""
+        with self.app.transaction() as session:
+            work = begin_reconcile(session, charge_id, self.wall(), self.window)
+        if work is None:
+            return None
+        lookup = self._lookup(work.merchant_uid, work.amount)
+        log(logger, "reconcile_lookup", merchant_uid=work.merchant_uid,
+            found=str(lookup.found), reason=lookup.reason)  # fmt: skip
+        with self.app.transaction() as session:
+            follow = finish_reconcile(
+                session, work, lookup, self.app.clock.now(), self.wall(), self.window, self.plans
+            )
+        self._publish(follow)
+        return str(lookup.found)
+
+    def _lookup(self, merchant_uid: str, amount: int) -> Lookup:
+        paid = classify_find_paid(self.gateway.find_paid(merchant_uid), merchant_uid, amount)
+        if paid.found != Found.NOTHING:
+            return paid
+        return classify_find_all(self.gateway.find_all(merchant_uid), merchant_uid)
+
+    def _publish(self, follow: FollowUp) -> None:
+        if follow.charge:
+            self.publisher.charge(follow.charge, follow.countdown)
+        if follow.reconcile:
+            self.publisher.reconcile(follow.reconcile, follow.countdown)

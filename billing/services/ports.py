@@ -1,0 +1,25 @@
+"""The ports the charging services use: a gateway to PortOne and a publisher of tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from billing.portone.answers import Exchange
+from billing.portone.client import ChargeRequest
+
+
+class Gateway(Protocol):
+    def again(self, request: ChargeRequest) -> Exchange: ...
+
+    def find_paid(self, merchant_uid: str) -> Exchange: ...
+
+    def find_all(self, merchant_uid: str) -> Exchange: ...
+
+
+class Publisher(Protocol):
+    """Enqueues work. A lost or duplicated message is harmless: rows are the truth."""
+
+    def charge(self, charge_ids: Sequence[int], countdown: float | None = None) -> None: ...
+
+    def reconcile(self, charge_ids: Sequence[int], countdown: float | None = None) -> None: ...

@@ -1,0 +1,82 @@
+"""Figures for `billing status`, `billing drain` and the web process's /metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from billing.db.tables import Charge, Subscription
+from billing.services.claims import CHARGEABLE, OPEN
+
+
+@dataclass
+class Outstanding:
+    due: int
+    open_charges: int
+
+    @property
+    def total(self) -> int:
+        return self.due + self.open_charges
+
+
+@dataclass
+class StatusReport:
+    now: datetime
+    subscriptions: dict[str, int] = field(default_factory=dict)
+    charges: dict[str, int] = field(default_factory=dict)
+    due_now: int = 0
+    due_next_24h: int = 0
+    oldest_due_seconds: int = 0
+    failed_last_24h: int = 0
+    queue_depth: int | None = None
+
+
+def outstanding(session: Session, now: datetime) -> Outstanding:
+    """What is left to do at ``now``: due subscriptions and charges not settled."""
+    due = session.scalar(
+        select(func.count())
+        .select_from(Subscription)
+        .where(Subscription.next_charge_at <= now, Subscription.status.in_(CHARGEABLE))
+    )
+    open_charges = session.scalar(
+        select(func.count()).select_from(Charge).where(Charge.status.in_(OPEN))
+    )
+    return Outstanding(int(due or 0), int(open_charges or 0))
+
+
+def status_report(session: Session, now: datetime) -> StatusReport:
+    report = StatusReport(now)
+    report.subscriptions = _counts(session, Subscription.status)
+    report.charges = _counts(session, Charge.status)
+    chargeable = Subscription.status.in_(CHARGEABLE)
+    report.due_now = outstanding(session, now).due
+    report.due_next_24h = int(
+        session.scalar(
+            select(func.count())
+            .select_from(Subscription)
+            .where(chargeable, Subscription.next_charge_at > now,
+                   Subscription.next_charge_at <= now + timedelta(days=1))
+        ) or 0
+    )  # fmt: skip
+    oldest = session.scalar(
+        select(func.min(Subscription.next_charge_at)).where(
+            chargeable, Subscription.next_charge_at <= now
+        )
+    )
+    report.oldest_due_seconds = int((now - oldest).total_seconds()) if oldest else 0
+    report.failed_last_24h = int(
+        session.scalar(
+            select(func.count())
+            .select_from(Charge)
+            .where(Charge.status == "failed", Charge.created_at > now - timedelta(days=1))
+        ) or 0
+    )  # fmt: skip
+    return report
+
+
+def _counts(session: Session, column: object) -> dict[str, int]:
+    rows = session.execute(select(column, func.count()).group_by(column))  # type: ignore[call-overload]
+    return {str(status): int(count) for status, count in rows}

@@ -1,0 +1,84 @@
+"""In-memory stand-ins for the gateway and the broker, for service tests on real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from billing.portone.answers import Exchange, Transport
+from billing.portone.client import ChargeRequest
+
+
+@dataclass
+class ListPublisher:
+    charges: list[int] = field(default_factory=list)
+    reconciles: list[int] = field(default_factory=list)
+    countdowns: list[float | None] = field(default_factory=list)
+
+    def charge(self, charge_ids: Sequence[int], countdown: float | None = None) -> None:
+        self.charges.extend(charge_ids)
+        self.countdowns.append(countdown)
+
+    def reconcile(self, charge_ids: Sequence[int], countdown: float | None = None) -> None:
+        self.reconciles.extend(charge_ids)
+        self.countdowns.append(countdown)
+
+    def take(self) -> tuple[list[int], list[int]]:
+        charges, reconciles = self.charges[:], self.reconciles[:]
+        self.charges.clear()
+        self.reconciles.clear()
+        return charges, reconciles
+
+
+def envelope(code: int = 0, message: str | None = None, response: object = None) -> bytes:
+    return json.dumps({"code": code, "message": message, "response": response}).encode()
+
+
+class FakeGateway:
+    """A tiny PortOne: a ledger by merchant_uid and a script of answers per call."""
+
+    def __init__(self) -> None:
+        self.ledger: dict[str, list[dict[str, object]]] = {}
+        self.script: list[str] = []  # approve | decline | refuse | error_500 | timeout_after_commit | not_sent
+        self.sent: list[ChargeRequest] = []
+        self.lock = threading.Lock()
+
+    def again(self, request: ChargeRequest) -> Exchange:
+        with self.lock:
+            self.sent.append(request)
+            action = self.script.pop(0) if self.script else "approve"
+            attempts = self.ledger.setdefault(request.merchant_uid, [])
+            if any(p["status"] == "paid" for p in attempts):
+                return Exchange(200, envelope(-1, "이미 결제완료된 주문번호입니다"))
+            if action == "not_sent":
+                return Exchange(failure=Transport.NOT_SENT, detail="ConnectError")
+            if action == "error_500":
+                return Exchange(500, b"")
+            if action == "refuse":
+                return Exchange(200, envelope(-1, "등록되지 않은 구매자"))
+            status = "failed" if action == "decline" else "paid"
+            payment = {"imp_uid": f"imps_{len(self.sent):012d}", "merchant_uid": request.merchant_uid,
+                       "amount": request.amount, "status": status,
+                       "fail_reason": "잔액부족" if status == "failed" else None,
+                       "failed_at": len(self.sent)}  # fmt: skip
+            attempts.append(payment)
+            if action == "timeout_after_commit":
+                return Exchange(failure=Transport.NO_ANSWER, detail="ReadTimeout")
+            return Exchange(200, envelope(response=payment))
+
+    def find_paid(self, merchant_uid: str) -> Exchange:
+        paid = [p for p in self.ledger.get(merchant_uid, []) if p["status"] == "paid"]
+        if not paid:
+            return Exchange(404, envelope(-1, "결제정보가 없습니다"))
+        return Exchange(200, envelope(response=paid[-1]))
+
+    def find_all(self, merchant_uid: str) -> Exchange:
+        attempts = self.ledger.get(merchant_uid, [])
+        if not attempts:
+            return Exchange(404, envelope(-1, "결제정보가 없습니다"))
+        return Exchange(200, envelope(response={"total": len(attempts), "previous": 0, "next": 0, "list": attempts}))
+
+    def paid(self) -> list[dict[str, object]]:
+        return [p for attempts in self.ledger.values() for p in attempts if p["status"] == "paid"]

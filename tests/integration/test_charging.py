@@ -1,0 +1,287 @@
+"""The charging services on real PostgreSQL, with an in-memory PortOne and broker.
+
+These drive the scheduler and pipeline step by step, so that each money rule can be seen
+on its own; the same paths run through a real worker and the sandbox over HTTP in
+test_pipeline_e2e.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from billing.bootstrap import App
+from billing.catalog import parse_catalog
+from billing.clock import FixedClock
+from billing.db.tables import Charge, Event, Subscription
+from billing.services import catalog
+from billing.services.customers import add_customer
+from billing.services.pipeline import Pipeline
+from billing.services.plan_cache import PlanCache
+from billing.services.subscriptions import create_subscription
+from schedules.scheduler import Scheduler
+from tests.fakes import FakeGateway, ListPublisher
+
+START = datetime(2027, 1, 30, 15, 30, tzinfo=UTC)  # 2027-01-31 00:30 in Seoul
+CATALOG = """
+plans:
+  - {id: monthly, name: 월간, amount: 9900, interval: 1 month, dunning: {retry_after: [1d, 3d], final_action: cancel}}
+"""
+
+
+class World:
+    """One database, a fake PortOne, a list broker, a movable clock, and the real services."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.clock = FixedClock(START)
+        app.clock = self.clock
+        self.wall = datetime(2030, 1, 1, tzinfo=UTC)
+        self.gateway = FakeGateway()
+        self.publisher = ListPublisher()
+        plans = PlanCache()
+        self.scheduler = Scheduler(app, self.publisher, plans, wall=lambda: self.wall)
+        self.pipeline = Pipeline(app, self.gateway, self.publisher, plans, wall=lambda: self.wall)
+        with app.transaction() as session:
+            parsed = parse_catalog(CATALOG, "c.yaml", "Asia/Seoul")
+            catalog.load_catalog(session, parsed, "c.yaml", "sha", START)
+
+    def subscribe(self, uid: str = "cust-1", start: datetime = START) -> int:
+        with self.app.transaction() as session:
+            add_customer(session, uid, start)
+            return create_subscription(session, uid, "monthly", start, start).id
+
+    def run_queue(self, rounds: int = 10) -> None:
+        """Deliver published messages like a worker would, ignoring countdowns; a message
+        that keeps coming back (a lookup that finds nothing yet) stops after ``rounds``."""
+        for _ in range(rounds):
+            charges, reconciles = self.publisher.take()
+            if not charges and not reconciles:
+                return
+            for charge_id in charges:
+                self.pipeline.charge(charge_id)
+            for charge_id in reconciles:
+                self.pipeline.reconcile(charge_id)
+
+    def cycle(self) -> None:
+        self.scheduler.run_pass()
+        self.run_queue()
+
+    def charges(self, subscription_id: int | None = None) -> list[Charge]:
+        with self.app.transaction() as session:
+            query = select(Charge).order_by(Charge.id)
+            if subscription_id is not None:
+                query = query.where(Charge.subscription_id == subscription_id)
+            return list(session.scalars(query))
+
+    def subscription(self, subscription_id: int) -> Subscription:
+        with self.app.transaction() as session:
+            row = session.get(Subscription, subscription_id)
+            assert row is not None
+            return row
+
+    def events(self, subscription_id: int) -> list[str]:
+        with self.app.transaction() as session:
+            query = select(Event.kind).where(Event.subscription_id == subscription_id).order_by(Event.id)
+            return list(session.scalars(query))
+
+
+@pytest.fixture
+def world(app: App) -> World:
+    return World(app)
+
+
+def statuses(charges: list[Charge]) -> list[tuple[int, int, str]]:
+    return [(c.period_no, c.attempt, c.status) for c in charges]
+
+
+def test_an_approved_charge_is_paid_and_the_next_period_is_due(world: World) -> None:
+    sid = world.subscribe()
+    world.cycle()
+    [charge] = world.charges()
+    sub = world.subscription(sid)
+    assert (charge.status, charge.amount, charge.imp_uid) == ("paid", 9900, "imps_000000000001")
+    assert charge.merchant_uid == f"sub-{sub.key}-1-1"
+    assert sub.status == "active" and sub.period_no == 2
+    assert sub.next_charge_at == datetime(2027, 2, 27, 15, 30, tzinfo=UTC)  # Feb 28 00:30 KST
+    assert (sub.current_period_start, sub.current_period_end) == (START, sub.next_charge_at)
+
+
+def test_a_decline_is_failed_past_due_and_retried_on_the_dunning_schedule(world: World) -> None:
+    sid = world.subscribe()
+    world.gateway.script = ["decline"]
+    world.cycle()
+    sub = world.subscription(sid)
+    assert statuses(world.charges()) == [(1, 1, "failed")]
+    assert world.charges()[0].fail_reason == "잔액부족"
+    assert sub.status == "past_due" and sub.next_charge_at == START + timedelta(days=1)
+    world.clock.advance(timedelta(days=1))
+    world.cycle()
+    assert statuses(world.charges()) == [(1, 1, "failed"), (1, 2, "paid")]
+    sub = world.subscription(sid)
+    assert sub.status == "active"
+    assert sub.next_charge_at == datetime(2027, 2, 27, 15, 30, tzinfo=UTC)  # original schedule
+    assert "payment_recovered" in world.events(sid)
+
+
+def test_a_card_that_always_declines_gets_every_retry_then_is_canceled(world: World) -> None:
+    sid = world.subscribe()
+    world.gateway.script = ["decline"] * 10
+    for _ in range(6):
+        world.cycle()
+        world.clock.advance(timedelta(days=1))
+    assert statuses(world.charges()) == [(1, 1, "failed"), (1, 2, "failed"), (1, 3, "failed")]
+    assert [c.created_at for c in world.charges()] == [START, START + timedelta(days=1), START + timedelta(days=3)]
+    sub = world.subscription(sid)
+    assert sub.status == "canceled" and sub.next_charge_at is None
+    world.clock.advance(timedelta(days=90))
+    world.cycle()
+    assert len(world.charges()) == 3
+
+
+def test_a_refusal_moves_no_money_and_fails_the_charge(world: World) -> None:
+    world.subscribe()
+    world.gateway.script = ["refuse"]
+    world.cycle()
+    assert statuses(world.charges()) == [(1, 1, "failed")]
+    assert world.gateway.paid() == []
+
+
+def test_transient_failure_is_retried_with_the_same_merchant_uid(world: World) -> None:
+    world.subscribe()
+    world.gateway.script = ["not_sent"]
+    world.scheduler.run_pass()
+    charges, _ = world.publisher.take()
+    world.pipeline.charge(charges[0])
+    [charge] = world.charges()
+    assert charge.status == "pending" and charge.retry_at is not None
+    world.wall = charge.retry_at
+    world.cycle()
+    [charge] = world.charges()
+    assert charge.status == "paid" and charge.sends == 2
+    assert [r.merchant_uid for r in world.gateway.sent] == [charge.merchant_uid] * 2
+
+
+def test_commit_then_timeout_is_reconciled_to_paid_without_a_second_payment(world: World) -> None:
+    sid = world.subscribe()
+    world.gateway.script = ["timeout_after_commit"]
+    world.scheduler.run_pass()
+    world.pipeline.charge(world.publisher.take()[0][0])
+    assert world.charges()[0].status == "unknown"
+    world.run_queue()  # the reconcile message
+    [charge] = world.charges()
+    assert charge.status == "paid" and charge.sends == 1
+    assert len(world.gateway.paid()) == 1
+    assert world.subscription(sid).period_no == 2
+
+
+def test_5xx_before_processing_waits_for_the_window_then_resends_the_same_merchant_uid(world: World) -> None:
+    world.subscribe()
+    world.gateway.script = ["error_500"]
+    world.scheduler.run_pass()
+    world.pipeline.charge(world.publisher.take()[0][0])
+    world.run_queue()  # lookup inside the window: nothing there yet, keep asking
+    [charge] = world.charges()
+    assert charge.status == "unknown"
+    world.wall += timedelta(seconds=world.app.settings.reconcile_after)
+    world.cycle()
+    [charge] = world.charges()
+    assert charge.status == "paid" and charge.sends == 2
+    assert len({r.merchant_uid for r in world.gateway.sent}) == 1
+
+
+def test_a_charge_stuck_in_processing_is_reconciled(world: World) -> None:
+    world.subscribe()
+    world.scheduler.run_pass()
+    charge_id = world.publisher.take()[0][0]
+    with world.app.transaction() as session:  # a worker took it, sent it, and died
+        from billing.services.charging import begin_charge
+
+        work = begin_charge(session, charge_id, world.wall)
+        assert work is not None
+    world.gateway.again(work.request)
+    world.wall += timedelta(seconds=world.app.settings.reconcile_after)
+    world.cycle()
+    [charge] = world.charges()
+    assert charge.status == "paid" and len(world.gateway.paid()) == 1
+
+
+def test_a_lost_publish_is_published_again(world: World) -> None:
+    world.subscribe()
+    world.scheduler.run_pass()
+    world.publisher.take()  # the message is lost
+    world.cycle()
+    assert world.charges()[0].status == "pending"  # too early to call it lost
+    world.wall += timedelta(seconds=world.app.settings.reconcile_after)
+    world.cycle()
+    assert world.charges()[0].status == "paid"
+
+
+def test_a_duplicate_message_charges_once(world: World) -> None:
+    world.subscribe()
+    world.scheduler.run_pass()
+    charge_id = world.publisher.take()[0][0]
+    assert world.pipeline.charge(charge_id) == "approved"
+    assert world.pipeline.charge(charge_id) is None
+    assert len(world.gateway.sent) == 1
+
+
+def test_catch_up_after_the_scheduler_was_down_charges_each_missed_period_once_oldest_first(world: World) -> None:
+    sid = world.subscribe()
+    world.clock.advance(timedelta(days=95))  # Jan 31 + 95 days: Feb, Mar, Apr were missed
+    for _ in range(5):
+        world.cycle()
+    periods = [(c.period_no, c.period_start) for c in world.charges(sid)]
+    assert [p for p, _ in periods] == [1, 2, 3, 4]
+    assert [s.astimezone(UTC).date().isoformat() for _, s in periods] == [
+        "2027-01-30", "2027-02-27", "2027-03-30", "2027-04-29"]  # 00:30 KST on the 31st/28th/31st/30th
+    assert len(world.gateway.paid()) == 4
+
+
+def test_two_schedulers_racing_claim_each_due_subscription_once(world: World) -> None:
+    for n in range(60):
+        world.subscribe(f"cust-{n}")
+    barrier = threading.Barrier(2)
+    second = Scheduler(world.app, world.publisher, PlanCache(), batch=7, wall=lambda: world.wall)
+    world.scheduler.batch = 7
+
+    def run(scheduler: Scheduler) -> None:
+        barrier.wait()
+        scheduler.run_pass()
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in (world.scheduler, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    charges = world.charges()
+    assert len(charges) == 60
+    assert len({c.subscription_id for c in charges}) == 60
+    assert sorted(world.publisher.charges) == sorted(c.id for c in charges)
+
+
+def test_cancel_at_period_end_serves_the_paid_period_and_never_renews(world: World) -> None:
+    from billing.services.subscriptions import cancel
+
+    sid = world.subscribe()
+    world.cycle()
+    with world.app.transaction() as session:
+        cancel(session, sid, START, at_period_end=True)
+    world.clock.advance(timedelta(days=60))
+    world.cycle()
+    assert len(world.charges()) == 1
+    assert world.subscription(sid).status == "canceled"
+
+
+def test_a_price_change_applies_from_the_next_period(world: World) -> None:
+    sid = world.subscribe()
+    world.cycle()
+    with world.app.transaction() as session:
+        parsed = parse_catalog(CATALOG.replace("9900", "12900"), "c.yaml", "Asia/Seoul")
+        catalog.load_catalog(session, parsed, "c.yaml", "sha2", START)
+    world.clock.advance(timedelta(days=31))
+    world.cycle()
+    assert [c.amount for c in world.charges(sid)] == [9900, 12900]

@@ -1,0 +1,23 @@
+"""The Celery application. Creating it connects to nothing; settings are read on first use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from billing.config import load_settings
+from workers.config import celery_config
+
+
+def create_app() -> Celery:
+    celery = Celery("billing", include=["workers.tasks"], set_as_current=False)
+    celery.on_configure.connect(_configure, weak=False)
+    return celery
+
+
+def _configure(sender: Celery, **_: Any) -> None:
+    sender.conf.update(celery_config(load_settings()))
+
+
+app = create_app()

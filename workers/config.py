@@ -1,0 +1,52 @@
+"""Celery settings for money (see ../shared/CELERY.md): late acks, no loss on worker death,
+no prefetch, timeouts nested inside each other, results ignored (PostgreSQL is the truth)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from billing.config import Settings
+
+QUEUE = "billing"
+DEFAULT_POOL = "threads"  # charging waits on PortOne: an I/O-bound pool
+DEFAULT_CONCURRENCY = 32
+MAX_COUNTDOWN = 120.0  # seconds; anything later lives in the database (retry_at, next_charge_at)
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    # A charge task makes at most a token request, a call and one replay; a reconcile task
+    # two lookups (each with a possible token request): HTTP timeout < soft < hard limit.
+    soft_limit = 4 * settings.portone_timeout + 30
+    hard_limit = soft_limit + 30
+    visibility = max(3600, int(4 * hard_limit), int(4 * MAX_COUNTDOWN))
+    transport: dict[str, Any] = {"visibility_timeout": visibility}
+    if (settings.broker_url or "").startswith(("redis://", "rediss://")):
+        transport |= {"socket_timeout": 10, "socket_connect_timeout": 10, "socket_keepalive": True}
+    if settings.broker_url is None:
+        transport |= {"polling_interval": 0.005}  # the in-process broker is polled
+    return {
+        "broker_url": settings.broker_url or "memory://",
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 10,
+        "task_default_queue": QUEUE,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_pool": DEFAULT_POOL,
+        "worker_concurrency": DEFAULT_CONCURRENCY,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_soft_shutdown_timeout": 15.0,
+        "worker_enable_soft_shutdown_on_idle": True,
+        "task_soft_time_limit": soft_limit,
+        "task_time_limit": hard_limit,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+    }
