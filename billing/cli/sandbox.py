@@ -1,0 +1,109 @@
+"""``billing sandbox``: serve the bundled PortOne V1 sandbox until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+import click
+
+from billing.sandbox import SandboxConfig, SandboxError, SandboxServer
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=8089,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port).",
+)
+@click.option("--imp-key", default="sandbox_key", show_default=True, help="Accepted imp_key.")
+@click.option(
+    "--imp-secret", default="sandbox_secret", show_default=True, help="Accepted imp_secret."
+)
+@click.option(
+    "--token-ttl",
+    default=1800,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Seconds an access token lives.",
+)
+@click.option(
+    "--no-auto-register", is_flag=True, help="Only registered customer_uids have a billing key."
+)
+@click.option(
+    "--hang-seconds",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="How long commit_then_timeout holds a connection.",
+)
+@click.option(
+    "--latency-ms",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Milliseconds added to every PortOne call.",
+)
+@click.option(
+    "--notice-url", default=None, help="Webhook receiver for paid and cancelled payments."
+)
+@click.option("--seed", default=None, type=int, help="Seed of the fault dice and imp_uids.")
+@click.option("--verbose", is_flag=True, help="Log every request line to stderr.")
+def sandbox(
+    host: str,
+    port: int,
+    imp_key: str,
+    imp_secret: str,
+    token_ttl: int,
+    no_auto_register: bool,
+    hang_seconds: float,
+    latency_ms: int,
+    notice_url: str | None,
+    seed: int | None,
+    verbose: bool,
+) -> None:
+    """Serve the bundled PortOne V1 sandbox (script it under /__sandbox__/)."""
+    config = SandboxConfig(
+        host=host,
+        port=port,
+        imp_key=imp_key,
+        imp_secret=imp_secret,
+        token_ttl=token_ttl,
+        auto_register=not no_auto_register,
+        hang_seconds=hang_seconds,
+        seed=seed,
+        notice_url=notice_url,
+        latency_ms=latency_ms,
+        verbose=verbose,
+    )
+    server = SandboxServer(config)
+    try:
+        server.start()
+    except SandboxError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(
+        f"BILLING_PORTONE_URL={server.url} BILLING_PORTONE_IMP_KEY={imp_key} "
+        f"BILLING_PORTONE_IMP_SECRET={imp_secret}"
+    )
+    _wait_for_signal()
+    server.stop()
+
+
+def _wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    stopped = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopped.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stopped.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,104 @@
+"""``POST /subscribe/payments/again``: one charge of a billing key, as the script decides.
+
+The order of things: validate (400), take the next behavior (queue, fault die, defaults),
+wait its latency, answer the faults that happen before processing (500, 401, refusal, unknown
+customer), then record the payment under the merchant_uid guard and deliver the answer
+(answer, hold the connection, or reset it).
+"""
+
+from __future__ import annotations
+
+from billing.sandbox import fields
+from billing.sandbox.behaviors import (
+    DEFAULT_DECLINE_REASON,
+    DEFAULT_REFUSE_MESSAGE,
+    Behavior,
+    BehaviorKind,
+    Decision,
+)
+from billing.sandbox.ledger import AlreadyPaid, ChargeOrder, Payment, PaymentStatus
+from billing.sandbox.protocol import (
+    Delivery,
+    Reply,
+    Request,
+    ok,
+    payment_json,
+    refusal,
+    unauthorized,
+)
+from billing.sandbox.state import SandboxState
+
+DELIVERIES = {
+    BehaviorKind.COMMIT_THEN_TIMEOUT: Delivery.HANG,
+    BehaviorKind.COMMIT_THEN_RESET: Delivery.RESET,
+}
+SERVER_ERROR = "sandbox: simulated internal server error"
+
+
+def again(state: SandboxState, request: Request) -> Reply:
+    order = fields.charge_order(request.fields)
+    decision = state.behaviors.next_for(order.customer_uid)
+    _count(state, decision)
+    if decision.delay_ms:
+        state.sleep(decision.delay_ms / 1000)
+    early = _before_processing(state, request, order, decision.behavior)
+    return early if early is not None else _process(state, order, decision.behavior)
+
+
+def _count(state: SandboxState, decision: Decision) -> None:
+    if decision.delay_ms:
+        state.counters.fault(BehaviorKind.LATENCY.value)
+    if decision.behavior.kind is not BehaviorKind.APPROVE:
+        state.counters.fault(decision.behavior.kind.value)
+
+
+def _before_processing(
+    state: SandboxState, request: Request, order: ChargeOrder, behavior: Behavior
+) -> Reply | None:
+    """The answers given before the PG sees the charge: nothing is recorded."""
+    kind = behavior.kind
+    if kind is BehaviorKind.ERROR_500:
+        return refusal(SERVER_ERROR, 500)
+    if kind is BehaviorKind.TOKEN_EXPIRED:
+        state.tokens.revoke(request.token)
+        return unauthorized()
+    if kind is BehaviorKind.REFUSE:
+        return refusal(behavior.argument or DEFAULT_REFUSE_MESSAGE)
+    if kind is BehaviorKind.UNKNOWN_CUSTOMER:
+        return unknown_customer(order.customer_uid)
+    return None
+
+
+def unknown_customer(customer_uid: str) -> Reply:
+    return refusal(
+        f"등록되지 않은 구매자입니다. customer_uid({customer_uid})에 해당하는 빌링키가 없습니다"
+    )
+
+
+def _process(state: SandboxState, order: ChargeOrder, behavior: Behavior) -> Reply:
+    """Charge the key: record the payment (paid or declined) and pick the delivery."""
+    now = state.now()
+    key = state.keys.find(order.customer_uid, now)
+    if key is None:
+        return unknown_customer(order.customer_uid)
+    declined = behavior.kind is BehaviorKind.DECLINE
+    status = PaymentStatus.FAILED if declined else PaymentStatus.PAID
+    reason = (behavior.argument or DEFAULT_DECLINE_REASON) if declined else None
+    try:
+        payment = state.ledger.record(order, key.card, status, now, reason)
+    except AlreadyPaid as exc:
+        return refusal(
+            f"이미 결제가 완료된 merchant_uid입니다 ({exc.payment.merchant_uid}, "
+            f"imp_uid {exc.payment.imp_uid}, {exc.payment.status})"
+        )
+    if not declined:
+        notify(state, payment, order.notice_url)
+    reply = ok(payment_json(payment))
+    return Reply(reply.status, reply.body, DELIVERIES.get(behavior.kind, Delivery.ANSWER))
+
+
+def notify(state: SandboxState, payment: Payment, notice_url: str | None = None) -> None:
+    """Queue the webhook of ``payment`` when a notice_url is configured (or was sent)."""
+    url = notice_url or state.config.notice_url
+    if url:
+        state.webhooks.notify(url, payment.imp_uid, payment.merchant_uid, payment.status.value)
