@@ -14,9 +14,8 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-demo: install ## the product's main job on the embedded default (no PostgreSQL or Redis)
-	$(BIN)/billing plans list
-	$(BIN)/billing plans preview team-calendar --count 6
+demo: install ## a simulated year of billing in the bundled sandbox (no PostgreSQL or Redis)
+	$(BIN)/billing demo
 
 test: install ## the whole suite (needs PostgreSQL; see README)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -27,7 +27,11 @@ class App:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """One unit of work: commits when the block ends, rolls back on any exception."""
+        """One unit of work: commits when the block ends, rolls back on any exception.
+
+        Read the clock before opening it: in sandbox mode the clock is a database read, and
+        SQLite allows one writer at a time.
+        """
         with self.sessions.begin() as session:
             yield session
 

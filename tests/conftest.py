@@ -131,3 +131,14 @@ def snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
         }
     engine.dispose()
     return rows
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """This test process's own Redis database index; only that index is ever flushed."""
+    import redis
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or "0"
+    url = f"redis://127.0.0.1:6379/{10 + int(worker) % 6}"
+    redis.Redis.from_url(url).flushdb()
+    return url

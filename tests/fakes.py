@@ -41,7 +41,9 @@ class FakeGateway:
 
     def __init__(self) -> None:
         self.ledger: dict[str, list[dict[str, object]]] = {}
-        self.script: list[str] = []  # approve | decline | refuse | error_500 | timeout_after_commit | not_sent
+        self.script: list[
+            str
+        ] = []  # approve | decline | refuse | error_500 | timeout_after_commit | not_sent
         self.sent: list[ChargeRequest] = []
         self.lock = threading.Lock()
 
@@ -78,7 +80,10 @@ class FakeGateway:
         attempts = self.ledger.get(merchant_uid, [])
         if not attempts:
             return Exchange(404, envelope(-1, "결제정보가 없습니다"))
-        return Exchange(200, envelope(response={"total": len(attempts), "previous": 0, "next": 0, "list": attempts}))
+        return Exchange(
+            200,
+            envelope(response={"total": len(attempts), "previous": 0, "next": 0, "list": attempts}),
+        )
 
     def paid(self) -> list[dict[str, object]]:
         return [p for attempts in self.ledger.values() for p in attempts if p["status"] == "paid"]

@@ -31,12 +31,23 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from billing.cli import customers, db, plans, subscriptions
+    from billing.cli import (
+        charges,
+        clock,
+        customers,
+        db,
+        demo,
+        ops,
+        plans,
+        sandbox,
+        subscriptions,
+    )  # fmt: skip
 
-    cli.add_command(db.db)
-    cli.add_command(plans.plans)
-    cli.add_command(customers.customers)
-    cli.add_command(subscriptions.subscriptions)
+    for command in (
+        db.db, plans.plans, customers.customers, subscriptions.subscriptions, charges.charges,
+        ops.scheduler, ops.run, ops.drain, ops.status, clock.clock, sandbox.sandbox, demo.demo,
+    ):  # fmt: skip
+        cli.add_command(command)
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:

@@ -34,9 +34,10 @@ def add(
     customer_service.check_customer_uid(customer_uid)
     customer_service.check_contact(name, email, phone)
     app = runtime.app
+    now = app.clock.now()
     with app.transaction() as session:
         customer = customer_service.add_customer(
-            session, customer_uid, app.clock.now(), name=name, email=email, phone=phone
+            session, customer_uid, now, name=name, email=email, phone=phone
         )
     if as_json:
         emit_json(

@@ -42,8 +42,9 @@ def load(runtime: Runtime, file: Path) -> None:
     """
     catalog, digest = catalog_service.read_catalog(file, runtime.settings)
     app = runtime.app
+    now = app.clock.now()
     with app.transaction() as session:
-        report = catalog_service.load_catalog(session, catalog, str(file), digest, app.clock.now())
+        report = catalog_service.load_catalog(session, catalog, str(file), digest, now)
     click.echo(f"{file}: loaded: {report.summary()}")
 
 
@@ -53,8 +54,9 @@ def load(runtime: Runtime, file: Path) -> None:
 def list_(runtime: Runtime, as_json: bool) -> None:
     """List the plans of the loaded catalog."""
     app = runtime.app
+    now = app.clock.now()
     with app.transaction() as session:
-        catalog_service.ensure_catalog(session, runtime.settings, app.clock.now())
+        catalog_service.ensure_catalog(session, runtime.settings, now)
         current = catalog_service.current_plans(session)
     if as_json:
         emit_json([plan_view(plan) for plan in current])
@@ -76,10 +78,11 @@ def list_(runtime: Runtime, as_json: bool) -> None:
 def preview(runtime: Runtime, plan_id: str, start: str | None, count: int, as_json: bool) -> None:
     """The first COUNT charge times and amounts of a subscription to PLAN_ID."""
     app = runtime.app
+    now = app.clock.now()
     with app.transaction() as session:
-        catalog_service.ensure_catalog(session, runtime.settings, app.clock.now())
+        catalog_service.ensure_catalog(session, runtime.settings, now)
         plan = catalog_service.current_plan(session, plan_id)
-    begin = parse_option_time("--start", start, plan.zone) if start else app.clock.now()
+    begin = parse_option_time("--start", start, plan.zone) if start else now
     charges = preview_view(plan, list(itertools.islice(periods(plan, begin), count)))
     if as_json:
         emit_json(charges)

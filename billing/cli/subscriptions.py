@@ -97,8 +97,9 @@ def _lifecycle_command(
 ) -> Callable[..., None]:
     def command(runtime: Runtime, subscription_id: int, as_json: bool, **options: Any) -> None:
         app = runtime.app
+        now = app.clock.now()
         with app.transaction() as session:
-            row = change(session, subscription_id, app.clock.now(), options)
+            row = change(session, subscription_id, now, options)
             view = _view(session, row)
         _print(view, as_json, f"subscription {row.id} {verb}: now {row.status}")
 

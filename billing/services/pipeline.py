@@ -60,10 +60,9 @@ class Pipeline:
         log(logger, "charge_answer", merchant_uid=work.request.merchant_uid,
             amount=work.request.amount, send=work.sends, outcome=str(answer.outcome),
             http_status=answer.http_status, code=answer.code, reason=answer.reason)  # fmt: skip
+        now = self.app.clock.now()
         with self.app.transaction() as session:
-            follow = finish_charge(
-                session, work, answer, self.app.clock.now(), self.wall(), self.plans
-            )
+            follow = finish_charge(session, work, answer, now, self.wall(), self.plans)
         self._publish(follow)
         return str(answer.outcome)
 
@@ -76,9 +75,10 @@ class Pipeline:
         lookup = self._lookup(work.merchant_uid, work.amount)
         log(logger, "reconcile_lookup", merchant_uid=work.merchant_uid,
             found=str(lookup.found), reason=lookup.reason)  # fmt: skip
+        now = self.app.clock.now()
         with self.app.transaction() as session:
             follow = finish_reconcile(
-                session, work, lookup, self.app.clock.now(), self.wall(), self.window, self.plans
+                session, work, lookup, now, self.wall(), self.window, self.plans
             )
         self._publish(follow)
         return str(lookup.found)

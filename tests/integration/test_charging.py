@@ -85,7 +85,11 @@ class World:
 
     def events(self, subscription_id: int) -> list[str]:
         with self.app.transaction() as session:
-            query = select(Event.kind).where(Event.subscription_id == subscription_id).order_by(Event.id)
+            query = (
+                select(Event.kind)
+                .where(Event.subscription_id == subscription_id)
+                .order_by(Event.id)
+            )
             return list(session.scalars(query))
 
 
@@ -134,7 +138,11 @@ def test_a_card_that_always_declines_gets_every_retry_then_is_canceled(world: Wo
         world.cycle()
         world.clock.advance(timedelta(days=1))
     assert statuses(world.charges()) == [(1, 1, "failed"), (1, 2, "failed"), (1, 3, "failed")]
-    assert [c.created_at for c in world.charges()] == [START, START + timedelta(days=1), START + timedelta(days=3)]
+    assert [c.created_at for c in world.charges()] == [
+        START,
+        START + timedelta(days=1),
+        START + timedelta(days=3),
+    ]
     sub = world.subscription(sid)
     assert sub.status == "canceled" and sub.next_charge_at is None
     world.clock.advance(timedelta(days=90))
@@ -178,7 +186,9 @@ def test_commit_then_timeout_is_reconciled_to_paid_without_a_second_payment(worl
     assert world.subscription(sid).period_no == 2
 
 
-def test_5xx_before_processing_waits_for_the_window_then_resends_the_same_merchant_uid(world: World) -> None:
+def test_5xx_before_processing_waits_for_the_window_then_resends_the_same_merchant_uid(
+    world: World,
+) -> None:
     world.subscribe()
     world.gateway.script = ["error_500"]
     world.scheduler.run_pass()
@@ -229,7 +239,9 @@ def test_a_duplicate_message_charges_once(world: World) -> None:
     assert len(world.gateway.sent) == 1
 
 
-def test_catch_up_after_the_scheduler_was_down_charges_each_missed_period_once_oldest_first(world: World) -> None:
+def test_catch_up_after_the_scheduler_was_down_charges_each_missed_period_once_oldest_first(
+    world: World,
+) -> None:
     sid = world.subscribe()
     world.clock.advance(timedelta(days=95))  # Jan 31 + 95 days: Feb, Mar, Apr were missed
     for _ in range(5):
@@ -237,7 +249,11 @@ def test_catch_up_after_the_scheduler_was_down_charges_each_missed_period_once_o
     periods = [(c.period_no, c.period_start) for c in world.charges(sid)]
     assert [p for p, _ in periods] == [1, 2, 3, 4]
     assert [s.astimezone(UTC).date().isoformat() for _, s in periods] == [
-        "2027-01-30", "2027-02-27", "2027-03-30", "2027-04-29"]  # 00:30 KST on the 31st/28th/31st/30th
+        "2027-01-30",
+        "2027-02-27",
+        "2027-03-30",
+        "2027-04-29",
+    ]  # 00:30 KST on the 31st/28th/31st/30th
     assert len(world.gateway.paid()) == 4
 
 

@@ -36,11 +36,15 @@ class FakePortOne:
             return httpx.Response(200, json={"code": 0, "message": None, "response": {
                 "access_token": token, "now": now, "expired_at": now + self.ttl}})  # fmt: skip
         if request.headers.get("Authorization", "").removeprefix("Bearer ") not in self.valid:
-            return httpx.Response(401, json={"code": -1, "message": "Unauthorized", "response": None})
+            return httpx.Response(
+                401, json={"code": -1, "message": "Unauthorized", "response": None}
+            )
         body = json.loads(request.content)
         payment = {"imp_uid": "imps_1", "merchant_uid": body["merchant_uid"],
                    "amount": body["amount"], "status": "paid"}  # fmt: skip
-        return httpx.Response(self.again_status, json={"code": 0, "message": None, "response": payment})
+        return httpx.Response(
+            self.again_status, json={"code": 0, "message": None, "response": payment}
+        )
 
 
 def client(fake: FakePortOne, secret: str = "secret") -> PortOneClient:
@@ -51,7 +55,10 @@ def test_the_token_is_fetched_once_and_reused() -> None:
     fake = FakePortOne()
     portone = client(fake)
     for _ in range(3):
-        assert classify_again(portone.again(REQUEST), REQUEST.merchant_uid, 9900).outcome == Outcome.APPROVED
+        assert (
+            classify_again(portone.again(REQUEST), REQUEST.merchant_uid, 9900).outcome
+            == Outcome.APPROVED
+        )
     assert fake.tokens_issued == 1
     assert fake.calls.count("/subscribe/payments/again") == 3
 
@@ -64,7 +71,11 @@ def test_an_expired_token_is_refreshed_once_and_the_call_replayed() -> None:
     exchange = portone.again(REQUEST)
     assert exchange.status == 200
     assert fake.tokens_issued == 2
-    assert fake.calls[-3:] == ["/subscribe/payments/again", "/users/getToken", "/subscribe/payments/again"]
+    assert fake.calls[-3:] == [
+        "/subscribe/payments/again",
+        "/users/getToken",
+        "/subscribe/payments/again",
+    ]
 
 
 def test_a_token_near_expiry_is_renewed_before_use() -> None:
@@ -84,20 +95,30 @@ def test_bad_credentials_mean_nothing_was_sent() -> None:
     assert "/subscribe/payments/again" not in fake.calls
 
 
-def test_transport_failures_are_classified_by_whether_the_request_left() -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
+def failing(failure: Exception) -> httpx.MockTransport:
+    def answer(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/users/getToken":
             now = int(time.time())
-            return httpx.Response(200, json={"code": 0, "response": {"access_token": "t", "now": now, "expired_at": now + 1800}})
+            return httpx.Response(
+                200,
+                json={
+                    "code": 0,
+                    "response": {"access_token": "t", "now": now, "expired_at": now + 1800},
+                },
+            )
         raise failure
 
+    return httpx.MockTransport(answer)
+
+
+def test_transport_failures_are_classified_by_whether_the_request_left() -> None:
     for failure, expected in (
         (httpx.ConnectError("refused"), Transport.NOT_SENT),
         (httpx.ReadTimeout("slow"), Transport.NO_ANSWER),
         (httpx.RemoteProtocolError("reset"), Transport.NO_ANSWER),
         (httpx.WriteError("broken pipe"), Transport.NO_ANSWER),
     ):
-        portone = PortOneClient("https://portone.test", "k", "s", transport=httpx.MockTransport(refuse))
+        portone = PortOneClient("https://portone.test", "k", "s", transport=failing(failure))
         assert portone.again(REQUEST).failure == expected
 
 

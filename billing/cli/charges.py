@@ -1,0 +1,82 @@
+"""``billing charges``: every attempt to charge a period."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from billing.cli.output import emit_json, emit_table, json_option
+from billing.cli.runtime import Runtime
+from billing.db.tables import Charge
+from billing.domain.charges import ChargeStatus
+from billing.domain.times import format_time
+
+STATUSES = [str(status) for status in ChargeStatus]
+
+
+@click.group()
+def charges() -> None:
+    """Charges: one row per attempt to charge one period."""
+
+
+def charge_view(charge: Charge, zone: Any) -> dict[str, Any]:
+    return {
+        "id": charge.id,
+        "subscription_id": charge.subscription_id,
+        "merchant_uid": charge.merchant_uid,
+        "customer_uid": charge.customer_uid,
+        "plan_id": charge.plan_id,
+        "amount": charge.amount,
+        "status": charge.status,
+        "period_no": charge.period_no,
+        "attempt": charge.attempt,
+        "period_start": format_time(charge.period_start, zone),
+        "period_end": format_time(charge.period_end, zone),
+        "imp_uid": charge.imp_uid,
+        "fail_reason": charge.fail_reason,
+        "decline_class": charge.decline_class,
+        "sends": charge.sends,
+        "refunded_amount": charge.refunded_amount,
+        "paid_at": format_time(charge.paid_at, zone),
+        "created_at": format_time(charge.created_at, zone),
+    }
+
+
+def list_charges(
+    session: Session, subscription_id: int | None, status: str | None, limit: int | None
+) -> list[Charge]:
+    query = select(Charge).order_by(Charge.id)
+    if subscription_id is not None:
+        query = query.where(Charge.subscription_id == subscription_id)
+    if status is not None:
+        query = query.where(Charge.status == status)
+    return list(session.scalars(query.limit(limit)))
+
+
+@charges.command("list")
+@click.option("--subscription", "subscription_id", type=click.IntRange(min=1))
+@click.option("--status", type=click.Choice(STATUSES))
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many, oldest first.")
+@json_option
+@click.pass_obj
+def list_(
+    runtime: Runtime, subscription_id: int | None, status: str | None, limit: int | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """List charges, oldest first."""
+    with runtime.app.transaction() as session:
+        rows = list_charges(session, subscription_id, status, limit)
+    views = [charge_view(row, runtime.settings_zone) for row in rows]
+    if as_json:
+        emit_json(views)
+        return
+    columns = ("ID", "SUB", "MERCHANT_UID", "KRW", "STATUS", "ATTEMPT", "PERIOD START", "REASON")
+    table = [
+        (v["id"], v["subscription_id"], v["merchant_uid"], f"{v['amount']:,}", v["status"],
+         v["attempt"], v["period_start"], v["fail_reason"])
+        for v in views
+    ]  # fmt: skip
+    emit_table(columns, table, "no charges")

@@ -1,0 +1,172 @@
+"""Running the product: ``scheduler``, ``run``, ``drain`` and ``status``."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import asdict
+from types import FrameType
+
+import click
+
+from billing.cli.output import emit_json, emit_table, json_option
+from billing.cli.runtime import Runtime
+from billing.domain.times import format_time
+from billing.errors import BillingError, ConfigError
+from billing.logs import configure
+from billing.services import catalog as catalog_service
+from billing.services.status import outstanding, status_report
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="One pass, then exit.")
+@click.option("--interval", type=click.FloatRange(0.05, 3600), default=1.0, show_default=True,
+              help="Seconds between passes when nothing was due.")  # fmt: skip
+@click.pass_obj
+def scheduler(runtime: Runtime, once: bool, interval: float) -> None:
+    """The scheduler daemon: claims due work and publishes it to the broker.
+
+    Run as many as you like; they never claim the same row. Needs BILLING_BROKER_URL
+    (the in-process broker only exists inside `billing run`).
+    """
+    from schedules.scheduler import Scheduler
+    from workers.app import app as celery
+    from workers.publisher import CeleryPublisher
+
+    settings = runtime.settings
+    if settings.broker_url is None:
+        raise ConfigError(
+            "BILLING_BROKER_URL: not set, so a separate scheduler has no workers to reach; "
+            "set it (redis://...) or use `billing run` for the embedded single process"
+        )
+    configure(secrets=_secrets(runtime))
+    app = runtime.app
+    now = app.clock.now()
+    with app.transaction() as session:
+        catalog_service.ensure_catalog(session, settings, now)
+    daemon = Scheduler(app, CeleryPublisher(celery))
+    if once:
+        report = daemon.run_pass()
+        click.echo(
+            f"claimed {report.claimed}, canceled {report.canceled}, skipped {report.skipped}, "
+            f"republished {report.republished}, reconciling {report.reconciling}"
+        )
+        return
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    daemon.run_forever(interval, stop)
+
+
+@click.command()
+@click.option("--concurrency", "-c", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option("--interval", type=click.FloatRange(0.05, 3600), default=1.0, show_default=True)
+@click.pass_obj
+def run(runtime: Runtime, concurrency: int, interval: float) -> None:
+    """Scheduler and worker in one process (the embedded default).
+
+    With nothing configured: SQLite file billing.db, the in-process broker and the bundled
+    PortOne sandbox. Otherwise the configured database, broker and PortOne.
+    """
+    from workers.embedded import Embedded
+
+    configure(secrets=_secrets(runtime))
+    settings = runtime.settings
+    now = runtime.app.clock.now()
+    with runtime.app.transaction() as session:
+        catalog_service.ensure_catalog(session, settings, now)
+    embedded = Embedded(settings, concurrency=concurrency)
+    embedded.start(scheduler_interval=interval)
+    target = embedded.sandbox.url + " (bundled sandbox)" if embedded.sandbox else "PortOne"
+    click.echo(f"billing run: scheduler and {concurrency} worker threads charging {target}; "
+               "Ctrl-C stops")  # fmt: skip
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        embedded.stop()
+
+
+@click.command()
+@click.option("--timeout", type=click.FloatRange(0, 86400), default=300, show_default=True)
+@click.pass_obj
+def drain(runtime: Runtime, timeout: float) -> None:
+    """Wait until nothing is due at the clock's now and no charge is open.
+
+    Open means pending, processing or unknown. Schedulers and workers must be running.
+    """
+    app = runtime.app
+    deadline = time.monotonic() + timeout
+    while True:
+        now = app.clock.now()
+        with app.transaction() as session:
+            left = outstanding(session, now)
+        if left.total == 0:
+            click.echo("drained: nothing due, no open charge")
+            return
+        if time.monotonic() >= deadline:
+            raise BillingError(
+                f"not drained after {timeout:g} s: {left.due} subscriptions due, "
+                f"{left.open_charges} charges open"
+            )
+        time.sleep(0.2)
+
+
+@click.command()
+@json_option
+@click.pass_obj
+def status(runtime: Runtime, as_json: bool) -> None:
+    """Counts by status, what is due, recent failures and the queue depth."""
+    app = runtime.app
+    now = app.clock.now()
+    with app.transaction() as session:
+        report = status_report(session, now)
+    report.queue_depth = _queue_depth(runtime)
+    if as_json:
+        document = asdict(report)
+        document["now"] = format_time(report.now, runtime.settings_zone)
+        emit_json(document)
+        return
+    click.echo(f"now {format_time(report.now, runtime.settings_zone)}")
+    rows: list[tuple[str, str, object]] = [
+        ("subscriptions", k, v) for k, v in sorted(report.subscriptions.items())
+    ]
+    rows += [("charges", k, v) for k, v in sorted(report.charges.items())]
+    rows += [
+        ("due", "now (not yet claimed)", report.due_now),
+        ("due", "in the next 24 h", report.due_next_24h),
+        ("due", "oldest due, seconds", report.oldest_due_seconds),
+        ("failures", "last 24 h", report.failed_last_24h),
+        ("queue", "depth", "-" if report.queue_depth is None else report.queue_depth),
+    ]
+    emit_table(("WHAT", "STATUS", "COUNT"), rows, "")
+
+
+def _queue_depth(runtime: Runtime) -> int | None:
+    url = runtime.settings.broker_url
+    if url is None or not url.startswith(("redis://", "rediss://")):
+        return None
+    import redis
+
+    from workers.config import QUEUE
+
+    try:
+        return int(redis.Redis.from_url(url, socket_timeout=2).llen(QUEUE))
+    except redis.RedisError:
+        return None
+
+
+def _secrets(runtime: Runtime) -> tuple[str, ...]:
+    settings = runtime.settings
+    values = (settings.imp_secret, settings.imp_key, settings.flower_basic_auth)
+    return tuple(v.get_secret_value() for v in values if v is not None)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

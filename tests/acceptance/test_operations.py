@@ -1,0 +1,65 @@
+"""Operating commands in subprocesses: clock, drain, status, charges, scheduler, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.acceptance.test_cli import js, ok, refused
+from tests.conftest import CliRunner
+
+SANDBOX = {"BILLING_SANDBOX": "1"}
+
+
+def test_the_clock_is_refused_outside_sandbox_mode(cli: CliRunner) -> None:
+    refused(cli("clock", "show"), "sandbox mode only")
+    refused(cli("clock", "set", "2027-01-01T00:00:00+09:00"), "sandbox mode only")
+
+
+def test_the_clock_is_shared_through_the_database(cli: CliRunner) -> None:
+    assert ok(cli("clock", "set", "2027-01-31T00:30:00+09:00", env=SANDBOX)).strip() == "2027-01-31T00:30:00+09:00"
+    assert ok(cli("clock", "advance", "1 month", env=SANDBOX)).strip() == "2027-02-28T00:30:00+09:00"
+    assert ok(cli("clock", "advance", "36h", env=SANDBOX)).strip() == "2027-03-01T12:30:00+09:00"
+    assert ok(cli("clock", "show", env=SANDBOX)).strip() == "2027-03-01T12:30:00+09:00"
+    refused(cli("clock", "advance", "soon", env=SANDBOX), "DURATION")
+    refused(cli("clock", "set", "yesterday", env=SANDBOX), "TIME")
+    sub_env = {**SANDBOX}
+    ok(cli("customers", "add", "c1", env=sub_env))
+    created = js(cli("subscriptions", "create", "--customer", "c1", "--plan", "basic-monthly", "--json", env=sub_env))
+    assert created["started_at"] == "2027-03-01T12:30:00+09:00"  # "now" is the test clock
+
+
+def test_drain_and_status(cli: CliRunner) -> None:
+    assert "drained" in ok(cli("drain", "--timeout", "1"))
+    ok(cli("customers", "add", "c1"))
+    ok(cli("subscriptions", "create", "--customer", "c1", "--plan", "basic-monthly", "--start", "2020-01-01"))
+    refused(cli("drain", "--timeout", "0.5"), "not drained after 0.5 s: 1 subscriptions due, 0 charges open")
+    status = js(cli("status", "--json"))
+    assert status["subscriptions"] == {"active": 1} and status["due_now"] == 1
+    assert status["oldest_due_seconds"] > 0
+    assert "subscriptions" in ok(cli("status"))
+
+
+def test_scheduler_needs_a_broker(cli: CliRunner) -> None:
+    refused(cli("scheduler", "--once"), "BILLING_BROKER_URL")
+
+
+def test_charging_without_credentials_is_refused(cli: CliRunner, redis_url: str) -> None:
+    env = {"BILLING_BROKER_URL": redis_url}
+    ok(cli("customers", "add", "c1"))
+    ok(cli("subscriptions", "create", "--customer", "c1", "--plan", "basic-monthly"))
+    refused(cli("run", env=env), "BILLING_PORTONE_IMP_KEY")
+
+
+def test_charges_list_json(cli: CliRunner) -> None:
+    assert js(cli("charges", "list", "--json")) == []
+    refused(cli("charges", "list", "--status", "lost"), "--status")
+    refused(cli("charges", "list", "--subscription", "x"), "--subscription")
+
+
+def test_demo_runs_a_short_simulation_and_checks_the_invariants(tmp_path: Path) -> None:
+    cli = CliRunner({}, tmp_path)
+    result = cli("demo", "--customers", "30", "--days", "45")
+    assert result.code == 0, result.out + result.err
+    assert "What was charged" in result.out
+    assert "gateway paid twice for a period" in result.out
+    assert not (tmp_path / "billing.db").exists()  # the demo never touches the working database
