@@ -16,23 +16,53 @@ def test_the_clock_is_refused_outside_sandbox_mode(cli: CliRunner) -> None:
 
 
 def test_the_clock_is_shared_through_the_database(cli: CliRunner) -> None:
-    assert ok(cli("clock", "set", "2027-01-31T00:30:00+09:00", env=SANDBOX)).strip() == "2027-01-31T00:30:00+09:00"
-    assert ok(cli("clock", "advance", "1 month", env=SANDBOX)).strip() == "2027-02-28T00:30:00+09:00"
+    assert (
+        ok(cli("clock", "set", "2027-01-31T00:30:00+09:00", env=SANDBOX)).strip()
+        == "2027-01-31T00:30:00+09:00"
+    )
+    assert (
+        ok(cli("clock", "advance", "1 month", env=SANDBOX)).strip() == "2027-02-28T00:30:00+09:00"
+    )
     assert ok(cli("clock", "advance", "36h", env=SANDBOX)).strip() == "2027-03-01T12:30:00+09:00"
     assert ok(cli("clock", "show", env=SANDBOX)).strip() == "2027-03-01T12:30:00+09:00"
     refused(cli("clock", "advance", "soon", env=SANDBOX), "DURATION")
     refused(cli("clock", "set", "yesterday", env=SANDBOX), "TIME")
     sub_env = {**SANDBOX}
     ok(cli("customers", "add", "c1", env=sub_env))
-    created = js(cli("subscriptions", "create", "--customer", "c1", "--plan", "basic-monthly", "--json", env=sub_env))
+    created = js(
+        cli(
+            "subscriptions",
+            "create",
+            "--customer",
+            "c1",
+            "--plan",
+            "basic-monthly",
+            "--json",
+            env=sub_env,
+        )
+    )
     assert created["started_at"] == "2027-03-01T12:30:00+09:00"  # "now" is the test clock
 
 
 def test_drain_and_status(cli: CliRunner) -> None:
     assert "drained" in ok(cli("drain", "--timeout", "1"))
     ok(cli("customers", "add", "c1"))
-    ok(cli("subscriptions", "create", "--customer", "c1", "--plan", "basic-monthly", "--start", "2020-01-01"))
-    refused(cli("drain", "--timeout", "0.5"), "not drained after 0.5 s: 1 subscriptions due, 0 charges open")
+    ok(
+        cli(
+            "subscriptions",
+            "create",
+            "--customer",
+            "c1",
+            "--plan",
+            "basic-monthly",
+            "--start",
+            "2020-01-01",
+        )
+    )
+    refused(
+        cli("drain", "--timeout", "0.5"),
+        "not drained after 0.5 s: 1 subscriptions due, 0 charges open",
+    )
     status = js(cli("status", "--json"))
     assert status["subscriptions"] == {"active": 1} and status["due_now"] == 1
     assert status["oldest_due_seconds"] > 0
