@@ -152,6 +152,8 @@ class Subscription(Base):
     next_charge_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     first_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    awaiting_new_card: Mapped[bool] = mapped_column(Boolean, default=False)  # hard decline
+    reminded_period_no: Mapped[int] = mapped_column(Integer, default=0)  # reminder sent for
     canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -195,6 +197,8 @@ class Charge(Base):
             postgresql_where=text(OPEN_CHARGE),
             sqlite_where=text(OPEN_CHARGE),
         ),
+        Index("ix_charges_customer_uid_created_at", "customer_uid", "created_at"),
+        Index("ix_charges_subscription_id_id", "subscription_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -221,6 +225,87 @@ class Charge(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)  # billing clock
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)  # system clock
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # system clock, last send
+
+
+REFUND_STATUSES = "'pending', 'processing', 'succeeded', 'failed', 'unknown'"
+OPEN_REFUND = "status IN ('pending', 'processing', 'unknown')"
+
+
+class Refund(Base):
+    """A full or partial refund of a paid charge through ``POST /payments/cancel``.
+
+    ``checksum`` is the refundable balance we believed in when the refund was asked for:
+    PortOne refuses the cancel when its balance differs, so a re-sent refund can never
+    refund twice. An outcome not seen is ``unknown`` and is reconciled like a charge.
+    """
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({REFUND_STATUSES})", name="status"),
+        CheckConstraint("amount > 0 AND checksum >= amount", name="amount"),
+        Index(
+            "uq_refunds_open_per_charge",
+            "charge_id",
+            unique=True,
+            postgresql_where=text(OPEN_REFUND),
+            sqlite_where=text(OPEN_REFUND),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    charge_id: Mapped[int] = mapped_column(ForeignKey("charges.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    checksum: Mapped[int] = mapped_column(BigInteger)  # refundable balance before this refund
+    reason: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    fail_reason: Mapped[str | None] = mapped_column(Text)
+    sends: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # system clock
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)  # billing clock
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)  # system clock
+
+
+NOTICE_STATUSES = "'pending', 'delivered', 'failed'"
+
+
+class Notice(Base):
+    """The outbox: one row per notice and channel, written with the state change it tells of.
+
+    ``event_id`` is stable across redeliveries so that receivers can de-duplicate;
+    ``dedupe_key`` stops the same notice (say, one period's upcoming renewal) from being
+    written twice. Delivery is at least once: a row stays pending until the send succeeded
+    and that success was committed.
+    """
+
+    __tablename__ = "notices"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({NOTICE_STATUSES})", name="status"),
+        Index(
+            "ix_notices_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index("ix_notices_subscription_id_id", "subscription_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"))
+    charge_id: Mapped[int | None] = mapped_column(ForeignKey("charges.id"))
+    channel: Mapped[str] = mapped_column(String(16))  # log | webhook | email
+    channel_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    recipient: Mapped[str | None] = mapped_column(String(254))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)  # system clock
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # system clock
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)  # billing clock
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)  # system clock
 
 
 class TestClock(Base):

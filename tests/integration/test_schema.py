@@ -62,8 +62,9 @@ def _seed(engine: Engine) -> None:
             text(
                 "INSERT INTO subscriptions (key, customer_id, plan_id, plan_version, status,"
                 " started_at, anchor_at, period_no, due_period_start, due_period_end, due_cycle,"
-                " attempt, cancel_at_period_end, created_at, updated_at) VALUES ('abcdefgh1234', 1,"
-                " 'p', 1, 'active', :t, :t, 1, :t, :t, 0, 1, :f, :t, :t)"
+                " attempt, cancel_at_period_end, awaiting_new_card, reminded_period_no, created_at,"
+                " updated_at) VALUES ('abcdefgh1234', 1, 'p', 1, 'active', :t, :t, 1, :t, :t, 0, 1,"
+                " :f, :f, 0, :t, :t)"
             ),
             {"t": T, "f": False},
         )
