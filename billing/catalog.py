@@ -36,6 +36,7 @@ from billing.domain.plans import (
     FinalAction,
     NotifyChannel,
     Plan,
+    Reminders,
 )
 from billing.errors import CatalogError
 
@@ -72,6 +73,21 @@ class DunningSpec(_Strict):
             tuple(parse_offset(item) for item in self.retry_after),
             FinalAction(self.final_action),
         )
+
+
+class RemindersSpec(_Strict):
+    upcoming_renewal: str = "3d"
+    trial_will_end: str = "3d"
+
+    @field_validator("upcoming_renewal", "trial_will_end")
+    @classmethod
+    def _lead(cls, value: str) -> str:
+        if parse_offset(value) > timedelta(days=60):
+            raise ValueError("at most 60 days ahead")
+        return value
+
+    def reminders(self) -> Reminders:
+        return Reminders(parse_offset(self.upcoming_renewal), parse_offset(self.trial_will_end))
 
 
 class LogChannel(_Strict):
@@ -190,6 +206,7 @@ class CatalogSpec(_Strict):
     timezone: str | None = None
     dunning: DunningSpec = Field(default_factory=DunningSpec)
     notify: list[Channel] = Field(default_factory=_log_only)
+    reminders: RemindersSpec = Field(default_factory=RemindersSpec)
     plans: list[PlanSpec]
 
     @field_validator("timezone")
@@ -328,7 +345,7 @@ def _to_catalog(spec: CatalogSpec, default_zone: str) -> Catalog:
     dunning = spec.dunning.policy()
     plans = tuple(_to_plan(plan, zone, dunning) for plan in spec.plans)
     notify = tuple(_to_channel(channel) for channel in spec.notify)
-    return Catalog(zone, dunning, notify, plans)
+    return Catalog(zone, dunning, notify, plans, spec.reminders.reminders())
 
 
 def _to_plan(spec: PlanSpec, zone: ZoneInfo, dunning: DunningPolicy) -> Plan:

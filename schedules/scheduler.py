@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from billing.bootstrap import App
 from billing.logs import log
 from billing.services.claims import claim_due, pending_to_republish, unknown_to_reconcile
+from billing.services.delivery import notices_to_deliver
+from billing.services.notices import queue_reminders
 from billing.services.plan_cache import PlanCache
 from billing.services.ports import Publisher
 
@@ -29,10 +31,14 @@ class PassReport:
     skipped: int = 0
     republished: int = 0
     reconciling: int = 0
+    reminders: int = 0
+    notices: int = 0
 
     @property
     def busy(self) -> bool:
-        return bool(self.claimed or self.canceled or self.skipped or self.republished)
+        return bool(
+            self.claimed or self.canceled or self.skipped or self.republished or self.reminders
+        )
 
 
 class Scheduler:
@@ -66,7 +72,7 @@ class Scheduler:
             if claimed.examined < self.batch:
                 break
         self._sweep(report, now)
-        if report.busy or report.reconciling:
+        if report.busy or report.reconciling or report.notices:
             log(logger, "scheduler_pass", **vars(report))
         return report
 
@@ -78,6 +84,13 @@ class Scheduler:
             unknown = unknown_to_reconcile(session, now, self.wall(), self.window, self.batch)
         self.publisher.reconcile(unknown)
         report.republished, report.reconciling = len(pending), len(unknown)
+        with self.app.transaction() as session:
+            settings = self.plans.notice_settings(session)
+            report.reminders = queue_reminders(session, settings, now, self.wall(), self.batch)
+        with self.app.transaction() as session:
+            notices = notices_to_deliver(session, self.wall(), self.batch * 4)
+        self.publisher.notify(notices)
+        report.notices = len(notices)
 
     def run_forever(self, interval: float, stop: threading.Event) -> None:
         """Pass after pass; a busy pass is followed at once by the next one."""

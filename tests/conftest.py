@@ -134,11 +134,24 @@ def snapshot(url: str) -> dict[str, list[tuple[object, ...]]]:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    """This test process's own Redis database index; only that index is ever flushed."""
+def redis_url() -> Iterator[str]:
+    """A Redis database index of this test process's own; only that index is ever flushed.
+
+    Test runs (and xdist workers) share the machine's Redis: each claims a free index with a
+    lock key in database 0, so that no other run's worker ever takes this run's tasks.
+    """
     import redis
 
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or "0"
-    url = f"redis://127.0.0.1:6379/{10 + int(worker) % 6}"
+    locks = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    owner = f"{os.getpid()}-{secrets.token_hex(4)}"
+    for index in range(4, 16):
+        if locks.set(f"billing-tests:db:{index}", owner, nx=True, ex=3 * 3600):
+            break
+    else:
+        pytest.skip("no free Redis database index for this test run")
+    url = f"redis://127.0.0.1:6379/{index}"
     redis.Redis.from_url(url).flushdb()
-    return url
+    yield url
+    redis.Redis.from_url(url).flushdb()
+    if locks.get(f"billing-tests:db:{index}") == owner.encode():
+        locks.delete(f"billing-tests:db:{index}")

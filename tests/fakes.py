@@ -15,6 +15,7 @@ from billing.portone.client import ChargeRequest
 class ListPublisher:
     charges: list[int] = field(default_factory=list)
     reconciles: list[int] = field(default_factory=list)
+    notices: list[int] = field(default_factory=list)
     countdowns: list[float | None] = field(default_factory=list)
 
     def charge(self, charge_ids: Sequence[int], countdown: float | None = None) -> None:
@@ -24,6 +25,9 @@ class ListPublisher:
     def reconcile(self, charge_ids: Sequence[int], countdown: float | None = None) -> None:
         self.reconciles.extend(charge_ids)
         self.countdowns.append(countdown)
+
+    def notify(self, notice_ids: Sequence[int]) -> None:
+        self.notices.extend(notice_ids)
 
     def take(self) -> tuple[list[int], list[int]]:
         charges, reconciles = self.charges[:], self.reconciles[:]
@@ -60,10 +64,12 @@ class FakeGateway:
                 return Exchange(500, b"")
             if action == "refuse":
                 return Exchange(200, envelope(-1, "등록되지 않은 구매자"))
-            status = "failed" if action == "decline" else "paid"
+            declined = action.startswith("decline")
+            reason = action.partition(":")[2] or "잔액부족"
+            status = "failed" if declined else "paid"
             payment = {"imp_uid": f"imps_{len(self.sent):012d}", "merchant_uid": request.merchant_uid,
                        "amount": request.amount, "status": status,
-                       "fail_reason": "잔액부족" if status == "failed" else None,
+                       "fail_reason": reason if declined else None,
                        "failed_at": len(self.sent)}  # fmt: skip
             attempts.append(payment)
             if action == "timeout_after_commit":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -12,6 +13,16 @@ from pathlib import Path
 from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded before any fork
+
+
+def die_with_parent() -> None:
+    """In the child: SIGKILL when the test process dies, so no worker outlives its run.
+    Only a prctl system call runs between fork and exec."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def product_env(extra: dict[str, str]) -> dict[str, str]:
@@ -38,6 +49,7 @@ class WorkerProcess:
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=product_env(self.env), stdout=self._output,
             stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 (one system call, see above)
         )  # fmt: skip
         wait_for(lambda: b" ready." in self.log.read_bytes() or self.exited(), 60, "worker ready")
         assert not self.exited(), self.log.read_text()[-3000:]

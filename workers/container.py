@@ -9,11 +9,13 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_shutdown
 
 from billing.bootstrap import App, build_app, make_gateway
 from billing.config import load_settings
+from billing.notify import Sender
 from billing.portone.client import PortOneClient
 from billing.services.pipeline import Pipeline
 from billing.services.plan_cache import PlanCache
@@ -26,9 +28,11 @@ class Container:
     app: App
     gateway: PortOneClient
     pipeline: Pipeline
+    sender: Sender
 
     def close(self) -> None:
         self.gateway.close()
+        self.sender.http.close()
         self.app.close()
 
 
@@ -49,7 +53,12 @@ def build_container(celery: Celery, concurrency: int, portone_url: str | None = 
     app = build_app(settings, pool_size=concurrency)
     gateway = make_gateway(settings, connections=concurrency, url=portone_url)
     pipeline = Pipeline(app, gateway, CeleryPublisher(celery), PlanCache())
-    return Container(app, gateway, pipeline)
+    return Container(app, gateway, pipeline, make_sender(concurrency))
+
+
+def make_sender(concurrency: int) -> Sender:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return Sender(httpx.Client(limits=limits, timeout=10.0))
 
 
 def container() -> Container:

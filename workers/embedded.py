@@ -19,7 +19,7 @@ from billing.services.pipeline import Pipeline
 from billing.services.plan_cache import PlanCache
 from schedules.scheduler import Scheduler
 from workers.config import celery_config
-from workers.container import Container, install, reset
+from workers.container import Container, install, make_sender, reset
 from workers.publisher import CeleryPublisher
 
 
@@ -49,7 +49,8 @@ class Embedded:
         publisher = CeleryPublisher(self.celery)
         gateway = make_gateway(self.settings, connections=self.concurrency, url=url)
         plans = PlanCache()
-        install(Container(self.app, gateway, Pipeline(self.app, gateway, publisher, plans)))
+        pipeline = Pipeline(self.app, gateway, publisher, plans)
+        install(Container(self.app, gateway, pipeline, make_sender(self.concurrency)))
         self.scheduler = Scheduler(self.app, publisher, plans)
         self._worker = self.celery.WorkController(
             pool_cls="threads", concurrency=self.concurrency, loglevel="WARNING",

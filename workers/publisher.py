@@ -10,6 +10,7 @@ from workers.config import MAX_COUNTDOWN
 
 CHARGE = "billing.charge"
 RECONCILE = "billing.reconcile"
+NOTIFY = "billing.notify"
 
 
 class CeleryPublisher:
@@ -21,6 +22,9 @@ class CeleryPublisher:
 
     def reconcile(self, charge_ids: Sequence[int], countdown: float | None = None) -> None:
         self._send(RECONCILE, charge_ids, countdown)
+
+    def notify(self, notice_ids: Sequence[int]) -> None:
+        self._send(NOTIFY, notice_ids, None)
 
     def _send(self, name: str, ids: Sequence[int], countdown: float | None) -> None:
         if not ids:

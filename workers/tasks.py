@@ -6,7 +6,7 @@ from sqlalchemy.exc import DBAPIError
 
 from workers.app import app
 from workers.container import container
-from workers.publisher import CHARGE, RECONCILE
+from workers.publisher import CHARGE, NOTIFY, RECONCILE
 
 DATABASE_RETRY = {"autoretry_for": (DBAPIError,), "retry_backoff": 2, "retry_backoff_max": 60,
                   "max_retries": 10}  # fmt: skip
@@ -22,3 +22,10 @@ def charge(charge_id: int) -> str | None:
 def reconcile(charge_id: int) -> str | None:
     """Resolve an unknown outcome by merchant_uid before anything else is sent."""
     return container().pipeline.reconcile(charge_id)
+
+
+@app.task(name=NOTIFY, **DATABASE_RETRY)
+def notify(notice_id: int) -> str | None:
+    """Send one notice from the outbox (log, webhook or e-mail); at least once."""
+    built = container()
+    return built.pipeline.deliver(notice_id, built.sender)

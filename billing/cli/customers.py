@@ -51,3 +51,23 @@ def add(
         )
         return
     click.echo(f"added customer {customer.customer_uid}")
+
+
+@customers.command("card-updated")
+@click.argument("customer_uid")
+@json_option
+@click.pass_obj
+def card_updated(runtime: Runtime, customer_uid: str, as_json: bool) -> None:
+    """The customer's card changed: retry every past-due subscription at once."""
+    from billing.services.subscriptions import card_updated as retry_past_due
+
+    app = runtime.app
+    now = app.clock.now()
+    with app.transaction() as session:
+        rows = retry_past_due(session, customer_uid, now)
+        ids = [row.id for row in rows]
+    if as_json:
+        emit_json({"customer_uid": customer_uid, "retried": ids})
+        return
+    shown = ", ".join(str(i) for i in ids) or "none past due"
+    click.echo(f"{customer_uid}: retrying at once: {shown}")

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from billing.cli.output import emit_json, emit_table, json_option, parse_option_time
 from billing.cli.runtime import Runtime
 from billing.db.tables import Subscription
+from billing.domain.times import format_time
 from billing.services import catalog as catalog_service
 from billing.services import subscriptions as service
 from billing.views import subscription_view
@@ -135,3 +136,34 @@ _add(
     lambda s, i, now, o: service.change_plan(s, i, o["plan_id"], now),
     click.option("--plan", "plan_id", required=True, help="The new plan id."),
 )  # fmt: skip
+
+
+@subscriptions.command()
+@ID
+@json_option
+@click.pass_obj
+def events(runtime: Runtime, subscription_id: int, as_json: bool) -> None:
+    """The append-only history: every state change, attempt and notice, oldest first."""
+    from sqlalchemy import select
+
+    from billing.db.tables import Event
+
+    with runtime.app.transaction() as session:
+        row = service.get_subscription(session, subscription_id)
+        zone = catalog_service.plan_version(session, row.plan_id, row.plan_version).zone
+        query = select(Event).where(Event.subscription_id == subscription_id).order_by(Event.id)
+        history: list[dict[str, Any]] = [
+            {"id": e.id, "at": format_time(e.occurred_at, zone), "kind": e.kind,
+             "charge_id": e.charge_id, "data": e.data}
+            for e in session.scalars(query)
+        ]  # fmt: skip
+    if as_json:
+        emit_json(history)
+        return
+    rows = [(h["at"], h["kind"], _summary(h["data"])) for h in history]
+    emit_table(("AT", "EVENT", "DETAILS"), rows, "no events")
+
+
+def _summary(data: dict[str, Any]) -> str:
+    shown = {k: v for k, v in data.items() if v not in (None, "", [], {})}
+    return " ".join(f"{key}={value}" for key, value in shown.items())

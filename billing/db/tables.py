@@ -106,7 +106,7 @@ class CatalogLoad(Base):
     source: Mapped[str] = mapped_column(String(1000))
     sha256: Mapped[str] = mapped_column(String(64))
     timezone: Mapped[str] = mapped_column(String(64))
-    notify: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    notify: Mapped[dict[str, Any]] = mapped_column(JSON)  # channels and reminder leads
     plan_versions: Mapped[dict[str, int]] = mapped_column(JSON)
     loaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -265,7 +265,7 @@ class Refund(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)  # system clock
 
 
-NOTICE_STATUSES = "'pending', 'delivered', 'failed'"
+NOTICE_STATUSES = "'pending', 'sending', 'delivered', 'failed'"
 
 
 class Notice(Base):
@@ -273,8 +273,9 @@ class Notice(Base):
 
     ``event_id`` is stable across redeliveries so that receivers can de-duplicate;
     ``dedupe_key`` stops the same notice (say, one period's upcoming renewal) from being
-    written twice. Delivery is at least once: a row stays pending until the send succeeded
-    and that success was committed.
+    written twice. Delivery is at least once: a row is ``sending`` under a lease while one
+    worker sends it, and becomes ``delivered`` only once the receiver's success is committed;
+    a sender that dies leaves an expired lease, and the row is sent again.
     """
 
     __tablename__ = "notices"
@@ -283,8 +284,8 @@ class Notice(Base):
         Index(
             "ix_notices_due",
             "next_attempt_at",
-            postgresql_where=text("status = 'pending'"),
-            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status IN ('pending', 'sending')"),
+            sqlite_where=text("status IN ('pending', 'sending')"),
         ),
         Index("ix_notices_subscription_id_id", "subscription_id", "id"),
     )

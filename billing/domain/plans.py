@@ -42,6 +42,14 @@ class NotifyChannel:
 
 
 @dataclass(frozen=True)
+class Reminders:
+    """How long before an event its reminder notice goes out; zero turns it off."""
+
+    upcoming_renewal: timedelta = timedelta(days=3)
+    trial_will_end: timedelta = timedelta(days=3)
+
+
+@dataclass(frozen=True)
 class Plan:
     """One version of a plan. Exactly one of ``interval`` and ``cron`` is set."""
 
@@ -87,6 +95,7 @@ class Catalog:
     dunning: DunningPolicy
     notify: tuple[NotifyChannel, ...]
     plans: tuple[Plan, ...]
+    reminders: Reminders = field(default_factory=Reminders)
 
     def plan(self, plan_id: str) -> Plan | None:
         return next((p for p in self.plans if p.id == plan_id), None)

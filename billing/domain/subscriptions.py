@@ -51,6 +51,7 @@ class BillingState:
     cancel_at_period_end: bool = False
     next_plan_id: str | None = None
     first_failed_at: datetime | None = None
+    awaiting_new_card: bool = False
 
     @property
     def due_has_begun(self) -> bool:
@@ -134,7 +135,7 @@ def _reanchor(
     return replace(
         state, status=status, plan_id=plan.id, anchor=due.start, current=None, due=due,
         period_no=state.period_no + abandoned, attempt=1, next_charge_at=due.start,
-        next_plan_id=None, first_failed_at=None,
+        next_plan_id=None, first_failed_at=None, awaiting_new_card=False,
     )  # fmt: skip
 
 
@@ -181,6 +182,7 @@ def record_payment(state: BillingState, plan: Plan, next_plan: Plan | None) -> B
         state, status=status, plan_id=plan_id, anchor=anchor, current=paid, due=due,
         period_no=state.period_no + 1, attempt=1, first_failed_at=None, next_plan_id=None,
         next_charge_at=due.start if status == SubscriptionStatus.ACTIVE else None,
+        awaiting_new_card=False,
     )  # fmt: skip
 
 
@@ -196,9 +198,10 @@ def cancel_at_renewal(state: BillingState) -> BillingState:
 
 
 class DeclineAction(StrEnum):
-    RETRY = "retry"
-    CANCEL = "cancel"
-    PAUSE = "pause"
+    RETRY = "retry"  # soft decline: the next retry of the schedule is set
+    AWAIT_CARD = "await_card"  # hard decline: no retry; the dunning window waits for a new card
+    CANCEL = "cancel"  # dunning exhausted, final_action cancel
+    PAUSE = "pause"  # dunning exhausted, final_action pause
     NONE = "none"  # the subscription was paused or canceled meanwhile: nothing to schedule
 
 
@@ -209,30 +212,44 @@ class Decline:
 
 
 def record_decline(
-    state: BillingState, policy: DunningPolicy, now: datetime, *, final: bool = False
+    state: BillingState, policy: DunningPolicy, now: datetime, *, hard: bool = False
 ) -> Decline:
     """A charge of the due period was declined: schedule the next retry or end dunning.
 
-    Retries are offsets from the FIRST failed attempt of the period. ``final`` (a hard
-    decline: the card cannot succeed) ends dunning at once.
+    Retry times are ``first failure + retry_after[i]``; the next one is the first of those
+    still ahead of ``now`` (a retry made early, after a card update, does not use up a slot,
+    and slots missed while the scheduler was down are not made up). A hard decline makes no
+    retry: the subscription waits, past due, for a new card until the last retry time, when
+    the final action applies.
     """
     first = state.first_failed_at or now
+    failed = replace(state, attempt=state.attempt + 1, first_failed_at=first)
     if state.status not in CHARGEABLE_STATUSES:
-        return Decline(
-            replace(state, attempt=state.attempt + 1, first_failed_at=first), DeclineAction.NONE
-        )
-    failed_attempts = state.attempt
-    if final or failed_attempts >= policy.max_attempts:
-        ending = SubscriptionStatus.CANCELED
-        action = DeclineAction.CANCEL
-        if policy.final_action == FinalAction.PAUSE:
-            ending, action = SubscriptionStatus.PAUSED, DeclineAction.PAUSE
-        ended = replace(state, status=ending, attempt=state.attempt + 1, first_failed_at=first,
-                        next_charge_at=None)  # fmt: skip
-        return Decline(ended, action)
-    retry_at = first + policy.retry_after[failed_attempts - 1]
-    retrying = replace(
-        state, status=SubscriptionStatus.PAST_DUE, attempt=state.attempt + 1,
-        first_failed_at=first, next_charge_at=retry_at,
-    )  # fmt: skip
+        return Decline(failed, DeclineAction.NONE)
+    ahead = [first + offset for offset in policy.retry_after if first + offset > now]
+    if not ahead:
+        return end_dunning(failed, policy)
+    if hard:
+        waiting = replace(failed, status=SubscriptionStatus.PAST_DUE, awaiting_new_card=True,
+                          next_charge_at=ahead[-1])  # fmt: skip
+        return Decline(waiting, DeclineAction.AWAIT_CARD)
+    retrying = replace(failed, status=SubscriptionStatus.PAST_DUE, awaiting_new_card=False,
+                       next_charge_at=ahead[0])  # fmt: skip
     return Decline(retrying, DeclineAction.RETRY)
+
+
+def end_dunning(state: BillingState, policy: DunningPolicy) -> Decline:
+    """Dunning is exhausted (or a hard decline's window closed): cancel or pause."""
+    if policy.final_action == FinalAction.PAUSE:
+        status, action = SubscriptionStatus.PAUSED, DeclineAction.PAUSE
+    else:
+        status, action = SubscriptionStatus.CANCELED, DeclineAction.CANCEL
+    ended = replace(state, status=status, next_charge_at=None, awaiting_new_card=False)
+    return Decline(ended, action)
+
+
+def card_updated(state: BillingState, now: datetime) -> BillingState:
+    """The customer has a new card: a past-due subscription is retried at once."""
+    if state.status != SubscriptionStatus.PAST_DUE:
+        raise Conflict(f"only a past_due subscription is retried, this one is {state.status}")
+    return replace(state, awaiting_new_card=False, next_charge_at=now)

@@ -72,7 +72,13 @@ def load_catalog(
     session.add(
         CatalogLoad(
             source=source, sha256=digest, timezone=catalog.zone.key,
-            notify=[{"type": c.type, **dict(c.settings)} for c in catalog.notify],
+            notify={
+                "channels": [{"type": c.type, **dict(c.settings)} for c in catalog.notify],
+                "reminders": {
+                    "upcoming_renewal": int(catalog.reminders.upcoming_renewal.total_seconds()),
+                    "trial_will_end": int(catalog.reminders.trial_will_end.total_seconds()),
+                },
+            },
             plan_versions=versions, loaded_at=now,
         )
     )  # fmt: skip

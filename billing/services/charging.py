@@ -18,11 +18,19 @@ from sqlalchemy.orm import Session
 
 from billing.db.tables import Charge, Subscription
 from billing.domain.charges import ChargeStatus
-from billing.domain.subscriptions import DeclineAction, record_decline, record_payment
+from billing.domain.declines import DeclineClass, classify_decline
+from billing.domain.subscriptions import (
+    Decline,
+    DeclineAction,
+    SubscriptionStatus,
+    record_decline,
+    record_payment,
+)
 from billing.portone.answers import ChargeAnswer, Outcome
 from billing.portone.client import ChargeRequest
 from billing.services.catalog import current_plan
 from billing.services.history import record_event
+from billing.services.notices import NoticeKind, queue_notice
 from billing.services.plan_cache import PlanCache
 from billing.services.subscriptions import load_state, store_state
 
@@ -145,27 +153,47 @@ def settle_paid(
     if next_plan is not None:
         sub.plan_version = next_plan.version
     sub.updated_at = now
-    if before.status == "past_due":
+    if before.status == SubscriptionStatus.PAST_DUE:
         record_event(session, "payment_recovered", now, subscription_id=sub.id,
                      charge_id=charge.id, attempt=charge.attempt)  # fmt: skip
+        queue_notice(session, plans.notice_settings(session), NoticeKind.PAYMENT_RECOVERED, sub,
+                     now, wall, charge=charge, attempts=charge.attempt)  # fmt: skip
 
 
 def settle_failed(
     session: Session, charge: Charge, reason: str, now: datetime, wall: datetime, plans: PlanCache
 ) -> None:
-    """Declined or refused: no money moved. Dunning decides what happens next."""
+    """Declined or refused: no money moved. The decline class and dunning decide what next."""
+    decline_class = classify_decline(reason)
     charge.status, charge.fail_reason = ChargeStatus.FAILED, reason
+    charge.decline_class = str(decline_class)
     charge.updated_at, charge.retry_at = wall, None
     sub = _lock_subscription(session, charge.subscription_id)
     record_event(
         session, "charge_failed", now, subscription_id=sub.id, charge_id=charge.id,
         merchant_uid=charge.merchant_uid, amount=charge.amount, reason=reason,
-        period_no=charge.period_no, attempt=charge.attempt,
+        decline_class=str(decline_class), period_no=charge.period_no, attempt=charge.attempt,
     )  # fmt: skip
     if (sub.period_no, sub.attempt) != (charge.period_no, charge.attempt):
         return
     policy = plans.version(session, charge.plan_id, charge.plan_version).dunning
-    decline = record_decline(load_state(sub), policy, now)
+    hard = decline_class == DeclineClass.HARD
+    decline = record_decline(load_state(sub), policy, now, hard=hard)
+    apply_decline(session, sub, decline, now)
+    if decline.action == DeclineAction.NONE:
+        return
+    settings = plans.notice_settings(session)
+    retry = (
+        sub.next_charge_at.isoformat()
+        if decline.action == DeclineAction.RETRY and sub.next_charge_at
+        else None
+    )
+    queue_notice(session, settings, NoticeKind.PAYMENT_FAILED, sub, now, wall, charge=charge,
+                 needs_new_card=hard, next_retry_at=retry)  # fmt: skip
+    queue_final_notice(session, plans, sub, decline, now, wall)
+
+
+def apply_decline(session: Session, sub: Subscription, decline: Decline, now: datetime) -> None:
     store_state(sub, decline.state)
     sub.updated_at = now
     if decline.action == DeclineAction.CANCEL:
@@ -173,10 +201,25 @@ def settle_failed(
     elif decline.action == DeclineAction.PAUSE:
         sub.paused_at = now
     retry_at = sub.next_charge_at.isoformat() if sub.next_charge_at else None
-    record_event(
-        session, f"dunning_{decline.action}", now, subscription_id=sub.id, charge_id=charge.id,
-        status=sub.status, next_charge_at=retry_at,
-    )  # fmt: skip
+    record_event(session, f"dunning_{decline.action}", now, subscription_id=sub.id,
+                 status=sub.status, next_charge_at=retry_at)  # fmt: skip
+
+
+def queue_final_notice(
+    session: Session,
+    plans: PlanCache,
+    sub: Subscription,
+    decline: Decline,
+    now: datetime,
+    wall: datetime,
+) -> None:
+    """Dunning ended: tell that the subscription was canceled or paused."""
+    kinds = {DeclineAction.CANCEL: NoticeKind.SUBSCRIPTION_CANCELED,
+             DeclineAction.PAUSE: NoticeKind.SUBSCRIPTION_PAUSED}  # fmt: skip
+    kind = kinds.get(decline.action)
+    if kind is not None:
+        queue_notice(session, plans.notice_settings(session), kind, sub, now, wall,
+                     reason="dunning exhausted")  # fmt: skip
 
 
 def _supersede_unsent(session: Session, paid: Charge, wall: datetime) -> None:

@@ -19,14 +19,17 @@ from billing.db.tables import Charge, Customer, Subscription
 from billing.domain import subscriptions as lifecycle
 from billing.domain.calendar import period_amount
 from billing.domain.charges import OPEN_CHARGE_STATUSES, ChargeStatus, merchant_uid
-from billing.domain.plans import Plan
+from billing.domain.plans import MAX_ATTEMPTS_PER_30_DAYS, Plan
 from billing.domain.subscriptions import CHARGEABLE_STATUSES
+from billing.services.charging import apply_decline, queue_final_notice
 from billing.services.history import record_event
+from billing.services.notices import NoticeKind, queue_notice
 from billing.services.plan_cache import PlanCache
 from billing.services.reconcile import LOOKUP_LEASE
 from billing.services.subscriptions import load_state, store_state
 
 OPEN = [str(status) for status in OPEN_CHARGE_STATUSES]
+ATTEMPT_WINDOW = timedelta(days=30)
 CHARGEABLE = [str(status) for status in CHARGEABLE_STATUSES]
 
 
@@ -57,6 +60,20 @@ def due_subscriptions(session: Session, now: datetime, limit: int) -> Sequence[S
     return session.scalars(query).all()
 
 
+@dataclass
+class Batch:
+    """What one claim batch shares: the clock, plans, customers and recent attempts."""
+
+    session: Session
+    now: datetime
+    wall: datetime
+    current: dict[str, Plan]
+    cache: PlanCache
+    customers: dict[int, str]
+    attempts: CardAttempts
+    result: Claimed
+
+
 def claim_due(
     session: Session,
     now: datetime,
@@ -70,9 +87,11 @@ def claim_due(
     if not rows:
         return result
     customers = _customer_uids(session, {row.customer_id for row in rows})
+    attempts = CardAttempts.load(session, set(customers.values()), now)
+    batch = Batch(session, now, wall, current, cache, customers, attempts, result)
     charges: list[Charge] = []
     for row in rows:
-        charge = _claim_one(session, row, now, wall, current, cache, customers, result)
+        charge = _claim_one(batch, row)
         if charge is not None:
             charges.append(charge)
     session.add_all(charges)
@@ -85,16 +104,8 @@ def claim_due(
     return result
 
 
-def _claim_one(
-    session: Session,
-    row: Subscription,
-    now: datetime,
-    wall: datetime,
-    current: dict[str, Plan],
-    cache: PlanCache,
-    customers: dict[int, str],
-    result: Claimed,
-) -> Charge | None:
+def _claim_one(batch: Batch, row: Subscription) -> Charge | None:
+    session, now = batch.session, batch.now
     state = load_state(row)
     row.updated_at = now
     if state.cancel_at_period_end:
@@ -102,30 +113,79 @@ def _claim_one(
         row.canceled_at = now
         record_event(session, "subscription_canceled", now, subscription_id=row.id,
                      reason="canceled at period end")  # fmt: skip
-        result.canceled += 1
+        queue_notice(session, batch.cache.notice_settings(session),
+                     NoticeKind.SUBSCRIPTION_CANCELED, row, now, batch.wall,
+                     reason="canceled at period end")  # fmt: skip
+        batch.result.canceled += 1
         return None
     # The first attempt of a period takes the current terms; retries keep the first one's.
-    plan = (
-        current[row.plan_id]
-        if state.attempt == 1
-        else cache.version(session, row.plan_id, row.plan_version)
-    )
+    if state.attempt == 1:
+        plan = batch.current[row.plan_id]
+    else:
+        plan = batch.cache.version(session, row.plan_id, row.plan_version)
+    if state.awaiting_new_card:  # a hard decline's window closed without a new card
+        decline = lifecycle.end_dunning(state, plan.dunning)
+        apply_decline(session, row, decline, now)
+        queue_final_notice(session, batch.cache, row, decline, now, batch.wall)
+        batch.result.canceled += 1
+        return None
+    customer_uid = batch.customers[row.customer_id]
+    later = batch.attempts.postponed_until(customer_uid)
+    if later is not None:
+        row.next_charge_at = later
+        record_event(session, "attempt_postponed", now, subscription_id=row.id,
+                     reason=f"{MAX_ATTEMPTS_PER_30_DAYS} attempts on this card in 30 days",
+                     until=later.isoformat())  # fmt: skip
+        batch.result.skipped += 1
+        return None
     amount = period_amount(plan, state.due)
     if amount <= 0:
         store_state(row, lifecycle.skip_period(state, plan))
         record_event(session, "period_skipped", now, subscription_id=row.id, reason="0 KRW")
-        result.skipped += 1
+        batch.result.skipped += 1
         return None
     store_state(row, lifecycle.begin_period(state))
     row.plan_version = plan.version
+    batch.attempts.add(customer_uid, now)
     return Charge(
         subscription_id=row.id, period_no=state.period_no, attempt=state.attempt,
         merchant_uid=merchant_uid(row.key, state.period_no, state.attempt),
-        customer_uid=customers[row.customer_id], plan_id=plan.id, plan_version=plan.version,
+        customer_uid=customer_uid, plan_id=plan.id, plan_version=plan.version,
         name=plan.name, amount=amount, card_quota=plan.card_quota,
         period_start=state.due.start, period_end=state.due.end, status=ChargeStatus.PENDING,
-        sends=0, refunded_amount=0, created_at=now, updated_at=wall,
+        sends=0, refunded_amount=0, created_at=now, updated_at=batch.wall,
     )  # fmt: skip
+
+
+@dataclass
+class CardAttempts:
+    """Attempts per card (customer_uid) in the last 30 days: never more than 15."""
+
+    now: datetime
+    times: dict[str, list[datetime]]
+
+    @classmethod
+    def load(cls, session: Session, customer_uids: set[str], now: datetime) -> CardAttempts:
+        since = now - ATTEMPT_WINDOW
+        rows = session.execute(
+            select(Charge.customer_uid, Charge.created_at).where(
+                Charge.customer_uid.in_(customer_uids), Charge.created_at > since
+            )
+        )
+        times: dict[str, list[datetime]] = {}
+        for uid, created_at in rows:
+            times.setdefault(uid, []).append(created_at)
+        return cls(now, times)
+
+    def postponed_until(self, customer_uid: str) -> datetime | None:
+        """None when another attempt is allowed now; else when the oldest leaves the window."""
+        recent = sorted(self.times.get(customer_uid, []))
+        if len(recent) < MAX_ATTEMPTS_PER_30_DAYS:
+            return None
+        return recent[-MAX_ATTEMPTS_PER_30_DAYS] + ATTEMPT_WINDOW + timedelta(seconds=1)
+
+    def add(self, customer_uid: str, at: datetime) -> None:
+        self.times.setdefault(customer_uid, []).append(at)
 
 
 def _customer_uids(session: Session, ids: set[int]) -> dict[int, str]:

@@ -20,8 +20,9 @@ from billing.portone.answers import (
     classify_find_paid,
 )
 from billing.services.charging import FollowUp, begin_charge, finish_charge
+from billing.services.delivery import begin_delivery, finish_delivery
 from billing.services.plan_cache import PlanCache
-from billing.services.ports import Gateway, Publisher
+from billing.services.ports import Gateway, NoticeSender, Publisher
 from billing.services.reconcile import begin_reconcile, finish_reconcile
 
 logger = logging.getLogger("billing.pipeline")
@@ -88,6 +89,26 @@ class Pipeline:
         if paid.found != Found.NOTHING:
             return paid
         return classify_find_all(self.gateway.find_all(merchant_uid), merchant_uid)
+
+    def deliver(self, notice_id: int, sender: NoticeSender) -> str | None:
+        """Send one notice from the outbox; at least once (see services.delivery)."""
+        from billing.notify import DeliveryError
+
+        with self.app.transaction() as session:
+            work = begin_delivery(session, notice_id, self.wall())
+        if work is None:
+            return None
+        error = None
+        try:
+            sender.send(work)
+        except DeliveryError as exc:
+            error = str(exc)
+        log(logger, "notice_delivery", event_id=work.event_id, kind=work.kind,
+            channel=work.channel, attempt=work.attempt, error=error)  # fmt: skip
+        now = self.app.clock.now()
+        with self.app.transaction() as session:
+            finish_delivery(session, work, error, now, self.wall())
+        return "delivered" if error is None else "retry"
 
     def _publish(self, follow: FollowUp) -> None:
         if follow.charge:

@@ -1,4 +1,5 @@
-"""Plans for the hot path: versions are immutable and cached for the life of the process."""
+"""The catalog for the hot path: plan versions (immutable, cached for the life of the
+process) and the notice settings of the latest catalog load (re-read every few seconds)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from billing.domain.plans import Plan
 from billing.services import catalog
+from billing.services.notices import NoticeConfig, NoticeSettings
 
 
 class PlanCache:
@@ -16,6 +18,10 @@ class PlanCache:
     def __init__(self) -> None:
         self._plans: dict[tuple[str, int], Plan] = {}
         self._lock = threading.Lock()
+        self._notices = NoticeConfig()
+
+    def notice_settings(self, session: Session) -> NoticeSettings:
+        return self._notices.get(session)
 
     def version(self, session: Session, plan_id: str, version: int) -> Plan:
         key = (plan_id, version)

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from billing.portone.answers import Exchange
 from billing.portone.client import ChargeRequest
+from billing.services.delivery import NoticeWork
 
 
 class Gateway(Protocol):
@@ -23,3 +24,11 @@ class Publisher(Protocol):
     def charge(self, charge_ids: Sequence[int], countdown: float | None = None) -> None: ...
 
     def reconcile(self, charge_ids: Sequence[int], countdown: float | None = None) -> None: ...
+
+    def notify(self, notice_ids: Sequence[int]) -> None: ...
+
+
+class NoticeSender(Protocol):
+    """Sends one notice on its channel; raises billing.notify.DeliveryError on failure."""
+
+    def send(self, work: NoticeWork) -> None: ...

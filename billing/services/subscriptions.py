@@ -5,12 +5,12 @@ from __future__ import annotations
 import secrets
 import string
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing.db.tables import Customer, Subscription
+from billing.db.tables import CatalogLoad, Customer, Subscription
 from billing.domain import subscriptions as lifecycle
 from billing.domain.calendar import Period
 from billing.domain.plans import Plan
@@ -19,6 +19,7 @@ from billing.errors import InvalidInput, NotFound
 from billing.services.catalog import current_plan
 from billing.services.customers import get_customer
 from billing.services.history import record_event
+from billing.services.notices import NoticeKind, queue_notice, settings_from_load
 
 KEY_ALPHABET = string.ascii_lowercase + string.digits
 STATUSES = [str(status) for status in SubscriptionStatus]
@@ -38,7 +39,7 @@ def create_subscription(
     row = Subscription(
         key=new_key(), customer_id=customer.id, plan_id=plan.id, plan_version=plan.version,
         started_at=start, trial_end=state.current.end if state.current else None,
-        created_at=now, updated_at=now,
+        reminded_period_no=0, created_at=now, updated_at=now,
     )  # fmt: skip
     store_state(row, state)
     session.add(row)
@@ -86,6 +87,9 @@ def cancel(
     )  # fmt: skip
     if row.status == SubscriptionStatus.CANCELED:
         row.canceled_at = now
+        _notify(
+            session, NoticeKind.SUBSCRIPTION_CANCELED, row, now, reason="canceled by the merchant"
+        )
     return row
 
 
@@ -95,7 +99,37 @@ def pause(session: Session, subscription_id: int, now: datetime) -> Subscription
         lambda state, _plan: lifecycle.pause(state),
     )  # fmt: skip
     row.paused_at = now
+    _notify(session, NoticeKind.SUBSCRIPTION_PAUSED, row, now, reason="paused by the merchant")
     return row
+
+
+def card_updated(session: Session, customer_uid: str, now: datetime) -> list[Subscription]:
+    """The customer's card changed: retry every past-due subscription of theirs at once."""
+    customer = get_customer(session, customer_uid)
+    query = (
+        select(Subscription)
+        .where(
+            Subscription.customer_id == customer.id,
+            Subscription.status == SubscriptionStatus.PAST_DUE,
+        )
+        .order_by(Subscription.id)
+        .with_for_update()
+    )
+    rows = list(session.scalars(query))
+    for row in rows:
+        store_state(row, lifecycle.card_updated(load_state(row), now))
+        row.updated_at = now
+        record_event(session, "card_updated", now, subscription_id=row.id,
+                     next_charge_at=_iso(row.next_charge_at))  # fmt: skip
+    return rows
+
+
+def _notify(
+    session: Session, kind: NoticeKind, row: Subscription, now: datetime, reason: str
+) -> None:
+    latest = select(CatalogLoad).order_by(CatalogLoad.id.desc()).limit(1)
+    settings = settings_from_load(session.scalar(latest))
+    queue_notice(session, settings, kind, row, now, datetime.now(UTC), reason=reason)
 
 
 def resume(session: Session, subscription_id: int, now: datetime) -> Subscription:
@@ -161,6 +195,7 @@ def load_state(row: Subscription) -> BillingState:
         cancel_at_period_end=row.cancel_at_period_end,
         next_plan_id=row.next_plan_id,
         first_failed_at=row.first_failed_at,
+        awaiting_new_card=row.awaiting_new_card,
     )
 
 
@@ -179,6 +214,7 @@ def store_state(row: Subscription, state: BillingState) -> None:
     row.cancel_at_period_end = state.cancel_at_period_end
     row.next_plan_id = state.next_plan_id
     row.first_failed_at = state.first_failed_at
+    row.awaiting_new_card = state.awaiting_new_card
 
 
 def _iso(moment: datetime | None) -> str | None:

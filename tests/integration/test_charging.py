@@ -11,86 +11,14 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
 
 from billing.bootstrap import App
 from billing.catalog import parse_catalog
-from billing.clock import FixedClock
-from billing.db.tables import Charge, Event, Subscription
+from billing.db.tables import Charge
 from billing.services import catalog
-from billing.services.customers import add_customer
-from billing.services.pipeline import Pipeline
 from billing.services.plan_cache import PlanCache
-from billing.services.subscriptions import create_subscription
 from schedules.scheduler import Scheduler
-from tests.fakes import FakeGateway, ListPublisher
-
-START = datetime(2027, 1, 30, 15, 30, tzinfo=UTC)  # 2027-01-31 00:30 in Seoul
-CATALOG = """
-plans:
-  - {id: monthly, name: 월간, amount: 9900, interval: 1 month, dunning: {retry_after: [1d, 3d], final_action: cancel}}
-"""
-
-
-class World:
-    """One database, a fake PortOne, a list broker, a movable clock, and the real services."""
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.clock = FixedClock(START)
-        app.clock = self.clock
-        self.wall = datetime(2030, 1, 1, tzinfo=UTC)
-        self.gateway = FakeGateway()
-        self.publisher = ListPublisher()
-        plans = PlanCache()
-        self.scheduler = Scheduler(app, self.publisher, plans, wall=lambda: self.wall)
-        self.pipeline = Pipeline(app, self.gateway, self.publisher, plans, wall=lambda: self.wall)
-        with app.transaction() as session:
-            parsed = parse_catalog(CATALOG, "c.yaml", "Asia/Seoul")
-            catalog.load_catalog(session, parsed, "c.yaml", "sha", START)
-
-    def subscribe(self, uid: str = "cust-1", start: datetime = START) -> int:
-        with self.app.transaction() as session:
-            add_customer(session, uid, start)
-            return create_subscription(session, uid, "monthly", start, start).id
-
-    def run_queue(self, rounds: int = 10) -> None:
-        """Deliver published messages like a worker would, ignoring countdowns; a message
-        that keeps coming back (a lookup that finds nothing yet) stops after ``rounds``."""
-        for _ in range(rounds):
-            charges, reconciles = self.publisher.take()
-            if not charges and not reconciles:
-                return
-            for charge_id in charges:
-                self.pipeline.charge(charge_id)
-            for charge_id in reconciles:
-                self.pipeline.reconcile(charge_id)
-
-    def cycle(self) -> None:
-        self.scheduler.run_pass()
-        self.run_queue()
-
-    def charges(self, subscription_id: int | None = None) -> list[Charge]:
-        with self.app.transaction() as session:
-            query = select(Charge).order_by(Charge.id)
-            if subscription_id is not None:
-                query = query.where(Charge.subscription_id == subscription_id)
-            return list(session.scalars(query))
-
-    def subscription(self, subscription_id: int) -> Subscription:
-        with self.app.transaction() as session:
-            row = session.get(Subscription, subscription_id)
-            assert row is not None
-            return row
-
-    def events(self, subscription_id: int) -> list[str]:
-        with self.app.transaction() as session:
-            query = (
-                select(Event.kind)
-                .where(Event.subscription_id == subscription_id)
-                .order_by(Event.id)
-            )
-            return list(session.scalars(query))
+from tests.world import CATALOG, START, World
 
 
 @pytest.fixture

@@ -87,7 +87,8 @@ def _create_notices() -> None:
         sa.Column("created_at", TIME, nullable=False),
         sa.Column("updated_at", TIME, nullable=False),
         sa.CheckConstraint(
-            "status IN ('pending', 'delivered', 'failed')", name=op.f("ck_notices_status")
+            "status IN ('pending', 'sending', 'delivered', 'failed')",
+            name=op.f("ck_notices_status"),
         ),
         sa.ForeignKeyConstraint(
             ["charge_id"], ["charges.id"], name=op.f("fk_notices_charge_id_charges")
@@ -103,7 +104,8 @@ def _create_notices() -> None:
     )
     op.create_index(
         "ix_notices_due", "notices", ["next_attempt_at"],
-        postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status IN ('pending', 'sending')"),
+        sqlite_where=sa.text("status IN ('pending', 'sending')"),
     )  # fmt: skip
     op.create_index("ix_notices_subscription_id_id", "notices", ["subscription_id", "id"])
 

@@ -1,0 +1,132 @@
+"""Sending notices: the ``log``, ``webhook`` and ``email`` channels of the catalog.
+
+Webhooks carry a JSON body, ``X-Billing-Event-Id`` (stable across redeliveries: de-duplicate
+on it) and ``X-Billing-Signature: sha256=<hex>``, the HMAC-SHA256 of the raw body with the
+secret read from the environment variable the channel's ``secret_env`` names. Anything but a
+2xx answer is a failed delivery, retried later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import smtplib
+from collections.abc import Mapping
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from billing.logs import log
+from billing.services.delivery import NoticeWork
+
+logger = logging.getLogger("billing.notice")
+SIGNATURE_HEADER = "X-Billing-Signature"
+EVENT_ID_HEADER = "X-Billing-Event-Id"
+TIMEOUT = 10.0
+
+SUBJECTS = {
+    "payment_failed": "결제에 실패했습니다",
+    "payment_recovered": "결제가 정상 처리되었습니다",
+    "subscription_canceled": "구독이 해지되었습니다",
+    "subscription_paused": "구독이 일시정지되었습니다",
+    "upcoming_renewal": "곧 정기결제가 진행됩니다",
+    "trial_will_end": "무료 체험이 곧 끝납니다",
+}
+
+
+class DeliveryError(Exception):
+    """The receiver did not take the notice; it will be sent again later."""
+
+
+def body_bytes(payload: Mapping[str, Any]) -> bytes:
+    """The exact bytes that are sent and signed."""
+    return json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class Sender:
+    def __init__(self, http: httpx.Client, environ: Mapping[str, str] | None = None) -> None:
+        self.http = http
+        self.environ = os.environ if environ is None else environ
+
+    def send(self, work: NoticeWork) -> None:
+        if work.channel == "log":
+            self._log(work)
+        elif work.channel == "webhook":
+            self._webhook(work)
+        elif work.channel == "email":
+            self._email(work)
+        else:
+            raise DeliveryError(f"unknown channel {work.channel!r}")
+
+    def _log(self, work: NoticeWork) -> None:
+        data = work.payload.get("data", {})
+        log(logger, "notice", kind=work.kind, event_id=work.event_id,
+            subscription_id=data.get("subscription", {}).get("id"))  # fmt: skip
+
+    def _webhook(self, work: NoticeWork) -> None:
+        name = work.config.get("secret_env", "")
+        secret = self.environ.get(name)
+        if not secret:
+            raise DeliveryError(f"the environment variable {name} (secret_env) is not set")
+        body = body_bytes(work.payload)
+        headers = {
+            "Content-Type": "application/json",
+            EVENT_ID_HEADER: work.event_id,
+            "X-Billing-Event-Type": work.kind,
+            SIGNATURE_HEADER: signature(secret, body),
+        }
+        try:
+            response = self.http.post(work.config["url"], content=body, headers=headers,
+                                      timeout=TIMEOUT)  # fmt: skip
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"webhook: {type(exc).__name__}") from None
+        if not 200 <= response.status_code < 300:
+            raise DeliveryError(f"webhook answered HTTP {response.status_code}")
+
+    def _email(self, work: NoticeWork) -> None:
+        if not work.recipient:
+            raise DeliveryError("no e-mail address")
+        message = EmailMessage()
+        message["Subject"] = f"[billing] {SUBJECTS.get(work.kind, work.kind)}"
+        message["From"] = work.config["from"]
+        message["To"] = work.recipient
+        message[EVENT_ID_HEADER] = work.event_id
+        message.set_content(_email_text(work))
+        url = urlsplit(work.config["smtp_url"])
+        smtp_class = smtplib.SMTP_SSL if url.scheme == "smtps" else smtplib.SMTP
+        try:
+            with smtp_class(url.hostname or "localhost", url.port or 25, timeout=TIMEOUT) as smtp:
+                if url.username:
+                    smtp.login(unquote(url.username), unquote(url.password or ""))
+                smtp.send_message(message)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryError(f"smtp: {type(exc).__name__}") from None
+
+
+def _email_text(work: NoticeWork) -> str:
+    data = work.payload.get("data", {})
+    sub = data.get("subscription", {})
+    lines = [SUBJECTS.get(work.kind, work.kind), "", f"구독 번호: {sub.get('id')}",
+             f"플랜: {sub.get('plan_id')}", f"상태: {sub.get('status')}"]  # fmt: skip
+    charge = data.get("charge")
+    if charge:
+        lines.append(f"금액: {charge.get('amount'):,}원")
+        if charge.get("fail_reason"):
+            lines.append(f"사유: {charge['fail_reason']}")
+    if data.get("needs_new_card"):
+        lines.append("카드를 다시 등록해 주세요.")
+    if data.get("next_retry_at"):
+        lines.append(f"다음 결제 시도: {data['next_retry_at']}")
+    if data.get("charge_at"):
+        lines.append(f"결제 예정: {data['charge_at']}")
+    lines += ["", f"이벤트 ID: {work.event_id}"]
+    return "\n".join(lines)
