@@ -19,6 +19,7 @@ from billing.services.delivery import notices_to_deliver
 from billing.services.notices import queue_reminders
 from billing.services.plan_cache import PlanCache
 from billing.services.ports import Publisher
+from billing.services.refunds import refunds_to_reconcile
 
 logger = logging.getLogger("billing.scheduler")
 BATCH = 500
@@ -33,6 +34,7 @@ class PassReport:
     reconciling: int = 0
     reminders: int = 0
     notices: int = 0
+    refunds: int = 0
 
     @property
     def busy(self) -> bool:
@@ -72,7 +74,7 @@ class Scheduler:
             if claimed.examined < self.batch:
                 break
         self._sweep(report, now)
-        if report.busy or report.reconciling or report.notices:
+        if report.busy or report.reconciling or report.notices or report.refunds:
             log(logger, "scheduler_pass", **vars(report))
         return report
 
@@ -84,6 +86,10 @@ class Scheduler:
             unknown = unknown_to_reconcile(session, now, self.wall(), self.window, self.batch)
         self.publisher.reconcile(unknown)
         report.republished, report.reconciling = len(pending), len(unknown)
+        with self.app.transaction() as session:
+            refunds = refunds_to_reconcile(session, self.wall(), self.window, self.batch)
+        self.publisher.refund(refunds)
+        report.refunds = len(refunds)
         with self.app.transaction() as session:
             settings = self.plans.notice_settings(session)
             report.reminders = queue_reminders(session, settings, now, self.wall(), self.batch)

@@ -16,6 +16,7 @@ class ListPublisher:
     charges: list[int] = field(default_factory=list)
     reconciles: list[int] = field(default_factory=list)
     notices: list[int] = field(default_factory=list)
+    refunds: list[int] = field(default_factory=list)
     countdowns: list[float | None] = field(default_factory=list)
 
     def charge(self, charge_ids: Sequence[int], countdown: float | None = None) -> None:
@@ -28,6 +29,9 @@ class ListPublisher:
 
     def notify(self, notice_ids: Sequence[int]) -> None:
         self.notices.extend(notice_ids)
+
+    def refund(self, refund_ids: Sequence[int], countdown: float | None = None) -> None:
+        self.refunds.extend(refund_ids)
 
     def take(self) -> tuple[list[int], list[int]]:
         charges, reconciles = self.charges[:], self.reconciles[:]

@@ -11,7 +11,8 @@ from workers.config import celery_config
 
 
 def create_app() -> Celery:
-    celery = Celery("billing", include=["workers.tasks"], set_as_current=False)
+    tasks = ["workers.tasks", "workers.refund_tasks"]
+    celery = Celery("billing", include=tasks, set_as_current=False)
     celery.on_configure.connect(_configure, weak=False)
     return celery
 

@@ -41,7 +41,7 @@ class Embedded:
         is given (the demo drives passes itself)."""
         url = self._start_sandbox()
         self.app = build_app(self.settings, pool_size=self.concurrency + 2)
-        from workers import tasks  # noqa: F401 (registers the tasks on the app)
+        from workers import refund_tasks, tasks  # noqa: F401 (registers the tasks on the app)
         from workers.app import app as celery
 
         celery.conf.update(celery_config(self.settings))

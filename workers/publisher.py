@@ -11,6 +11,7 @@ from workers.config import MAX_COUNTDOWN
 CHARGE = "billing.charge"
 RECONCILE = "billing.reconcile"
 NOTIFY = "billing.notify"
+REFUND = "billing.refund"
 
 
 class CeleryPublisher:
@@ -22,6 +23,9 @@ class CeleryPublisher:
 
     def reconcile(self, charge_ids: Sequence[int], countdown: float | None = None) -> None:
         self._send(RECONCILE, charge_ids, countdown)
+
+    def refund(self, refund_ids: Sequence[int], countdown: float | None = None) -> None:
+        self._send(REFUND, refund_ids, countdown)
 
     def notify(self, notice_ids: Sequence[int]) -> None:
         self._send(NOTIFY, notice_ids, None)

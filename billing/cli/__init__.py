@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -10,9 +11,11 @@ from sqlalchemy.exc import OperationalError
 from billing import __version__
 from billing.cli.runtime import Runtime
 from billing.errors import BillingError
+from billing.logs import redact
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_INTERNAL = 70  # EX_SOFTWARE
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -32,26 +35,34 @@ def cli(ctx: click.Context) -> None:
 
 def _register() -> None:
     from billing.cli import (
+        billing_keys,
         charges,
+        checkout,
         clock,
         customers,
         db,
         demo,
         ops,
         plans,
+        refunds,
         sandbox,
         subscriptions,
     )  # fmt: skip
 
+    charges.charges.add_command(refunds.refund)
+    customers.customers.add_command(billing_keys.register)
+    customers.customers.add_command(billing_keys.delete)
+
     for command in (
         db.db, plans.plans, customers.customers, subscriptions.subscriptions, charges.charges,
-        ops.scheduler, ops.run, ops.drain, ops.status, clock.clock, sandbox.sandbox, demo.demo,
+        refunds.refunds, ops.scheduler, ops.run, ops.drain, ops.status, clock.clock,
+        sandbox.sandbox, demo.demo, checkout.checkout_params,
     ):  # fmt: skip
         cli.add_command(command)
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:
-    click.echo(f"billing: error: {' '.join(message.split())}", err=True)
+    click.echo(f"billing: error: {' '.join(redact(message).split())}", err=True)
     sys.exit(code)
 
 
@@ -74,3 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
         fail(f"database error: {reason}")
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if os.environ.get("BILLING_DEBUG"):
+            raise
+        fail(f"internal error: {type(exc).__name__}: {exc} (BILLING_DEBUG=1 shows the traceback)",
+             EXIT_INTERNAL)  # fmt: skip

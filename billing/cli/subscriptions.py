@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -167,3 +168,36 @@ def events(runtime: Runtime, subscription_id: int, as_json: bool) -> None:
 def _summary(data: dict[str, Any]) -> str:
     shown = {k: v for k, v in data.items() if v not in (None, "", [], {})}
     return " ".join(f"{key}={value}" for key, value in shown.items())
+
+
+@subscriptions.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+@click.pass_obj
+def import_(runtime: Runtime, file: Path, as_json: bool) -> None:
+    """Bulk-create subscriptions from FILE: all or nothing.
+
+    CSV with a header, or JSON lines, with the columns customer_uid, plan_id, start
+    (optional, ISO 8601; default now), name, email, phone. Missing customers are created;
+    existing ones are left as they are.
+    """
+    import time
+
+    from billing.services.imports import import_rows, read_rows
+
+    started = time.monotonic()
+    rows = read_rows(file)
+    app = runtime.app
+    now = app.clock.now()
+    with app.transaction() as session:
+        catalog_service.ensure_catalog(session, runtime.settings, now)
+        report = import_rows(session, rows, file, now)
+    elapsed = time.monotonic() - started
+    if as_json:
+        emit_json({**vars(report), "seconds": round(elapsed, 3)})
+        return
+    click.echo(
+        f"{file}: imported {report.subscriptions} subscriptions "
+        f"({report.new_customers} new customers) in {elapsed:.1f} s, "
+        f"ids {report.first_id}-{report.last_id}"
+    )

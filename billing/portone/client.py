@@ -113,6 +113,10 @@ class PortOneClient:
     def customer(self, customer_uid: str) -> Exchange:
         return self._authorized("GET", f"/subscribe/customers/{_segment(customer_uid)}")
 
+    def call(self, method: str, path: str, **options: Any) -> Exchange:
+        """Any authorized V1 call (a 401 gets one token refresh and one replay)."""
+        return self._authorized(method, path, **options)
+
     def token(self) -> str:
         """A valid access token, from the cache while it has more than a minute left."""
         with self._lock:

@@ -27,6 +27,8 @@ class Publisher(Protocol):
 
     def notify(self, notice_ids: Sequence[int]) -> None: ...
 
+    def refund(self, refund_ids: Sequence[int], countdown: float | None = None) -> None: ...
+
 
 class NoticeSender(Protocol):
     """Sends one notice on its channel; raises billing.notify.DeliveryError on failure."""

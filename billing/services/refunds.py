@@ -1,0 +1,426 @@
+"""Refunds of paid charges through ``POST /payments/cancel``, with the discipline of charges.
+
+``request_refund`` checks the request and writes the refund ``pending`` (one commit);
+``begin_refund`` moves it to ``processing`` and counts the send (committed before the request
+leaves); ``finish_refund`` records the classified answer in a new transaction. No database
+connection is held while PortOne works.
+
+Every refund carries ``checksum``, the refundable balance we believed in: PortOne refuses the
+cancel when its balance differs, so sending a refund again can never refund twice. An outcome
+not seen is ``unknown`` and is settled by looking the payment up (``GET /payments/{imp_uid}``):
+its cancel history says whether this refund applied (``billing.portone.cancels``). When it did
+not and the last send is older than BILLING_RECONCILE_AFTER, the refund is sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Literal, Protocol
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from billing.bootstrap import App
+from billing.db.tables import Charge, Refund
+from billing.domain.charges import ChargeStatus
+from billing.errors import Conflict, InvalidInput, NotFound
+from billing.logs import log
+from billing.portone.answers import Exchange
+from billing.portone.cancels import (
+    Applied,
+    CancelAnswer,
+    CancelOutcome,
+    CancelRequest,
+    PortOneCancels,
+    RefundLookup,
+    classify_cancel,
+    classify_lookup,
+)
+from billing.portone.client import PortOneClient
+from billing.services.history import record_event
+
+logger = logging.getLogger("billing.refunds")
+
+REASON_MAX = 200  # refunds.reason
+TRANSIENT_TRIES = 3  # sends of one step whose request never left (or 401/429)
+TRANSIENT_PAUSE = 0.5  # seconds before the second try, doubled for the third
+FIRST_LOOKUP_DELAY = 1.0  # seconds after an unknown outcome before the command asks PortOne
+LOOKUP_EVERY = 15.0  # seconds between sweeps' lookups of one unknown refund
+SEND: Literal["send"] = "send"
+
+
+def system_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RefundStatus(StrEnum):
+    PENDING = "pending"  # written, not yet sent
+    PROCESSING = "processing"  # sent or being sent
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # refused or never sent: no money moved
+    UNKNOWN = "unknown"  # outcome not seen; reconciling
+
+
+OPEN = [str(RefundStatus.PENDING), str(RefundStatus.PROCESSING), str(RefundStatus.UNKNOWN)]
+
+
+class RefundGateway(Protocol):
+    def cancel(self, request: CancelRequest) -> Exchange: ...
+
+    def payment(self, imp_uid: str) -> Exchange: ...
+
+
+@dataclass(frozen=True)
+class RefundWork:
+    """What is sent, read from the row when it became processing."""
+
+    refund_id: int
+    charge_id: int
+    request: CancelRequest
+    resend: bool
+    sends: int
+
+
+@dataclass(frozen=True)
+class LookupWork:
+    refund_id: int
+    charge_id: int
+    imp_uid: str
+    checksum: int
+    amount: int
+    sent_at: datetime | None
+
+
+class Verdict(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RESEND = "resend"
+    WAIT = "wait"
+
+
+# -- asking for a refund -------------------------------------------------------------------------
+
+
+def check_request(amount: int | None, reason: str) -> str:
+    """The reason, trimmed; InvalidInput for a non-positive amount or an empty reason."""
+    if amount is not None and amount <= 0:
+        raise InvalidInput(f"--amount must be a positive number of KRW, got {amount}")
+    trimmed = " ".join(reason.split())
+    if not trimmed:
+        raise InvalidInput("--reason must not be empty")
+    if len(trimmed) > REASON_MAX:
+        raise InvalidInput(f"--reason must be at most {REASON_MAX} characters")
+    return trimmed
+
+
+def request_refund(
+    session: Session, charge_id: int, amount: int | None, reason: str, now: datetime,
+    wall: datetime,
+) -> Refund:  # fmt: skip
+    """Write a pending refund of ``amount`` KRW (None: all that is left) of a paid charge."""
+    reason = check_request(amount, reason)
+    charge = session.scalar(select(Charge).where(Charge.id == charge_id).with_for_update())
+    if charge is None:
+        raise NotFound(f"no charge {charge_id}")
+    balance = _refundable(session, charge)
+    amount = balance if amount is None else amount
+    if amount > balance:
+        raise Conflict(
+            f"--amount {amount} KRW is more than charge {charge.id} has left to refund: "
+            f"{balance} KRW (paid {charge.amount}, refunded {charge.refunded_amount})"
+        )
+    refund = Refund(
+        charge_id=charge.id, amount=amount, checksum=balance, reason=reason,
+        status=RefundStatus.PENDING, sends=0, created_at=now, updated_at=wall,
+    )  # fmt: skip
+    session.add(refund)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict(f"charge {charge.id} already has a refund in progress") from None
+    _event(session, "refund_requested", now, charge, refund)
+    return refund
+
+
+def _refundable(session: Session, charge: Charge) -> int:
+    """The balance left to refund; Conflict when the charge cannot be refunded now."""
+    if charge.status != ChargeStatus.PAID or not charge.imp_uid:
+        raise Conflict(f"charge {charge.id} is {charge.status}: only a paid charge is refunded")
+    query = select(Refund).where(Refund.charge_id == charge.id, Refund.status.in_(OPEN))
+    open_refund = session.scalar(query.limit(1))
+    if open_refund is not None:
+        raise Conflict(
+            f"charge {charge.id} already has refund {open_refund.id} in progress "
+            f"({open_refund.status}); it must be settled first (billing refunds reconcile)"
+        )
+    balance = charge.amount - charge.refunded_amount
+    if balance <= 0:
+        raise Conflict(f"charge {charge.id} is already refunded in full")
+    return balance
+
+
+# -- one send ------------------------------------------------------------------------------------
+
+
+def begin_refund(session: Session, refund_id: int, wall: datetime) -> RefundWork | None:
+    """Pending -> processing (committed by the caller before the request is sent)."""
+    query = select(Refund).where(Refund.id == refund_id).with_for_update(skip_locked=True)
+    refund = session.scalar(query)
+    if refund is None or refund.status != RefundStatus.PENDING:
+        return None
+    charge = session.get(Charge, refund.charge_id)
+    assert charge is not None and charge.imp_uid is not None
+    resend = refund.sends > 0
+    refund.status = RefundStatus.PROCESSING
+    refund.sends += 1
+    refund.sent_at = refund.updated_at = wall
+    request = CancelRequest(
+        imp_uid=charge.imp_uid, merchant_uid=charge.merchant_uid, amount=refund.amount,
+        checksum=refund.checksum, reason=refund.reason,
+    )  # fmt: skip
+    return RefundWork(refund.id, charge.id, request, resend, refund.sends)
+
+
+def finish_refund(
+    session: Session, work: RefundWork, answer: CancelAnswer, now: datetime, wall: datetime
+) -> str:
+    """Record PortOne's answer; returns the refund's status. A success is always recorded;
+    anything else only while the row is still the processing send this caller made."""
+    charge, refund = _lock(session, work.charge_id, work.refund_id)
+    _event(session, "refund_answer", now, charge, refund, send=work.sends,
+           outcome=str(answer.outcome), http_status=answer.http_status, code=answer.code,
+           reason=answer.reason, gateway_cancelled=answer.cancelled)  # fmt: skip
+    if answer.outcome == CancelOutcome.SUCCEEDED:
+        settle_refunded(session, charge, refund, answer.cancellation_id, now, wall)
+    elif refund.status != RefundStatus.PROCESSING or refund.sends != work.sends:
+        pass  # the sweeper took it over: reconciliation decides
+    elif answer.outcome == CancelOutcome.REFUSED:
+        settle_refund_failed(session, charge, refund, answer.reason, now, wall)
+    elif answer.outcome == CancelOutcome.TRANSIENT and not work.resend:
+        settle_refund_failed(session, charge, refund, answer.reason, now, wall)  # never left
+    else:
+        refund.status, refund.fail_reason = RefundStatus.UNKNOWN, answer.reason
+        refund.updated_at = wall
+    return refund.status
+
+
+def settle_refunded(
+    session: Session, charge: Charge, refund: Refund, cancellation_id: str | None,
+    now: datetime, wall: datetime,
+) -> None:  # fmt: skip
+    """PortOne applied this refund: record it on the charge (once)."""
+    if refund.status == RefundStatus.SUCCEEDED:
+        return
+    refund.status, refund.fail_reason, refund.updated_at = RefundStatus.SUCCEEDED, None, wall
+    charge.refunded_amount = min(charge.amount, charge.refunded_amount + refund.amount)
+    _event(session, "charge_refunded", now, charge, refund, cancellation_id=cancellation_id,
+           refunded_amount=charge.refunded_amount,
+           refundable=charge.amount - charge.refunded_amount)  # fmt: skip
+
+
+def settle_refund_failed(
+    session: Session, charge: Charge, refund: Refund, reason: str, now: datetime, wall: datetime
+) -> None:
+    """Refused, or never sent: no money moved."""
+    refund.status, refund.fail_reason, refund.updated_at = RefundStatus.FAILED, reason, wall
+    _event(session, "refund_failed", now, charge, refund, reason=reason)
+
+
+# -- reconciliation ------------------------------------------------------------------------------
+
+
+def decide(
+    lookup: RefundLookup, sent_at: datetime | None, wall: datetime, window: timedelta
+) -> Verdict:
+    """What to do with an unknown refund, given what PortOne's payment shows (pure)."""
+    quiet = sent_at is None or wall - sent_at >= window  # no request of ours still in flight
+    if lookup.applied == Applied.APPLIED:
+        return Verdict.SUCCEEDED
+    if lookup.applied == Applied.NEVER or (lookup.applied == Applied.BEHIND and quiet):
+        return Verdict.FAILED
+    if lookup.applied == Applied.NOT_YET and quiet:
+        return Verdict.RESEND
+    return Verdict.WAIT
+
+
+def refunds_to_reconcile(
+    session: Session, wall: datetime, window: timedelta, limit: int,
+    *, lookup_every: float = LOOKUP_EVERY,
+) -> list[int]:  # fmt: skip
+    """Refunds for the scheduler's sweep to hand to ``billing.refund``: unknown ones not
+    looked up for ``lookup_every`` seconds, processing ones silent past the window (their
+    process died), and pending ones left past the window (their process died before
+    sending)."""
+    old = wall - window
+    due = or_(
+        and_(Refund.status == RefundStatus.UNKNOWN,
+             Refund.updated_at <= wall - timedelta(seconds=lookup_every)),
+        and_(Refund.status.in_([RefundStatus.PROCESSING, RefundStatus.PENDING]),
+             Refund.updated_at <= old),
+    )  # fmt: skip
+    query = select(Refund).where(due).order_by(Refund.id).limit(limit)
+    refunds = session.scalars(query.with_for_update(skip_locked=True)).all()
+    for refund in refunds:
+        if refund.status == RefundStatus.PROCESSING or refund.sends > 0:
+            refund.status = RefundStatus.UNKNOWN  # it may have reached PortOne: look it up
+        refund.updated_at = wall  # not handed out again before LOOKUP_EVERY
+    return [refund.id for refund in refunds]
+
+
+def begin_lookup(
+    session: Session, refund_id: int, wall: datetime, window: timedelta
+) -> LookupWork | Literal["send"] | None:
+    """Take a refund for a lookup; ``"send"`` for a pending refund that was never sent."""
+    query = select(Refund).where(Refund.id == refund_id).with_for_update(skip_locked=True)
+    refund = session.scalar(query)
+    if refund is None:
+        return None
+    if refund.status == RefundStatus.PENDING and refund.sends == 0:
+        return SEND
+    stuck = refund.status == RefundStatus.PROCESSING and refund.updated_at <= wall - window
+    resend_lost = refund.status == RefundStatus.PENDING
+    if refund.status != RefundStatus.UNKNOWN and not stuck and not resend_lost:
+        return None  # settled, or a send is in flight
+    refund.status, refund.updated_at = RefundStatus.UNKNOWN, wall
+    charge = session.get(Charge, refund.charge_id)
+    assert charge is not None and charge.imp_uid is not None
+    return LookupWork(refund.id, charge.id, charge.imp_uid, refund.checksum, refund.amount,
+                      refund.sent_at)  # fmt: skip
+
+
+def finish_lookup(
+    session: Session, work: LookupWork, lookup: RefundLookup, now: datetime, wall: datetime,
+    window: timedelta,
+) -> Verdict | None:  # fmt: skip
+    """Act on the lookup; None when another process settled the refund meanwhile."""
+    charge, refund = _lock(session, work.charge_id, work.refund_id)
+    verdict = decide(lookup, work.sent_at, wall, window)
+    _event(session, "refund_reconciled", now, charge, refund, found=str(lookup.applied),
+           verdict=str(verdict), gateway_cancelled=lookup.cancelled,
+           reason=lookup.reason)  # fmt: skip
+    if verdict == Verdict.SUCCEEDED:
+        settle_refunded(session, charge, refund, lookup.cancellation_id, now, wall)
+        return verdict
+    if refund.status != RefundStatus.UNKNOWN:
+        return None
+    if verdict == Verdict.FAILED:
+        settle_refund_failed(session, charge, refund, lookup.reason, now, wall)
+    elif verdict == Verdict.RESEND:
+        refund.status, refund.updated_at = RefundStatus.PENDING, wall
+    else:
+        refund.updated_at = wall
+    return verdict
+
+
+# -- running the steps ---------------------------------------------------------------------------
+
+
+class RefundRunner:
+    """Each step between two short transactions; the PortOne call holds no connection."""
+
+    def __init__(
+        self,
+        app: App,
+        gateway: RefundGateway | PortOneClient,
+        wall: Callable[[], datetime] = system_now,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.app = app
+        self.gateway = PortOneCancels(gateway) if isinstance(gateway, PortOneClient) else gateway
+        self.wall = wall
+        self.sleep = sleep
+        self.window = timedelta(seconds=app.settings.reconcile_after)
+
+    def refund(self, charge_id: int, amount: int | None, reason: str) -> int:
+        """Ask, send, and when the outcome was not seen, look it up once; the refund id."""
+        now = self.app.clock.now()
+        with self.app.transaction() as session:
+            refund_id = request_refund(session, charge_id, amount, reason, now, self.wall()).id
+        if self.send(refund_id) == RefundStatus.UNKNOWN:
+            self.sleep(FIRST_LOOKUP_DELAY)
+            self.reconcile(refund_id)
+        return refund_id
+
+    def send(self, refund_id: int) -> str | None:
+        """Send one pending refund and record the outcome; None when there was nothing to do."""
+        with self.app.transaction() as session:
+            work = begin_refund(session, refund_id, self.wall())
+        if work is None:
+            return None
+        answer = self._cancel(work)
+        log(logger, "refund_answer", refund_id=work.refund_id, charge_id=work.charge_id,
+            amount=work.request.amount, send=work.sends, outcome=str(answer.outcome),
+            http_status=answer.http_status, code=answer.code, reason=answer.reason)  # fmt: skip
+        now = self.app.clock.now()
+        with self.app.transaction() as session:
+            return finish_refund(session, work, answer, now, self.wall())
+
+    def reconcile(self, refund_id: int) -> str | None:
+        """Settle one open refund with PortOne; its status after, None when nothing to do."""
+        with self.app.transaction() as session:
+            work = begin_lookup(session, refund_id, self.wall(), self.window)
+        if work is None:
+            return None
+        if work == SEND:
+            return self.send(refund_id)
+        assert isinstance(work, LookupWork)
+        exchange = self.gateway.payment(work.imp_uid)
+        lookup = classify_lookup(exchange, work.imp_uid, work.checksum, work.amount)
+        log(logger, "refund_lookup", refund_id=work.refund_id, found=str(lookup.applied),
+            reason=lookup.reason)  # fmt: skip
+        now = self.app.clock.now()
+        with self.app.transaction() as session:
+            verdict = finish_lookup(session, work, lookup, now, self.wall(), self.window)
+        if verdict == Verdict.RESEND:
+            return self.send(refund_id)
+        with self.app.transaction() as session:
+            refund = session.get(Refund, refund_id)
+            return refund.status if refund is not None else None
+
+    def _cancel(self, work: RefundWork) -> CancelAnswer:
+        """One send; a request that never left (or 401/429) is tried again a few times."""
+        answer = classify_cancel(self.gateway.cancel(work.request), work.request,
+                                 resend=work.resend)  # fmt: skip
+        pause = TRANSIENT_PAUSE
+        for _ in range(TRANSIENT_TRIES - 1):
+            if answer.outcome != CancelOutcome.TRANSIENT:
+                break
+            self.sleep(pause)
+            pause *= 2
+            exchange = self.gateway.cancel(work.request)
+            answer = classify_cancel(exchange, work.request, resend=work.resend)
+        return answer
+
+
+def reconcile_refund(
+    app: App, gateway: RefundGateway | PortOneClient, refund_id: int
+) -> str | None:
+    """The ``billing.refund`` task: settle one open refund (send it, look it up, re-send)."""
+    return RefundRunner(app, gateway).reconcile(refund_id)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _lock(session: Session, charge_id: int, refund_id: int) -> tuple[Charge, Refund]:
+    """The charge, then the refund, locked (always in this order)."""
+    charge = session.scalar(select(Charge).where(Charge.id == charge_id).with_for_update())
+    refund = session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update())
+    assert charge is not None and refund is not None
+    return charge, refund
+
+
+def _event(
+    session: Session, kind: str, now: datetime, charge: Charge, refund: Refund, **data: object
+) -> None:
+    record_event(
+        session, kind, now, subscription_id=charge.subscription_id, charge_id=charge.id,
+        refund_id=refund.id, merchant_uid=charge.merchant_uid, imp_uid=charge.imp_uid,
+        amount=refund.amount, checksum=refund.checksum, refund_reason=refund.reason, **data,
+    )  # fmt: skip

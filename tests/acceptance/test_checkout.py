@@ -1,0 +1,60 @@
+"""``billing checkout-params`` in subprocesses: the IMP.request_pay parameters for a plan."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.acceptance.test_cli import js, ok, refused
+from tests.conftest import CliRunner
+
+SITE = {"BILLING_PORTONE_SITE_CODE": "T0000"}
+MERCHANT_UID = re.compile(r"^issue-[0-9a-f]{20}$")
+
+
+def test_parameters_for_a_known_customer(cli: CliRunner) -> None:
+    ok(cli("customers", "add", "cust-1", "--name", "홍길동", "--email", "hong@example.com",
+           "--phone", "010-1234-5678"))  # fmt: skip
+    params = js(cli("checkout-params", "--customer", "cust-1", "--plan", "basic-monthly",
+                    "--json", env=SITE))  # fmt: skip
+    assert MERCHANT_UID.match(params.pop("merchant_uid"))
+    assert params == {
+        "pg": "kcp_billing.T0000", "pay_method": "card", "name": "베이직 월간 구독 정기결제 등록",
+        "amount": 0, "customer_uid": "cust-1", "buyer_name": "홍길동",
+        "buyer_email": "hong@example.com", "buyer_tel": "010-1234-5678",
+        "m_redirect_url": "https://merchant.example/billing/return",
+    }  # fmt: skip
+
+
+def test_every_call_names_a_new_key_issuing_request(cli: CliRunner) -> None:
+    args = ("checkout-params", "--customer", "new-1", "--plan", "basic-monthly", "--json")
+    first, second = js(cli(*args, env=SITE)), js(cli(*args, env=SITE))
+    assert first["merchant_uid"] != second["merchant_uid"]
+    assert first["customer_uid"] == "new-1"  # the one given, even before `customers add`
+    assert (first["buyer_name"], first["buyer_email"], first["buyer_tel"]) == (None, None, None)
+
+
+def test_a_long_plan_name_is_cut_to_fit_portone(cli: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "plans.yaml").write_text(
+        "plans:\n  - {id: long, name: " + "가" * 40 + ", amount: 1000, interval: 1 month}\n"
+    )
+    ok(cli("plans", "load", "plans.yaml"))
+    params = js(cli("checkout-params", "--customer", "c", "--plan", "long", "--json", env=SITE))
+    assert params["name"] == "가" * 32 + " 정기결제 등록" and len(params["name"]) == 40
+
+
+def test_without_json_a_page_script_to_paste(cli: CliRunner) -> None:
+    out = ok(cli("checkout-params", "--customer", "cust-9", "--plan", "basic-monthly", env=SITE))
+    assert out.startswith("IMP.init(")
+    assert "IMP.request_pay({" in out and '"pg": "kcp_billing.T0000"' in out
+    assert '"customer_uid": "cust-9"' in out and "function (rsp)" in out
+
+
+def test_refusals(cli: CliRunner) -> None:
+    refused(cli("checkout-params", "--customer", "c", "--plan", "basic-monthly"),
+            "BILLING_PORTONE_SITE_CODE")  # fmt: skip
+    refused(cli("checkout-params", "--customer", "c", "--plan", "nope", env=SITE),
+            "unknown plan 'nope'")  # fmt: skip
+    refused(cli("checkout-params", "--customer", "a/b", "--plan", "basic-monthly", env=SITE),
+            "customer_uid 'a/b'")  # fmt: skip
+    refused(cli("checkout-params", "--plan", "basic-monthly", env=SITE), "--customer")

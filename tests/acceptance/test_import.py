@@ -1,0 +1,85 @@
+"""`billing subscriptions import`: CSV or JSON lines, all or nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance.test_cli import js, ok, refused
+from tests.conftest import CliRunner, snapshot
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    (tmp_path / name).write_text(text)
+    return name
+
+
+def test_a_csv_creates_customers_and_subscriptions(cli: CliRunner, tmp_path: Path) -> None:
+    ok(cli("customers", "add", "known", "--email", "known@example.com"))
+    name = write(tmp_path, "subs.csv", (
+        "customer_uid,plan_id,start,name,email,phone\n"
+        "known,basic-monthly,2027-01-31T00:30:00+09:00,,,\n"
+        "new-1,premium-yearly,2027-02-01,홍길동,hong@example.com,010-1234-5678\n"
+        "new-1,basic-monthly,,,,\n"
+    ))  # fmt: skip
+    result = js(cli("subscriptions", "import", name, "--json"))
+    assert (result["subscriptions"], result["new_customers"]) == (3, 1)
+    subs = js(cli("subscriptions", "list", "--json"))
+    assert [(s["customer_uid"], s["plan_id"]) for s in subs] == [
+        ("known", "basic-monthly"), ("new-1", "premium-yearly"), ("new-1", "basic-monthly")]  # fmt: skip
+    assert subs[0]["next_charge_at"] == "2027-01-31T00:30:00+09:00"
+    assert (
+        subs[1]["next_charge_at"] == "2027-02-01T00:00:00+09:00"
+    )  # a date: midnight in the plan's zone
+    events = js(cli("subscriptions", "events", str(subs[0]["id"]), "--json"))
+    assert [e["kind"] for e in events] == ["subscription_created"]
+
+
+def test_json_lines_work_the_same(cli: CliRunner, tmp_path: Path) -> None:
+    lines = [
+        {"customer_uid": f"j{n}", "plan_id": "basic-monthly", "start": "2027-03-31T10:00:00+09:00"}
+        for n in range(50)
+    ]
+    name = write(tmp_path, "subs.jsonl", "\n".join(json.dumps(line) for line in lines) + "\n")
+    assert "imported 50 subscriptions (50 new customers)" in ok(
+        cli("subscriptions", "import", name)
+    )
+    preview = {s["next_charge_at"] for s in js(cli("subscriptions", "list", "--json"))}
+    assert preview == {"2027-03-31T10:00:00+09:00"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("customer_uid,plan_id\nc1,basic-monthly\nc2,gold\n", "line 3: unknown plan 'gold'"),
+        ("customer_uid,plan_id,start\nc1,basic-monthly,someday\n", "line 2: start:"),
+        ("customer_uid,plan_id\nhas space,basic-monthly\n", "line 2: customer_uid 'has space'"),
+        ("customer_uid,plan_id,email\nc1,basic-monthly,nope\n", "line 2: email 'nope'"),
+        ("customer,plan\nc1,basic-monthly\n", "line 1: the header needs customer_uid, plan_id"),
+        ("customer_uid,plan_id\nc1,basic-monthly,extra\n", "line 2: more fields than the header"),
+        ("customer_uid,plan_id\n", "no rows to import"),
+        (
+            '{"customer_uid": "c1", "plan_id": "basic-monthly", "colour": "red"}\n',
+            "line 1: unknown field 'colour'",
+        ),
+        (
+            '{"customer_uid": "c1", "plan_id": "basic-monthly"}\n[1, 2]\n',
+            "line 2: not a JSON object",
+        ),
+        ('{"customer_uid": 7, "plan_id": "basic-monthly"}\n', "line 1: customer_uid must be text"),
+    ],
+)
+def test_a_bad_file_imports_nothing(
+    cli: CliRunner, db_url: str, tmp_path: Path, text: str, expected: str
+) -> None:
+    ok(cli("plans", "list"))  # the catalog is loaded before the snapshot
+    name = write(tmp_path, "bad.csv" if not text.startswith("{") else "bad.jsonl", text)
+    before = snapshot(db_url)
+    refused(cli("subscriptions", "import", name), expected)
+    assert snapshot(db_url) == before
+
+
+def test_a_missing_file_is_one_line(cli: CliRunner) -> None:
+    refused(cli("subscriptions", "import", "nowhere.csv"), "nowhere.csv: cannot read")
