@@ -132,6 +132,17 @@ class Settings(BaseModel):
         return self.imp_key is not None and self.imp_secret is not None
 
     @property
+    def log_secrets(self) -> tuple[str, ...]:
+        """What no log line may show: PortOne credentials and Flower's password."""
+        values = [v.get_secret_value() for v in (self.imp_secret, self.imp_key) if v]
+        if self.sandbox_mode and self.imp_secret is None:
+            values.append(SANDBOX_IMP_SECRET)
+        if self.flower_basic_auth is not None:
+            auth = self.flower_basic_auth.get_secret_value()
+            values += [auth, auth.partition(":")[2]]
+        return tuple(v for v in values if len(v) >= 4)
+
+    @property
     def embedded(self) -> bool:
         """Nothing configured: SQLite, in-process broker, bundled sandbox."""
         return (

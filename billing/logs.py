@@ -1,7 +1,11 @@
 """Structured logs with a stable ``action`` field, and one filter that redacts secrets.
 
-Every log record passes ``Redactor``: access tokens, imp_secret values, card numbers and
-``Authorization`` headers are replaced before any handler sees them, whoever logged them.
+Every log record of the process passes the one ``Redactor`` that ``configure`` installs:
+access tokens, ``Authorization`` headers, imp_secret and the other configured secrets, card
+numbers and card fields (``pwd_2digit``, ``birth``, ``expiry``) are replaced before any
+handler formats them, whoever logged them. The filter sits on every handler that exists when
+``configure`` runs (ours, Celery's, a library's own), and the log-record factory redacts the
+message, arguments and traceback of records that reach a handler added later.
 """
 
 from __future__ import annotations
@@ -10,51 +14,90 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 REDACTED = "[redacted]"
+_KEYS = r"imp_secret|access_token|authorization|pwd_2digit|birth|card_number|expiry|password"
 _PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
     re.compile(
-        r"(?i)((?:imp_secret|access_token|authorization|pwd_2digit|birth)[\"']?\s*[:=]\s*[\"']?)[^\"',\s}]+"
+        rf"(?i)((?:{_KEYS})[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token)\s+)?)[^\"',\s}}&]+"
     ),
-    re.compile(r"(?<![0-9])(?:[0-9][ -]?){13,19}(?![0-9])"),  # card numbers, dashed or not
+    # card numbers, dashed, spaced or not (not the digits of a fraction: 0.18396951100021397)
+    re.compile(r"(?<![0-9.])[0-9](?:[ -]?[0-9]){12,18}(?![0-9]|\.[0-9])"),
 )
+SENSITIVE_FIELDS = frozenset(
+    {"access_token", "token", "imp_secret", "secret", "password", "authorization",
+     "pwd_2digit", "birth", "card_number", "expiry"}
+)  # fmt: skip
+_RECORD_ATTRIBUTES = frozenset(
+    set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+)
+_DONE = "_billing_redacted"  # set on a record whose message, args and traceback are done
 
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     for secret in secrets:
         if secret:
-            text = text.replace(secret, REDACTED)
+            for spelling in {secret, quote(secret, safe=""), json.dumps(secret)[1:-1]}:
+                text = text.replace(spelling, REDACTED)
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + REDACTED, text)
     return text
 
 
 class Redactor(logging.Filter):
-    """Rewrites every record's message and fields; registered on every handler."""
+    """Rewrites a record's message, arguments, traceback, stack and extra fields in place
+    (so every handler after it sees the redacted record); never drops a record."""
 
     def __init__(self, secrets: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.secrets = secrets
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage(), self.secrets)
-        record.args = None
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            record.fields = {k: _redact_value(v, self.secrets) for k, v in fields.items()}
-        if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = redact(
-                logging.Formatter().formatException(record.exc_info), self.secrets
-            )
-            record.exc_info = None
+        if not getattr(record, _DONE, False):
+            self.redact_text(record)
+        for key, value in list(vars(record).items()):
+            if key not in _RECORD_ATTRIBUTES and key != _DONE:
+                setattr(record, key, self.redact_value(key, value))
         return True
 
+    def redact_text(self, record: logging.LogRecord) -> None:
+        """Message with its arguments, traceback and stack: everything a formatter prints."""
+        record.msg = redact(_message(record), self.secrets)
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self.secrets)
+        setattr(record, _DONE, True)
 
-def _redact_value(value: Any, secrets: tuple[str, ...]) -> Any:
-    return redact(value, secrets) if isinstance(value, str) else value
+    def redact_value(self, key: str, value: Any) -> Any:
+        """A structured field: sensitive names hidden whole, text and numbers scanned."""
+        if key.lower() in SENSITIVE_FIELDS and value is not None:
+            return REDACTED
+        if isinstance(value, str):
+            return redact(value, self.secrets)
+        if isinstance(value, Mapping):
+            return {k: self.redact_value(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [self.redact_value("", item) for item in value]
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value if redact(str(value)) == str(value) else REDACTED
+        return value
+
+
+def _message(record: logging.LogRecord) -> str:
+    try:
+        return record.getMessage()
+    except Exception:  # arguments that do not fit the format: keep both, never raise
+        return f"{record.msg} {record.args!r}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -69,6 +112,8 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_text:
             document["exception"] = record.exc_text
+        if record.stack_info:
+            document["stack"] = record.stack_info
         return json.dumps(document, ensure_ascii=False, default=str)
 
 
@@ -82,14 +127,20 @@ class TextFormatter(logging.Formatter):
         return f"{line}\n{record.exc_text}" if record.exc_text else line
 
 
+_REDACTOR = Redactor()  # the one filter of this process; configure() sets its secrets
+
+
 def configure(
     level: str = "INFO", json_lines: bool | None = None, secrets: tuple[str, ...] = ()
 ) -> None:
-    """Set up the root logger once per process: JSON when not on a terminal."""
+    """Set up the root logger once per process: JSON when not on a terminal.
+
+    Calling it again replaces our handler and the secrets; the filter stays the same one.
+    """
+    _REDACTOR.secrets = tuple(secret for secret in secrets if secret)
     handler = logging.StreamHandler(sys.stderr)
     as_json = not sys.stderr.isatty() if json_lines is None else json_lines
     handler.setFormatter(JsonFormatter() if as_json else TextFormatter())
-    handler.addFilter(Redactor(secrets))
     root = logging.getLogger()
     for old in list(root.handlers):
         if getattr(old, "_billing", False):
@@ -97,6 +148,39 @@ def configure(
     handler._billing = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    _guard_every_handler(_REDACTOR)
+    _guard_new_records(_REDACTOR)
+
+
+def _guard_every_handler(redactor: Redactor) -> None:
+    """The filter on every handler of every logger that exists now, ours or not."""
+    known = list(logging.Logger.manager.loggerDict.values())
+    loggers = [logging.getLogger(), *(lg for lg in known if isinstance(lg, logging.Logger))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if redactor not in handler.filters:
+                handler.addFilter(redactor)
+
+
+def _guard_new_records(redactor: Redactor) -> None:
+    """Message, arguments and traceback redacted as each record is made, for handlers added
+    after configure() (their extra fields are only redacted by handlers that have the filter)."""
+    current = logging.getLogRecordFactory()
+    if getattr(current, "_billing", False):
+        return
+    logging.setLogRecordFactory(_redacting_factory(current, redactor))
+
+
+def _redacting_factory(
+    make: Callable[..., logging.LogRecord], redactor: Redactor
+) -> Callable[..., logging.LogRecord]:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        redactor.redact_text(record)
+        return record
+
+    factory._billing = True  # type: ignore[attr-defined]
+    return factory
 
 
 def log(

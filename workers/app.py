@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import Celery
 
+import workers.logging_setup  # noqa: F401 (setup_logging signal: JSON lines, one redacting filter)
 from billing.config import load_settings
 from workers.config import celery_config
 

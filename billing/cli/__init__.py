@@ -46,8 +46,9 @@ def _register() -> None:
         plans,
         refunds,
         sandbox,
+        serve,
         subscriptions,
-    )  # fmt: skip
+    )
 
     charges.charges.add_command(refunds.refund)
     customers.customers.add_command(billing_keys.register)
@@ -56,7 +57,7 @@ def _register() -> None:
     for command in (
         db.db, plans.plans, customers.customers, subscriptions.subscriptions, charges.charges,
         refunds.refunds, ops.scheduler, ops.run, ops.drain, ops.status, clock.clock,
-        sandbox.sandbox, demo.demo, checkout.checkout_params,
+        sandbox.sandbox, demo.demo, checkout.checkout_params, serve.serve,
     ):  # fmt: skip
         cli.add_command(command)
 

@@ -159,9 +159,7 @@ def _queue_depth(runtime: Runtime) -> int | None:
 
 
 def _secrets(runtime: Runtime) -> tuple[str, ...]:
-    settings = runtime.settings
-    values = (settings.imp_secret, settings.imp_key, settings.flower_basic_auth)
-    return tuple(v.get_secret_value() for v in values if v is not None)
+    return runtime.settings.log_secrets
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

@@ -1,0 +1,206 @@
+"""PortOne's notices (notice_url): trusted only after asking PortOne about the payment.
+
+A V1 notice is unsigned: ``{imp_uid, merchant_uid, status}`` from anyone. Nothing in it is
+believed. The payment is re-fetched with ``GET /payments/{imp_uid}``; the notice must name
+the same merchant_uid PortOne holds, the merchant_uid must be one of our charges, and the
+amount PortOne holds must be the charge's. Only then does an ``unknown`` or ``processing``
+charge whose payment PortOne holds as paid become paid here, exactly as a reconciliation
+would (``settle_paid``, the charge row locked). A charge already paid is left alone, so a
+redelivered notice changes nothing; anything else is kept in the event log for people and
+the scheduler's reconciliation. When PortOne cannot be asked, nothing is decided here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from billing.bootstrap import App
+from billing.db.tables import Charge
+from billing.domain.charges import ChargeStatus
+from billing.errors import InvalidInput
+from billing.logs import log
+from billing.portone.answers import Exchange, same_amount
+from billing.services.charging import settle_paid
+from billing.services.history import record_event
+from billing.services.plan_cache import PlanCache
+
+logger = logging.getLogger("billing.webhook")
+
+IMP_UID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_MERCHANT_UID = 100  # ours are at most 40; other payments of the account may differ
+MAX_STATUS = 32
+SETTLEABLE = (ChargeStatus.UNKNOWN, ChargeStatus.PROCESSING)
+
+
+class PaymentSource(Protocol):
+    """The one PortOne call a notice needs (``PortOneClient.payment``)."""
+
+    def payment(self, imp_uid: str, *, include_sandbox: bool = False) -> Exchange: ...
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What the notice claims. Never trusted: only ``imp_uid`` is used, to ask PortOne."""
+
+    imp_uid: str
+    merchant_uid: str
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class Payment:
+    """What PortOne holds for the notice's imp_uid."""
+
+    imp_uid: str
+    merchant_uid: str
+    status: str
+    amount: object
+
+
+class Verdict(StrEnum):
+    SETTLED = "settled"  # an unknown or processing charge became paid
+    ALREADY_PAID = "already_paid"  # nothing to do (a redelivered notice)
+    RECORDED = "recorded"  # our charge, nothing to settle: kept in the event log
+    MISMATCH = "mismatch"  # PortOne's payment names our merchant_uid with another amount
+    NOT_OURS = "not_ours"  # a real payment, but no charge of ours has its merchant_uid
+    FORGED = "forged"  # PortOne knows no such payment, or it contradicts the notice
+    DEFERRED = "deferred"  # PortOne could not be asked: reconciliation decides later
+    ERROR = "error"  # our side failed (the database): PortOne should send it again
+
+
+@dataclass(frozen=True)
+class NoticeResult:
+    verdict: Verdict
+    reason: str = ""
+    charge_id: int | None = None
+
+
+def parse_notice(fields: Mapping[str, Any]) -> Notice:
+    """The notice from a JSON object or form fields; InvalidInput names the bad field."""
+    imp_uid = _text(fields, "imp_uid", 64)
+    if not IMP_UID.match(imp_uid):
+        raise InvalidInput("imp_uid: expected letters, digits, '_' or '-'")
+    merchant_uid = _text(fields, "merchant_uid", MAX_MERCHANT_UID)
+    status = fields.get("status")
+    if status is not None and not (isinstance(status, str) and len(status) <= MAX_STATUS):
+        raise InvalidInput(f"status: expected text of at most {MAX_STATUS} characters")
+    return Notice(imp_uid, merchant_uid, status or None)
+
+
+def _text(fields: Mapping[str, Any], name: str, limit: int) -> str:
+    value = fields.get(name)
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise InvalidInput(f"{name}: required, text of at most {limit} characters")
+    return value
+
+
+def read_payment(exchange: Exchange, notice: Notice) -> Payment | NoticeResult:
+    """PortOne's answer to ``GET /payments/{imp_uid}``: the payment, or why there is none."""
+    if exchange.failure is not None or exchange.status is None:
+        return NoticeResult(Verdict.DEFERRED, f"PortOne did not answer: {exchange.detail}")
+    document = _json(exchange.body)
+    code = document.get("code") if isinstance(document, dict) else None
+    if exchange.status == 404 and isinstance(code, int) and code != 0:
+        return NoticeResult(Verdict.FORGED, "PortOne knows no payment with this imp_uid")
+    response = document.get("response") if isinstance(document, dict) else None
+    if exchange.status != 200 or code != 0 or not isinstance(response, dict):
+        return NoticeResult(Verdict.DEFERRED, f"PortOne answered HTTP {exchange.status}")
+    payment = Payment(
+        imp_uid=str(response.get("imp_uid")),
+        merchant_uid=str(response.get("merchant_uid")),
+        status=str(response.get("status")),
+        amount=response.get("amount"),
+    )
+    if payment.imp_uid != notice.imp_uid:
+        return NoticeResult(Verdict.DEFERRED, "PortOne answered about another imp_uid")
+    if payment.merchant_uid != notice.merchant_uid:
+        return NoticeResult(Verdict.FORGED, "the notice names another merchant_uid than PortOne")
+    return payment
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def apply_payment(
+    session: Session, payment: Payment, now: datetime, wall: datetime, plans: PlanCache
+) -> NoticeResult:
+    """Act on a payment PortOne confirmed, with our charge row locked (one transaction)."""
+    query = select(Charge).where(Charge.merchant_uid == payment.merchant_uid).with_for_update()
+    charge = session.scalar(query)
+    if charge is None:
+        return NoticeResult(Verdict.NOT_OURS, "no charge has this merchant_uid")
+    if charge.status == ChargeStatus.PAID and charge.imp_uid == payment.imp_uid:
+        return NoticeResult(Verdict.ALREADY_PAID, "", charge.id)
+    result = _judge(charge, payment)
+    record_event(
+        session, "portone_notice", now, subscription_id=charge.subscription_id,
+        charge_id=charge.id, merchant_uid=charge.merchant_uid, imp_uid=payment.imp_uid,
+        portone_status=payment.status, charge_status=str(charge.status),
+        verdict=str(result.verdict), reason=result.reason,
+    )  # fmt: skip
+    if result.verdict == Verdict.SETTLED:
+        settle_paid(session, charge, payment.imp_uid, now, wall, plans)
+    return result
+
+
+def _judge(charge: Charge, payment: Payment) -> NoticeResult:
+    if not same_amount(payment.amount, charge.amount):
+        reason = f"PortOne holds {payment.amount!r} KRW, the charge is {charge.amount} KRW"
+        return NoticeResult(Verdict.MISMATCH, reason, charge.id)
+    if payment.status != "paid":
+        return NoticeResult(Verdict.RECORDED, f"PortOne holds it {payment.status}", charge.id)
+    if charge.status in SETTLEABLE:
+        return NoticeResult(Verdict.SETTLED, "", charge.id)
+    reason = f"paid at PortOne while {charge.status} here: left to reconciliation"
+    if charge.status == ChargeStatus.PAID:
+        reason = f"already paid here as {charge.imp_uid}, PortOne names {payment.imp_uid}"
+    return NoticeResult(Verdict.RECORDED, reason, charge.id)
+
+
+class NoticeHandler:
+    """Re-fetch, then one short transaction: no connection is held while PortOne answers."""
+
+    def __init__(
+        self,
+        app: App,
+        portone: PaymentSource,
+        plans: PlanCache,
+        *,
+        include_sandbox: bool,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.app = app
+        self.portone = portone
+        self.plans = plans
+        self.include_sandbox = include_sandbox
+        self.wall = wall
+
+    def handle(self, notice: Notice) -> NoticeResult:
+        exchange = self.portone.payment(notice.imp_uid, include_sandbox=self.include_sandbox)
+        found = read_payment(exchange, notice)
+        if isinstance(found, Payment):
+            now = self.app.clock.now()  # before the transaction (see App.transaction)
+            with self.app.transaction() as session:
+                result = apply_payment(session, found, now, self.wall(), self.plans)
+        else:
+            result = found
+        suspicious = result.verdict in (Verdict.FORGED, Verdict.MISMATCH)
+        log(logger, "portone_notice", level=logging.WARNING if suspicious else logging.INFO,
+            imp_uid=notice.imp_uid, merchant_uid=notice.merchant_uid,
+            notice_status=notice.status, verdict=str(result.verdict), reason=result.reason,
+            charge_id=result.charge_id)  # fmt: skip
+        return result

@@ -1,0 +1,40 @@
+"""The web process's ASGI application, made by ``create_app`` from Settings.
+
+Routes: ``GET /healthz``, ``GET /readyz``, ``GET /metrics``, ``POST /portone/webhook``.
+The app owns one WebContext (database pool, PortOne client, verification threads), opened
+when it is made and closed when the server shuts down (the ASGI lifespan).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+
+from billing.config import Settings
+from billing.web import health, metrics, webhook
+from billing.web.config import WebConfig
+from billing.web.context import WebContext, build_context
+
+
+def create_app(settings: Settings, config: WebConfig | None = None) -> Starlette:
+    """Builds the context now (a bad database is an error here, not on the first request)."""
+    context = build_context(settings, config or WebConfig())
+    return app_for(context)
+
+
+def app_for(context: WebContext) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if context.verifier is not None:
+            context.verifier.warm_up()
+        try:
+            yield
+        finally:
+            context.close()
+
+    routes = [*health.routes(context), *metrics.routes(context), *webhook.routes(context)]
+    web = Starlette(routes=routes, lifespan=lifespan)
+    web.state.context = context
+    return web

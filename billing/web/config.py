@@ -1,0 +1,58 @@
+"""Settings of the web process that only it reads (``billing serve`` options)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from billing.errors import ConfigError
+
+ALLOW_VARIABLE = "BILLING_WEBHOOK_ALLOW"
+# The addresses PortOne publishes as the sources of V1 webhooks (3.35.36.134 appears in
+# some of its documents only; allowing one more PortOne address costs nothing, since every
+# notice is verified by re-fetching the payment anyway).
+PORTONE_SOURCES = ("52.78.100.19", "52.78.48.223", "52.78.5.241", "3.35.36.134")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """``webhook_allow`` None: any source may post a notice (the default; notices are
+    verified with PortOne either way). ``answer_within``: seconds a notice waits for its
+    verification before it is answered anyway (the verification goes on, bounded by
+    ``portone_timeout``, and the scheduler's reconciliation settles what it does not)."""
+
+    webhook_allow: tuple[Network, ...] | None = None
+    answer_within: float = 0.5
+    portone_timeout: float = 2.0
+    verifiers: int = 8  # notices verified at once
+    backlog: int = 64  # notices in verification before new ones are left to reconciliation
+    max_body: int = 16_384
+
+    def allows(self, host: str | None) -> bool:
+        if self.webhook_allow is None:
+            return True
+        try:
+            address = ipaddress.ip_address(host or "")
+        except ValueError:
+            return False
+        return any(address in network for network in self.webhook_allow)
+
+
+def parse_allowlist(text: str | None) -> tuple[Network, ...] | None:
+    """``""``/``off``: no allowlist. Else addresses or CIDR blocks, separated by commas or
+    spaces; ``portone`` stands for PortOne's published webhook sources."""
+    words = (text or "").replace(",", " ").split()
+    if not words or words == ["off"]:
+        return None
+    networks: list[Network] = []
+    for word in words:
+        for item in PORTONE_SOURCES if word.lower() == "portone" else (word,):
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"{ALLOW_VARIABLE}: {item!r} is not an address or a CIDR block "
+                    "(use addresses, blocks such as 10.0.0.0/8, or 'portone')"
+                ) from None
+    return tuple(networks)
