@@ -130,6 +130,9 @@ class TextFormatter(logging.Formatter):
 _REDACTOR = Redactor()  # the one filter of this process; configure() sets its secrets
 
 
+QUIET_LIBRARIES = ("httpx", "httpcore")
+
+
 def configure(
     level: str = "INFO", json_lines: bool | None = None, secrets: tuple[str, ...] = ()
 ) -> None:
@@ -148,6 +151,8 @@ def configure(
     handler._billing = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    for chatty in QUIET_LIBRARIES:  # one line per HTTP request is the caller's job
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     _guard_every_handler(_REDACTOR)
     _guard_new_records(_REDACTOR)
 

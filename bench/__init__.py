@@ -1,0 +1,1 @@
+"""`make bench`: throughput and memory of the product beside Celery's own ceiling."""

@@ -1,0 +1,81 @@
+"""Measuring without disturbing: poll counts from the database, read RSS from /proc."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+
+@dataclass
+class Progress:
+    """(wall time, charges claimed, charges settled) sampled every ``step`` seconds."""
+
+    engine: Engine
+    target: int
+    step: float = 0.1
+    samples: list[tuple[float, int, int]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        query = text(
+            "SELECT count(*), count(*) FILTER (WHERE status IN ('paid', 'failed')) FROM charges"
+        )
+        with self.engine.connect() as connection:
+            while not self._stop.is_set():
+                claimed, settled = connection.execute(query).one()
+                connection.commit()
+                self.samples.append((time.monotonic(), int(claimed), int(settled)))
+                if settled >= self.target:
+                    return
+                self._stop.wait(self.step)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def first(self, predicate: Callable[[tuple[float, int, int]], bool]) -> float | None:
+        return next((sample[0] for sample in self.samples if predicate(sample)), None)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return False
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def median_ms(call: Callable[[], object], repeat: int) -> float:
+    timings = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        timings.append((time.perf_counter() - started) * 1000)
+    return statistics.median(timings)
+
+
+def machine() -> str:
+    cpus = len(
+        [
+            line
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("processor")
+        ]
+    )
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown CPU")  # fmt: skip
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) // (1024 * 1024)
+    return f"{cpus} cores ({model}), {memory} GiB, PostgreSQL/Redis/sandbox/product on the same machine"

@@ -1,0 +1,58 @@
+"""Command-line options of the benchmark."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Options:
+    charges: int  # subscriptions due at once for the zero-latency run
+    slice: int  # subscriptions due at once for the latency run
+    latency_ms: int
+    workers: int
+    concurrency: int
+    empty_tasks: int
+    idle_sizes: tuple[int, ...]
+    skip: frozenset[str]
+
+
+def parse(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--charges",
+        type=int,
+        default=20_000,
+        help="subscriptions due at once, zero gateway latency (default 20000)",
+    )
+    parser.add_argument(
+        "--slice",
+        type=int,
+        default=50_000,
+        help="subscriptions due at once for the latency run (default 50000)",
+    )
+    parser.add_argument("--latency-ms", type=int, default=300, help="gateway latency of that run")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help="threads per worker process (default 64)"
+    )
+    parser.add_argument(
+        "--empty-tasks",
+        type=int,
+        default=20_000,
+        help="empty Celery tasks for the ceiling (default 20000)",
+    )
+    parser.add_argument(
+        "--idle-sizes",
+        default="10000,1000000",
+        help="table sizes for the idle pass and memory (default 10000,1000000)",
+    )
+    parser.add_argument("--skip", default="", help="comma-separated: zero, latency, idle")
+    args = parser.parse_args(argv)
+    return Options(
+        charges=args.charges, slice=args.slice, latency_ms=args.latency_ms,
+        workers=args.workers, concurrency=args.concurrency, empty_tasks=args.empty_tasks,
+        idle_sizes=tuple(int(size) for size in args.idle_sizes.split(",") if size),
+        skip=frozenset(part for part in args.skip.split(",") if part),
+    )  # fmt: skip

@@ -1,0 +1,278 @@
+"""The benchmark: the product's throughput beside Celery's own ceiling, and its idle cost.
+
+It starts its own PostgreSQL cluster and Redis server (chaos.cluster) and the bundled sandbox,
+imports subscriptions that are all due at the same moment with `billing subscriptions import`,
+then runs the real `billing scheduler` and K `celery -A workers worker` processes against the
+sandbox, sampling the database to time the first claim, the last claim and the last recorded
+outcome. In the same run, on the same broker, one Celery worker process runs empty tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+from sqlalchemy import create_engine
+
+from bench.measure import Progress, machine, median_ms, rss_mib, wait_until
+from bench.options import Options, parse
+from chaos.cluster import Postgres, Redis
+from chaos.processes import Managed, product_env, sandbox_url
+
+ROOT = Path(__file__).resolve().parent.parent
+DUE = "2027-01-01T09:00:00+09:00"
+LATER = "2028-06-01T09:00:00+09:00"  # for the idle tables: nothing due
+
+
+@dataclass
+class Throughput:
+    label: str
+    charges: int
+    latency_ms: int
+    import_rows_per_s: float = 0.0
+    claims_per_s: float = 0.0
+    charges_per_s: float = 0.0
+    failed: int = 0
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class Idle:
+    subscriptions: int
+    import_rows_per_s: float
+    idle_pass_ms: float
+    scheduler_rss_mib: float
+    worker_rss_mib: float
+
+
+@dataclass
+class Results:
+    options: Options
+    machine: str
+    runs: list[Throughput] = field(default_factory=list)
+    empty_tasks_per_s: float = 0.0
+    idle: list[Idle] = field(default_factory=list)
+
+
+class Bench:
+    def __init__(self, options: Options, root: Path) -> None:
+        self.options = options
+        self.root = root
+        root.chmod(0o755)  # the postgres OS user must reach its data directory
+        (root / "pg").mkdir()
+        (root / "redis").mkdir()
+        self.postgres = Postgres(root / "pg")
+        self.redis = Redis(root / "redis")
+        self.processes: list[Managed] = []
+
+    def start(self) -> None:
+        self.postgres.init()
+        self.postgres.start()
+        self.redis.start()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+        self.redis.stop()
+        self.postgres.stop()
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def spawn(self, name: str, command: list[str], env: dict[str, str]) -> Managed:
+        process = Managed(name, command, product_env(env), self.root / f"{name}.log").start()
+        self.processes.append(process)
+        return process
+
+    def billing(self, env: dict[str, str], *args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "billing", *args], cwd=ROOT,
+                              env=product_env(env), capture_output=True, text=True, check=False)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"billing {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def environment(self, database: str, latency_ms: int) -> tuple[dict[str, str], Managed]:
+        url = self.postgres.create_database(database)
+        redis.Redis.from_url(self.redis.url).flushdb()
+        sandbox = self.spawn(f"sandbox-{database}", [sys.executable, "-m", "billing", "sandbox",
+                             "--port", "0", "--latency-ms", str(latency_ms)], {})  # fmt: skip
+        env = {
+            "BILLING_DATABASE_URL": url, "BILLING_BROKER_URL": self.redis.url,
+            "BILLING_SANDBOX": "1", "BILLING_PORTONE_URL": sandbox_url(sandbox),
+            "BILLING_PORTONE_TIMEOUT": "30", "BILLING_RECONCILE_AFTER": "120",
+        }  # fmt: skip
+        self.billing(env, "db", "upgrade")
+        self.billing(env, "clock", "set", DUE)
+        return env, sandbox
+
+    def import_rows(self, env: dict[str, str], count: int, start: str) -> float:
+        path = self.root / f"import-{count}.csv"
+        with path.open("w") as handle:
+            handle.write("customer_uid,plan_id,start\n")
+            for n in range(count):
+                handle.write(f"bench-{n},basic-monthly,{start}\n")
+        report = json.loads(self.billing(env, "subscriptions", "import", str(path), "--json"))
+        path.unlink()
+        return count / report["seconds"]
+
+    def workers(self, env: dict[str, str], label: str) -> list[Managed]:
+        started = [
+            self.spawn(f"worker-{label}-{n}", [sys.executable, "-m", "celery", "-A", "workers",
+                       "worker", "-c", str(self.options.concurrency), "-n", f"bench{n}@%h",
+                       "--without-mingle", "--without-gossip", "--loglevel", "INFO"], env)
+            for n in range(self.options.workers)
+        ]  # fmt: skip
+        for worker in started:
+            worker.wait_for(b" ready.", 120)
+        return started
+
+    # -- the measurements ---------------------------------------------------------------------
+
+    def throughput(self, label: str, count: int, latency_ms: int) -> Throughput:
+        result = Throughput(label, count, latency_ms)
+        env, sandbox = self.environment(f"bench_{label}", latency_ms)
+        result.import_rows_per_s = self.import_rows(env, count, DUE)
+        workers = self.workers(env, label)
+        engine = create_engine(env["BILLING_DATABASE_URL"])
+        progress = Progress(engine, count)
+        monitor = threading.Thread(target=progress.run, daemon=True)
+        monitor.start()
+        scheduler = self.spawn(f"scheduler-{label}", [sys.executable, "-m", "billing",
+                               "scheduler", "--interval", "0.2"], env)  # fmt: skip
+        monitor.join(timeout=count / 20 + 300)
+        progress.stop()
+        first = progress.first(lambda s: s[1] > 0)
+        claimed = progress.first(lambda s: s[1] >= count)
+        settled = progress.first(lambda s: s[2] >= count)
+        if first is None or claimed is None or settled is None:
+            raise RuntimeError(f"{label}: not settled in time ({progress.samples[-1:]})")
+        result.claims_per_s = count / max(claimed - first, progress.step)
+        result.charges_per_s = count / max(settled - first, progress.step)
+        result.elapsed_s = settled - first
+        with engine.connect() as connection:
+            from sqlalchemy import text
+
+            result.failed = connection.execute(
+                text("SELECT count(*) FROM charges WHERE status <> 'paid'")
+            ).scalar_one()
+        engine.dispose()
+        for process in (scheduler, *workers, sandbox):
+            process.stop()
+        return result
+
+    def celery_ceiling(self) -> float:
+        """Empty tasks through one worker process, on the broker of the runs above."""
+        env = {"BILLING_BROKER_URL": self.redis.url}
+        client = redis.Redis.from_url(self.redis.url)
+        client.flushdb()
+        worker = self.spawn("worker-empty", [sys.executable, "-m", "celery", "-A", "bench.empty",
+                            "worker", "-P", "solo", "-Q", "bench-empty", "--without-mingle",
+                            "--without-gossip", "--loglevel", "INFO"], env)  # fmt: skip
+        worker.wait_for(b" ready.", 120)
+        from bench import empty
+
+        empty.app.conf.broker_url = self.redis.url
+        started = time.monotonic()
+        with empty.app.producer_or_acquire() as producer:
+            for _ in range(self.options.empty_tasks):
+                empty.empty.apply_async(producer=producer)
+            empty.done.apply_async(producer=producer)
+        wait_until(lambda: client.get("bench:empty:done") is not None, 600, step=0.01)
+        elapsed = time.monotonic() - started
+        worker.stop()
+        return self.options.empty_tasks / elapsed
+
+    def idle(self, size: int) -> Idle:
+        env, sandbox = self.environment(f"bench_idle_{size}", 0)
+        rate = self.import_rows(env, size, LATER)
+        pass_ms = self._idle_pass_ms(env)
+        scheduler = self.spawn(f"scheduler-idle-{size}", [sys.executable, "-m", "billing",
+                               "scheduler", "--interval", "0.2"], env)  # fmt: skip
+        [worker] = self.workers({**env}, f"idle-{size}")[:1] or [None]
+        time.sleep(15)  # many idle passes, and a worker waiting for work
+        assert scheduler.process is not None and worker is not None and worker.process is not None
+        result = Idle(
+            size, rate, pass_ms, rss_mib(scheduler.process.pid), rss_mib(worker.process.pid)
+        )
+        for process in (
+            scheduler,
+            sandbox,
+            *[p for p in self.processes if p.name.startswith(f"worker-idle-{size}")],
+        ):
+            process.stop()
+        return result
+
+    def _idle_pass_ms(self, env: dict[str, str]) -> float:
+        from billing.bootstrap import build_app
+        from billing.config import load_settings
+        from schedules.scheduler import Scheduler
+
+        class Nowhere:
+            def charge(self, ids: object, countdown: object = None) -> None: ...
+            def reconcile(self, ids: object, countdown: object = None) -> None: ...
+            def refund(self, ids: object, countdown: object = None) -> None: ...
+            def notify(self, ids: object) -> None: ...
+
+        app = build_app(load_settings(env))
+        scheduler = Scheduler(app, Nowhere())  # type: ignore[arg-type]
+        scheduler.run_pass()  # warm: plans cached, connections open
+        result = median_ms(scheduler.run_pass, 50)
+        app.close()
+        return result
+
+
+def render(results: Results) -> str:
+    o = results.options
+    lines = [f"Machine: {results.machine}",
+             f"Workers: {o.workers} x `celery -A workers worker -c {o.concurrency}` (threads pool), "
+             "1 `billing scheduler`, the bundled sandbox in its own process.", "",
+             "| run | N due at once | gateway latency | import rows/s | scheduler claims+publishes/s "
+             "| end-to-end charges/s | not paid | first claim to last outcome |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for run in results.runs:
+        lines.append(f"| {run.label} | {run.charges:,} | {run.latency_ms} ms | {run.import_rows_per_s:,.0f} "
+                     f"| {run.claims_per_s:,.0f} | {run.charges_per_s:,.0f} | {run.failed} | {run.elapsed_s:,.1f} s |")  # fmt: skip
+    if results.empty_tasks_per_s:
+        lines += ["", f"Celery's own ceiling, same broker and settings, one worker process (`-P solo`), "
+                  f"{o.empty_tasks:,} empty tasks: {results.empty_tasks_per_s:,.0f} tasks/s."]  # fmt: skip
+        zero = next((run for run in results.runs if run.latency_ms == 0), None)
+        if zero is not None:
+            ratio = zero.charges_per_s / results.empty_tasks_per_s
+            lines.append(
+                f"End-to-end charges/s at 0 ms over Celery's empty-task rate: {ratio:.2f} (target >= 0.5)."
+            )
+    if results.idle:
+        lines += ["", "| subscriptions in the table | import rows/s | scheduler idle pass (median of 50) "
+                  "| scheduler RSS | one worker RSS |", "|---|---|---|---|---|"]  # fmt: skip
+        for idle in results.idle:
+            lines.append(f"| {idle.subscriptions:,} | {idle.import_rows_per_s:,.0f} | {idle.idle_pass_ms:.2f} ms "
+                         f"| {idle.scheduler_rss_mib:.0f} MiB | {idle.worker_rss_mib:.0f} MiB |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse(argv)
+    root = Path(tempfile.mkdtemp(prefix="billing-bench-"))
+    bench = Bench(options, root)
+    results = Results(options, machine())
+    try:
+        bench.start()
+        if "zero" not in options.skip:
+            results.runs.append(bench.throughput("zero", options.charges, 0))
+            results.empty_tasks_per_s = bench.celery_ceiling()
+        if "latency" not in options.skip:
+            results.runs.append(bench.throughput("latency", options.slice, options.latency_ms))
+        if "idle" not in options.skip:
+            results.idle = [bench.idle(size) for size in options.idle_sizes]
+    finally:
+        bench.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    print(render(results))
+    return 0
