@@ -18,6 +18,7 @@ class Progress:
 
     engine: Engine
     target: int
+    claims_only: bool = False
     step: float = 0.1
     samples: list[tuple[float, int, int]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -31,7 +32,7 @@ class Progress:
                 claimed, settled = connection.execute(query).one()
                 connection.commit()
                 self.samples.append((time.monotonic(), int(claimed), int(settled)))
-                if settled >= self.target:
+                if (claimed if self.claims_only else settled) >= self.target:
                     return
                 self._stop.wait(self.step)
 
@@ -68,14 +69,11 @@ def median_ms(call: Callable[[], object], repeat: int) -> float:
 
 
 def machine() -> str:
-    cpus = len(
-        [
-            line
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("processor")
-        ]
-    )
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "unknown CPU")  # fmt: skip
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    cpus = sum(1 for line in cpuinfo if line.startswith("processor"))
+    names = (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
     memory = int(Path("/proc/meminfo").read_text().split()[1]) // (1024 * 1024)
-    return f"{cpus} cores ({model}), {memory} GiB, PostgreSQL/Redis/sandbox/product on the same machine"
+    return (
+        f"{cpus} cores ({next(names, 'unknown CPU')}), {memory} GiB; PostgreSQL, Redis, the "
+        "sandbox and the product all on this machine"
+    )

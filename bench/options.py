@@ -12,7 +12,8 @@ class Options:
     slice: int  # subscriptions due at once for the latency run
     latency_ms: int
     workers: int
-    concurrency: int
+    concurrency_zero: int
+    concurrency_latency: int
     empty_tasks: int
     idle_sizes: tuple[int, ...]
     skip: frozenset[str]
@@ -35,7 +36,16 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--latency-ms", type=int, default=300, help="gateway latency of that run")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument(
-        "--concurrency", type=int, default=64, help="threads per worker process (default 64)"
+        "--concurrency-zero",
+        type=int,
+        default=8,
+        help="threads per worker process at 0 ms (default 8)",
+    )
+    parser.add_argument(
+        "--concurrency-latency",
+        type=int,
+        default=32,
+        help="threads per worker process in the latency run (default 32)",
     )
     parser.add_argument(
         "--empty-tasks",
@@ -48,11 +58,12 @@ def parse(argv: list[str] | None = None) -> Options:
         default="10000,1000000",
         help="table sizes for the idle pass and memory (default 10000,1000000)",
     )
-    parser.add_argument("--skip", default="", help="comma-separated: zero, latency, idle")
+    parser.add_argument("--skip", default="", help="comma-separated: claims, zero, latency, idle")
     args = parser.parse_args(argv)
     return Options(
         charges=args.charges, slice=args.slice, latency_ms=args.latency_ms,
-        workers=args.workers, concurrency=args.concurrency, empty_tasks=args.empty_tasks,
+        workers=args.workers, concurrency_zero=args.concurrency_zero,
+        concurrency_latency=args.concurrency_latency, empty_tasks=args.empty_tasks,
         idle_sizes=tuple(int(size) for size in args.idle_sizes.split(",") if size),
         skip=frozenset(part for part in args.skip.split(",") if part),
     )  # fmt: skip

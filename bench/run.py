@@ -26,6 +26,7 @@ from bench.measure import Progress, machine, median_ms, rss_mib, wait_until
 from bench.options import Options, parse
 from chaos.cluster import Postgres, Redis
 from chaos.processes import Managed, product_env, sandbox_url
+from workers.config import CALLS_PER_THREAD, CHARGE_BATCH
 
 ROOT = Path(__file__).resolve().parent.parent
 DUE = "2027-01-01T09:00:00+09:00"
@@ -37,6 +38,7 @@ class Throughput:
     label: str
     charges: int
     latency_ms: int
+    concurrency: int
     import_rows_per_s: float = 0.0
     claims_per_s: float = 0.0
     charges_per_s: float = 0.0
@@ -58,6 +60,7 @@ class Results:
     options: Options
     machine: str
     runs: list[Throughput] = field(default_factory=list)
+    claims_per_s: float = 0.0
     empty_tasks_per_s: float = 0.0
     idle: list[Idle] = field(default_factory=list)
 
@@ -92,8 +95,9 @@ class Bench:
         return process
 
     def billing(self, env: dict[str, str], *args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "billing", *args], cwd=ROOT,
-                              env=product_env(env), capture_output=True, text=True, check=False)  # fmt: skip
+        command = [sys.executable, "-m", "billing", *args]
+        done = subprocess.run(command, cwd=ROOT, env=product_env(env), capture_output=True,
+                              text=True, check=False)  # fmt: skip
         if done.returncode != 0:
             raise RuntimeError(f"billing {' '.join(args)}: {done.stderr.strip()}")
         return done.stdout
@@ -120,12 +124,12 @@ class Bench:
                 handle.write(f"bench-{n},basic-monthly,{start}\n")
         report = json.loads(self.billing(env, "subscriptions", "import", str(path), "--json"))
         path.unlink()
-        return count / report["seconds"]
+        return count / float(report["seconds"])
 
-    def workers(self, env: dict[str, str], label: str) -> list[Managed]:
+    def workers(self, env: dict[str, str], label: str, concurrency: int) -> list[Managed]:
         started = [
             self.spawn(f"worker-{label}-{n}", [sys.executable, "-m", "celery", "-A", "workers",
-                       "worker", "-c", str(self.options.concurrency), "-n", f"bench{n}@%h",
+                       "worker", "-c", str(concurrency), "-n", f"bench{n}@%h",
                        "--without-mingle", "--without-gossip", "--loglevel", "INFO"], env)
             for n in range(self.options.workers)
         ]  # fmt: skip
@@ -135,11 +139,32 @@ class Bench:
 
     # -- the measurements ---------------------------------------------------------------------
 
-    def throughput(self, label: str, count: int, latency_ms: int) -> Throughput:
-        result = Throughput(label, count, latency_ms)
+    def claims(self, count: int) -> float:
+        """The scheduler alone (no worker running): claims and publishes per second."""
+        env, sandbox = self.environment("bench_claims", 0)
+        self.import_rows(env, count, DUE)
+        engine = create_engine(env["BILLING_DATABASE_URL"])
+        progress = Progress(engine, count, claims_only=True)
+        monitor = threading.Thread(target=progress.run, daemon=True)
+        monitor.start()
+        scheduler = self.spawn("scheduler-claims", [sys.executable, "-m", "billing",
+                               "scheduler", "--interval", "0.2"], env)  # fmt: skip
+        monitor.join(timeout=count / 100 + 120)
+        progress.stop()
+        engine.dispose()
+        for process in (scheduler, sandbox):
+            process.stop()
+        first = progress.first(lambda s: s[1] > 0)
+        claimed = progress.first(lambda s: s[1] >= count)
+        if first is None or claimed is None:
+            raise RuntimeError("claims: not all claimed in time")
+        return count / max(claimed - first, progress.step)
+
+    def throughput(self, label: str, count: int, latency_ms: int, concurrency: int) -> Throughput:
+        result = Throughput(label, count, latency_ms, concurrency)
         env, sandbox = self.environment(f"bench_{label}", latency_ms)
         result.import_rows_per_s = self.import_rows(env, count, DUE)
-        workers = self.workers(env, label)
+        workers = self.workers(env, label, concurrency)
         engine = create_engine(env["BILLING_DATABASE_URL"])
         progress = Progress(engine, count)
         monitor = threading.Thread(target=progress.run, daemon=True)
@@ -149,11 +174,9 @@ class Bench:
         monitor.join(timeout=count / 20 + 300)
         progress.stop()
         first = progress.first(lambda s: s[1] > 0)
-        claimed = progress.first(lambda s: s[1] >= count)
         settled = progress.first(lambda s: s[2] >= count)
-        if first is None or claimed is None or settled is None:
+        if first is None or settled is None:
             raise RuntimeError(f"{label}: not settled in time ({progress.samples[-1:]})")
-        result.claims_per_s = count / max(claimed - first, progress.step)
         result.charges_per_s = count / max(settled - first, progress.step)
         result.elapsed_s = settled - first
         with engine.connect() as connection:
@@ -195,7 +218,7 @@ class Bench:
         pass_ms = self._idle_pass_ms(env)
         scheduler = self.spawn(f"scheduler-idle-{size}", [sys.executable, "-m", "billing",
                                "scheduler", "--interval", "0.2"], env)  # fmt: skip
-        [worker] = self.workers({**env}, f"idle-{size}")[:1] or [None]
+        [worker] = self.workers({**env}, f"idle-{size}", self.options.concurrency_latency)[:1]
         time.sleep(15)  # many idle passes, and a worker waiting for work
         assert scheduler.process is not None and worker is not None and worker.process is not None
         result = Idle(
@@ -221,7 +244,7 @@ class Bench:
             def notify(self, ids: object) -> None: ...
 
         app = build_app(load_settings(env))
-        scheduler = Scheduler(app, Nowhere())  # type: ignore[arg-type]
+        scheduler = Scheduler(app, Nowhere())
         scheduler.run_pass()  # warm: plans cached, connections open
         result = median_ms(scheduler.run_pass, 50)
         app.close()
@@ -230,31 +253,74 @@ class Bench:
 
 def render(results: Results) -> str:
     o = results.options
-    lines = [f"Machine: {results.machine}",
-             f"Workers: {o.workers} x `celery -A workers worker -c {o.concurrency}` (threads pool), "
-             "1 `billing scheduler`, the bundled sandbox in its own process.", "",
-             "| run | N due at once | gateway latency | import rows/s | scheduler claims+publishes/s "
-             "| end-to-end charges/s | not paid | first claim to last outcome |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for run in results.runs:
-        lines.append(f"| {run.label} | {run.charges:,} | {run.latency_ms} ms | {run.import_rows_per_s:,.0f} "
-                     f"| {run.claims_per_s:,.0f} | {run.charges_per_s:,.0f} | {run.failed} | {run.elapsed_s:,.1f} s |")  # fmt: skip
-    if results.empty_tasks_per_s:
-        lines += ["", f"Celery's own ceiling, same broker and settings, one worker process (`-P solo`), "
-                  f"{o.empty_tasks:,} empty tasks: {results.empty_tasks_per_s:,.0f} tasks/s."]  # fmt: skip
-        zero = next((run for run in results.runs if run.latency_ms == 0), None)
-        if zero is not None:
-            ratio = zero.charges_per_s / results.empty_tasks_per_s
-            lines.append(
-                f"End-to-end charges/s at 0 ms over Celery's empty-task rate: {ratio:.2f} (target >= 0.5)."
-            )
-    if results.idle:
-        lines += ["", "| subscriptions in the table | import rows/s | scheduler idle pass (median of 50) "
-                  "| scheduler RSS | one worker RSS |", "|---|---|---|---|---|"]  # fmt: skip
-        for idle in results.idle:
-            lines.append(f"| {idle.subscriptions:,} | {idle.import_rows_per_s:,.0f} | {idle.idle_pass_ms:.2f} ms "
-                         f"| {idle.scheduler_rss_mib:.0f} MiB | {idle.worker_rss_mib:.0f} MiB |")  # fmt: skip
+    product = (
+        f"Product: {o.workers} x `celery -A workers worker -c C` (threads pool, "
+        f"{CHARGE_BATCH} charges per message, {CALLS_PER_THREAD} PortOne calls in flight per "
+        "thread), 1 `billing scheduler`, the bundled sandbox in its own process."
+    )
+    lines = [f"Machine: {results.machine}", product, ""]
+    if results.claims_per_s:
+        lines += [
+            f"Scheduler alone (no worker running), {o.charges:,} due at once: "
+            f"{results.claims_per_s:,.0f} claims+publishes/s (target >= 3,000).",
+            "",
+        ]
+    lines += _runs(results.runs)
+    lines += _ceiling(results)
+    lines += _idle(results.idle)
     return "\n".join(lines)
+
+
+def _runs(runs: list[Throughput]) -> list[str]:
+    if not runs:
+        return []
+    lines = [
+        "| run | N due at once | gateway latency | C | import rows/s | end-to-end charges/s "
+        "| not paid | first claim to last outcome |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        lines.append(
+            f"| {run.label} | {run.charges:,} | {run.latency_ms} ms | {run.concurrency} "
+            f"| {run.import_rows_per_s:,.0f} | {run.charges_per_s:,.0f} | {run.failed} "
+            f"| {run.elapsed_s:,.1f} s |"
+        )
+    return lines
+
+
+def _ceiling(results: Results) -> list[str]:
+    if not results.empty_tasks_per_s:
+        return []
+    lines = [
+        "",
+        "Celery's own ceiling, same broker and settings, one worker process (`-P solo`), "
+        f"{results.options.empty_tasks:,} empty tasks: {results.empty_tasks_per_s:,.0f} tasks/s.",
+    ]
+    zero = next((run for run in results.runs if run.latency_ms == 0), None)
+    if zero is not None:
+        ratio = zero.charges_per_s / results.empty_tasks_per_s
+        lines.append(
+            f"End-to-end charges/s at 0 ms over Celery's empty-task rate: {ratio:.2f} "
+            "(target >= 0.5)."
+        )
+    return lines
+
+
+def _idle(idle: list[Idle]) -> list[str]:
+    if not idle:
+        return []
+    lines = [
+        "",
+        "| subscriptions in the table | import rows/s | scheduler idle pass (median of 50) "
+        "| scheduler RSS | one worker RSS |",
+        "|---|---|---|---|---|",
+    ]
+    for row in idle:
+        lines.append(
+            f"| {row.subscriptions:,} | {row.import_rows_per_s:,.0f} | {row.idle_pass_ms:.2f} ms "
+            f"| {row.scheduler_rss_mib:.0f} MiB | {row.worker_rss_mib:.0f} MiB |"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,11 +330,16 @@ def main(argv: list[str] | None = None) -> int:
     results = Results(options, machine())
     try:
         bench.start()
+        if "claims" not in options.skip:
+            results.claims_per_s = bench.claims(options.charges)
         if "zero" not in options.skip:
-            results.runs.append(bench.throughput("zero", options.charges, 0))
+            results.runs.append(
+                bench.throughput("zero", options.charges, 0, options.concurrency_zero)
+            )
             results.empty_tasks_per_s = bench.celery_ceiling()
         if "latency" not in options.skip:
-            results.runs.append(bench.throughput("latency", options.slice, options.latency_ms))
+            results.runs.append(bench.throughput("latency", options.slice, options.latency_ms,
+                                                 options.concurrency_latency))  # fmt: skip
         if "idle" not in options.skip:
             results.idle = [bench.idle(size) for size in options.idle_sizes]
     finally:

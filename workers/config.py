@@ -10,6 +10,8 @@ from billing.config import Settings
 QUEUE = "billing"
 DEFAULT_POOL = "threads"  # charging waits on PortOne: an I/O-bound pool
 DEFAULT_CONCURRENCY = 32
+CHARGE_BATCH = 16  # charges per billing.charge message from the scheduler
+CALLS_PER_THREAD = 4  # PortOne calls in flight per worker thread (the process's call pool)
 MAX_COUNTDOWN = 120.0  # seconds; anything later lives in the database (retry_at, next_charge_at)
 
 

@@ -6,6 +6,7 @@ The database pool and the HTTP pool follow the worker's concurrency (``-c N``).
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from billing.notify import Sender
 from billing.portone.client import PortOneClient
 from billing.services.pipeline import Pipeline
 from billing.services.plan_cache import PlanCache
-from workers.config import DEFAULT_CONCURRENCY
+from workers.config import CALLS_PER_THREAD, DEFAULT_CONCURRENCY
 from workers.publisher import CeleryPublisher
 
 
@@ -31,6 +32,7 @@ class Container:
     sender: Sender
 
     def close(self) -> None:
+        self.pipeline.calls.shutdown(wait=False)
         self.gateway.close()
         self.sender.http.close()
         self.app.close()
@@ -49,10 +51,14 @@ _slot = _Slot()
 
 
 def build_container(celery: Celery, concurrency: int, portone_url: str | None = None) -> Container:
+    """The worker's dependencies: a database pool of ``concurrency`` connections (one per
+    task thread), and a call pool and HTTP pool of ``concurrency * CALLS_PER_THREAD``."""
     settings = load_settings()
     app = build_app(settings, pool_size=concurrency)
-    gateway = make_gateway(settings, connections=concurrency, url=portone_url)
-    pipeline = Pipeline(app, gateway, CeleryPublisher(celery), PlanCache())
+    calls = concurrency * CALLS_PER_THREAD
+    gateway = make_gateway(settings, connections=calls, url=portone_url)
+    pool = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="portone")
+    pipeline = Pipeline(app, gateway, CeleryPublisher(celery), PlanCache(), calls=pool)
     return Container(app, gateway, pipeline, make_sender(concurrency))
 
 

@@ -7,6 +7,7 @@ without BILLING_PORTONE_URL the bundled PortOne sandbox is started in this proce
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from billing.sandbox import SandboxConfig, SandboxServer
 from billing.services.pipeline import Pipeline
 from billing.services.plan_cache import PlanCache
 from schedules.scheduler import Scheduler
-from workers.config import celery_config
+from workers.config import CALLS_PER_THREAD, celery_config
 from workers.container import Container, install, make_sender, reset
 from workers.publisher import CeleryPublisher
 
@@ -47,9 +48,11 @@ class Embedded:
         celery.conf.update(celery_config(self.settings))
         self.celery = celery
         publisher = CeleryPublisher(self.celery)
-        gateway = make_gateway(self.settings, connections=self.concurrency, url=url)
+        calls = self.concurrency * CALLS_PER_THREAD
+        gateway = make_gateway(self.settings, connections=calls, url=url)
         plans = PlanCache()
-        pipeline = Pipeline(self.app, gateway, publisher, plans)
+        pool = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="portone")
+        pipeline = Pipeline(self.app, gateway, publisher, plans, calls=pool)
         install(Container(self.app, gateway, pipeline, make_sender(self.concurrency)))
         self.scheduler = Scheduler(self.app, publisher, plans)
         self._worker = self.celery.WorkController(

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from celery import Celery
 
-from workers.config import MAX_COUNTDOWN
+from workers.config import CHARGE_BATCH, MAX_COUNTDOWN
 
 CHARGE = "billing.charge"
 RECONCILE = "billing.reconcile"
@@ -19,7 +19,11 @@ class CeleryPublisher:
         self.celery = celery
 
     def charge(self, charge_ids: Sequence[int], countdown: float | None = None) -> None:
-        self._send(CHARGE, charge_ids, countdown)
+        """In messages of up to CHARGE_BATCH charges: one transaction takes each batch."""
+        batches = [
+            list(charge_ids[i : i + CHARGE_BATCH]) for i in range(0, len(charge_ids), CHARGE_BATCH)
+        ]
+        self._send(CHARGE, batches, countdown)
 
     def reconcile(self, charge_ids: Sequence[int], countdown: float | None = None) -> None:
         self._send(RECONCILE, charge_ids, countdown)
@@ -30,10 +34,10 @@ class CeleryPublisher:
     def notify(self, notice_ids: Sequence[int]) -> None:
         self._send(NOTIFY, notice_ids, None)
 
-    def _send(self, name: str, ids: Sequence[int], countdown: float | None) -> None:
+    def _send(self, name: str, ids: Sequence[object], countdown: float | None) -> None:
         if not ids:
             return
         delay = None if countdown is None else min(max(0.0, countdown), MAX_COUNTDOWN)
         with self.celery.producer_or_acquire() as producer:
-            for charge_id in ids:
-                self.celery.send_task(name, args=[charge_id], countdown=delay, producer=producer)
+            for argument in ids:
+                self.celery.send_task(name, args=[argument], countdown=delay, producer=producer)

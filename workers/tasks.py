@@ -13,9 +13,10 @@ DATABASE_RETRY = {"autoretry_for": (DBAPIError,), "retry_backoff": 2, "retry_bac
 
 
 @app.task(name=CHARGE, **DATABASE_RETRY)
-def charge(charge_id: int) -> str | None:
-    """Send one pending charge to PortOne and record the outcome (idempotent by charge id)."""
-    return container().pipeline.charge(charge_id)
+def charge(charge_ids: int | list[int]) -> str | None:
+    """Send pending charges (one id, or a batch of ids) to PortOne and record the outcomes
+    (idempotent by charge id)."""
+    return container().pipeline.charge(charge_ids)
 
 
 @app.task(name=RECONCILE, **DATABASE_RETRY)

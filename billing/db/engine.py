@@ -28,7 +28,10 @@ def make_engine(raw_url: str, pool_size: int = 5) -> Engine:
         url,
         pool_size=pool_size,
         max_overflow=max(2, pool_size // 4),
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout. A connection that died with its
+        # server fails one statement; the pool is then invalidated and the caller retries.
+        pool_pre_ping=False,
+        pool_recycle=1800,
         pool_timeout=30,
         connect_args={"connect_timeout": 10, "application_name": "billing"},
     )

@@ -9,11 +9,12 @@ message finds the row already processing (or settled) and does nothing.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from billing.db.tables import Charge, Subscription
@@ -34,6 +35,7 @@ from billing.services.notices import NoticeKind, queue_notice
 from billing.services.plan_cache import PlanCache
 from billing.services.subscriptions import load_state, store_state
 
+LOCKED = "billing.locked_subscriptions"  # Session.info key: ids locked FOR UPDATE
 TRANSIENT_BASE = 2.0  # seconds; doubled per send, capped, with jitter
 TRANSIENT_CAP = 120.0
 FIRST_LOOKUP_DELAY = 2.0  # seconds after an unknown outcome before asking PortOne
@@ -58,6 +60,13 @@ class FollowUp:
     reconcile: list[int] = field(default_factory=list)
     countdown: float | None = None
 
+    def add(self, other: FollowUp) -> None:
+        """Merge: the later of the countdowns (a retry early by seconds does no harm)."""
+        self.charge += other.charge
+        self.reconcile += other.reconcile
+        if other.countdown is not None:
+            self.countdown = max(self.countdown or 0.0, other.countdown)
+
 
 def backoff(sends: int, jitter: Callable[[], float] = random.random) -> float:
     """Capped exponential backoff with full jitter between half and all of the step."""
@@ -65,24 +74,69 @@ def backoff(sends: int, jitter: Callable[[], float] = random.random) -> float:
     return float(step * (0.5 + 0.5 * jitter()))
 
 
-def begin_charge(session: Session, charge_id: int, wall: datetime) -> ChargeWork | None:
-    """Pending -> processing (committed by the caller before the request is sent)."""
-    query = select(Charge).where(Charge.id == charge_id).with_for_update(skip_locked=True)
-    charge = session.scalar(query)
-    if charge is None or charge.status != ChargeStatus.PENDING:
-        return None
-    if charge.retry_at is not None and charge.retry_at > wall:
-        return None
-    resend = charge.sends > 0
-    charge.status = ChargeStatus.PROCESSING
-    charge.sends += 1
-    charge.sent_at = charge.updated_at = wall
-    charge.retry_at = None
-    request = ChargeRequest(
-        customer_uid=charge.customer_uid, merchant_uid=charge.merchant_uid,
-        amount=charge.amount, name=charge.name, card_quota=charge.card_quota,
+def begin_charges(session: Session, charge_ids: Sequence[int], wall: datetime) -> list[ChargeWork]:
+    """Pending -> processing for every charge of ``charge_ids`` that is pending and due
+    (committed by the caller before any request is sent). Rows another worker holds are
+    skipped, and a duplicate message finds its rows no longer pending: both get nothing."""
+    locked = select(Charge.id).where(
+        Charge.id.in_(charge_ids),
+        Charge.status == ChargeStatus.PENDING,
+        or_(Charge.retry_at.is_(None), Charge.retry_at <= wall),
+    )
+    ids = list(session.scalars(locked.order_by(Charge.id).with_for_update(skip_locked=True)))
+    if not ids:
+        return []
+    statement = (
+        update(Charge)
+        .where(Charge.id.in_(ids))
+        .values(
+            status=ChargeStatus.PROCESSING, sends=Charge.sends + 1, sent_at=wall,
+            updated_at=wall, retry_at=None,
+        )
+        .returning(
+            Charge.id, Charge.subscription_id, Charge.customer_uid, Charge.merchant_uid,
+            Charge.amount, Charge.name, Charge.card_quota, Charge.sends,
+        )
+        .execution_options(synchronize_session=False)
     )  # fmt: skip
-    return ChargeWork(charge.id, charge.subscription_id, request, resend, charge.sends)
+    works = [_work(row) for row in session.execute(statement)]
+    return sorted(works, key=lambda work: work.charge_id)
+
+
+def begin_charge(session: Session, charge_id: int, wall: datetime) -> ChargeWork | None:
+    """``begin_charges`` for one charge."""
+    works = begin_charges(session, [charge_id], wall)
+    return works[0] if works else None
+
+
+def _work(row: Any) -> ChargeWork:
+    request = ChargeRequest(
+        customer_uid=row.customer_uid, merchant_uid=row.merchant_uid, amount=row.amount,
+        name=row.name, card_quota=row.card_quota,
+    )  # fmt: skip
+    return ChargeWork(row.id, row.subscription_id, request, row.sends > 1, row.sends)
+
+
+def finish_charges(
+    session: Session,
+    answers: Sequence[tuple[ChargeWork, ChargeAnswer]],
+    now: datetime,
+    wall: datetime,
+    plans: PlanCache,
+) -> FollowUp:
+    """Record PortOne's answers, all in the caller's transaction. A payment is always
+    recorded; anything else only while the row is still the processing send this worker
+    made. Charges, then their subscriptions, are locked up front in id order (the order every
+    writer uses), and every write is flushed at commit: one round trip per table."""
+    if not answers:
+        return FollowUp()
+    charges = _lock_charges(session, [work.charge_id for work, _ in answers])
+    lock_subscriptions(session, sorted({charge.subscription_id for charge in charges}))
+    follow = FollowUp()
+    with session.no_autoflush:
+        for work, answer in answers:
+            follow.add(_finish(session, work, answer, now, wall, plans))
+    return follow
 
 
 def finish_charge(
@@ -93,9 +147,41 @@ def finish_charge(
     wall: datetime,
     plans: PlanCache,
 ) -> FollowUp:
-    """Record PortOne's answer. A payment is always recorded; anything else only while
-    the row is still the processing send this worker made."""
-    charge = session.scalar(select(Charge).where(Charge.id == work.charge_id).with_for_update())
+    """``finish_charges`` for one answer."""
+    return finish_charges(session, [(work, answer)], now, wall, plans)
+
+
+def _lock_charges(session: Session, charge_ids: Sequence[int]) -> list[Charge]:
+    query = select(Charge).where(Charge.id.in_(charge_ids)).order_by(Charge.id)
+    return list(session.scalars(query.with_for_update()))
+
+
+def lock_subscriptions(session: Session, subscription_ids: Sequence[int]) -> None:
+    """Lock these subscriptions for the rest of the transaction (ids ascending)."""
+    query = select(Subscription).where(Subscription.id.in_(subscription_ids))
+    rows = session.scalars(query.order_by(Subscription.id).with_for_update())
+    _locked(session).update(row.id for row in rows)
+
+
+def _locked(session: Session) -> set[int]:
+    """Subscription ids locked in the session's current transaction."""
+    transaction = session.get_transaction()
+    held = session.info.get(LOCKED)
+    if held is None or held[0] is not transaction:
+        held = session.info[LOCKED] = (transaction, set())
+    ids: set[int] = held[1]
+    return ids
+
+
+def _finish(
+    session: Session,
+    work: ChargeWork,
+    answer: ChargeAnswer,
+    now: datetime,
+    wall: datetime,
+    plans: PlanCache,
+) -> FollowUp:
+    charge = session.get(Charge, work.charge_id)
     assert charge is not None
     record_event(
         session, "gateway_answer", now, subscription_id=charge.subscription_id,
@@ -132,6 +218,7 @@ def settle_paid(
     """PortOne holds this charge as paid: record it and advance the subscription."""
     if charge.status == ChargeStatus.PAID:
         return
+    was_failed = charge.status == ChargeStatus.FAILED
     charge.status, charge.imp_uid = ChargeStatus.PAID, imp_uid
     charge.paid_at, charge.updated_at, charge.retry_at = now, wall, None
     sub = _lock_subscription(session, charge.subscription_id)
@@ -144,7 +231,8 @@ def settle_paid(
         record_event(session, "payment_for_superseded_period", now, subscription_id=sub.id,
                      charge_id=charge.id, period_no=charge.period_no)  # fmt: skip
         return
-    _supersede_unsent(session, charge, wall)
+    if was_failed:  # an open charge was the only one of the subscription: nothing else to stop
+        _supersede_unsent(session, charge, wall)
     before = load_state(sub)
     plan = plans.version(session, charge.plan_id, charge.plan_version)
     next_plan = current_plan(session, sub.next_plan_id) if sub.next_plan_id else None
@@ -240,8 +328,9 @@ def _supersede_unsent(session: Session, paid: Charge, wall: datetime) -> None:
 
 
 def _lock_subscription(session: Session, subscription_id: int) -> Subscription:
-    sub = session.scalar(
-        select(Subscription).where(Subscription.id == subscription_id).with_for_update()
-    )
+    """The subscription, locked: already, by ``lock_subscriptions``, or now."""
+    if subscription_id not in _locked(session):
+        lock_subscriptions(session, [subscription_id])
+    sub = session.get(Subscription, subscription_id)
     assert sub is not None
     return sub

@@ -9,25 +9,29 @@ lost is found again by ``pending_to_republish``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import Row, Table, and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from billing.db.tables import Charge, Customer, Subscription
+from billing.db.tables import Charge, Customer, Event, Subscription
 from billing.domain import subscriptions as lifecycle
 from billing.domain.calendar import period_amount
 from billing.domain.charges import OPEN_CHARGE_STATUSES, ChargeStatus, merchant_uid
 from billing.domain.plans import MAX_ATTEMPTS_PER_30_DAYS, Plan
-from billing.domain.subscriptions import CHARGEABLE_STATUSES
+from billing.domain.subscriptions import CHARGEABLE_STATUSES, BillingState
 from billing.services.charging import apply_decline, queue_final_notice
 from billing.services.history import record_event
 from billing.services.notices import NoticeKind, queue_notice
 from billing.services.plan_cache import PlanCache
 from billing.services.reconcile import LOOKUP_LEASE
-from billing.services.subscriptions import load_state, store_state
+from billing.services.subscriptions import load_state, state_values, store_state
 
+SUBSCRIPTIONS = cast(Table, Subscription.__table__)
+CHARGES = cast(Table, Charge.__table__)
+EVENTS = cast(Table, Event.__table__)
 OPEN = [str(status) for status in OPEN_CHARGE_STATUSES]
 ATTEMPT_WINDOW = timedelta(days=30)
 CHARGEABLE = [str(status) for status in CHARGEABLE_STATUSES]
@@ -41,28 +45,31 @@ class Claimed:
     skipped: int = 0
 
 
-def due_subscriptions(session: Session, now: datetime, limit: int) -> Sequence[Subscription]:
-    """Due, chargeable, with no open charge; locked, skipping rows another claimer holds."""
+def due_subscriptions(session: Session, now: datetime, limit: int) -> Sequence[Row[Any]]:
+    """Due, chargeable, with no open charge; locked, skipping rows another claimer holds.
+
+    Core rows, not ORM objects: a claim batch reads, computes and writes in bulk."""
     has_open_charge = exists().where(
-        Charge.subscription_id == Subscription.id, Charge.status.in_(OPEN)
+        CHARGES.c.subscription_id == SUBSCRIPTIONS.c.id, CHARGES.c.status.in_(OPEN)
     )
     query = (
-        select(Subscription)
+        select(SUBSCRIPTIONS)
         .where(
-            Subscription.next_charge_at <= now,
-            Subscription.status.in_(CHARGEABLE),
+            SUBSCRIPTIONS.c.next_charge_at <= now,
+            SUBSCRIPTIONS.c.status.in_(CHARGEABLE),
             ~has_open_charge,
         )
-        .order_by(Subscription.next_charge_at, Subscription.id)
+        .order_by(SUBSCRIPTIONS.c.next_charge_at, SUBSCRIPTIONS.c.id)
         .limit(limit)
-        .with_for_update(skip_locked=True, of=Subscription)
+        .with_for_update(skip_locked=True, of=SUBSCRIPTIONS)
     )
-    return session.scalars(query).all()
+    return session.execute(query).all()
 
 
 @dataclass
 class Batch:
-    """What one claim batch shares: the clock, plans, customers and recent attempts."""
+    """What one claim batch shares: the clock, plans, customers and recent attempts, and
+    the rows it will write in bulk."""
 
     session: Session
     now: datetime
@@ -72,6 +79,8 @@ class Batch:
     customers: dict[int, str]
     attempts: CardAttempts
     result: Claimed
+    charges: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
 
 
 def claim_due(
@@ -82,6 +91,7 @@ def claim_due(
     current: dict[str, Plan],
     cache: PlanCache,
 ) -> Claimed:
+    """Claim up to ``limit`` due subscriptions: one pending charge row each, in bulk."""
     rows = due_subscriptions(session, now, limit)
     result = Claimed(examined=len(rows))
     if not rows:
@@ -89,72 +99,103 @@ def claim_due(
     customers = _customer_uids(session, {row.customer_id for row in rows})
     attempts = CardAttempts.load(session, set(customers.values()), now)
     batch = Batch(session, now, wall, current, cache, customers, attempts, result)
-    charges: list[Charge] = []
     for row in rows:
-        charge = _claim_one(batch, row)
-        if charge is not None:
-            charges.append(charge)
-    session.add_all(charges)
-    session.flush()
-    for charge in charges:
-        record_event(session, "charge_created", now, subscription_id=charge.subscription_id,
-                     charge_id=charge.id, merchant_uid=charge.merchant_uid, amount=charge.amount,
-                     period_no=charge.period_no, attempt=charge.attempt)  # fmt: skip
-    result.charge_ids = [charge.id for charge in charges]
+        _claim_one(batch, row)
+    _write(batch)
     return result
 
 
-def _claim_one(batch: Batch, row: Subscription) -> Charge | None:
-    session, now = batch.session, batch.now
+def _write(batch: Batch) -> None:
+    session = batch.session
+    if batch.updates:
+        by_id = update(SUBSCRIPTIONS).where(SUBSCRIPTIONS.c.id == bindparam("subscription"))
+        session.execute(by_id, batch.updates)
+    if not batch.charges:
+        return
+    inserted = session.execute(
+        insert(CHARGES).returning(CHARGES.c.id, sort_by_parameter_order=True), batch.charges
+    )
+    ids = [charge_id for (charge_id,) in inserted]
+    recorded = datetime.now(UTC)
+    session.execute(insert(EVENTS), [
+        {"subscription_id": charge["subscription_id"], "charge_id": charge_id,
+         "kind": "charge_created", "occurred_at": batch.now, "recorded_at": recorded,
+         "data": {"merchant_uid": charge["merchant_uid"], "amount": charge["amount"],
+                  "period_no": charge["period_no"], "attempt": charge["attempt"]}}
+        for charge_id, charge in zip(ids, batch.charges, strict=True)
+    ])  # fmt: skip
+    batch.result.charge_ids = ids
+
+
+def _claim_one(batch: Batch, row: Row[Any]) -> None:
     state = load_state(row)
-    row.updated_at = now
-    if state.cancel_at_period_end:
-        store_state(row, lifecycle.cancel_at_renewal(state))
-        row.canceled_at = now
-        record_event(session, "subscription_canceled", now, subscription_id=row.id,
-                     reason="canceled at period end")  # fmt: skip
-        queue_notice(session, batch.cache.notice_settings(session),
-                     NoticeKind.SUBSCRIPTION_CANCELED, row, now, batch.wall,
-                     reason="canceled at period end")  # fmt: skip
-        batch.result.canceled += 1
-        return None
+    if state.cancel_at_period_end or state.awaiting_new_card:
+        _end_at_renewal(batch, row.id, state)  # rare: the ORM path, with notices
+        return
     # The first attempt of a period takes the current terms; retries keep the first one's.
     if state.attempt == 1:
         plan = batch.current[row.plan_id]
     else:
-        plan = batch.cache.version(session, row.plan_id, row.plan_version)
-    if state.awaiting_new_card:  # a hard decline's window closed without a new card
-        decline = lifecycle.end_dunning(state, plan.dunning)
-        apply_decline(session, row, decline, now)
-        queue_final_notice(session, batch.cache, row, decline, now, batch.wall)
-        batch.result.canceled += 1
-        return None
+        plan = batch.cache.version(batch.session, row.plan_id, row.plan_version)
     customer_uid = batch.customers[row.customer_id]
     later = batch.attempts.postponed_until(customer_uid)
     if later is not None:
-        row.next_charge_at = later
-        record_event(session, "attempt_postponed", now, subscription_id=row.id,
-                     reason=f"{MAX_ATTEMPTS_PER_30_DAYS} attempts on this card in 30 days",
-                     until=later.isoformat())  # fmt: skip
-        batch.result.skipped += 1
-        return None
+        _postpone(batch, row, later)
+        return
     amount = period_amount(plan, state.due)
     if amount <= 0:
-        store_state(row, lifecycle.skip_period(state, plan))
-        record_event(session, "period_skipped", now, subscription_id=row.id, reason="0 KRW")
+        _stage(batch, row, lifecycle.skip_period(state, plan), row.plan_version)
+        record_event(batch.session, "period_skipped", batch.now, subscription_id=row.id,
+                     reason="0 KRW")  # fmt: skip
         batch.result.skipped += 1
-        return None
-    store_state(row, lifecycle.begin_period(state))
-    row.plan_version = plan.version
-    batch.attempts.add(customer_uid, now)
-    return Charge(
-        subscription_id=row.id, period_no=state.period_no, attempt=state.attempt,
-        merchant_uid=merchant_uid(row.key, state.period_no, state.attempt),
-        customer_uid=customer_uid, plan_id=plan.id, plan_version=plan.version,
-        name=plan.name, amount=amount, card_quota=plan.card_quota,
-        period_start=state.due.start, period_end=state.due.end, status=ChargeStatus.PENDING,
-        sends=0, refunded_amount=0, created_at=now, updated_at=batch.wall,
-    )  # fmt: skip
+        return
+    _stage(batch, row, lifecycle.begin_period(state), plan.version)
+    batch.attempts.add(customer_uid, batch.now)
+    batch.charges.append({
+        "subscription_id": row.id, "period_no": state.period_no, "attempt": state.attempt,
+        "merchant_uid": merchant_uid(row.key, state.period_no, state.attempt),
+        "customer_uid": customer_uid, "plan_id": plan.id, "plan_version": plan.version,
+        "name": plan.name, "amount": amount, "card_quota": plan.card_quota,
+        "period_start": state.due.start, "period_end": state.due.end,
+        "status": ChargeStatus.PENDING, "sends": 0, "refunded_amount": 0,
+        "created_at": batch.now, "updated_at": batch.wall,
+    })  # fmt: skip
+
+
+def _end_at_renewal(batch: Batch, subscription_id: int, state: BillingState) -> None:
+    """Cancel-at-period-end reached the renewal, or a hard decline's window closed."""
+    session, now = batch.session, batch.now
+    sub = session.get(Subscription, subscription_id)
+    assert sub is not None
+    sub.updated_at = now
+    if state.cancel_at_period_end:
+        store_state(sub, lifecycle.cancel_at_renewal(state))
+        sub.canceled_at = now
+        record_event(session, "subscription_canceled", now, subscription_id=sub.id,
+                     reason="canceled at period end")  # fmt: skip
+        queue_notice(session, batch.cache.notice_settings(session),
+                     NoticeKind.SUBSCRIPTION_CANCELED, sub, now, batch.wall,
+                     reason="canceled at period end")  # fmt: skip
+    else:
+        plan = batch.cache.version(session, sub.plan_id, sub.plan_version)
+        decline = lifecycle.end_dunning(state, plan.dunning)
+        apply_decline(session, sub, decline, now)
+        queue_final_notice(session, batch.cache, sub, decline, now, batch.wall)
+    batch.result.canceled += 1
+
+
+def _stage(batch: Batch, row: Row[Any], state: BillingState, plan_version: int) -> None:
+    """One subscription update of the batch's executemany (every row has the same keys)."""
+    batch.updates.append({**state_values(state), "subscription": row.id,
+                          "plan_version": plan_version, "updated_at": batch.now})  # fmt: skip
+
+
+def _postpone(batch: Batch, row: Row[Any], later: datetime) -> None:
+    _stage(batch, row, replace(load_state(row), next_charge_at=later), row.plan_version)
+    record_event(batch.session, "attempt_postponed", batch.now, subscription_id=row.id,
+                 reason=f"{MAX_ATTEMPTS_PER_30_DAYS} attempts on this card in 30 days",
+                 until=later.isoformat())  # fmt: skip
+    batch.result.skipped += 1
 
 
 @dataclass

@@ -7,19 +7,22 @@ Follow-up messages are published only after the second transaction commits.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from billing.bootstrap import App
 from billing.logs import log
 from billing.portone.answers import (
+    ChargeAnswer,
     Found,
     Lookup,
     classify_again,
     classify_find_all,
     classify_find_paid,
 )
-from billing.services.charging import FollowUp, begin_charge, finish_charge
+from billing.services.charging import ChargeWork, FollowUp, begin_charges, finish_charges
 from billing.services.delivery import begin_delivery, finish_delivery
 from billing.services.plan_cache import PlanCache
 from billing.services.ports import Gateway, NoticeSender, Publisher
@@ -32,6 +35,21 @@ def system_now() -> datetime:
     return datetime.now(UTC)
 
 
+class InlineExecutor(Executor):
+    """Runs calls one after another in the caller's thread (tests, single charges)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+    def map(self, fn: Callable[..., Any], *iterables: Any, **_: Any) -> Iterator[Any]:
+        return iter([fn(*args) for args in zip(*iterables, strict=True)])
+
+
 class Pipeline:
     def __init__(
         self,
@@ -40,20 +58,37 @@ class Pipeline:
         publisher: Publisher,
         plans: PlanCache,
         wall: Callable[[], datetime] = system_now,
+        calls: Executor | None = None,
     ) -> None:
         self.app = app
+        self.calls = calls or InlineExecutor()
         self.gateway = gateway
         self.publisher = publisher
         self.plans = plans
         self.wall = wall
         self.window = timedelta(seconds=app.settings.reconcile_after)
 
-    def charge(self, charge_id: int) -> str | None:
-        """Send one pending charge and record the outcome; None when there was nothing to do."""
+    def charge(self, charge_ids: int | Sequence[int]) -> str | None:
+        """Send pending charges (one, or a batch) and record the outcomes.
+
+        One transaction takes the batch (pending -> processing), the calls run in parallel
+        on the process's call pool with no connection held, and one transaction records
+        every answer. Returns the last outcome, or None when there was nothing to do.
+        """
+        ids = [charge_ids] if isinstance(charge_ids, int) else list(charge_ids)
         with self.app.transaction() as session:
-            work = begin_charge(session, charge_id, self.wall())
-        if work is None:
+            works = begin_charges(session, ids, self.wall())
+        if not works:
             return None
+        answers = list(self.calls.map(self._call, works))
+        now = self.app.clock.now()
+        with self.app.transaction() as session:
+            follow = finish_charges(session, list(zip(works, answers, strict=True)), now,
+                                    self.wall(), self.plans)  # fmt: skip
+        self._publish(follow)
+        return str(answers[-1].outcome)
+
+    def _call(self, work: ChargeWork) -> ChargeAnswer:
         exchange = self.gateway.again(work.request)
         answer = classify_again(
             exchange, work.request.merchant_uid, work.request.amount, resend=work.resend
@@ -61,11 +96,7 @@ class Pipeline:
         log(logger, "charge_answer", merchant_uid=work.request.merchant_uid,
             amount=work.request.amount, send=work.sends, outcome=str(answer.outcome),
             http_status=answer.http_status, code=answer.code, reason=answer.reason)  # fmt: skip
-        now = self.app.clock.now()
-        with self.app.transaction() as session:
-            follow = finish_charge(session, work, answer, now, self.wall(), self.plans)
-        self._publish(follow)
-        return str(answer.outcome)
+        return answer
 
     def reconcile(self, charge_id: int) -> str | None:
         """Ask PortOne about one unknown charge and act on the answer."""

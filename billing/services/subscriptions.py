@@ -6,6 +6,7 @@ import base64
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -179,7 +180,28 @@ def _change(
     return row
 
 
-def load_state(row: Subscription) -> BillingState:
+class SubscriptionColumns(Protocol):
+    """What the state is read from: an ORM Subscription or a Core row of the table."""
+
+    status: str
+    plan_id: str
+    anchor_at: datetime
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    current_cycle: int | None
+    due_period_start: datetime
+    due_period_end: datetime
+    due_cycle: int
+    period_no: int
+    attempt: int
+    next_charge_at: datetime | None
+    cancel_at_period_end: bool
+    next_plan_id: str | None
+    first_failed_at: datetime | None
+    awaiting_new_card: bool
+
+
+def load_state(row: SubscriptionColumns) -> BillingState:
     current = None
     if row.current_period_start is not None and row.current_period_end is not None:
         current = Period(row.current_period_start, row.current_period_end, row.current_cycle or 0)
@@ -199,22 +221,32 @@ def load_state(row: Subscription) -> BillingState:
     )
 
 
+def state_values(state: BillingState) -> dict[str, Any]:
+    """The subscription columns that hold ``state``."""
+    current = state.current
+    return {
+        "status": str(state.status),
+        "plan_id": state.plan_id,
+        "anchor_at": state.anchor,
+        "current_period_start": current.start if current else None,
+        "current_period_end": current.end if current else None,
+        "current_cycle": current.cycle if current else None,
+        "due_period_start": state.due.start,
+        "due_period_end": state.due.end,
+        "due_cycle": state.due.cycle,
+        "period_no": state.period_no,
+        "attempt": state.attempt,
+        "next_charge_at": state.next_charge_at,
+        "cancel_at_period_end": state.cancel_at_period_end,
+        "next_plan_id": state.next_plan_id,
+        "first_failed_at": state.first_failed_at,
+        "awaiting_new_card": state.awaiting_new_card,
+    }
+
+
 def store_state(row: Subscription, state: BillingState) -> None:
-    row.status = str(state.status)
-    row.plan_id = state.plan_id
-    row.anchor_at = state.anchor
-    row.current_period_start = state.current.start if state.current else None
-    row.current_period_end = state.current.end if state.current else None
-    row.current_cycle = state.current.cycle if state.current else None
-    row.due_period_start, row.due_period_end = state.due.start, state.due.end
-    row.due_cycle = state.due.cycle
-    row.period_no = state.period_no
-    row.attempt = state.attempt
-    row.next_charge_at = state.next_charge_at
-    row.cancel_at_period_end = state.cancel_at_period_end
-    row.next_plan_id = state.next_plan_id
-    row.first_failed_at = state.first_failed_at
-    row.awaiting_new_card = state.awaiting_new_card
+    for column, value in state_values(state).items():
+        setattr(row, column, value)
 
 
 def _iso(moment: datetime | None) -> str | None:
