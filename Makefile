@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?= -n 2
 
-.PHONY: install demo test lint typecheck check clean
+.PHONY: install demo test lint typecheck check clean chaos bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ typecheck: install
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+chaos: install ## the chaos run: 1,000 subscriptions, 3 months, kills and restarts (about 8 min)
+	$(BIN)/python -m chaos $(CHAOS_ARGS)
+
+bench: install ## throughput beside Celery's ceiling, idle pass and memory (see README)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) billing.db .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,96 @@
+"""Who is billed: customers, their subscriptions and how their cards behave.
+
+Subscriptions are created straight through the services in a few transactions (fast, and
+the same code path as ``billing subscriptions create``). Anchors spread over the first month,
+with many on the 29th to the 31st, so that month-end clamping is exercised every month.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy.orm import Session
+
+from billing.services.customers import add_customer
+from billing.services.subscriptions import create_subscription
+
+# The shipped catalog's plans and how common each one is.
+PLAN_WEIGHTS = {"basic-monthly": 5, "standard-monthly-trial": 3, "premium-yearly": 1,
+                "team-calendar": 2}  # fmt: skip
+MONTH_END_SHARE = 0.45  # of anchors on the 29th to the 31st
+BATCH = 250  # subscriptions per transaction
+
+
+class Cohort(StrEnum):
+    GOOD = "good"  # never declined on purpose: every due period must end up paid
+    ALWAYS_DECLINE = "always_decline"  # dunning runs out, then cancel or pause
+    DECLINES_TWICE = "declines_twice"  # two declines, then it pays
+
+
+COHORT_SHARES = ((Cohort.ALWAYS_DECLINE, 0.04), (Cohort.DECLINES_TWICE, 0.06))
+
+
+@dataclass(frozen=True)
+class Member:
+    customer_uid: str
+    plan_id: str
+    start: datetime
+    cohort: Cohort
+
+
+@dataclass
+class Population:
+    members: list[Member] = field(default_factory=list)
+    subscription_ids: dict[str, int] = field(default_factory=dict)  # customer_uid -> id
+
+    def cohort(self, cohort: Cohort) -> list[Member]:
+        return [member for member in self.members if member.cohort == cohort]
+
+    def cohort_of(self) -> dict[int, Cohort]:
+        """Subscription id -> cohort."""
+        return {self.subscription_ids[m.customer_uid]: m.cohort for m in self.members}
+
+
+def draw(rng: random.Random, count: int, month_start: datetime) -> Population:
+    plans = [plan for plan, weight in PLAN_WEIGHTS.items() for _ in range(weight)]
+    return Population(
+        [
+            Member(f"chaos-{n:06d}", rng.choice(plans), _anchor(rng, month_start), _cohort(rng))
+            for n in range(count)
+        ]
+    )
+
+
+def _anchor(rng: random.Random, month_start: datetime) -> datetime:
+    """A start in the month that begins at ``month_start`` (a 31-day month)."""
+    day = rng.choice((28, 29, 30)) if rng.random() < MONTH_END_SHARE else rng.randrange(0, 28)
+    seconds = rng.randrange(0, 86400)
+    return month_start + timedelta(days=day, seconds=seconds)
+
+
+def _cohort(rng: random.Random) -> Cohort:
+    point = rng.random()
+    for cohort, share in COHORT_SHARES:
+        if point < share:
+            return cohort
+        point -= share
+    return Cohort.GOOD
+
+
+def batches(population: Population) -> Iterator[list[Member]]:
+    for start in range(0, len(population.members), BATCH):
+        yield population.members[start : start + BATCH]
+
+
+def subscribe(session: Session, members: list[Member], now: datetime) -> dict[str, int]:
+    """Create the customers and subscriptions of ``members``; customer_uid -> id."""
+    ids = {}
+    for member in members:
+        add_customer(session, member.customer_uid, now, email=f"{member.customer_uid}@example.com")
+        row = create_subscription(session, member.customer_uid, member.plan_id, member.start, now)
+        ids[member.customer_uid] = row.id
+    return ids
