@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import reprlib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -242,6 +243,10 @@ def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]
     keys: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be plain text", key_node.start_mark
+            )
         if key in keys:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -335,8 +340,19 @@ def _dotted(loc: list[Any]) -> str:
     return "".join(parts).lstrip(".")
 
 
+def _bounded_repr() -> reprlib.Repr:
+    bounded = reprlib.Repr()
+    bounded.maxlevel, bounded.maxlist, bounded.maxdict = 2, 4, 4
+    bounded.maxstring, bounded.maxother = 40, 40
+    return bounded
+
+
+_SHORT = _bounded_repr()
+
+
 def _short(value: Any) -> str:
-    text = repr(value)
+    """A bounded repr: a value built of YAML aliases can be exponentially large."""
+    text = _SHORT.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

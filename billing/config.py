@@ -96,7 +96,7 @@ class Settings(BaseModel):
     @classmethod
     def _portone(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+            raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/") if value else value
 
     @field_validator("timezone")

@@ -8,10 +8,12 @@ from celery import Celery
 
 import workers.logging_setup  # noqa: F401 (setup_logging signal: JSON lines, one redacting filter)
 from billing.config import load_settings
+from workers.compat import survive_redis_restarts
 from workers.config import celery_config
 
 
 def create_app() -> Celery:
+    survive_redis_restarts()
     tasks = ["workers.tasks", "workers.refund_tasks"]
     celery = Celery("billing", include=tasks, set_as_current=False)
     celery.on_configure.connect(_configure, weak=False)

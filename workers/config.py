@@ -42,13 +42,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_pool": DEFAULT_POOL,
         "worker_concurrency": DEFAULT_CONCURRENCY,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # False: with it on, Celery 5.7 on Redis crashes the worker on reconnection ("Unrecoverable
+        # error ... 'NoneType'", celery #9250; reproduced by the chaos run), and a threads pool
+        # cannot cancel a task anyway. A task whose ack was lost with the connection runs again
+        # later and finds its charges no longer pending: idempotent by charge id.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_soft_shutdown_timeout": 15.0,
         "worker_enable_soft_shutdown_on_idle": True,
         "task_soft_time_limit": soft_limit,
         "task_time_limit": hard_limit,
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "task_send_sent_event": False,  # a 2nd publish per task; Flower uses the worker events
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
     }

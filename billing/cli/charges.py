@@ -8,7 +8,7 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing.cli.output import emit_json, emit_table, json_option
+from billing.cli.output import ID_TYPE, emit_json, emit_table, json_option
 from billing.cli.runtime import Runtime
 from billing.db.tables import Charge
 from billing.domain.charges import ChargeStatus
@@ -57,9 +57,9 @@ def list_charges(
 
 
 @charges.command("list")
-@click.option("--subscription", "subscription_id", type=click.IntRange(min=1))
+@click.option("--subscription", "subscription_id", type=ID_TYPE)
 @click.option("--status", type=click.Choice(STATUSES))
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many, oldest first.")
+@click.option("--limit", type=ID_TYPE, help="At most this many, oldest first.")
 @json_option
 @click.pass_obj
 def list_(

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.bootstrap import make_gateway
-from billing.cli.output import emit_json, emit_table, json_option
+from billing.cli.output import ID_TYPE, emit_json, emit_table, json_option
 from billing.cli.runtime import Runtime
 from billing.db.tables import Charge, Refund
 from billing.domain.times import format_time
@@ -35,7 +35,7 @@ CONNECTIONS = 2
 
 
 @click.command()
-@click.argument("charge_id", metavar="CHARGE_ID", type=click.IntRange(min=1))
+@click.argument("charge_id", metavar="CHARGE_ID", type=ID_TYPE)
 @click.option("--reason", required=True, help="Why (sent to PortOne, kept in the history).")
 @click.option("--amount", type=int, help="KRW to refund; default: all that is left.")
 @json_option
@@ -86,7 +86,7 @@ def refunds() -> None:
 
 
 @refunds.command("list")
-@click.option("--charge", "charge_id", type=click.IntRange(min=1), help="Only this charge's.")
+@click.option("--charge", "charge_id", type=ID_TYPE, help="Only this charge's.")
 @click.option("--status", type=click.Choice(STATUSES), help="Only this status.")
 @json_option
 @click.pass_obj
@@ -112,7 +112,7 @@ def list_(runtime: Runtime, charge_id: int | None, status: str | None, as_json: 
 
 
 @refunds.command()
-@click.argument("refund_ids", metavar="[REFUND_ID]...", nargs=-1, type=click.IntRange(min=1))
+@click.argument("refund_ids", metavar="[REFUND_ID]...", nargs=-1, type=ID_TYPE)
 @json_option
 @click.pass_obj
 def reconcile(runtime: Runtime, refund_ids: tuple[int, ...], as_json: bool) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
-from billing.cli.output import emit_json, emit_table, json_option, parse_option_time
+from billing.cli.output import ID_TYPE, emit_json, emit_table, json_option, parse_option_time
 from billing.cli.runtime import Runtime
 from billing.db.tables import Subscription
 from billing.domain.times import format_time
@@ -18,7 +18,7 @@ from billing.services import catalog as catalog_service
 from billing.services import subscriptions as service
 from billing.views import subscription_view
 
-ID = click.argument("subscription_id", metavar="ID", type=click.IntRange(min=1))
+ID = click.argument("subscription_id", metavar="ID", type=ID_TYPE)
 
 
 @click.group()

@@ -44,6 +44,7 @@ Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INT
 SUBSCRIPTION_STATUSES = "'trialing', 'active', 'past_due', 'paused', 'canceled'"
 CHARGE_STATUSES = "'pending', 'processing', 'paid', 'failed', 'unknown'"
 OPEN_CHARGE = "status IN ('pending', 'processing', 'unknown')"
+UNREMINDED = "next_charge_at IS NOT NULL AND reminded_period_no < period_no"
 
 
 class Base(DeclarativeBase):
@@ -121,11 +122,18 @@ class Subscription(Base):
         ForeignKeyConstraint(
             ["plan_id", "plan_version"], ["plan_versions.plan_id", "plan_versions.version"]
         ),
-        Index(
+        Index(  # what is due, in claim order: a range scan that stops at the batch size
             "ix_subscriptions_due",
             "next_charge_at",
+            "id",
             postgresql_where=text("next_charge_at IS NOT NULL"),
             sqlite_where=text("next_charge_at IS NOT NULL"),
+        ),
+        Index(  # renewals whose reminder is still to be sent: leaves the index once sent
+            "ix_subscriptions_unreminded",
+            "next_charge_at",
+            postgresql_where=text(UNREMINDED),
+            sqlite_where=text(UNREMINDED),
         ),
         Index("ix_subscriptions_customer_id", "customer_id"),
         Index("ix_subscriptions_status", "status"),

@@ -197,9 +197,17 @@ def classify_find_all(exchange: Exchange, merchant_uid: str) -> Lookup:
         return Lookup(Found.ERROR, reason="findAll lists a paid attempt that find/paid did not")
     if not all(p.get("status") == "failed" for p in ours):
         return Lookup(Found.ERROR, reason="an attempt is neither paid nor failed yet")
-    newest = max(ours, key=lambda p: p.get("failed_at") or 0)
+    newest = max(ours, key=_failed_at)
     reason = _clip(str(newest.get("fail_reason") or "declined"))
     return Lookup(Found.DECLINED, newest.get("imp_uid"), reason)
+
+
+def _failed_at(payment: dict[str, Any]) -> float:
+    """When an attempt failed, for ordering; anything that is not a number counts as 0."""
+    value = payment.get("failed_at")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value)
 
 
 def _lookup_response(exchange: Exchange) -> Any:

@@ -266,7 +266,9 @@ def settle_failed(
         return
     policy = plans.version(session, charge.plan_id, charge.plan_version).dunning
     hard = decline_class == DeclineClass.HARD
-    decline = record_decline(load_state(sub), policy, now, hard=hard)
+    # Dated when the attempt was made, not when its outcome was learned: a decline found by a
+    # late reconciliation still gets every retry the policy promises.
+    decline = record_decline(load_state(sub), policy, min(now, charge.created_at), hard=hard)
     apply_decline(session, sub, decline, now)
     if decline.action == DeclineAction.NONE:
         return

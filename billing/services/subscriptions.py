@@ -11,12 +11,13 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing.db.tables import CatalogLoad, Customer, Subscription
+from billing.db.tables import CatalogLoad, Charge, Customer, Subscription
 from billing.domain import subscriptions as lifecycle
 from billing.domain.calendar import Period
+from billing.domain.charges import OPEN_CHARGE_STATUSES
 from billing.domain.plans import Plan
 from billing.domain.subscriptions import BillingState, SubscriptionStatus
-from billing.errors import InvalidInput, NotFound
+from billing.errors import Conflict, InvalidInput, NotFound
 from billing.services.catalog import current_plan
 from billing.services.customers import get_customer
 from billing.services.history import record_event
@@ -125,6 +126,23 @@ def card_updated(session: Session, customer_uid: str, now: datetime) -> list[Sub
     return rows
 
 
+def _refuse_while_open(session: Session, subscription_id: int, verb: str) -> None:
+    """A charge still being settled may yet pay the due period: re-anchoring now could bill
+    the same days twice. Wait until PortOne's answer is recorded."""
+    open_charge = session.scalar(
+        select(Charge.merchant_uid).where(
+            Charge.subscription_id == subscription_id,
+            Charge.status.in_([str(status) for status in OPEN_CHARGE_STATUSES]),
+        )
+    )
+    if open_charge is not None:
+        raise Conflict(
+            f"cannot {verb} subscription {subscription_id} while its charge {open_charge} is "
+            "being settled; try again once `billing charges list --subscription "
+            f"{subscription_id}` shows it paid or failed"
+        )
+
+
 def _notify(
     session: Session, kind: NoticeKind, row: Subscription, now: datetime, reason: str
 ) -> None:
@@ -134,6 +152,7 @@ def _notify(
 
 
 def resume(session: Session, subscription_id: int, now: datetime) -> Subscription:
+    _refuse_while_open(session, subscription_id, "resume")
     row = _change(
         session, subscription_id, now, "subscription_resumed",
         lambda state, plan: lifecycle.resume(state, plan, now),

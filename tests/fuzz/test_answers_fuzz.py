@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -167,12 +166,6 @@ def test_classify_find_all_never_raises_and_only_declines_when_every_attempt_fai
     assert lookup.found != Found.PAID  # findAll alone never settles a payment
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: classify_find_all raises TypeError when the attempts' failed_at are of "
-    "mixed types (max() compares str with int); a reconcile task then fails on every retry and "
-    "the charge stays unknown forever instead of the lookup being an ERROR",
-)
 def test_classify_find_all_with_failed_at_of_mixed_types_is_an_error_not_an_exception() -> None:
     attempts = [
         {"merchant_uid": MERCHANT_UID, "status": "failed", "failed_at": "2027-01-31"},

@@ -175,12 +175,6 @@ def test_garbage_arguments_give_one_line_and_change_nothing(
     assert snapshot(db_url) == before, argv
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: an ID, --subscription or --limit beyond PostgreSQL's bigint passes "
-    "click's IntRange(min=1) and fails in the query: 'internal error: DataError ... bigint out "
-    "of range [SQL: SELECT ...]', exit 70, the SQL statement in the one-line message",
-)
 @pytest.mark.parametrize(
     "argv",
     [("subscriptions", "cancel", "9" * 20), ("charges", "list", "--subscription", "9" * 20),

@@ -64,12 +64,6 @@ def test_any_environment_is_accepted_or_refused_naming_a_variable(environ: dict[
     judge(environ)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug (minor): BILLING_PORTONE_URL's validator puts the refused value in its "
-    "message ('got ...'), although config._shown() hides the values of *_URL variables because "
-    "they may carry credentials (a proxy URL with user:password)",
-)
 def test_a_refused_portone_url_is_not_echoed() -> None:
     with pytest.raises(ConfigError) as refused:
         load_settings({"BILLING_PORTONE_URL": f"htps://user:{CANARY}@proxy.example/"})

@@ -122,17 +122,6 @@ def env(db_url: str, sandbox: SandboxServer, private_redis: Redis) -> dict[str, 
     }  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug (found by the chaos run): a `celery -A workers worker` exits with code 1 "
-    "when Redis restarts while it polls for work with late-acked tasks in flight. celery/kombu "
-    "5.7.0: Consumer.on_connection_error_after_connected() calls connection.collect(), whose "
-    "channel close fails in BRPOP (Redis down) and drops the transport; the following "
-    "connection.close() restores the unacked messages through that dropped transport: "
-    "AttributeError 'NoneType' object has no attribute 'hostname' -> 'Unrecoverable error'. "
-    "workers/config.py runs task_acks_late with free threads, so every Redis restart under load "
-    "stops workers; only a supervisor that restarts them (compose restart:, systemd) recovers",
-)
 def test_a_worker_survives_a_redis_restart_with_charges_in_flight(
     product: Product, private_redis: Redis
 ) -> None:

@@ -162,7 +162,7 @@ def test_flower_shows_the_worker_and_the_charge_task_to_ops_only(
         charges = [t for t in tasks.values() if t["name"] == "billing.charge"]
         assert charges, tasks
         done = [t for t in charges if t["state"] == "SUCCESS"]
-        assert done[0]["args"] == f"[{charge.id}]" and done[0]["worker"] == name
+        assert done[0]["args"] == f"[[{charge.id}]]" and done[0]["worker"] == name  # a batch
         assert done[0]["result"] == "'approved'"
 
         # Flower's own Prometheus endpoint and health check stay open even with basic auth:
