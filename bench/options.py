@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+STEPS = ("sandbox", "claims", "zero", "latency", "idle")
+
 
 @dataclass(frozen=True)
 class Options:
@@ -19,37 +21,49 @@ class Options:
     skip: frozenset[str]
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
 def parse(argv: list[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "--charges",
-        type=int,
+        type=_positive,
         default=20_000,
         help="subscriptions due at once, zero gateway latency (default 20000)",
     )
     parser.add_argument(
         "--slice",
-        type=int,
+        type=_positive,
         default=50_000,
         help="subscriptions due at once for the latency run (default 50000)",
     )
-    parser.add_argument("--latency-ms", type=int, default=300, help="gateway latency of that run")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument(
+        "--latency-ms", type=_positive, default=300, help="gateway latency of that run"
+    )
+    parser.add_argument("--workers", type=_positive, default=2, help="worker processes (default 2)")
     parser.add_argument(
         "--concurrency-zero",
-        type=int,
+        type=_positive,
         default=8,
         help="threads per worker process at 0 ms (default 8)",
     )
     parser.add_argument(
         "--concurrency-latency",
-        type=int,
+        type=_positive,
         default=32,
         help="threads per worker process in the latency run (default 32)",
     )
     parser.add_argument(
         "--empty-tasks",
-        type=int,
+        type=_positive,
         default=20_000,
         help="empty Celery tasks for the ceiling (default 20000)",
     )
@@ -58,12 +72,19 @@ def parse(argv: list[str] | None = None) -> Options:
         default="10000,1000000",
         help="table sizes for the idle pass and memory (default 10000,1000000)",
     )
-    parser.add_argument("--skip", default="", help="comma-separated: claims, zero, latency, idle")
+    parser.add_argument("--skip", default="", help=f"comma-separated: {', '.join(STEPS)}")
     args = parser.parse_args(argv)
+    skip = frozenset(part for part in args.skip.split(",") if part)
+    unknown = sorted(skip - set(STEPS))
+    if unknown:
+        parser.error(f"--skip: unknown step {unknown[0]!r} (known: {', '.join(STEPS)})")
+    try:
+        sizes = tuple(int(size) for size in args.idle_sizes.split(",") if size)
+    except ValueError:
+        parser.error(f"--idle-sizes: expected numbers separated by commas, got {args.idle_sizes!r}")
     return Options(
         charges=args.charges, slice=args.slice, latency_ms=args.latency_ms,
         workers=args.workers, concurrency_zero=args.concurrency_zero,
         concurrency_latency=args.concurrency_latency, empty_tasks=args.empty_tasks,
-        idle_sizes=tuple(int(size) for size in args.idle_sizes.split(",") if size),
-        skip=frozenset(part for part in args.skip.split(",") if part),
+        idle_sizes=sizes, skip=skip,
     )  # fmt: skip

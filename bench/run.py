@@ -22,6 +22,7 @@ from pathlib import Path
 import redis
 from sqlalchemy import create_engine
 
+from bench.capacity import sandbox_calls_per_s
 from bench.measure import Progress, machine, median_ms, rss_mib, wait_until
 from bench.options import Options, parse
 from chaos.cluster import Postgres, Redis
@@ -56,9 +57,19 @@ class Idle:
 
 
 @dataclass
+class Capacity:
+    latency_ms: int
+    connections: int
+    calls_per_s: float
+    paid: int
+    calls: int
+
+
+@dataclass
 class Results:
     options: Options
     machine: str
+    capacity: list[Capacity] = field(default_factory=list)
     runs: list[Throughput] = field(default_factory=list)
     claims_per_s: float = 0.0
     empty_tasks_per_s: float = 0.0
@@ -138,6 +149,18 @@ class Bench:
         return started
 
     # -- the measurements ---------------------------------------------------------------------
+
+    def sandbox_capacity(self, latency_ms: int, processes: int, threads: int) -> Capacity:
+        """The sandbox alone, before anything of the product runs against it."""
+        command = [sys.executable, "-m", "billing", "sandbox", "--port", "0",
+                   "--latency-ms", str(latency_ms)]  # fmt: skip
+        sandbox = self.spawn(f"sandbox-capacity-{latency_ms}", command, {})
+        # about ten seconds of calls at what the connections can carry
+        ceiling = processes * threads * (1000 / latency_ms if latency_ms else 100)
+        calls = int(min(20_000, ceiling * 10)) // processes * processes
+        rate, paid = sandbox_calls_per_s(sandbox_url(sandbox), calls, processes, threads)
+        sandbox.stop()
+        return Capacity(latency_ms, processes * threads, rate, paid, calls)
 
     def claims(self, count: int) -> float:
         """The scheduler alone (no worker running): claims and publishes per second."""
@@ -259,6 +282,7 @@ def render(results: Results) -> str:
         "thread), 1 `billing scheduler`, the bundled sandbox in its own process."
     )
     lines = [f"Machine: {results.machine}", product, ""]
+    lines += _capacity(results.capacity)
     if results.claims_per_s:
         lines += [
             f"Scheduler alone (no worker running), {o.charges:,} due at once: "
@@ -269,6 +293,23 @@ def render(results: Results) -> str:
     lines += _ceiling(results)
     lines += _idle(results.idle)
     return "\n".join(lines)
+
+
+def _capacity(capacity: list[Capacity]) -> list[str]:
+    if not capacity:
+        return []
+    lines = [
+        "The sandbox alone (2 client processes of httpx threads, nothing else running):",
+        "",
+        "| gateway latency | connections | calls | answered paid | sandbox calls/s |",
+        "|---|---|---|---|---|",
+    ]
+    for row in capacity:
+        lines.append(
+            f"| {row.latency_ms} ms | {row.connections} | {row.calls:,} | {row.paid:,} "
+            f"| {row.calls_per_s:,.0f} |"
+        )
+    return [*lines, ""]
 
 
 def _runs(runs: list[Throughput]) -> list[str]:
@@ -330,6 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     results = Results(options, machine())
     try:
         bench.start()
+        if "sandbox" not in options.skip:
+            in_flight = options.workers * options.concurrency_latency * CALLS_PER_THREAD
+            results.capacity = [
+                bench.sandbox_capacity(0, 2, 32),
+                bench.sandbox_capacity(options.latency_ms, 2, in_flight // 2),
+            ]
         if "claims" not in options.skip:
             results.claims_per_s = bench.claims(options.charges)
         if "zero" not in options.skip:

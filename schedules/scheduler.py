@@ -65,8 +65,7 @@ class Scheduler:
         now = self.app.clock.now()
         while True:
             with self.app.transaction() as session:
-                current = self.plans.current(session)
-                claimed = claim_due(session, now, self.wall(), self.batch, current, self.plans)
+                claimed = claim_due(session, now, self.wall(), self.batch, self.plans)
             self.publisher.charge(claimed.charge_ids)
             report.claimed += len(claimed.charge_ids)
             report.canceled += claimed.canceled
@@ -79,24 +78,22 @@ class Scheduler:
         return report
 
     def _sweep(self, report: PassReport, now: datetime) -> None:
+        """Everything else that is due, in one transaction; published after its commit, so
+        that no message names a row its reader cannot see yet."""
+        wall = self.wall()
         with self.app.transaction() as session:
-            pending = pending_to_republish(session, self.wall(), self.window, self.batch)
-        self.publisher.charge(pending)
-        with self.app.transaction() as session:
-            unknown = unknown_to_reconcile(session, now, self.wall(), self.window, self.batch)
-        self.publisher.reconcile(unknown)
-        report.republished, report.reconciling = len(pending), len(unknown)
-        with self.app.transaction() as session:
-            refunds = refunds_to_reconcile(session, self.wall(), self.window, self.batch)
-        self.publisher.refund(refunds)
-        report.refunds = len(refunds)
-        with self.app.transaction() as session:
+            pending = pending_to_republish(session, wall, self.window, self.batch)
+            unknown = unknown_to_reconcile(session, now, wall, self.window, self.batch)
+            refunds = refunds_to_reconcile(session, wall, self.window, self.batch)
             settings = self.plans.notice_settings(session)
-            report.reminders = queue_reminders(session, settings, now, self.wall(), self.batch)
-        with self.app.transaction() as session:
-            notices = notices_to_deliver(session, self.wall(), self.batch * 4)
+            report.reminders = queue_reminders(session, settings, now, wall, self.batch)
+            notices = notices_to_deliver(session, wall, self.batch * 4)
+        self.publisher.charge(pending)
+        self.publisher.reconcile(unknown)
+        self.publisher.refund(refunds)
         self.publisher.notify(notices)
-        report.notices = len(notices)
+        report.republished, report.reconciling = len(pending), len(unknown)
+        report.refunds, report.notices = len(refunds), len(notices)
 
     def run_forever(self, interval: float, stop: threading.Event) -> None:
         """Pass after pass; a busy pass is followed at once by the next one."""

@@ -1,4 +1,9 @@
-"""The PortOne V1 REST client: one pooled httpx.Client per process, a cached access token.
+"""The PortOne V1 REST client: one pooled client per process, a cached access token.
+
+The connection pool is split into shards of at most ``SHARD_CONNECTIONS`` connections (one
+httpx.Client each), and every thread keeps to one shard: httpcore's pool scans all of its
+connections under one lock on every request and every response close, so a single pool of
+128 connections spent most of a worker's CPU in that scan (docs/performance.md).
 
 The client never decides what an answer means (see ``answers``); it turns every call into an
 ``Exchange`` and never raises for a network or HTTP failure. It never logs the token or
@@ -7,6 +12,7 @@ imp_secret.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -21,6 +27,7 @@ from billing.portone.answers import Exchange, Transport
 TOKEN_MARGIN = 60.0  # seconds: a token this close to expiry is renewed before use
 CONNECT_TIMEOUT = 5.0
 POOL_TIMEOUT = 10.0
+SHARD_CONNECTIONS = 16
 
 
 @dataclass(frozen=True)
@@ -75,24 +82,39 @@ class PortOneClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._credentials = {"imp_key": imp_key, "imp_secret": imp_secret}
-        self._http = httpx.Client(
-            base_url=base_url,
-            timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT, pool=POOL_TIMEOUT),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            transport=transport,
-            headers={"Accept": "application/json", "User-Agent": "billing/portone-v1"},
+        total = max(1, max_connections)
+        shards = -(-total // SHARD_CONNECTIONS)
+        sizes = [total // shards + (1 if n < total % shards else 0) for n in range(shards)]
+        self._shards = tuple(
+            httpx.Client(
+                base_url=base_url,
+                timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT, pool=POOL_TIMEOUT),
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                transport=transport,
+                headers={"Accept": "application/json", "User-Agent": "billing/portone-v1"},
+            )
+            for size in sizes
         )
+        self._next_shard = itertools.count()
+        self._thread = threading.local()
         self._lock = threading.Lock()
         self._token: str | None = None
         self._token_deadline = 0.0  # time.monotonic() after which the token is not used
 
     def __repr__(self) -> str:
-        return f"PortOneClient({self._http.base_url!s})"
+        return f"PortOneClient({self._shards[0].base_url!s})"
 
     def close(self) -> None:
-        self._http.close()
+        for shard in self._shards:
+            shard.close()
+
+    def _http(self) -> httpx.Client:
+        """This thread's shard, assigned round-robin on its first call."""
+        shard: httpx.Client | None = getattr(self._thread, "shard", None)
+        if shard is None:
+            shard = self._shards[next(self._next_shard) % len(self._shards)]
+            self._thread.shard = shard
+        return shard
 
     # -- the calls ---------------------------------------------------------------------------
 
@@ -171,7 +193,7 @@ class PortOneClient:
 
     def _exchange(self, method: str, path: str, **options: Any) -> Exchange:
         try:
-            response = self._http.request(method, path, **options)
+            response = self._http().request(method, path, **options)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             return Exchange(failure=Transport.NOT_SENT, detail=type(exc).__name__)
         except httpx.TransportError as exc:  # read/write timeout, reset, protocol error

@@ -88,14 +88,15 @@ def claim_due(
     now: datetime,
     wall: datetime,
     limit: int,
-    current: dict[str, Plan],
     cache: PlanCache,
 ) -> Claimed:
-    """Claim up to ``limit`` due subscriptions: one pending charge row each, in bulk."""
+    """Claim up to ``limit`` due subscriptions: one pending charge row each, in bulk.
+    The current plans are read only when something is due (an idle pass costs one query)."""
     rows = due_subscriptions(session, now, limit)
     result = Claimed(examined=len(rows))
     if not rows:
         return result
+    current = cache.current(session)
     customers = _customer_uids(session, {row.customer_id for row in rows})
     attempts = CardAttempts.load(session, set(customers.values()), now)
     batch = Batch(session, now, wall, current, cache, customers, attempts, result)
