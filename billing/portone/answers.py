@@ -68,12 +68,12 @@ def classify_again(
     if early is not None:
         return early
     status = exchange.status
-    envelope = _envelope(exchange.body)
+    envelope = read_envelope(exchange.body)
     if envelope is None:
         return _unknown(exchange, "unreadable answer")
     code, message, response = envelope
     if code != 0:
-        if resend or not _is_client_error(status):
+        if resend or not is_client_error(status):
             return _unknown(exchange, f"refused a resend or odd status: {message}")
         return ChargeAnswer(Outcome.REFUSED, _clip(message), None, code, status)
     if status != 200 or not isinstance(response, dict):
@@ -125,8 +125,9 @@ def same_amount(value: object, amount: int) -> bool:
         return False
 
 
-def _envelope(body: bytes) -> tuple[int, str, Any] | None:
-    """``{code, message, response}`` or None when the body is not such an envelope."""
+def read_envelope(body: bytes) -> tuple[int, str, Any] | None:
+    """``{code, message, response}`` or None when the body is not such an envelope
+    (shared by every classifier of PortOne answers)."""
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -140,7 +141,8 @@ def _envelope(body: bytes) -> tuple[int, str, Any] | None:
     return code, message if isinstance(message, str) else "", document.get("response")
 
 
-def _is_client_error(status: int | None) -> bool:
+def is_client_error(status: int | None) -> bool:
+    """An answer PortOne gives when it did not process the request (200 with code != 0, 4xx)."""
     return status is not None and (status == 200 or 400 <= status < 500)
 
 
@@ -214,7 +216,7 @@ def _lookup_response(exchange: Exchange) -> Any:
     """The ``response`` of a successful lookup, or the Lookup that ends it (404, errors)."""
     if exchange.failure is not None or exchange.status is None:
         return Lookup(Found.ERROR, reason=f"no answer: {exchange.detail}")
-    envelope = _envelope(exchange.body)
+    envelope = read_envelope(exchange.body)
     if exchange.status == 404 and envelope is not None and envelope[0] != 0:
         return Lookup(Found.NOTHING)
     if exchange.status != 200 or envelope is None or envelope[0] != 0:

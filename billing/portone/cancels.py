@@ -20,13 +20,12 @@ sends a cancel with a ``PortOneClient``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from billing.portone.answers import Exchange, Transport
+from billing.portone.answers import Exchange, Transport, is_client_error, read_envelope
 from billing.portone.client import PortOneClient
 
 MAX_REASON = 500
@@ -113,12 +112,12 @@ def classify_cancel(exchange: Exchange, request: CancelRequest, *, resend: bool)
     early = _transport(exchange)
     if early is not None:
         return early
-    envelope = _envelope(exchange.body)
+    envelope = read_envelope(exchange.body)
     if envelope is None:
         return _unknown(exchange, "unreadable answer")
     code, message, response = envelope
     if code != 0:
-        if resend or not _is_client_error(exchange.status):
+        if resend or not is_client_error(exchange.status):
             return _unknown(exchange, f"refused a re-send or odd status: {message}", code)
         return CancelAnswer(CancelOutcome.REFUSED, _clip(message or "refused"), None, None, code,
                             exchange.status)  # fmt: skip
@@ -142,7 +141,7 @@ def classify_lookup(exchange: Exchange, imp_uid: str, checksum: int, amount: int
     """``GET /payments/{imp_uid}``: where does this refund stand at PortOne?"""
     if exchange.failure is not None or exchange.status is None:
         return RefundLookup(Applied.ERROR, reason=_clip(f"no answer: {exchange.detail}"))
-    envelope = _envelope(exchange.body)
+    envelope = read_envelope(exchange.body)
     if exchange.status != 200 or envelope is None or envelope[0] != 0:
         message = envelope[1] if envelope else ""
         return RefundLookup(Applied.ERROR, reason=_clip(f"HTTP {exchange.status} {message}"))
@@ -243,24 +242,6 @@ def _transport(exchange: Exchange) -> CancelAnswer | None:
     if exchange.status >= 500:
         return _unknown(exchange, f"HTTP {exchange.status}")
     return None
-
-
-def _envelope(body: bytes) -> tuple[int, str, Any] | None:
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    if not isinstance(document, dict):
-        return None
-    code = document.get("code")
-    if isinstance(code, bool) or not isinstance(code, int):
-        return None
-    message = document.get("message")
-    return code, message if isinstance(message, str) else "", document.get("response")
-
-
-def _is_client_error(status: int | None) -> bool:
-    return status is not None and (status == 200 or 400 <= status < 500)
 
 
 def _unknown(exchange: Exchange, reason: str, code: int | None = None) -> CancelAnswer:

@@ -8,7 +8,6 @@ or a PG may echo what it was sent). The classification of answers is pure and ta
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -16,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from billing.logs import REDACTED, redact
-from billing.portone.answers import Exchange, Transport
+from billing.portone.answers import Exchange, Transport, read_envelope
 from billing.portone.client import PortOneClient
 
 MAX_MESSAGE = 300
@@ -144,7 +143,7 @@ def classify_key(exchange: Exchange, customer_uid: str, card: CardDetails | None
     if exchange.failure is not None or status is None or status >= 500:
         why = f"no answer: {exchange.detail}" if status is None else f"HTTP {status}"
         return KeyAnswer(KeyOutcome.UNKNOWN, _clip(scrub(why, card)), http_status=status)
-    envelope = _envelope(exchange.body)
+    envelope = read_envelope(exchange.body)
     if envelope is None:
         return KeyAnswer(KeyOutcome.UNKNOWN, "unreadable answer", http_status=status)
     code, message, response = envelope
@@ -165,20 +164,6 @@ def _done(response: dict[str, Any], status: int) -> KeyAnswer:
         KeyOutcome.DONE, "", name if isinstance(name, str) else None,
         mask_number(number) if isinstance(number, str) and number else None, 0, status,
     )  # fmt: skip
-
-
-def _envelope(body: bytes) -> tuple[int, str, Any] | None:
-    try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    if not isinstance(document, dict):
-        return None
-    code = document.get("code")
-    if isinstance(code, bool) or not isinstance(code, int):
-        return None
-    message = document.get("message")
-    return code, message if isinstance(message, str) else "", document.get("response")
 
 
 def _clip(text: str) -> str:
