@@ -16,6 +16,7 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from billing.db.bulk import insert_returning_ids
 from billing.db.tables import Charge, Customer, Event, Subscription
 from billing.domain import subscriptions as lifecycle
 from billing.domain.calendar import period_amount
@@ -113,14 +114,7 @@ def _write(batch: Batch) -> None:
         session.execute(by_id, batch.updates)
     if not batch.charges:
         return
-    # executemany of one short statement (pipelined by psycopg), then the ids by merchant_uid
-    # (UNIQUE): a multi-row INSERT ... RETURNING of 500 rows spent half the scheduler's CPU
-    # in psycopg parsing its query text, which is too long for psycopg's cache.
-    session.execute(insert(CHARGES), batch.charges)
-    uids = [charge["merchant_uid"] for charge in batch.charges]
-    query = select(CHARGES.c.merchant_uid, CHARGES.c.id).where(CHARGES.c.merchant_uid.in_(uids))
-    by_uid = {uid: charge_id for uid, charge_id in session.execute(query)}
-    ids = [by_uid[uid] for uid in uids]
+    ids = insert_returning_ids(session, CHARGES, batch.charges, CHARGES.c.merchant_uid)
     recorded = datetime.now(UTC)
     session.execute(insert(EVENTS), [
         {"subscription_id": charge["subscription_id"], "charge_id": charge_id,

@@ -2,7 +2,7 @@
 
 The file is read and validated whole before anything is written; then missing customers,
 the subscriptions and their ``subscription_created`` events are inserted in one transaction
-with multi-row inserts. The first period of each row comes from the same pure calendar code
+in bulk (``billing.db.bulk``). The first period of each row comes from the same pure calendar code
 as ``subscriptions create``, memoised per (plan, start): a million rows starting at the same
 moment cost one calendar computation per plan.
 """
@@ -22,6 +22,7 @@ from typing import Any, cast
 from sqlalchemy import Table, select, text
 from sqlalchemy.orm import Session
 
+from billing.db.bulk import insert_returning_ids
 from billing.db.tables import Customer, Event, Subscription
 from billing.domain import subscriptions as lifecycle
 from billing.domain.plans import Plan
@@ -151,11 +152,9 @@ def import_rows(session: Session, rows: list[Row], path: Path, now: datetime) ->
             _subscription(row, plans[row.plan_id], starts[i + offset], customer_ids, now)
             for i, row in enumerate(chunk)
         ]
-        connection = session.connection()
-        inserted = connection.execute(SUBSCRIPTIONS.insert().returning(SUBSCRIPTIONS.c.id), values)
-        ids = [sid for (sid,) in inserted]
+        ids = insert_returning_ids(session, SUBSCRIPTIONS, values, SUBSCRIPTIONS.c.key)
         events = [_created_event(sid, v, now, wall) for sid, v in zip(ids, values, strict=True)]
-        connection.execute(EVENTS.insert(), events)
+        session.execute(EVENTS.insert(), events)
         report.first_id = report.first_id or ids[0]
         report.last_id = ids[-1]
         report.subscriptions += len(ids)
@@ -203,9 +202,8 @@ def _customers(session: Session, rows: list[Row], now: datetime) -> tuple[dict[s
         batch = missing[offset : offset + CHUNK]
         values = [{"customer_uid": r.customer_uid, "name": r.name, "email": r.email,
                    "phone": r.phone, "created_at": now} for r in batch]  # fmt: skip
-        statement = CUSTOMERS.insert().returning(CUSTOMERS.c.customer_uid, CUSTOMERS.c.id)
-        created = session.connection().execute(statement, values)
-        ids.update({uid: cid for uid, cid in created})
+        created = insert_returning_ids(session, CUSTOMERS, values, CUSTOMERS.c.customer_uid)
+        ids.update(zip([r.customer_uid for r in batch], created, strict=True))
     return ids, len(missing)
 
 
