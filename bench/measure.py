@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 
 @dataclass
@@ -27,14 +28,17 @@ class Progress:
         query = text(
             "SELECT count(*), count(*) FILTER (WHERE status IN ('paid', 'failed')) FROM charges"
         )
-        with self.engine.connect() as connection:
-            while not self._stop.is_set():
-                claimed, settled = connection.execute(query).one()
-                connection.commit()
-                self.samples.append((time.monotonic(), int(claimed), int(settled)))
-                if (claimed if self.claims_only else settled) >= self.target:
-                    return
-                self._stop.wait(self.step)
+        try:
+            with self.engine.connect() as connection:
+                while not self._stop.is_set():
+                    claimed, settled = connection.execute(query).one()
+                    connection.commit()
+                    self.samples.append((time.monotonic(), int(claimed), int(settled)))
+                    if (claimed if self.claims_only else settled) >= self.target:
+                        return
+                    self._stop.wait(self.step)
+        except OperationalError:  # the database went away (an interrupted run): stop sampling
+            return
 
     def stop(self) -> None:
         self._stop.set()

@@ -26,7 +26,13 @@ from bench.capacity import sandbox_calls_per_s
 from bench.measure import Progress, machine, median_ms, rss_mib, wait_until
 from bench.options import Options, parse
 from chaos.cluster import Postgres, Redis
-from chaos.processes import Managed, product_env, sandbox_url
+from chaos.processes import (
+    Managed,
+    ignore_termination,
+    product_env,
+    sandbox_url,
+    stop_on_termination,
+)
 from workers.config import CALLS_PER_THREAD, CHARGE_BATCH
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -369,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="billing-bench-"))
     bench = Bench(options, root)
     results = Results(options, machine())
+    stop_on_termination()
     try:
         bench.start()
         if "sandbox" not in options.skip:
@@ -389,7 +396,11 @@ def main(argv: list[str] | None = None) -> int:
                                                  options.concurrency_latency))  # fmt: skip
         if "idle" not in options.skip:
             results.idle = [bench.idle(size) for size in options.idle_sizes]
+    except KeyboardInterrupt:
+        print("interrupted; stopping what the benchmark started", file=sys.stderr)
+        return 130
     finally:
+        ignore_termination()
         bench.stop()
         shutil.rmtree(root, ignore_errors=True)
     print(render(results))

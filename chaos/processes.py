@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import IO
 
 from chaos.cluster import ClusterError, kill_group, kill_tree
@@ -129,3 +130,20 @@ def worker(index: int, env: dict[str, str], log: Path, concurrency: int) -> Mana
                "-n", f"chaos{index}-{os.getpid()}@%h", "--loglevel", "INFO",
                "--without-mingle", "--without-gossip"]  # fmt: skip
     return Managed(f"worker-{index}", command, product_env(env), log)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_termination() -> None:
+    """SIGTERM and SIGHUP interrupt like Ctrl-C, so that a harness's ``finally`` stops every
+    process it started (its PostgreSQL cluster, Redis, the sandbox, workers)."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+
+
+def ignore_termination() -> None:
+    """During cleanup: a second Ctrl-C or SIGTERM must not stop it half-way."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -14,7 +13,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
@@ -41,7 +39,7 @@ from chaos.faults import DEFAULT_FAULTS, Mayhem, SandboxAdmin, plan_mayhem
 from chaos.fleet import Fleet
 from chaos.options import Options, parse
 from chaos.population import Population
-from chaos.processes import ROOT, Managed
+from chaos.processes import ROOT, Managed, ignore_termination, stop_on_termination
 from chaos.report import Figures, render
 
 SEOUL = ZoneInfo("Asia/Seoul")
@@ -313,15 +311,10 @@ def _by_status(session: Session, column: InstrumentedAttribute[str]) -> Counter[
     return Counter({str(status): int(count) for status, count in rows})
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     """0: no anomaly; 1: anomalies; 2: the harness failed; 130: interrupted."""
     options = parse(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    stop_on_termination()
     run = ChaosRun(options)
     try:
         return run.execute()
@@ -336,6 +329,5 @@ def main(argv: list[str] | None = None) -> int:
         say(f"harness error: {type(exc).__name__}: {exc}")
         return 2
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not stop the cleanup
+        ignore_termination()
         run.cleanup()
