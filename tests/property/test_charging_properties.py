@@ -10,7 +10,7 @@ is, no charge is left open, and the days credited to a subscription never overla
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -18,21 +18,13 @@ from sqlalchemy import select, text
 
 from billing import invariants
 from billing.bootstrap import App
-from billing.catalog import parse_catalog
-from billing.clock import FixedClock
 from billing.db.tables import Base, Charge, Event
 from billing.errors import BillingError
-from billing.services import catalog
 from billing.services import subscriptions as lifecycle
 from billing.services.charging import begin_charge
-from billing.services.customers import add_customer
-from billing.services.pipeline import Pipeline
-from billing.services.plan_cache import PlanCache
 from billing.services.status import outstanding
-from schedules.scheduler import Scheduler
-from tests.fakes import FakeGateway, ListPublisher
+from tests.world import START, World
 
-START = datetime(2027, 1, 30, 15, 30, tzinfo=UTC)  # 2027-01-31 00:30 in Seoul
 CATALOG = """
 plans:
   - {id: monthly, name: 월간, amount: 9900, interval: 1 month,
@@ -47,31 +39,17 @@ WALL_STEPS = [1, 30, 301, 3601]  # seconds: inside and past the reconciliation w
 CLOCK_STEPS = [1, 24, 72, 24 * 31, 24 * 31]  # hours of business time
 
 
-class Bench:
-    """A database with two subscriptions, a fake PortOne, a broker we control message by
-    message, and both clocks (the billing clock and the system clock) in our hands."""
+class Bench(World):
+    """A World (real services, fake PortOne, a broker we control message by message, both
+    clocks in our hands) on an emptied database, with two subscriptions."""
 
     def __init__(self, app: App) -> None:
         with app.engine.begin() as connection:
             connection.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
-        self.app = app
-        self.clock = FixedClock(START)
-        app.clock = self.clock
-        self.wall = datetime(2030, 1, 1, tzinfo=UTC)
-        self.gateway = FakeGateway()
-        self.publisher = ListPublisher()
-        plans = PlanCache()
-        self.scheduler = Scheduler(app, self.publisher, plans, wall=lambda: self.wall)
-        self.pipeline = Pipeline(app, self.gateway, self.publisher, plans, wall=lambda: self.wall)
+        super().__init__(app, CATALOG)
         self.queue: list[tuple[str, int]] = []
-        with app.transaction() as session:
-            parsed = parse_catalog(CATALOG, "c.yaml", "Asia/Seoul")
-            catalog.load_catalog(session, parsed, "c.yaml", "sha", START)
-            self.ids = []
-            for n, plan in enumerate(("monthly", "trial")):
-                add_customer(session, f"cust-{n}", START)
-                self.ids.append(lifecycle.create_subscription(
-                    session, f"cust-{n}", plan, START, START).id)  # fmt: skip
+        self.ids = [self.subscribe(f"cust-{n}", START, plan)
+                    for n, plan in enumerate(("monthly", "trial"))]  # fmt: skip
 
     def collect(self) -> None:
         charges, reconciles = self.publisher.take()
