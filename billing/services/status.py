@@ -35,16 +35,21 @@ class StatusReport:
 
 
 def outstanding(session: Session, now: datetime) -> Outstanding:
-    """What is left to do at ``now``: due subscriptions and charges not settled."""
-    due = session.scalar(
+    """What is left to do at ``now``: due subscriptions and charges not settled.
+
+    One statement, so one snapshot: a subscription has no due time while its charge is open,
+    and two separate reads could fall either side of that charge settling and see neither."""
+    due = (
         select(func.count())
         .select_from(Subscription)
         .where(Subscription.next_charge_at <= now, Subscription.status.in_(CHARGEABLE))
+        .scalar_subquery()
     )
-    open_charges = session.scalar(
-        select(func.count()).select_from(Charge).where(Charge.status.in_(OPEN))
+    open_charges = (
+        select(func.count()).select_from(Charge).where(Charge.status.in_(OPEN)).scalar_subquery()
     )
-    return Outstanding(int(due or 0), int(open_charges or 0))
+    counts = session.execute(select(due, open_charges)).one()
+    return Outstanding(int(counts[0] or 0), int(counts[1] or 0))
 
 
 def status_report(session: Session, now: datetime) -> StatusReport:
