@@ -1,5 +1,6 @@
-import sys
+"""``python -m bench``: see ``bench/__init__.py`` and ``python -m bench --help``."""
 
 from bench.run import main
+from chaos.processes import exit_with
 
-sys.exit(main())
+exit_with(main())

@@ -1,7 +1,6 @@
 """``python -m chaos``: see ``chaos/__init__.py`` and ``python -m chaos --help``."""
 
-import sys
-
+from chaos.processes import exit_with
 from chaos.run import main
 
-sys.exit(main())
+exit_with(main())

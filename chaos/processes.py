@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, NoReturn
 
 from chaos.cluster import ClusterError, kill_group, kill_tree
 
@@ -147,3 +147,16 @@ def ignore_termination() -> None:
     """During cleanup: a second Ctrl-C or SIGTERM must not stop it half-way."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
+
+
+def exit_with(code: int) -> NoReturn:
+    """Leave with exactly ``code`` once a harness's ``main`` has returned (its cleanup is done).
+
+    CPython kills itself with SIGINT at exit whenever it believes a KeyboardInterrupt went
+    unhandled; CI once saw an interrupted chaos run that had caught it, printed "interrupted"
+    and cleaned up, die by SIGINT (-2) instead of exiting 130, with no traceback. The status
+    of an interrupted run is the harness's to decide, so it skips the interpreter's shutdown
+    (nothing is left to shut down: every process and thread it started has been stopped)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

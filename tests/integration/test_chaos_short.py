@@ -90,8 +90,8 @@ def test_an_interrupted_chaos_run_stops_everything_it_started(tmp_path: Path) ->
         run.seen.setdefault(pid, cmdline(pid))
     run.process.send_signal(signal.SIGINT)
     code = run.watch(120)
-    assert code == 130, run.report()
-    assert run.leftovers() == []
+    left = run.leftovers()
+    assert (code, left) == (130, []), run.report()
 
 
 @pytest.mark.skipif(os.environ.get("CHAOS_FULL") != "1", reason="the full run: make chaos")
