@@ -8,7 +8,8 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing.cli.output import ID_TYPE, emit_json, emit_table, json_option
+from billing.cli.output import emit_json, emit_table, json_option
+from billing.cli.params import ID_TYPE
 from billing.cli.runtime import Runtime
 from billing.db.tables import Charge
 from billing.domain.charges import ChargeStatus

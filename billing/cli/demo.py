@@ -7,12 +7,14 @@ import sys
 import click
 from rich.console import Console
 
+from billing.cli.params import whole
+
 
 @click.command()
-@click.option("--customers", type=click.IntRange(1, 100_000), default=300, show_default=True)
-@click.option("--days", type=click.IntRange(1, 3660), default=365, show_default=True)
-@click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--concurrency", "-c", type=click.IntRange(1, 128), default=8, show_default=True)
+@click.option("--customers", type=whole(1, 100_000), default=300, show_default=True)
+@click.option("--days", type=whole(1, 3660), default=365, show_default=True)
+@click.option("--seed", type=whole(), default=7, show_default=True)
+@click.option("--concurrency", "-c", type=whole(1, 128), default=8, show_default=True)
 def demo(customers: int, days: int, seed: int, concurrency: int) -> None:
     """A simulated year of billing in the sandbox, then a report and an invariants check.
 

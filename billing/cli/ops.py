@@ -11,6 +11,7 @@ from types import FrameType
 import click
 
 from billing.cli.output import emit_json, emit_table, json_option
+from billing.cli.params import whole
 from billing.cli.runtime import Runtime
 from billing.domain.times import format_time
 from billing.errors import BillingError, ConfigError
@@ -59,7 +60,7 @@ def scheduler(runtime: Runtime, once: bool, interval: float) -> None:
 
 
 @click.command()
-@click.option("--concurrency", "-c", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option("--concurrency", "-c", type=whole(1, 256), default=8, show_default=True)
 @click.option("--interval", type=click.FloatRange(0.05, 3600), default=1.0, show_default=True)
 @click.pass_obj
 def run(runtime: Runtime, concurrency: int, interval: float) -> None:

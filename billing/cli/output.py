@@ -13,8 +13,6 @@ from rich.table import Table
 from billing.domain.times import parse_time
 from billing.errors import InvalidInput
 
-MAX_ID = 2**63 - 1  # ids are PostgreSQL bigints: anything larger is no id of ours
-ID_TYPE = click.IntRange(min=1, max=MAX_ID)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 

@@ -9,6 +9,7 @@ import click
 
 from billing.catalog import load_catalog_file
 from billing.cli.output import emit_json, emit_table, json_option, parse_option_time
+from billing.cli.params import whole
 from billing.cli.runtime import Runtime
 from billing.domain.calendar import periods
 from billing.domain.times import format_time
@@ -72,7 +73,7 @@ def list_(runtime: Runtime, as_json: bool) -> None:
 @plans.command()
 @click.argument("plan_id")
 @click.option("--start", help="Start of the subscription (ISO 8601; default now).")
-@click.option("--count", type=click.IntRange(1, 1000), default=12, show_default=True)
+@click.option("--count", type=whole(1, 1000), default=12, show_default=True)
 @json_option
 @click.pass_obj
 def preview(runtime: Runtime, plan_id: str, start: str | None, count: int, as_json: bool) -> None:

@@ -16,7 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.bootstrap import make_gateway
-from billing.cli.output import ID_TYPE, emit_json, emit_table, json_option
+from billing.cli.output import emit_json, emit_table, json_option
+from billing.cli.params import ID_TYPE, whole
 from billing.cli.runtime import Runtime
 from billing.db.tables import Charge, Refund
 from billing.domain.times import format_time
@@ -37,7 +38,7 @@ CONNECTIONS = 2
 @click.command()
 @click.argument("charge_id", metavar="CHARGE_ID", type=ID_TYPE)
 @click.option("--reason", required=True, help="Why (sent to PortOne, kept in the history).")
-@click.option("--amount", type=int, help="KRW to refund; default: all that is left.")
+@click.option("--amount", type=whole(), help="KRW to refund; default: all that is left.")
 @json_option
 @click.pass_obj
 def refund(

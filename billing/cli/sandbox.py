@@ -8,6 +8,7 @@ from types import FrameType
 
 import click
 
+from billing.cli.params import whole
 from billing.sandbox import SandboxConfig, SandboxError, SandboxServer
 
 
@@ -17,7 +18,7 @@ from billing.sandbox import SandboxConfig, SandboxError, SandboxServer
     "--port",
     default=8089,
     show_default=True,
-    type=click.IntRange(0, 65535),
+    type=whole(0, 65535),
     help="Port to listen on (0: any free port).",
 )
 @click.option("--imp-key", default="sandbox_key", show_default=True, help="Accepted imp_key.")
@@ -28,7 +29,7 @@ from billing.sandbox import SandboxConfig, SandboxError, SandboxServer
     "--token-ttl",
     default=1800,
     show_default=True,
-    type=click.IntRange(1),
+    type=whole(1),
     help="Seconds an access token lives.",
 )
 @click.option(
@@ -45,13 +46,13 @@ from billing.sandbox import SandboxConfig, SandboxError, SandboxServer
     "--latency-ms",
     default=0,
     show_default=True,
-    type=click.IntRange(0),
+    type=whole(0),
     help="Milliseconds added to every PortOne call.",
 )
 @click.option(
     "--notice-url", default=None, help="Webhook receiver for paid and cancelled payments."
 )
-@click.option("--seed", default=None, type=int, help="Seed of the fault dice and imp_uids.")
+@click.option("--seed", default=None, type=whole(), help="Seed of the fault dice and imp_uids.")
 @click.option("--verbose", is_flag=True, help="Log every request line to stderr.")
 def sandbox(
     host: str,

@@ -6,6 +6,7 @@ import signal
 
 import click
 
+from billing.cli.params import whole
 from billing.cli.runtime import Runtime
 from billing.logs import configure
 from billing.web.config import ALLOW_VARIABLE, WebConfig, parse_allowlist
@@ -21,7 +22,7 @@ from billing.web.listener import address, listen
 )
 @click.option(
     "--port",
-    type=click.IntRange(0, 65535),
+    type=whole(0, 65535),
     default=8000,
     show_default=True,
     help="Port to listen on (0: any free port, printed at start).",

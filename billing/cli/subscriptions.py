@@ -10,7 +10,8 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
-from billing.cli.output import ID_TYPE, emit_json, emit_table, json_option, parse_option_time
+from billing.cli.output import emit_json, emit_table, json_option, parse_option_time
+from billing.cli.params import ID_TYPE
 from billing.cli.runtime import Runtime
 from billing.db.tables import Subscription
 from billing.domain.times import format_time

@@ -26,8 +26,10 @@ from tests.processes import ROOT
 
 SHIPPED = (ROOT / "schedules" / "plans.yaml").read_text()
 garbage = st.text(min_size=1, max_size=30).filter(lambda t: "\x00" not in t)
+NOT_NUMBERS = ["-1", "0", "1e3", "0x10", "1.5", "+-1", " ", "", "NaN", "--"]
+OTHER_DIGITS = ["1_0", "\u0661", "\uff11\uff12", "\u0967"]  # int() reads these; we refuse them
 not_a_number = st.one_of(  # numbers beyond bigint: see test_a_number_beyond_bigint_...
-    st.sampled_from(["-1", "0", "1e3", "0x10", "1.5", "+-1", " ", "", "NaN", "--"]),
+    st.sampled_from(NOT_NUMBERS + OTHER_DIGITS),
     garbage.map(lambda t: f"x{t}"),
 )
 BAD_UID_CHARS = " /%#?&\\\"'`\t한"

@@ -1,0 +1,62 @@
+"""Whole numbers on the command line: the digits 0-9 only.
+
+Python's ``int()`` (and so click's ``INT``) also reads ``1_000``, ``٣`` (Arabic-Indic three) and
+``１２`` (full-width twelve); an id or an amount of money typed like that is more likely a
+slip than a wish, so it is refused with the reason instead of being read as some other number.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import click
+
+WHOLE = re.compile(r"[+-]?[0-9]+")
+MAX_ID = 2**63 - 1  # ids are PostgreSQL bigints: anything larger is no id of ours
+
+
+def _digits_only(kind: click.ParamType[Any], value: Any, param: Any, ctx: Any) -> None:
+    if isinstance(value, str) and not WHOLE.fullmatch(value.strip()):
+        kind.fail(f"{value!r} is not a whole number written with the digits 0-9", param, ctx)
+
+
+class WholeNumber(click.types.IntParamType):
+    """Any whole number, in ASCII digits with an optional sign."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        _digits_only(self, value, param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class WholeRange(click.IntRange):
+    """``click.IntRange`` that reads only ASCII digits, with an optional sign."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        _digits_only(self, value, param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class Identifier(WholeRange):
+    """A row id: 1 or more, and no larger than a PostgreSQL bigint."""
+
+    def __init__(self) -> None:
+        super().__init__(min=1)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if number > MAX_ID:
+            self.fail(f"{number} is larger than any id (at most 2^63-1)", param, ctx)
+        return number
+
+
+def whole(min: int | None = None, max: int | None = None) -> click.ParamType[Any]:
+    """The type of a whole-number option or argument, bounded where a bound is given."""
+    if min is None and max is None:
+        return WholeNumber()
+    return WholeRange(min=min, max=max)
+
+
+ID_TYPE = Identifier()
