@@ -31,6 +31,7 @@ SANDBOX_IMP_KEY = "sandbox_key"  # what the bundled sandbox accepts unless told 
 SANDBOX_IMP_SECRET = "sandbox_secret"  # noqa: S105 (a public sandbox credential)
 DEFAULT_PLANS = "schedules/plans.yaml"
 BROKER_SCHEMES = ("redis://", "rediss://", "memory://", "amqp://", "amqps://")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -73,6 +74,7 @@ class Settings(BaseModel):
     flower_basic_auth: Annotated[SecretStr | None, Optional] = Field(
         None, alias="FLOWER_BASIC_AUTH"
     )
+    log_level: str = Field("INFO", alias="BILLING_LOG_LEVEL")  # beyond SPEC: see README
 
     @field_validator("database_url")
     @classmethod
@@ -104,6 +106,14 @@ class Settings(BaseModel):
     def _zone(cls, value: str) -> str:
         load_zone(value)
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @field_validator("flower_basic_auth")
     @classmethod

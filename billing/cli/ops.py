@@ -41,7 +41,7 @@ def scheduler(runtime: Runtime, once: bool, interval: float) -> None:
             "BILLING_BROKER_URL: not set, so a separate scheduler has no workers to reach; "
             "set it (redis://...) or use `billing run` for the embedded single process"
         )
-    configure(secrets=_secrets(runtime))
+    configure(level=runtime.settings.log_level, secrets=_secrets(runtime))
     app = runtime.app
     now = app.clock.now()
     with app.transaction() as session:
@@ -71,7 +71,7 @@ def run(runtime: Runtime, concurrency: int, interval: float) -> None:
     """
     from workers.embedded import Embedded
 
-    configure(secrets=_secrets(runtime))
+    configure(level=runtime.settings.log_level, secrets=_secrets(runtime))
     settings = runtime.settings
     now = runtime.app.clock.now()
     with runtime.app.transaction() as session:

@@ -57,7 +57,7 @@ def serve(
     from billing.web import create_app
 
     settings = runtime.settings
-    configure(secrets=settings.log_secrets)
+    configure(level=settings.log_level, secrets=settings.log_secrets)
     config = WebConfig(webhook_allow=parse_allowlist(webhook_allow))
     web = create_app(settings, config)
     listener = listen(host, port)

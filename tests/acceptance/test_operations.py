@@ -93,3 +93,14 @@ def test_demo_runs_a_short_simulation_and_checks_the_invariants(tmp_path: Path) 
     assert "What was charged" in result.out
     assert "gateway paid twice for a period" in result.out
     assert not (tmp_path / "billing.db").exists()  # the demo never touches the working database
+
+
+def test_billing_log_level_sets_what_the_scheduler_logs(cli: CliRunner, redis_url: str) -> None:
+    env = {"BILLING_BROKER_URL": redis_url, "BILLING_SANDBOX": "1"}
+    ok(cli("customers", "add", "c1"))
+    ok(cli("subscriptions", "create", "--customer", "c1", "--plan", "basic-monthly"))
+    assert "scheduler_pass" in cli("scheduler", "--once", env=env).err  # INFO by default
+    quiet = cli("scheduler", "--once", env={**env, "BILLING_LOG_LEVEL": "warning"})
+    assert quiet.code == 0 and "claimed 0" in quiet.out and quiet.err == ""
+    refused(cli("scheduler", "--once", env={**env, "BILLING_LOG_LEVEL": "loud"}),
+            "BILLING_LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR")  # fmt: skip

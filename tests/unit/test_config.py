@@ -18,7 +18,13 @@ def test_defaults_are_the_embedded_product() -> None:
     assert settings.plans == "schedules/plans.yaml"
     assert settings.timezone == "Asia/Seoul"
     assert settings.sandbox is False
+    assert settings.log_level == "INFO"
     assert not settings.has_credentials
+
+
+@pytest.mark.parametrize(("value", "expected"), [("debug", "DEBUG"), (" Warning ", "WARNING")])
+def test_log_level_is_read_in_any_case(value: str, expected: str) -> None:
+    assert load_settings({"BILLING_LOG_LEVEL": value}).log_level == expected
 
 
 def test_every_spec_variable_is_read() -> None:
@@ -27,6 +33,7 @@ def test_every_spec_variable_is_read() -> None:
         "BILLING_PORTONE_IMP_KEY", "BILLING_PORTONE_IMP_SECRET", "BILLING_PORTONE_TIMEOUT",
         "BILLING_RECONCILE_AFTER", "BILLING_PLANS", "BILLING_TIMEZONE", "BILLING_SANDBOX",
         "BILLING_PORTONE_SITE_CODE", "FLOWER_BASIC_AUTH",
+        "BILLING_LOG_LEVEL",  # ours, beyond SPEC section 3
     }  # fmt: skip
 
 
@@ -46,6 +53,8 @@ def test_every_spec_variable_is_read() -> None:
         ("BILLING_SANDBOX", "maybe"),
         ("BILLING_PLANS", ""),
         ("FLOWER_BASIC_AUTH", "admin"),
+        ("BILLING_LOG_LEVEL", "loud"),
+        ("BILLING_LOG_LEVEL", "10"),
     ],
 )
 def test_a_wrong_value_is_one_line_naming_the_variable(variable: str, value: str) -> None:
