@@ -106,13 +106,16 @@ class CliRunner:
         self.env = env
         self.cwd = cwd
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+    ) -> Result:
         base = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
         base["PYTHONPATH"] = str(ROOT)
         done = subprocess.run(
             [sys.executable, "-m", "billing", *args],
             env={**base, **self.env, **(env or {})},
             cwd=self.cwd,
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=120,

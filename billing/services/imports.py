@@ -1,8 +1,9 @@
 """Bulk import of subscriptions (``billing subscriptions import FILE``): all or nothing.
 
-The file is read and validated whole before anything is written; then missing customers,
-the subscriptions and their ``subscription_created`` events are inserted in one transaction
-in bulk (``billing.db.bulk``). The first period of each row comes from the same pure calendar code
+The file is streamed into compact rows (repeated plan ids and start times kept once) and
+validated whole before anything is written; then missing customers, the subscriptions and
+their ``subscription_created`` events are inserted in one transaction in bulk
+(``billing.db.bulk``). The first period of each row comes from the same pure calendar code
 as ``subscriptions create``, memoised per (plan, start): a million rows starting at the same
 moment cost one calendar computation per plan.
 """
@@ -16,8 +17,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TextIO, cast
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, select, text
 from sqlalchemy.orm import Session
@@ -39,9 +42,10 @@ CUSTOMERS = cast(Table, Customer.__table__)
 COLUMNS = ("customer_uid", "plan_id", "start", "name", "email", "phone")
 REQUIRED = ("customer_uid", "plan_id")
 CHUNK = 5000
+SHARED_VALUES = 10_000  # distinct plan ids and start times kept once
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     line: int
     customer_uid: str
@@ -61,26 +65,47 @@ class ImportReport:
 
 
 def read_rows(path: Path) -> list[Row]:
-    """Every row of a CSV (with a header) or JSON-lines file, validated for shape."""
+    """Every row of a CSV (with a header) or JSON-lines file, validated for shape.
+
+    The file is streamed (a pipe will do): memory holds the rows, never the file's text too."""
+    shared: dict[str, str] = {}
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(
-            f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}"
-        ) from None
-    records = _json_lines(text, path) if _looks_like_json(text) else _csv(text, path)
-    rows = [_row(path, line, record) for line, record in records]
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            is_json, lines = _lines(handle)
+            records = _json_lines(lines, path) if is_json else _csv(lines, path)
+            rows = [_row(path, line, record, shared) for line, record in records]
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path}: cannot read: not UTF-8 text") from None
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read: {exc.strerror or exc}") from None
     if not rows:
         raise InvalidInput(f"{path}: no rows to import")
     return rows
 
 
-def _looks_like_json(text: str) -> bool:
-    return text.lstrip().startswith("{")
+def _lines(handle: TextIO) -> tuple[bool, Iterator[str]]:
+    """Whether the first character that is not white space opens a JSON object, and every line
+    of the file (read ahead only as far as that character's line, never rewound)."""
+    head = ""
+    while not head.strip():
+        chunk = handle.read(4096)
+        if not chunk:
+            break
+        head += chunk
+    head += handle.readline()
+    return head.lstrip().startswith("{"), chain(io.StringIO(head, newline=""), handle)
 
 
-def _csv(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(io.StringIO(text))
+def _share(value: str, shared: dict[str, str]) -> str:
+    """One copy of a value many rows repeat (plan ids, start times); bounded, so a file whose
+    every value differs costs nothing more than one without sharing."""
+    if len(shared) < SHARED_VALUES:
+        return shared.setdefault(value, value)
+    return shared.get(value, value)
+
+
+def _csv(lines: Iterator[str], path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    reader = csv.DictReader(lines)
     header = [name.strip() for name in reader.fieldnames or []]
     unknown = [name for name in header if name not in COLUMNS]
     if unknown or any(name not in header for name in REQUIRED):
@@ -95,8 +120,8 @@ def _csv(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield reader.line_num, record
 
 
-def _json_lines(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, line in enumerate(text.splitlines(), start=1):
+def _json_lines(lines: Iterator[str], path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -111,7 +136,7 @@ def _json_lines(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield number, record
 
 
-def _row(path: Path, line: int, record: dict[str, Any]) -> Row:
+def _row(path: Path, line: int, record: dict[str, Any], shared: dict[str, str]) -> Row:
     def field(name: str) -> str | None:
         value = record.get(name)
         if value is None or value == "":
@@ -131,7 +156,10 @@ def _row(path: Path, line: int, record: dict[str, Any]) -> Row:
         raise InvalidInput(f"{path}: line {line}: email {email!r} is not an e-mail address")
     if phone is not None and not PHONE.match(phone):
         raise InvalidInput(f"{path}: line {line}: phone {phone!r} is not a phone number")
-    return Row(line, uid, plan_id, field("start"), field("name"), email, phone)
+    start = field("start")
+    plan_id = _share(plan_id, shared)
+    start = None if start is None else _share(start, shared)
+    return Row(line, uid, plan_id, start, field("name"), email, phone)
 
 
 @lru_cache(maxsize=4096)
@@ -171,7 +199,8 @@ def _refresh_statistics(session: Session) -> None:
 
 
 def _starts(rows: list[Row], plans: dict[str, Plan], path: Path, now: datetime) -> list[datetime]:
-    starts = []
+    starts: list[datetime] = []
+    parsed: dict[tuple[str, ZoneInfo], datetime] = {}  # a start many rows share: parsed once
     for row in rows:
         plan = plans.get(row.plan_id)
         if plan is None:
@@ -180,10 +209,22 @@ def _starts(rows: list[Row], plans: dict[str, Plan], path: Path, now: datetime) 
                 f"{path}: line {row.line}: unknown plan {row.plan_id!r} (plans: {known})"
             )
         try:
-            starts.append(parse_time(row.start, plan.zone) if row.start else now)
+            starts.append(_parse_start(row.start, plan.zone, parsed) if row.start else now)
         except ValueError as exc:
             raise InvalidInput(f"{path}: line {row.line}: start: {exc}") from None
     return starts
+
+
+def _parse_start(
+    text: str, zone: ZoneInfo, parsed: dict[tuple[str, ZoneInfo], datetime]
+) -> datetime:
+    key = (text, zone)
+    moment = parsed.get(key)
+    if moment is None:
+        moment = parse_time(text, zone)
+        if len(parsed) < SHARED_VALUES:
+            parsed[key] = moment
+    return moment
 
 
 def _customers(session: Session, rows: list[Row], now: datetime) -> tuple[dict[str, int], int]:

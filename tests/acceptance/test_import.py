@@ -83,3 +83,38 @@ def test_a_bad_file_imports_nothing(
 
 def test_a_missing_file_is_one_line(cli: CliRunner) -> None:
     refused(cli("subscriptions", "import", "nowhere.csv"), "nowhere.csv: cannot read")
+
+
+def test_a_file_is_read_as_a_stream_even_from_a_pipe(cli: CliRunner) -> None:
+    text = "\n\n" + "".join(
+        json.dumps({"customer_uid": f"p{n}", "plan_id": "basic-monthly"}) + "\n" for n in range(3)
+    )
+    assert "imported 3 subscriptions" in ok(
+        cli("subscriptions", "import", "/dev/stdin", stdin=text)
+    )
+    assert len(js(cli("subscriptions", "list", "--json"))) == 3
+
+
+def test_byte_order_mark_crlf_and_unicode_line_separators_are_text(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    (tmp_path / "bom.csv").write_bytes(
+        '\ufeffcustomer_uid,plan_id,name\r\nb1,basic-monthly,"두 줄\r\n이름"\r\n'.encode()
+    )
+    assert "imported 1 subscriptions" in ok(cli("subscriptions", "import", "bom.csv"))
+    record = {"customer_uid": "u1", "plan_id": "basic-monthly", "name": "a\u2028b\x85c"}
+    write(tmp_path, "sep.jsonl", json.dumps(record, ensure_ascii=False) + "\n")
+    assert "imported 1 subscriptions" in ok(cli("subscriptions", "import", "sep.jsonl"))
+
+
+def test_a_file_that_is_not_utf8_half_way_imports_nothing(
+    cli: CliRunner, db_url: str, tmp_path: Path
+) -> None:
+    ok(cli("plans", "list"))
+    good = "".join(f"c{n},basic-monthly\n" for n in range(3000)).encode()
+    (tmp_path / "latin.csv").write_bytes(
+        b"customer_uid,plan_id\n" + good + b"caf\xe9,basic-monthly\n"
+    )
+    before = snapshot(db_url)
+    refused(cli("subscriptions", "import", "latin.csv"), "latin.csv: cannot read: not UTF-8 text")
+    assert snapshot(db_url) == before
