@@ -1,11 +1,13 @@
 """Bulk import of subscriptions (``billing subscriptions import FILE``): all or nothing.
 
-The file is streamed into compact rows (repeated plan ids and start times kept once) and
-validated whole before anything is written; then missing customers, the subscriptions and
-their ``subscription_created`` events are inserted in one transaction in bulk
-(``billing.db.bulk``). The first period of each row comes from the same pure calendar code
-as ``subscriptions create``, memoised per (plan, start): a million rows starting at the same
-moment cost one calendar computation per plan.
+Two passes over the file, streamed, in the caller's transaction: the first validates every row
+(shape, plan, start) and writes nothing; the second reads it again and inserts chunk by chunk:
+the chunk's missing customers (the first row of a customer_uid gives its details), the
+subscriptions and their ``subscription_created`` events, in bulk (``billing.db.bulk``). Memory
+holds one chunk, whatever the size of the file; a pipe is spooled to a temporary file so that
+it can be read twice. A file that changes between the passes is refused (nothing is kept).
+The first period of each row comes from the same pure calendar code as
+``subscriptions create``, memoised per (plan, start).
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any, TextIO, cast
 from zoneinfo import ZoneInfo
@@ -42,7 +47,7 @@ CUSTOMERS = cast(Table, Customer.__table__)
 COLUMNS = ("customer_uid", "plan_id", "start", "name", "email", "phone")
 REQUIRED = ("customer_uid", "plan_id")
 CHUNK = 5000
-SHARED_VALUES = 10_000  # distinct plan ids and start times kept once
+SHARED_VALUES = 10_000  # distinct start times kept parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,23 +69,62 @@ class ImportReport:
     last_id: int | None = None
 
 
-def read_rows(path: Path) -> list[Row]:
-    """Every row of a CSV (with a header) or JSON-lines file, validated for shape.
+def import_file(session: Session, path: Path, now: datetime) -> ImportReport:
+    """Validate every row of ``path``, then insert them all; raise and insert nothing."""
+    plans = {plan.id: plan for plan in current_plans(session)}
+    with _readable_twice(path) as source:
+        before = _identity(source, path)
+        if sum(1 for _ in _valid_rows(source, path, plans, now)) == 0:  # every row, no write
+            raise InvalidInput(f"{path}: no rows to import")
+        report = _insert(session, _valid_rows(source, path, plans, now), now)
+        if _identity(source, path) != before:
+            raise InvalidInput(f"{path}: changed while it was being imported; nothing imported")
+    _refresh_statistics(session)
+    return report
 
-    The file is streamed (a pipe will do): memory holds the rows, never the file's text too."""
-    shared: dict[str, str] = {}
+
+@contextmanager
+def _readable_twice(path: Path) -> Iterator[Path]:
+    """``path`` itself when it is a regular file; otherwise (a pipe) a temporary copy."""
+    if path.is_file():
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="billing-import-") as directory:
+        spool = Path(directory) / "rows"
+        try:
+            with path.open("rb") as incoming, spool.open("wb") as outgoing:
+                shutil.copyfileobj(incoming, outgoing)
+        except OSError as exc:
+            raise InvalidInput(f"{path}: cannot read: {exc.strerror or exc}") from None
+        yield spool
+
+
+def _identity(source: Path, path: Path) -> tuple[int, int]:
     try:
-        with path.open(encoding="utf-8-sig", newline="") as handle:
+        found = source.stat()
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return found.st_size, found.st_mtime_ns
+
+
+def _valid_rows(
+    source: Path, path: Path, plans: dict[str, Plan], now: datetime
+) -> Iterator[tuple[Row, Plan, datetime]]:
+    """Each row of the file (read from ``source``, named ``path`` in errors) with its plan and
+    start, or InvalidInput naming the first bad line."""
+    parsed: dict[tuple[str, ZoneInfo], datetime] = {}  # a start many rows share: parsed once
+    try:
+        with source.open(encoding="utf-8-sig", newline="") as handle:
             is_json, lines = _lines(handle)
             records = _json_lines(lines, path) if is_json else _csv(lines, path)
-            rows = [_row(path, line, record, shared) for line, record in records]
+            for line, record in records:
+                row = _row(path, line, record)
+                plan = _plan(row, plans, path)
+                yield row, plan, _start(row, plan, now, parsed, path)
     except UnicodeDecodeError:
         raise InvalidInput(f"{path}: cannot read: not UTF-8 text") from None
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if not rows:
-        raise InvalidInput(f"{path}: no rows to import")
-    return rows
 
 
 def _lines(handle: TextIO) -> tuple[bool, Iterator[str]]:
@@ -94,14 +138,6 @@ def _lines(handle: TextIO) -> tuple[bool, Iterator[str]]:
         head += chunk
     head += handle.readline()
     return head.lstrip().startswith("{"), chain(io.StringIO(head, newline=""), handle)
-
-
-def _share(value: str, shared: dict[str, str]) -> str:
-    """One copy of a value many rows repeat (plan ids, start times); bounded, so a file whose
-    every value differs costs nothing more than one without sharing."""
-    if len(shared) < SHARED_VALUES:
-        return shared.setdefault(value, value)
-    return shared.get(value, value)
 
 
 def _csv(lines: Iterator[str], path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -136,7 +172,7 @@ def _json_lines(lines: Iterator[str], path: Path) -> Iterator[tuple[int, dict[st
         yield number, record
 
 
-def _row(path: Path, line: int, record: dict[str, Any], shared: dict[str, str]) -> Row:
+def _row(path: Path, line: int, record: dict[str, Any]) -> Row:
     def field(name: str) -> str | None:
         value = record.get(name)
         if value is None or value == "":
@@ -156,10 +192,7 @@ def _row(path: Path, line: int, record: dict[str, Any], shared: dict[str, str]) 
         raise InvalidInput(f"{path}: line {line}: email {email!r} is not an e-mail address")
     if phone is not None and not PHONE.match(phone):
         raise InvalidInput(f"{path}: line {line}: phone {phone!r} is not a phone number")
-    start = field("start")
-    plan_id = _share(plan_id, shared)
-    start = None if start is None else _share(start, shared)
-    return Row(line, uid, plan_id, start, field("name"), email, phone)
+    return Row(line, uid, plan_id, field("start"), field("name"), email, phone)
 
 
 @lru_cache(maxsize=4096)
@@ -167,26 +200,21 @@ def _first_state(plan: Plan, start: datetime) -> BillingState:
     return lifecycle.start(plan, start)
 
 
-def import_rows(session: Session, rows: list[Row], path: Path, now: datetime) -> ImportReport:
-    """Insert every row in the caller's transaction, or raise and insert nothing."""
-    plans = {plan.id: plan for plan in current_plans(session)}
-    starts = _starts(rows, plans, path, now)
-    customer_ids, created = _customers(session, rows, now)
-    report = ImportReport(new_customers=created)
+def _insert(
+    session: Session, rows: Iterator[tuple[Row, Plan, datetime]], now: datetime
+) -> ImportReport:
+    report = ImportReport()
     wall = datetime.now(UTC)
-    for offset in range(0, len(rows), CHUNK):
-        chunk = rows[offset : offset + CHUNK]
-        values = [
-            _subscription(row, plans[row.plan_id], starts[i + offset], customer_ids, now)
-            for i, row in enumerate(chunk)
-        ]
+    while chunk := list(islice(rows, CHUNK)):
+        customer_ids, created = _customers(session, [row for row, _, _ in chunk], now)
+        values = [_subscription(row, plan, start, customer_ids, now) for row, plan, start in chunk]
         ids = insert_returning_ids(session, SUBSCRIPTIONS, values, SUBSCRIPTIONS.c.key)
         events = [_created_event(sid, v, now, wall) for sid, v in zip(ids, values, strict=True)]
         session.execute(EVENTS.insert(), events)
+        report.new_customers += created
         report.first_id = report.first_id or ids[0]
         report.last_id = ids[-1]
         report.subscriptions += len(ids)
-    _refresh_statistics(session)
     return report
 
 
@@ -198,21 +226,25 @@ def _refresh_statistics(session: Session) -> None:
             session.execute(text(f"ANALYZE {table}"))
 
 
-def _starts(rows: list[Row], plans: dict[str, Plan], path: Path, now: datetime) -> list[datetime]:
-    starts: list[datetime] = []
-    parsed: dict[tuple[str, ZoneInfo], datetime] = {}  # a start many rows share: parsed once
-    for row in rows:
-        plan = plans.get(row.plan_id)
-        if plan is None:
-            known = ", ".join(sorted(plans)) or "none loaded"
-            raise InvalidInput(
-                f"{path}: line {row.line}: unknown plan {row.plan_id!r} (plans: {known})"
-            )
-        try:
-            starts.append(_parse_start(row.start, plan.zone, parsed) if row.start else now)
-        except ValueError as exc:
-            raise InvalidInput(f"{path}: line {row.line}: start: {exc}") from None
-    return starts
+def _plan(row: Row, plans: dict[str, Plan], path: Path) -> Plan:
+    plan = plans.get(row.plan_id)
+    if plan is None:
+        known = ", ".join(sorted(plans)) or "none loaded"
+        raise InvalidInput(
+            f"{path}: line {row.line}: unknown plan {row.plan_id!r} (plans: {known})"
+        )
+    return plan
+
+
+def _start(
+    row: Row, plan: Plan, now: datetime, parsed: dict[tuple[str, ZoneInfo], datetime], path: Path
+) -> datetime:
+    if row.start is None:
+        return now
+    try:
+        return _parse_start(row.start, plan.zone, parsed)
+    except ValueError as exc:
+        raise InvalidInput(f"{path}: line {row.line}: start: {exc}") from None
 
 
 def _parse_start(

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, func, select, text
 
+from billing.bootstrap import App
+from billing.db.tables import Subscription
+from billing.errors import InvalidInput
+from billing.services import imports
+from billing.services.catalog import ensure_catalog
+from billing.services.imports import CHUNK
 from tests.acceptance.test_cli import js, ok, refused
-from tests.conftest import CliRunner, snapshot
+from tests.conftest import NOW, CliRunner, snapshot
 
 
 def write(tmp_path: Path, name: str, text: str) -> str:
@@ -118,3 +126,55 @@ def test_a_file_that_is_not_utf8_half_way_imports_nothing(
     before = snapshot(db_url)
     refused(cli("subscriptions", "import", "latin.csv"), "latin.csv: cannot read: not UTF-8 text")
     assert snapshot(db_url) == before
+
+
+DUP_CUSTOMER = text(
+    "SELECT name, email, (SELECT count(*) FROM subscriptions s WHERE s.customer_id = c.id)"
+    " FROM customers c WHERE customer_uid = 'dup'"
+)
+
+
+def test_chunks_share_customers_and_a_late_bad_row_imports_nothing(
+    cli: CliRunner, db_url: str, tmp_path: Path
+) -> None:
+    """More rows than one chunk: a customer_uid seen in two chunks is one customer, with the
+    details of its first row; a bad row after several chunks still leaves nothing behind."""
+    ok(cli("plans", "list"))
+    rows = [f"c{n},basic-monthly,," for n in range(CHUNK + 10)]
+    rows[0] = "dup,basic-monthly,First,"
+    rows[CHUNK + 5] = "dup,premium-yearly,Second,second@example.com"
+    header = "customer_uid,plan_id,name,email\n"
+    write(tmp_path, "many.csv", header + "\n".join(rows) + "\n")
+    before = snapshot(db_url)
+    write(tmp_path, "late.csv", header + "\n".join([*rows, rows[1], "z,gold,,"]) + "\n")
+    refused(cli("subscriptions", "import", "late.csv"), f"line {CHUNK + 13}: unknown plan 'gold'")
+    assert snapshot(db_url) == before
+
+    result = js(cli("subscriptions", "import", "many.csv", "--json"))
+    assert (result["subscriptions"], result["new_customers"]) == (CHUNK + 10, CHUNK + 9)
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        customer = connection.execute(DUP_CUSTOMER).one()
+    engine.dispose()
+    assert tuple(customer) == ("First", None, 2)
+
+
+def test_a_file_changed_between_the_two_passes_imports_nothing(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "moving.csv"
+    path.write_text("customer_uid,plan_id\nc1,basic-monthly\n")
+    real_insert = imports._insert
+
+    def insert_while_someone_appends(*args: Any) -> imports.ImportReport:
+        with path.open("a") as handle:
+            handle.write("c2,basic-monthly\n")
+        return real_insert(*args)
+
+    monkeypatch.setattr(imports, "_insert", insert_while_someone_appends)
+    changed = r"moving\.csv: changed while it was being imported"
+    with pytest.raises(InvalidInput, match=changed), app.transaction() as session:
+        ensure_catalog(session, app.settings, NOW)
+        imports.import_file(session, path, NOW)
+    with app.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Subscription)) == 0
