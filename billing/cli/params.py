@@ -16,27 +16,23 @@ WHOLE = re.compile(r"[+-]?[0-9]+")
 MAX_ID = 2**63 - 1  # ids are PostgreSQL bigints: anything larger is no id of ours
 
 
-def _digits_only(kind: click.ParamType[Any], value: Any, param: Any, ctx: Any) -> None:
-    if isinstance(value, str) and not WHOLE.fullmatch(value.strip()):
-        kind.fail(f"{value!r} is not a whole number written with the digits 0-9", param, ctx)
-
-
-class WholeNumber(click.types.IntParamType):
-    """Any whole number, in ASCII digits with an optional sign."""
+class _DigitsOnly(click.ParamType[Any]):
+    """Refuses any text but ASCII digits (and a sign) before the integer type reads it."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        _digits_only(self, value, param, ctx)
+        if isinstance(value, str) and not WHOLE.fullmatch(value.strip()):
+            self.fail(f"{value!r} is not a whole number written with the digits 0-9", param, ctx)
         return super().convert(value, param, ctx)
 
 
-class WholeRange(click.IntRange):
-    """``click.IntRange`` that reads only ASCII digits, with an optional sign."""
+class WholeNumber(_DigitsOnly, click.types.IntParamType):
+    """Any whole number."""
+
+
+class WholeRange(_DigitsOnly, click.IntRange):
+    """A whole number within bounds (``click.IntRange`` for the range and its message)."""
 
     name = "integer"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        _digits_only(self, value, param, ctx)
-        return super().convert(value, param, ctx)
 
 
 class Identifier(WholeRange):

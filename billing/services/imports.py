@@ -47,7 +47,7 @@ CUSTOMERS = cast(Table, Customer.__table__)
 COLUMNS = ("customer_uid", "plan_id", "start", "name", "email", "phone")
 REQUIRED = ("customer_uid", "plan_id")
 CHUNK = 5000
-SHARED_VALUES = 10_000  # distinct start times kept parsed
+SHARED_VALUES = 10_000  # distinct start times kept parsed, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +95,7 @@ def _readable_twice(path: Path) -> Iterator[Path]:
             with path.open("rb") as incoming, spool.open("wb") as outgoing:
                 shutil.copyfileobj(incoming, outgoing)
         except OSError as exc:
-            raise InvalidInput(f"{path}: cannot read: {exc.strerror or exc}") from None
+            raise _unreadable(path, exc) from None
         yield spool
 
 
@@ -103,7 +103,7 @@ def _identity(source: Path, path: Path) -> tuple[int, int]:
     try:
         found = source.stat()
     except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise _unreadable(path, exc) from None
     return found.st_size, found.st_mtime_ns
 
 
@@ -124,7 +124,11 @@ def _valid_rows(
     except UnicodeDecodeError:
         raise InvalidInput(f"{path}: cannot read: not UTF-8 text") from None
     except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: OSError) -> InvalidInput:
+    return InvalidInput(f"{path}: cannot read: {exc.strerror or exc}")
 
 
 def _lines(handle: TextIO) -> tuple[bool, Iterator[str]]:
@@ -239,44 +243,34 @@ def _plan(row: Row, plans: dict[str, Plan], path: Path) -> Plan:
 def _start(
     row: Row, plan: Plan, now: datetime, parsed: dict[tuple[str, ZoneInfo], datetime], path: Path
 ) -> datetime:
+    """The row's start (now when it has none); a start many rows share is parsed once."""
     if row.start is None:
         return now
+    key = (row.start, plan.zone)
+    if key in parsed:
+        return parsed[key]
     try:
-        return _parse_start(row.start, plan.zone, parsed)
+        moment = parse_time(row.start, plan.zone)
     except ValueError as exc:
         raise InvalidInput(f"{path}: line {row.line}: start: {exc}") from None
-
-
-def _parse_start(
-    text: str, zone: ZoneInfo, parsed: dict[tuple[str, ZoneInfo], datetime]
-) -> datetime:
-    key = (text, zone)
-    moment = parsed.get(key)
-    if moment is None:
-        moment = parse_time(text, zone)
-        if len(parsed) < SHARED_VALUES:
-            parsed[key] = moment
+    if len(parsed) < SHARED_VALUES:
+        parsed[key] = moment
     return moment
 
 
 def _customers(session: Session, rows: list[Row], now: datetime) -> tuple[dict[str, int], int]:
-    """customer_uid -> id, inserting the customers that do not exist yet."""
+    """customer_uid -> id for one chunk, inserting the customers that do not exist yet (a
+    customer_uid an earlier chunk created is found here, so its first row's details stay)."""
     wanted = {row.customer_uid: row for row in reversed(rows)}  # the first row's details win
-    ids: dict[str, int] = {}
-    uids = list(wanted)
-    for offset in range(0, len(uids), CHUNK):
-        part = uids[offset : offset + CHUNK]
-        found = session.execute(
-            select(Customer.customer_uid, Customer.id).where(Customer.customer_uid.in_(part))
-        )
-        ids.update({uid: cid for uid, cid in found})
-    missing = [wanted[uid] for uid in uids if uid not in ids]
-    for offset in range(0, len(missing), CHUNK):
-        batch = missing[offset : offset + CHUNK]
-        values = [{"customer_uid": r.customer_uid, "name": r.name, "email": r.email,
-                   "phone": r.phone, "created_at": now} for r in batch]  # fmt: skip
-        created = insert_returning_ids(session, CUSTOMERS, values, CUSTOMERS.c.customer_uid)
-        ids.update(zip([r.customer_uid for r in batch], created, strict=True))
+    found = session.execute(
+        select(Customer.customer_uid, Customer.id).where(Customer.customer_uid.in_(wanted))
+    )
+    ids = {uid: cid for uid, cid in found}
+    missing = [row for uid, row in wanted.items() if uid not in ids]
+    values = [{"customer_uid": r.customer_uid, "name": r.name, "email": r.email,
+               "phone": r.phone, "created_at": now} for r in missing]  # fmt: skip
+    created = insert_returning_ids(session, CUSTOMERS, values, CUSTOMERS.c.customer_uid)
+    ids.update(zip([r.customer_uid for r in missing], created, strict=True))
     return ids, len(missing)
 
 
