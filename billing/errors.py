@@ -38,3 +38,8 @@ class Conflict(BillingError):
 
 class SchemaOutOfDate(BillingError):
     """The database schema is not at this release's revision."""
+
+
+class BrokerUnavailable(BillingError):
+    """The broker could not be reached: a publish did not happen (the rows are the truth; the
+    scheduler's sweep publishes again what was lost)."""

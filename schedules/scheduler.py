@@ -9,12 +9,25 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
 from billing.bootstrap import App
+from billing.db.engine import is_outage
+from billing.errors import BrokerUnavailable
 from billing.logs import log
-from billing.services.claims import claim_due, pending_to_republish, unknown_to_reconcile
+from billing.services.aside import describe, set_aside
+from billing.services.claims import (
+    Claimed,
+    Republished,
+    claim_due,
+    due_subscriptions,
+    pending_to_republish,
+    unknown_to_reconcile,
+)
 from billing.services.delivery import notices_to_deliver
 from billing.services.notices import queue_reminders
 from billing.services.plan_cache import PlanCache
@@ -26,10 +39,22 @@ BATCH = 500
 
 
 @dataclass
+class Sweep:
+    """What one sweep found, part by part."""
+
+    pending: Republished = field(default_factory=Republished)
+    unknown: list[int] = field(default_factory=list)
+    refunds: list[int] = field(default_factory=list)
+    notices: list[int] = field(default_factory=list)
+    reminders: int = 0
+
+
+@dataclass
 class PassReport:
     claimed: int = 0
     canceled: int = 0
     skipped: int = 0
+    set_aside: int = 0
     republished: int = 0
     reconciling: int = 0
     reminders: int = 0
@@ -64,12 +89,13 @@ class Scheduler:
         report = PassReport()
         now = self.app.clock.now()
         while True:
-            with self.app.transaction() as session:
-                claimed = claim_due(session, now, self.wall(), self.batch, self.plans)
+            claimed = self._claim(now)
             self.publisher.charge(claimed.charge_ids)
-            report.claimed += len(claimed.charge_ids)
+            self.publisher.reconcile(claimed.lookup_ids)
+            report.claimed += len(claimed.charge_ids) + len(claimed.lookup_ids)
             report.canceled += claimed.canceled
             report.skipped += claimed.skipped
+            report.set_aside += claimed.set_aside
             if claimed.examined < self.batch:
                 break
         self._sweep(report, now)
@@ -77,23 +103,90 @@ class Scheduler:
             log(logger, "scheduler_pass", **vars(report))
         return report
 
+    def _claim(self, now: datetime) -> Claimed:
+        """One claim batch. A batch the database refuses for one row's sake (data no code
+        expected) is claimed again row by row, and the row that fails alone is set aside:
+        the oldest due row never poisons every pass (invariant 10)."""
+        try:
+            with self.app.transaction() as session:
+                return claim_due(session, now, self.wall(), self.batch, self.plans)
+        except SQLAlchemyError as exc:
+            if is_outage(exc):
+                raise
+            log(logger, "claim_batch_failed", level=logging.WARNING, error=describe(exc))
+        with self.app.transaction() as session:
+            ids = [row.id for row in due_subscriptions(session, now, self.wall(), self.batch)]
+        claimed = Claimed(examined=len(ids))
+        for subscription_id in ids:
+            one = self._claim_alone(now, subscription_id)
+            claimed.charge_ids += one.charge_ids
+            claimed.lookup_ids += one.lookup_ids
+            claimed.canceled += one.canceled
+            claimed.skipped += one.skipped
+            claimed.set_aside += one.set_aside
+        return claimed
+
+    def _claim_alone(self, now: datetime, subscription_id: int) -> Claimed:
+        try:
+            with self.app.transaction() as session:
+                return claim_due(session, now, self.wall(), 1, self.plans, [subscription_id])
+        except SQLAlchemyError as exc:
+            if is_outage(exc):
+                raise
+            with self.app.transaction() as session:
+                set_aside(session, subscription_id, describe(exc), now, self.wall())
+            return Claimed(set_aside=1)
+
     def _sweep(self, report: PassReport, now: datetime) -> None:
         """Everything else that is due, in one transaction; published after its commit, so
-        that no message names a row its reader cannot see yet."""
+        that no message names a row its reader cannot see yet. Each part runs in a savepoint:
+        one that fails (data no code expected) is logged and the others go on."""
         wall = self.wall()
+        found = Sweep()
         with self.app.transaction() as session:
-            pending = pending_to_republish(session, wall, self.window, self.batch)
-            unknown = unknown_to_reconcile(session, now, wall, self.window, self.batch)
-            refunds = refunds_to_reconcile(session, wall, self.window, self.batch)
+            for part in self._sweep_parts(session, now, wall, found):
+                self._guarded(session, part)
+        self.publisher.charge(found.pending.charge_ids)
+        self.publisher.reconcile(found.pending.lookup_ids + found.unknown)
+        self.publisher.refund(found.refunds)
+        self.publisher.notify(found.notices)
+        report.republished, report.reconciling = len(found.pending.charge_ids), len(found.unknown)
+        report.reconciling += len(found.pending.lookup_ids)
+        report.refunds, report.notices = len(found.refunds), len(found.notices)
+        report.reminders = found.reminders
+
+    def _sweep_parts(
+        self, session: Session, now: datetime, wall: datetime, found: Sweep
+    ) -> list[Callable[[], None]]:
+        batch, window = self.batch, self.window
+
+        def pending() -> None:
+            found.pending = pending_to_republish(session, now, wall, window, batch, self.plans)
+
+        def unknown() -> None:
+            found.unknown = unknown_to_reconcile(session, now, wall, window, batch)
+
+        def refunds() -> None:
+            found.refunds = refunds_to_reconcile(session, wall, window, batch)
+
+        def reminders() -> None:
             settings = self.plans.notice_settings(session)
-            report.reminders = queue_reminders(session, settings, now, wall, self.batch)
-            notices = notices_to_deliver(session, wall, self.batch * 4)
-        self.publisher.charge(pending)
-        self.publisher.reconcile(unknown)
-        self.publisher.refund(refunds)
-        self.publisher.notify(notices)
-        report.republished, report.reconciling = len(pending), len(unknown)
-        report.refunds, report.notices = len(refunds), len(notices)
+            found.reminders = queue_reminders(session, settings, now, wall, batch)
+
+        def notices() -> None:
+            found.notices = notices_to_deliver(session, wall, batch * 4)
+
+        return [pending, unknown, refunds, reminders, notices]
+
+    def _guarded(self, session: Session, part: Callable[[], None]) -> None:
+        try:
+            with session.begin_nested():
+                part()
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            log(logger, "scheduler_error", level=logging.ERROR, part=part.__name__,
+                outage=False, error=describe(exc))  # fmt: skip
 
     def run_forever(self, interval: float, stop: threading.Event) -> None:
         """Pass after pass; a busy pass is followed at once by the next one."""
@@ -101,8 +194,12 @@ class Scheduler:
         while not stop.is_set():
             try:
                 busy = self.run_pass().busy
-            except Exception:  # the database or broker is down: log, wait, try again
-                logger.exception("scheduler pass failed", extra={"action": "scheduler_error"})
+            except Exception as exc:  # the database or broker is down: log, wait, try again
+                outage = is_outage(exc) or isinstance(exc, BrokerUnavailable)
+                logger.exception(
+                    "scheduler pass failed",
+                    extra={"action": "scheduler_error", "fields": {"outage": outage}},
+                )
                 busy = False
             if not busy:
                 stop.wait(interval)

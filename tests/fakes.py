@@ -49,13 +49,13 @@ class FakeGateway:
 
     def __init__(self) -> None:
         self.ledger: dict[str, list[dict[str, object]]] = {}
-        self.script: list[
-            str
-        ] = []  # approve | decline | refuse | error_500 | timeout_after_commit | not_sent
+        # approve | decline[:reason] | refuse | error_500 | timeout_after_commit | not_sent
+        # | timeout_as:<status> (recorded with that PortOne status, then no answer)
+        self.script: list[str] = []
         self.sent: list[ChargeRequest] = []
         self.lock = threading.Lock()
 
-    def again(self, request: ChargeRequest) -> Exchange:
+    def again(self, request: ChargeRequest, send_within: float | None = None) -> Exchange:
         with self.lock:
             self.sent.append(request)
             action = self.script.pop(0) if self.script else "approve"
@@ -71,14 +71,30 @@ class FakeGateway:
             declined = action.startswith("decline")
             reason = action.partition(":")[2] or "잔액부족"
             status = "failed" if declined else "paid"
+            if action.startswith("timeout_as:"):
+                status = action.partition(":")[2]
             payment = {"imp_uid": f"imps_{len(self.sent):012d}", "merchant_uid": request.merchant_uid,
                        "amount": request.amount, "status": status,
                        "fail_reason": reason if declined else None,
-                       "failed_at": len(self.sent)}  # fmt: skip
+                       "failed_at": len(self.sent), "paid_at": 0, "cancel_amount": 0}  # fmt: skip
+            if status == "paid":
+                payment["paid_at"] = len(self.sent)
             attempts.append(payment)
-            if action == "timeout_after_commit":
+            if action == "timeout_after_commit" or action.startswith("timeout_as:"):
                 return Exchange(failure=Transport.NO_ANSWER, detail="ReadTimeout")
             return Exchange(200, envelope(response=payment))
+
+    def pay_behind_our_back(self, request: ChargeRequest) -> None:
+        """A send our database has forgotten (a restore from a backup): PortOne paid it."""
+        self.script.insert(0, "approve")
+        self.again(request)
+        self.sent.pop()
+
+    def refund_in_console(self, merchant_uid: str) -> None:
+        """The merchant refunds a paid payment in PortOne's console."""
+        for payment in self.ledger[merchant_uid]:
+            if payment["status"] == "paid":
+                payment["status"], payment["cancel_amount"] = "cancelled", payment["amount"]
 
     def find_paid(self, merchant_uid: str) -> Exchange:
         paid = [p for p in self.ledger.get(merchant_uid, []) if p["status"] == "paid"]

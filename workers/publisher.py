@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from celery import Celery
+from kombu.exceptions import OperationalError as KombuOperationalError
 
+from billing.errors import BrokerUnavailable
 from workers.config import CHARGE_BATCH, MAX_COUNTDOWN
 
 CHARGE = "billing.charge"
@@ -38,6 +40,10 @@ class CeleryPublisher:
         if not ids:
             return
         delay = None if countdown is None else min(max(0.0, countdown), MAX_COUNTDOWN)
-        with self.celery.producer_or_acquire() as producer:
-            for argument in ids:
-                self.celery.send_task(name, args=[argument], countdown=delay, producer=producer)
+        try:
+            with self.celery.producer_or_acquire() as producer:
+                for argument in ids:
+                    self.celery.send_task(name, args=[argument], countdown=delay,
+                                          producer=producer)  # fmt: skip
+        except (KombuOperationalError, OSError) as exc:
+            raise BrokerUnavailable(f"cannot reach the broker: {exc}") from exc

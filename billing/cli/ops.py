@@ -141,8 +141,12 @@ def status(runtime: Runtime, as_json: bool) -> None:
         ("due", "oldest due, seconds", report.oldest_due_seconds),
         ("failures", "last 24 h", report.failed_last_24h),
         ("queue", "depth", "-" if report.queue_depth is None else report.queue_depth),
+        ("needs a person", "set aside by the scheduler", report.set_aside),
+        ("needs a person", "duplicate payments to refund", report.duplicate_payments),
     ]
     emit_table(("WHAT", "STATUS", "COUNT"), rows, "")
+    for subscription_id, reason in report.set_aside_reasons:
+        click.echo(f"set aside: subscription {subscription_id}: {reason}")
 
 
 def _queue_depth(runtime: Runtime) -> int | None:

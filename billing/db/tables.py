@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -44,6 +45,8 @@ Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INT
 SUBSCRIPTION_STATUSES = "'trialing', 'active', 'past_due', 'paused', 'canceled'"
 CHARGE_STATUSES = "'pending', 'processing', 'paid', 'failed', 'unknown'"
 OPEN_CHARGE = "status IN ('pending', 'processing', 'unknown')"
+PAID_ONCE = "status = 'paid' AND duplicate_of IS NULL"  # a duplicate is recorded, not hidden
+SET_ASIDE = "set_aside_at IS NOT NULL"
 UNREMINDED = "next_charge_at IS NOT NULL AND reminded_period_no < period_no"
 
 
@@ -137,6 +140,12 @@ class Subscription(Base):
         ),
         Index("ix_subscriptions_customer_id", "customer_id"),
         Index("ix_subscriptions_status", "status"),
+        Index(
+            "ix_subscriptions_set_aside",
+            "set_aside_at",
+            postgresql_where=text(SET_ASIDE),
+            sqlite_where=text(SET_ASIDE),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -164,6 +173,15 @@ class Subscription(Base):
     reminded_period_no: Mapped[int] = mapped_column(Integer, default=0)  # reminder sent for
     canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # invariant 10: a row the scheduler could not handle waits here, out of the claim loop
+    set_aside_reason: Mapped[str | None] = mapped_column(Text)
+    set_aside_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # system clock
+    retry_at_once: Mapped[bool] = mapped_column(  # the card was updated while a charge flew
+        Boolean, default=False, server_default=false()
+    )
+    look_before_send: Mapped[bool] = mapped_column(  # PortOne knew an attempt we did not
+        Boolean, default=False, server_default=false()
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -188,8 +206,8 @@ class Charge(Base):
             "subscription_id",
             "period_no",
             unique=True,
-            postgresql_where=text("status = 'paid'"),
-            sqlite_where=text("status = 'paid'"),
+            postgresql_where=text(PAID_ONCE),
+            sqlite_where=text(PAID_ONCE),
         ),
         Index(
             "uq_charges_open_per_subscription",
@@ -233,6 +251,9 @@ class Charge(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)  # billing clock
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)  # system clock
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # system clock, last send
+    refusal: Mapped[str | None] = mapped_column(Text)  # PortOne refused; believed after a lookup
+    lookups: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # so far
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("charges.id"))  # 2nd paid
 
 
 REFUND_STATUSES = "'pending', 'processing', 'succeeded', 'failed', 'unknown'"

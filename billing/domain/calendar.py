@@ -19,6 +19,8 @@ from croniter import croniter
 from billing.domain.durations import Interval
 from billing.domain.plans import Plan
 
+DST_MARGIN = timedelta(hours=3)  # more than any daylight-saving shift (at most 2 hours)
+
 
 @dataclass(frozen=True)
 class Period:
@@ -35,7 +37,33 @@ def _wall(moment: datetime, zone: ZoneInfo) -> datetime:
 
 
 def _from_wall(wall: datetime, zone: ZoneInfo) -> datetime:
-    return wall.replace(tzinfo=zone).astimezone(UTC)
+    """The instant a wall-clock reading in ``zone`` names, in UTC.
+
+    Daylight saving makes two kinds of readings special. One in the hour repeated when the
+    clocks go back names its first occurrence (a fire time there fires once). One in the
+    hour skipped when the clocks go forward names the first instant after the gap, as cron
+    runs such a job right after the change (a fire time there is never skipped). Readings
+    that map to the same instant name one moment, so this mapping never goes backwards.
+    """
+    first = wall.replace(tzinfo=zone, fold=0)
+    instant = first.astimezone(UTC)
+    if _wall(instant, zone) == wall:
+        return instant  # an ordinary reading, or the first of a repeated one
+    return _end_of_gap(wall.replace(tzinfo=zone, fold=1).astimezone(UTC), instant, zone)
+
+
+def _end_of_gap(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
+    """The instant the clocks jumped forward, between ``before`` and ``after`` (UTC), found
+    by halving to the second: the first instant whose UTC offset is the later one."""
+    later = after.astimezone(zone).utcoffset()
+    low, high = before, after
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(zone).utcoffset() == later:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0)
 
 
 def add_months_clamped(wall: datetime, months: int) -> datetime:
@@ -62,21 +90,34 @@ def add_days(moment: datetime, days: int, zone: ZoneInfo) -> datetime:
 
 
 def is_fire_time(expr: str, moment: datetime, zone: ZoneInfo) -> bool:
-    local = moment.astimezone(zone)
-    return local.second == 0 and local.microsecond == 0 and bool(croniter.match(expr, local))
+    local = _wall(moment, zone)
+    if croniter.match(expr, local) and not local.second and not local.microsecond:
+        return _from_wall(local, zone) == moment  # not the second of a repeated reading
+    return fire_at_or_before(expr, moment, zone) == moment  # the end of a skipped hour
 
 
 def next_fire(expr: str, after: datetime, zone: ZoneInfo) -> datetime:
-    """The first fire time strictly after ``after``."""
-    fire: datetime = croniter(expr, after.astimezone(zone)).get_next(datetime)
-    return fire.astimezone(UTC)
+    """The first fire time strictly after ``after``.
+
+    Fire times are computed on the wall clock of ``zone`` and then mapped to instants by
+    ``_from_wall``: on the night the clocks go back, a time in the repeated hour fires once;
+    on the night they go forward, a time in the skipped hour fires at the end of the gap.
+    """
+    fires = croniter(expr, _wall(after, zone))
+    while True:
+        fire = _from_wall(fires.get_next(datetime), zone)
+        if fire > after:
+            return fire
 
 
 def fire_at_or_before(expr: str, moment: datetime, zone: ZoneInfo) -> datetime:
-    if is_fire_time(expr, moment, zone):
-        return moment.astimezone(UTC)
-    fire: datetime = croniter(expr, moment.astimezone(zone)).get_prev(datetime)
-    return fire.astimezone(UTC)
+    """The last fire time at or before ``moment`` (see ``next_fire``)."""
+    start = _wall(moment, zone) + DST_MARGIN  # readings this late may still name earlier instants
+    fires = croniter(expr, start + timedelta(seconds=1))
+    while True:
+        fire = _from_wall(fires.get_prev(datetime), zone)
+        if fire <= moment:
+            return fire
 
 
 def fire_at_or_after(expr: str, moment: datetime, zone: ZoneInfo) -> datetime:

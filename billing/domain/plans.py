@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from billing.domain.durations import Interval
 
 MIN_INSTALLMENT_AMOUNT = 50_000  # KRW; card_quota is refused below this (PortOne V1)
-MAX_ATTEMPTS_PER_30_DAYS = 15  # card-network rule: attempts on one card in 30 days
+MAX_ATTEMPTS_PER_30_DAYS = 15  # card-network rule: declined attempts on one card in 30 days
 
 
 class FinalAction(StrEnum):
@@ -28,6 +28,16 @@ class DunningPolicy:
     @property
     def max_attempts(self) -> int:
         return len(self.retry_after) + 1
+
+    @property
+    def shortest_gap(self) -> timedelta | None:
+        """The least time between two attempts of one period on this schedule (None: there
+        is never a second attempt). Work older than this may have a later attempt that a
+        database restored from a backup has forgotten (``claims.needs_lookup``)."""
+        offsets = sorted(self.retry_after)
+        pairs = zip([timedelta(0), *offsets], offsets, strict=False)
+        gaps = [later - earlier for earlier, later in pairs if later > earlier]
+        return min(gaps) if gaps else None
 
 
 @dataclass(frozen=True)

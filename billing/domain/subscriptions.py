@@ -212,20 +212,31 @@ class Decline:
 
 
 def record_decline(
-    state: BillingState, policy: DunningPolicy, now: datetime, *, hard: bool = False
+    state: BillingState,
+    policy: DunningPolicy,
+    now: datetime,
+    *,
+    hard: bool = False,
+    card_updated: bool = False,
 ) -> Decline:
-    """A charge of the due period was declined: schedule the next retry or end dunning.
+    """A charge of the due period, made at ``now``, was declined: schedule the next retry
+    or end dunning.
 
     Retry times are ``first failure + retry_after[i]``; the next one is the first of those
     still ahead of ``now`` (a retry made early, after a card update, does not use up a slot,
     and slots missed while the scheduler was down are not made up). A hard decline makes no
     retry: the subscription waits, past due, for a new card until the last retry time, when
-    the final action applies.
+    the final action applies. ``card_updated``: the card was replaced while this charge was
+    in flight, so the new card is tried at once.
     """
     first = state.first_failed_at or now
     failed = replace(state, attempt=state.attempt + 1, first_failed_at=first)
     if state.status not in CHARGEABLE_STATUSES:
         return Decline(failed, DeclineAction.NONE)
+    if card_updated:
+        at_once = replace(failed, status=SubscriptionStatus.PAST_DUE, awaiting_new_card=False,
+                          next_charge_at=now)  # fmt: skip
+        return Decline(at_once, DeclineAction.RETRY)
     ahead = [first + offset for offset in policy.retry_after if first + offset > now]
     if not ahead:
         return end_dunning(failed, policy)

@@ -4,7 +4,10 @@ Every answer to ``POST /subscribe/payments/again`` is exactly one of:
 
 - APPROVED: the card was charged (code 0, status paid, our merchant_uid and amount).
 - DECLINED: processed and refused by the card issuer (code 0, status failed): no money moved.
-- REFUSED: not processed (code != 0: unknown customer_uid, PG-side refusal): no money moved.
+- REFUSED: not processed (code != 0: unknown customer_uid, PG-side refusal, "already paid").
+  Believed only after a lookup by merchant_uid finds nothing: the refusal of a merchant_uid
+  PortOne already paid (a replay after a restore from a backup) says so in undocumented
+  words, so every refusal is looked up first (SPEC 2.9, 2.11).
 - TRANSIENT: nothing was sent, or it was refused before processing (401, 429): send again.
 - UNKNOWN: the request may have been processed (timeout, reset, 5xx, garbage): ask PortOne
   by merchant_uid before doing anything else with the subscription.
@@ -55,15 +58,8 @@ class ChargeAnswer:
     http_status: int | None = None
 
 
-def classify_again(
-    exchange: Exchange, merchant_uid: str, amount: int, *, resend: bool = False
-) -> ChargeAnswer:
-    """Classify the answer to one ``subscribe/payments/again`` call.
-
-    ``resend`` is True when this merchant_uid was sent before: PortOne refuses to pay a paid
-    merchant_uid twice with an undocumented message, so any refusal of a resend is UNKNOWN
-    (look it up) rather than REFUSED.
-    """
+def classify_again(exchange: Exchange, merchant_uid: str, amount: int) -> ChargeAnswer:
+    """Classify the answer to one ``subscribe/payments/again`` call."""
     early = _classify_transport(exchange)
     if early is not None:
         return early
@@ -73,9 +69,9 @@ def classify_again(
         return _unknown(exchange, "unreadable answer")
     code, message, response = envelope
     if code != 0:
-        if resend or not is_client_error(status):
-            return _unknown(exchange, f"refused a resend or odd status: {message}")
-        return ChargeAnswer(Outcome.REFUSED, _clip(message), None, code, status)
+        if not is_client_error(status):
+            return _unknown(exchange, f"refusal with HTTP {status}: {message}")
+        return ChargeAnswer(Outcome.REFUSED, _clip(message or "refused"), None, code, status)
     if status != 200 or not isinstance(response, dict):
         return _unknown(exchange, "code 0 without a payment")
     return _classify_payment(response, merchant_uid, amount, status)
@@ -155,10 +151,17 @@ def _clip(text: str) -> str:
 
 
 class Found(StrEnum):
-    """What a lookup by merchant_uid tells about one charge."""
+    """What a lookup by merchant_uid tells about one charge (every answer is final but ERROR).
+
+    PortOne's statuses: ``paid``; ``failed``; ``cancelled``, which is a refund when the
+    payment had been paid (a refund in PortOne's console) and no payment at all when it was
+    cancelled before it was ever paid (a net-cancel by the PG, 망취소, after the approval
+    answer was lost); ``ready``, a payment never completed. See docs/decisions.md.
+    """
 
     PAID = "paid"  # PortOne holds it paid
-    DECLINED = "declined"  # attempts exist, the newest failed, none paid
+    REFUNDED = "refunded"  # it was paid, then cancelled at PortOne (the console): paid + refund
+    DECLINED = "declined"  # attempts exist, none moved money (failed, net-cancelled, ready)
     NOTHING = "nothing"  # PortOne has no payment for it
     ERROR = "error"  # the lookup itself failed: ask again later
 
@@ -169,6 +172,7 @@ class Lookup:
     imp_uid: str | None = None
     reason: str = ""
     amount_matches: bool = True
+    refunded: int = 0  # KRW cancelled at PortOne (REFUNDED)
 
 
 def classify_find_paid(exchange: Exchange, merchant_uid: str, amount: int) -> Lookup:
@@ -184,7 +188,7 @@ def classify_find_paid(exchange: Exchange, merchant_uid: str, amount: int) -> Lo
     return Lookup(Found.PAID, imp_uid, "", same_amount(payment.get("amount"), amount))
 
 
-def classify_find_all(exchange: Exchange, merchant_uid: str) -> Lookup:
+def classify_find_all(exchange: Exchange, merchant_uid: str, amount: int) -> Lookup:
     """``GET /payments/findAll/{merchant_uid}``: every attempt; 404 means none."""
     listing = _lookup_response(exchange)
     if isinstance(listing, Lookup):
@@ -195,18 +199,60 @@ def classify_find_all(exchange: Exchange, merchant_uid: str) -> Lookup:
     ours = [p for p in payments if isinstance(p, dict) and p.get("merchant_uid") == merchant_uid]
     if not ours:
         return Lookup(Found.NOTHING)
-    if any(p.get("status") == "paid" for p in ours):
-        return Lookup(Found.ERROR, reason="findAll lists a paid attempt that find/paid did not")
-    if not all(p.get("status") == "failed" for p in ours):
-        return Lookup(Found.ERROR, reason="an attempt is neither paid nor failed yet")
-    newest = max(ours, key=_failed_at)
-    reason = _clip(str(newest.get("fail_reason") or "declined"))
-    return Lookup(Found.DECLINED, newest.get("imp_uid"), reason)
+    odd = _odd_statuses(ours)
+    if odd is not None:
+        return Lookup(Found.ERROR, reason=odd)
+    refunded = [p for p in ours if p.get("status") == "cancelled" and _number(p, "paid_at") > 0]
+    if refunded:
+        return _refunded(max(refunded, key=_when), amount)
+    newest = max(ours, key=_when)
+    return Lookup(Found.DECLINED, newest.get("imp_uid"), _unpaid_reason(newest))
 
 
-def _failed_at(payment: dict[str, Any]) -> float:
-    """When an attempt failed, for ordering; anything that is not a number counts as 0."""
-    value = payment.get("failed_at")
+def _odd_statuses(attempts: list[dict[str, Any]]) -> str | None:
+    """Why the attempts cannot be judged (a paid one find/paid missed, an unknown status)."""
+    statuses = {str(p.get("status")) for p in attempts}
+    if "paid" in statuses:
+        return "findAll lists a paid attempt that find/paid did not"
+    unknown = sorted(statuses - set(UNPAID_REASONS) - {"cancelled"})
+    return _clip(f"attempts with status {', '.join(unknown)}") if unknown else None
+
+
+UNPAID_REASONS = {
+    "failed": "declined",
+    "ready": "PortOne holds it ready: never completed, not paid",
+}
+NET_CANCEL = "cancelled at PortOne before it was paid (net-cancel)"
+
+
+def _unpaid_reason(payment: dict[str, Any]) -> str:
+    status = payment.get("status")
+    if status == "failed":
+        return _clip(str(payment.get("fail_reason") or "declined"))
+    if status == "cancelled":
+        why = payment.get("cancel_reason")
+        return _clip(f"{NET_CANCEL}: {why}" if why else NET_CANCEL)
+    return UNPAID_REASONS[str(status)]
+
+
+def _refunded(payment: dict[str, Any], amount: int) -> Lookup:
+    """Paid, then cancelled at PortOne: the period was paid and the money given back."""
+    cancelled = _number(payment, "cancel_amount")  # status cancelled: cancelled in full
+    refunded = min(amount, int(cancelled)) if cancelled >= 1 else amount
+    reason = _clip(f"cancelled at PortOne after it was paid: {payment.get('cancel_reason') or ''}")
+    return Lookup(
+        Found.REFUNDED, payment.get("imp_uid"), reason.rstrip(": "),
+        same_amount(payment.get("amount"), amount), refunded,
+    )  # fmt: skip
+
+
+def _when(payment: dict[str, Any]) -> float:
+    """When an attempt last changed, for ordering; anything that is not a number counts 0."""
+    return max(_number(payment, key) for key in ("failed_at", "cancelled_at", "paid_at"))
+
+
+def _number(payment: dict[str, Any], key: str) -> float:
+    value = payment.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
     return float(value)

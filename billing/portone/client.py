@@ -118,9 +118,15 @@ class PortOneClient:
 
     # -- the calls ---------------------------------------------------------------------------
 
-    def again(self, request: ChargeRequest) -> Exchange:
-        """Charge a billing key. A 401 is answered by one token refresh and one replay."""
-        return self._authorized("POST", "/subscribe/payments/again", json=request.body())
+    def again(self, request: ChargeRequest, send_within: float | None = None) -> Exchange:
+        """Charge a billing key. A 401 is answered by one token refresh and one replay.
+
+        ``send_within``: seconds from now after which the request is no longer sent (a token
+        fetch or a full pool can hold it back): it is then answered NOT_SENT, so that no
+        send outlives the reconciliation window that decides when it may be sent again."""
+        deadline = None if send_within is None else time.monotonic() + send_within
+        body = request.body()
+        return self._authorized("POST", "/subscribe/payments/again", json=body, deadline=deadline)
 
     def find_paid(self, merchant_uid: str) -> Exchange:
         return self._authorized("GET", f"/payments/find/{_segment(merchant_uid)}/paid")
@@ -150,19 +156,21 @@ class PortOneClient:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _authorized(self, method: str, path: str, **options: Any) -> Exchange:
+    def _authorized(
+        self, method: str, path: str, *, deadline: float | None = None, **options: Any
+    ) -> Exchange:
         try:
             token = self.token()
         except TokenUnavailable as exc:
             return exc.exchange
-        exchange = self._send(method, path, token, **options)
+        exchange = self._send(method, path, token, deadline, **options)
         if exchange.status == 401:  # expired or revoked: not processed, safe to replay once
             self._forget(token)
             try:
                 token = self.token()
             except TokenUnavailable as exc:
                 return exc.exchange
-            exchange = self._send(method, path, token, **options)
+            exchange = self._send(method, path, token, deadline, **options)
         return exchange
 
     def _forget(self, token: str) -> None:
@@ -187,7 +195,11 @@ class PortOneClient:
             raise TokenUnavailable(Exchange(failure=Transport.NOT_SENT, detail="empty token"))
         return token, lifetime
 
-    def _send(self, method: str, path: str, token: str, **options: Any) -> Exchange:
+    def _send(
+        self, method: str, path: str, token: str, deadline: float | None, **options: Any
+    ) -> Exchange:
+        if deadline is not None and time.monotonic() > deadline:
+            return Exchange(failure=Transport.NOT_SENT, detail="held back past its send deadline")
         headers = {"Authorization": f"Bearer {token}"}
         return self._exchange(method, path, headers=headers, **options)
 

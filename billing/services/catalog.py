@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from billing.catalog import load_catalog_file, load_zone
@@ -26,6 +26,7 @@ class LoadReport:
     changed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     archived: list[str] = field(default_factory=list)
+    released: int = 0  # rows set aside by the scheduler, given another try with these plans
 
     def summary(self) -> str:
         parts = [
@@ -37,6 +38,8 @@ class LoadReport:
                 ("archived", self.archived),
             )
         ]
+        if self.released:
+            parts.append(f"{self.released} set-aside subscriptions given another try")
         return "; ".join(parts)
 
 
@@ -69,6 +72,7 @@ def load_catalog(
         if row.id not in wanted and row.archived_at is None:
             _archive(session, row, source, now)
             report.archived.append(row.id)
+    report.released = release_set_aside(session)
     session.add(
         CatalogLoad(
             source=source, sha256=digest, timezone=catalog.zone.key,
@@ -124,6 +128,16 @@ def _archive(session: Session, row: PlanRow, source: str, now: datetime) -> None
     row.updated_at = now
 
 
+def release_set_aside(session: Session, subscription_id: int | None = None) -> int:
+    """Give rows the scheduler set aside another try (after a catalog load, or an operator
+    action on one subscription); returns how many."""
+    query = update(Subscription).where(Subscription.set_aside_at.is_not(None))
+    if subscription_id is not None:
+        query = query.where(Subscription.id == subscription_id)
+    result = session.execute(query.values(set_aside_at=None, set_aside_reason=None))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def _version_row(plan: Plan, version: int, now: datetime) -> PlanVersion:
     return PlanVersion(
         plan_id=plan.id,
@@ -176,17 +190,37 @@ def ensure_catalog(session: Session, settings: Settings, now: datetime) -> None:
     load_catalog(session, catalog, str(path), digest, now)
 
 
-def current_plan(session: Session, plan_id: str) -> Plan:
-    """The current terms of a plan that is in the catalog (not archived)."""
-    row = session.get(PlanRow, plan_id)
+def current_plan(session: Session, plan_id: str, *, lock: bool = False) -> Plan:
+    """The current terms of a plan that is in the catalog (not archived).
+
+    ``lock``: hold a share lock on the plan row until the transaction ends, for a caller
+    that puts a live subscription on the plan. A catalog load locks every plan row for
+    update before it counts the live subscriptions of a plan it would archive, so the two
+    cannot interleave: the load either sees the new subscription or archives first (and
+    the caller then finds the plan unknown)."""
+    row = session.get(PlanRow, plan_id, with_for_update={"read": True} if lock else None)
     if row is None or row.archived_at is not None:
         known = ", ".join(plan.id for plan in current_plans(session)) or "none loaded"
         raise NotFound(f"unknown plan {plan_id!r} (plans: {known})")
     return plan_from_row(_version(session, plan_id, row.current_version))
 
 
+def latest_plan(session: Session, plan_id: str) -> Plan:
+    """The newest terms of a plan, archived or not: for recording what already happened
+    (a payment for a subscription whose pending plan was removed meanwhile)."""
+    row = session.get(PlanRow, plan_id)
+    if row is None:
+        raise NotFound(f"unknown plan {plan_id!r}")
+    return plan_from_row(_version(session, plan_id, row.current_version))
+
+
 def plan_version(session: Session, plan_id: str, version: int) -> Plan:
     return plan_from_row(_version(session, plan_id, version))
+
+
+def share_lock_plans(session: Session) -> None:
+    """Share-lock every plan row until the transaction ends (see ``current_plan``'s lock)."""
+    session.execute(select(PlanRow.id).with_for_update(read=True)).all()
 
 
 def current_plans(session: Session) -> list[Plan]:

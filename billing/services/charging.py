@@ -1,7 +1,7 @@
 """Charging one charge row, in two short transactions around the PortOne call.
 
-``begin_charge`` moves a pending row to processing and commits before anything is sent;
-``finish_charge`` records the classified answer in a new transaction. No database
+``begin_charges`` moves pending rows to processing and commits before anything is sent;
+``finish_charges`` records the classified answers in a new transaction. No database
 connection is held while PortOne is working. Both are idempotent by charge id: a duplicate
 message finds the row already processing (or settled) and does nothing.
 """
@@ -18,27 +18,18 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from billing.db.tables import Charge, Subscription
+from billing.domain import retry
 from billing.domain.charges import ChargeStatus
-from billing.domain.declines import DeclineClass, classify_decline
-from billing.domain.subscriptions import (
-    Decline,
-    DeclineAction,
-    SubscriptionStatus,
-    record_decline,
-    record_payment,
-)
+from billing.domain.subscriptions import CHARGEABLE_STATUSES
 from billing.portone.answers import ChargeAnswer, Outcome
 from billing.portone.client import ChargeRequest
-from billing.services.catalog import current_plan
 from billing.services.history import record_event
-from billing.services.notices import NoticeKind, queue_notice
+from billing.services.locks import lock_charges, lock_subscription, lock_subscriptions
 from billing.services.plan_cache import PlanCache
-from billing.services.subscriptions import load_state, store_state
+from billing.services.settlement import settle_failed, settle_paid, void_charge
 
-LOCKED = "billing.locked_subscriptions"  # Session.info key: ids locked FOR UPDATE
-TRANSIENT_BASE = 2.0  # seconds; doubled per send, capped, with jitter
-TRANSIENT_CAP = 120.0
-FIRST_LOOKUP_DELAY = 2.0  # seconds after an unknown outcome before asking PortOne
+FIRST_LOOKUP_DELAY = 2.0  # seconds after an unknown outcome (or a refusal) before asking PortOne
+CHARGEABLE = [str(status) for status in CHARGEABLE_STATUSES]
 
 
 @dataclass(frozen=True)
@@ -48,7 +39,6 @@ class ChargeWork:
     charge_id: int
     subscription_id: int
     request: ChargeRequest
-    resend: bool
     sends: int
 
 
@@ -69,21 +59,33 @@ class FollowUp:
 
 
 def backoff(sends: int, jitter: Callable[[], float] = random.random) -> float:
-    """Capped exponential backoff with full jitter between half and all of the step."""
-    step = min(TRANSIENT_CAP, TRANSIENT_BASE * 2 ** max(0, sends - 1))
-    return float(step * (0.5 + 0.5 * jitter()))
+    """How long a send that never reached PortOne waits before it is sent again."""
+    return retry.TRANSIENT.delay(sends, jitter())
 
 
-def begin_charges(session: Session, charge_ids: Sequence[int], wall: datetime) -> list[ChargeWork]:
+def begin_charges(
+    session: Session, charge_ids: Sequence[int], now: datetime, wall: datetime
+) -> list[ChargeWork]:
     """Pending -> processing for every charge of ``charge_ids`` that is pending and due
     (committed by the caller before any request is sent). Rows another worker holds are
-    skipped, and a duplicate message finds its rows no longer pending: both get nothing."""
-    locked = select(Charge.id).where(
-        Charge.id.in_(charge_ids),
-        Charge.status == ChargeStatus.PENDING,
-        or_(Charge.retry_at.is_(None), Charge.retry_at <= wall),
+    skipped, and a duplicate message finds its rows no longer pending: both get nothing.
+    A charge of a subscription canceled or paused meanwhile is voided, never sent."""
+    locked = (
+        select(Charge.id, Subscription.status)
+        .join(Subscription, Subscription.id == Charge.subscription_id)
+        .where(
+            Charge.id.in_(charge_ids),
+            Charge.status == ChargeStatus.PENDING,
+            or_(Charge.retry_at.is_(None), Charge.retry_at <= wall),
+        )
+        .order_by(Charge.id)
+        .with_for_update(of=Charge, skip_locked=True)
     )
-    ids = list(session.scalars(locked.order_by(Charge.id).with_for_update(skip_locked=True)))
+    rows = session.execute(locked).all()
+    stopped = [charge_id for charge_id, status in rows if status not in CHARGEABLE]
+    if stopped:
+        _void(session, stopped, now, wall)
+    ids = [charge_id for charge_id, status in rows if status in CHARGEABLE]
     if not ids:
         return []
     statement = (
@@ -103,10 +105,17 @@ def begin_charges(session: Session, charge_ids: Sequence[int], wall: datetime) -
     return sorted(works, key=lambda work: work.charge_id)
 
 
-def begin_charge(session: Session, charge_id: int, wall: datetime) -> ChargeWork | None:
+def begin_charge(
+    session: Session, charge_id: int, now: datetime, wall: datetime
+) -> ChargeWork | None:
     """``begin_charges`` for one charge."""
-    works = begin_charges(session, [charge_id], wall)
+    works = begin_charges(session, [charge_id], now, wall)
     return works[0] if works else None
+
+
+def _void(session: Session, charge_ids: list[int], now: datetime, wall: datetime) -> None:
+    for charge in session.scalars(select(Charge).where(Charge.id.in_(charge_ids))):
+        void_charge(session, charge, lock_subscription(session, charge.subscription_id), now, wall)
 
 
 def _work(row: Any) -> ChargeWork:
@@ -114,7 +123,7 @@ def _work(row: Any) -> ChargeWork:
         customer_uid=row.customer_uid, merchant_uid=row.merchant_uid, amount=row.amount,
         name=row.name, card_quota=row.card_quota,
     )  # fmt: skip
-    return ChargeWork(row.id, row.subscription_id, request, row.sends > 1, row.sends)
+    return ChargeWork(row.id, row.subscription_id, request, row.sends)
 
 
 def finish_charges(
@@ -130,7 +139,7 @@ def finish_charges(
     writer uses), and every write is flushed at commit: one round trip per table."""
     if not answers:
         return FollowUp()
-    charges = _lock_charges(session, [work.charge_id for work, _ in answers])
+    charges = lock_charges(session, [work.charge_id for work, _ in answers])
     lock_subscriptions(session, sorted({charge.subscription_id for charge in charges}))
     follow = FollowUp()
     with session.no_autoflush:
@@ -149,28 +158,6 @@ def finish_charge(
 ) -> FollowUp:
     """``finish_charges`` for one answer."""
     return finish_charges(session, [(work, answer)], now, wall, plans)
-
-
-def _lock_charges(session: Session, charge_ids: Sequence[int]) -> list[Charge]:
-    query = select(Charge).where(Charge.id.in_(charge_ids)).order_by(Charge.id)
-    return list(session.scalars(query.with_for_update()))
-
-
-def lock_subscriptions(session: Session, subscription_ids: Sequence[int]) -> None:
-    """Lock these subscriptions for the rest of the transaction (ids ascending)."""
-    query = select(Subscription).where(Subscription.id.in_(subscription_ids))
-    rows = session.scalars(query.order_by(Subscription.id).with_for_update())
-    _locked(session).update(row.id for row in rows)
-
-
-def _locked(session: Session) -> set[int]:
-    """Subscription ids locked in the session's current transaction."""
-    transaction = session.get_transaction()
-    held = session.info.get(LOCKED)
-    if held is None or held[0] is not transaction:
-        held = session.info[LOCKED] = (transaction, set())
-    ids: set[int] = held[1]
-    return ids
 
 
 def _finish(
@@ -195,13 +182,15 @@ def _finish(
         return FollowUp()
     if charge.status != ChargeStatus.PROCESSING or charge.sends != work.sends:
         return FollowUp()  # the sweeper took it over: reconciliation decides
-    if answer.outcome in (Outcome.DECLINED, Outcome.REFUSED):
+    if answer.outcome == Outcome.DECLINED:
         settle_failed(session, charge, answer.reason, now, wall, plans)
         return FollowUp()
     if answer.outcome == Outcome.TRANSIENT:
         delay = backoff(work.sends)
         _park(charge, ChargeStatus.PENDING, wall, delay)
         return FollowUp(charge=[charge.id], countdown=delay)
+    if answer.outcome == Outcome.REFUSED:  # believed only once a lookup finds nothing
+        charge.refusal = answer.reason
     _park(charge, ChargeStatus.UNKNOWN, wall, FIRST_LOOKUP_DELAY)
     return FollowUp(reconcile=[charge.id], countdown=FIRST_LOOKUP_DELAY)
 
@@ -210,129 +199,3 @@ def _park(charge: Charge, status: ChargeStatus, wall: datetime, delay: float) ->
     charge.status = status
     charge.retry_at = wall + timedelta(seconds=delay)
     charge.updated_at = wall
-
-
-def settle_paid(
-    session: Session, charge: Charge, imp_uid: str, now: datetime, wall: datetime, plans: PlanCache
-) -> None:
-    """PortOne holds this charge as paid: record it and advance the subscription."""
-    if charge.status == ChargeStatus.PAID:
-        return
-    was_failed = charge.status == ChargeStatus.FAILED
-    charge.status, charge.imp_uid = ChargeStatus.PAID, imp_uid
-    charge.paid_at, charge.updated_at, charge.retry_at = now, wall, None
-    sub = _lock_subscription(session, charge.subscription_id)
-    record_event(
-        session, "charge_paid", now, subscription_id=sub.id, charge_id=charge.id,
-        merchant_uid=charge.merchant_uid, amount=charge.amount, imp_uid=imp_uid,
-        period_no=charge.period_no, attempt=charge.attempt,
-    )  # fmt: skip
-    if sub.period_no != charge.period_no:
-        record_event(session, "payment_for_superseded_period", now, subscription_id=sub.id,
-                     charge_id=charge.id, period_no=charge.period_no)  # fmt: skip
-        return
-    if was_failed:  # an open charge was the only one of the subscription: nothing else to stop
-        _supersede_unsent(session, charge, wall)
-    before = load_state(sub)
-    plan = plans.version(session, charge.plan_id, charge.plan_version)
-    next_plan = current_plan(session, sub.next_plan_id) if sub.next_plan_id else None
-    after = record_payment(before, plan, next_plan)
-    store_state(sub, after)
-    if next_plan is not None:
-        sub.plan_version = next_plan.version
-    sub.updated_at = now
-    if before.status == SubscriptionStatus.PAST_DUE:
-        record_event(session, "payment_recovered", now, subscription_id=sub.id,
-                     charge_id=charge.id, attempt=charge.attempt)  # fmt: skip
-        queue_notice(session, plans.notice_settings(session), NoticeKind.PAYMENT_RECOVERED, sub,
-                     now, wall, charge=charge, attempts=charge.attempt)  # fmt: skip
-
-
-def settle_failed(
-    session: Session, charge: Charge, reason: str, now: datetime, wall: datetime, plans: PlanCache
-) -> None:
-    """Declined or refused: no money moved. The decline class and dunning decide what next."""
-    decline_class = classify_decline(reason)
-    charge.status, charge.fail_reason = ChargeStatus.FAILED, reason
-    charge.decline_class = str(decline_class)
-    charge.updated_at, charge.retry_at = wall, None
-    sub = _lock_subscription(session, charge.subscription_id)
-    record_event(
-        session, "charge_failed", now, subscription_id=sub.id, charge_id=charge.id,
-        merchant_uid=charge.merchant_uid, amount=charge.amount, reason=reason,
-        decline_class=str(decline_class), period_no=charge.period_no, attempt=charge.attempt,
-    )  # fmt: skip
-    if (sub.period_no, sub.attempt) != (charge.period_no, charge.attempt):
-        return
-    policy = plans.version(session, charge.plan_id, charge.plan_version).dunning
-    hard = decline_class == DeclineClass.HARD
-    # Dated when the attempt was made, not when its outcome was learned: a decline found by a
-    # late reconciliation still gets every retry the policy promises.
-    decline = record_decline(load_state(sub), policy, min(now, charge.created_at), hard=hard)
-    apply_decline(session, sub, decline, now)
-    if decline.action == DeclineAction.NONE:
-        return
-    settings = plans.notice_settings(session)
-    retry = (
-        sub.next_charge_at.isoformat()
-        if decline.action == DeclineAction.RETRY and sub.next_charge_at
-        else None
-    )
-    queue_notice(session, settings, NoticeKind.PAYMENT_FAILED, sub, now, wall, charge=charge,
-                 needs_new_card=hard, next_retry_at=retry)  # fmt: skip
-    queue_final_notice(session, plans, sub, decline, now, wall)
-
-
-def apply_decline(session: Session, sub: Subscription, decline: Decline, now: datetime) -> None:
-    store_state(sub, decline.state)
-    sub.updated_at = now
-    if decline.action == DeclineAction.CANCEL:
-        sub.canceled_at = now
-    elif decline.action == DeclineAction.PAUSE:
-        sub.paused_at = now
-    retry_at = sub.next_charge_at.isoformat() if sub.next_charge_at else None
-    record_event(session, f"dunning_{decline.action}", now, subscription_id=sub.id,
-                 status=sub.status, next_charge_at=retry_at)  # fmt: skip
-
-
-def queue_final_notice(
-    session: Session,
-    plans: PlanCache,
-    sub: Subscription,
-    decline: Decline,
-    now: datetime,
-    wall: datetime,
-) -> None:
-    """Dunning ended: tell that the subscription was canceled or paused."""
-    kinds = {DeclineAction.CANCEL: NoticeKind.SUBSCRIPTION_CANCELED,
-             DeclineAction.PAUSE: NoticeKind.SUBSCRIPTION_PAUSED}  # fmt: skip
-    kind = kinds.get(decline.action)
-    if kind is not None:
-        queue_notice(session, plans.notice_settings(session), kind, sub, now, wall,
-                     reason="dunning exhausted")  # fmt: skip
-
-
-def _supersede_unsent(session: Session, paid: Charge, wall: datetime) -> None:
-    """Another attempt of a now-paid period that was never sent must not be sent."""
-    others = session.scalars(
-        select(Charge)
-        .where(
-            Charge.subscription_id == paid.subscription_id,
-            Charge.period_no == paid.period_no,
-            Charge.id != paid.id,
-            Charge.status == ChargeStatus.PENDING,
-            Charge.sends == 0,
-        )
-        .with_for_update()
-    )
-    for other in others:
-        other.status, other.fail_reason, other.updated_at = ChargeStatus.FAILED, "superseded", wall
-
-
-def _lock_subscription(session: Session, subscription_id: int) -> Subscription:
-    """The subscription, locked: already, by ``lock_subscriptions``, or now."""
-    if subscription_id not in _locked(session):
-        lock_subscriptions(session, [subscription_id])
-    sub = session.get(Subscription, subscription_id)
-    assert sub is not None
-    return sub

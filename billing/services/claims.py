@@ -23,12 +23,14 @@ from billing.domain.calendar import period_amount
 from billing.domain.charges import OPEN_CHARGE_STATUSES, ChargeStatus, merchant_uid
 from billing.domain.plans import MAX_ATTEMPTS_PER_30_DAYS, Plan
 from billing.domain.subscriptions import CHARGEABLE_STATUSES, BillingState
-from billing.services.charging import apply_decline, queue_final_notice
+from billing.errors import BillingError
+from billing.services.aside import SET_ASIDE_RETRY, describe, set_aside
 from billing.services.history import record_event
 from billing.services.notices import NoticeKind, queue_notice
 from billing.services.plan_cache import PlanCache
 from billing.services.reconcile import LOOKUP_LEASE
-from billing.services.subscriptions import load_state, state_values, store_state
+from billing.services.rows import load_state, state_values, store_state
+from billing.services.settlement import apply_decline, queue_final_notice
 
 SUBSCRIPTIONS = cast(Table, Subscription.__table__)
 CHARGES = cast(Table, Charge.__table__)
@@ -40,30 +42,39 @@ CHARGEABLE = [str(status) for status in CHARGEABLE_STATUSES]
 
 @dataclass
 class Claimed:
-    charge_ids: list[int] = field(default_factory=list)
+    charge_ids: list[int] = field(default_factory=list)  # to send
+    lookup_ids: list[int] = field(default_factory=list)  # to look up before anything is sent
     examined: int = 0
     canceled: int = 0
     skipped: int = 0
+    set_aside: int = 0
 
 
-def due_subscriptions(session: Session, now: datetime, limit: int) -> Sequence[Row[Any]]:
-    """Due, chargeable, with no open charge; locked, skipping rows another claimer holds.
+def due_subscriptions(
+    session: Session, now: datetime, wall: datetime, limit: int, only: Sequence[int] = ()
+) -> Sequence[Row[Any]]:
+    """Due, chargeable, with no open charge, not set aside (or set aside long enough ago to
+    be tried again); locked, skipping rows another claimer holds. ``only``: these ids.
 
     Core rows, not ORM objects: a claim batch reads, computes and writes in bulk."""
     has_open_charge = exists().where(
         CHARGES.c.subscription_id == SUBSCRIPTIONS.c.id, CHARGES.c.status.in_(OPEN)
     )
+    aside = SUBSCRIPTIONS.c.set_aside_at
     query = (
         select(SUBSCRIPTIONS)
         .where(
             SUBSCRIPTIONS.c.next_charge_at <= now,
             SUBSCRIPTIONS.c.status.in_(CHARGEABLE),
             ~has_open_charge,
+            or_(aside.is_(None), aside <= wall - SET_ASIDE_RETRY),
         )
         .order_by(SUBSCRIPTIONS.c.next_charge_at, SUBSCRIPTIONS.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True, of=SUBSCRIPTIONS)
     )
+    if only:
+        query = query.where(SUBSCRIPTIONS.c.id.in_(only))
     return session.execute(query).all()
 
 
@@ -82,6 +93,7 @@ class Batch:
     result: Claimed
     charges: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
+    lookups: dict[str, dict[str, str]] = field(default_factory=dict)  # merchant_uid -> why
 
 
 def claim_due(
@@ -90,10 +102,13 @@ def claim_due(
     wall: datetime,
     limit: int,
     cache: PlanCache,
+    only: Sequence[int] = (),
 ) -> Claimed:
     """Claim up to ``limit`` due subscriptions: one pending charge row each, in bulk.
-    The current plans are read only when something is due (an idle pass costs one query)."""
-    rows = due_subscriptions(session, now, limit)
+    The current plans are read only when something is due (an idle pass costs one query).
+    A row that cannot be claimed (a plan that vanished, data no code expected) is set aside
+    with its reason and the others go on (invariant 10)."""
+    rows = due_subscriptions(session, now, wall, limit, only)
     result = Claimed(examined=len(rows))
     if not rows:
         return result
@@ -102,7 +117,11 @@ def claim_due(
     attempts = CardAttempts.load(session, set(customers.values()), now)
     batch = Batch(session, now, wall, current, cache, customers, attempts, result)
     for row in rows:
-        _claim_one(batch, row)
+        try:
+            _claim_one(batch, row)
+        except (LookupError, ValueError, ArithmeticError, TypeError, BillingError) as exc:
+            set_aside(session, row.id, describe(exc), now, wall)
+            result.set_aside += 1
     _write(batch)
     return result
 
@@ -120,10 +139,13 @@ def _write(batch: Batch) -> None:
         {"subscription_id": charge["subscription_id"], "charge_id": charge_id,
          "kind": "charge_created", "occurred_at": batch.now, "recorded_at": recorded,
          "data": {"merchant_uid": charge["merchant_uid"], "amount": charge["amount"],
-                  "period_no": charge["period_no"], "attempt": charge["attempt"]}}
+                  "period_no": charge["period_no"], "attempt": charge["attempt"],
+                  **batch.lookups.get(charge["merchant_uid"], {})}}
         for charge_id, charge in zip(ids, batch.charges, strict=True)
     ])  # fmt: skip
-    batch.result.charge_ids = ids
+    for charge_id, charge in zip(ids, batch.charges, strict=True):
+        looked = charge["merchant_uid"] in batch.lookups
+        (batch.result.lookup_ids if looked else batch.result.charge_ids).append(charge_id)
 
 
 def _claim_one(batch: Batch, row: Row[Any]) -> None:
@@ -137,6 +159,9 @@ def _claim_one(batch: Batch, row: Row[Any]) -> None:
     else:
         plan = batch.cache.version(batch.session, row.plan_id, row.plan_version)
     customer_uid = batch.customers[row.customer_id]
+    if batch.attempts.in_flight_limit(customer_uid):
+        batch.result.skipped += 1  # the card's attempts in flight are answered first
+        return
     later = batch.attempts.postponed_until(customer_uid)
     if later is not None:
         _postpone(batch, row, later)
@@ -148,17 +173,42 @@ def _claim_one(batch: Batch, row: Row[Any]) -> None:
                      reason="0 KRW")  # fmt: skip
         batch.result.skipped += 1
         return
+    uid = merchant_uid(row.key, state.period_no, state.attempt)
+    why = needs_lookup(plan, row.look_before_send, state.next_charge_at, batch.now)
     _stage(batch, row, lifecycle.begin_period(state), plan.version)
-    batch.attempts.add(customer_uid, batch.now)
+    batch.attempts.add(customer_uid)
+    if why is not None:
+        batch.lookups[uid] = {"lookup_before_send": why}
     batch.charges.append({
         "subscription_id": row.id, "period_no": state.period_no, "attempt": state.attempt,
-        "merchant_uid": merchant_uid(row.key, state.period_no, state.attempt),
-        "customer_uid": customer_uid, "plan_id": plan.id, "plan_version": plan.version,
-        "name": plan.name, "amount": amount, "card_quota": plan.card_quota,
-        "period_start": state.due.start, "period_end": state.due.end,
-        "status": ChargeStatus.PENDING, "sends": 0, "refunded_amount": 0,
+        "merchant_uid": uid, "customer_uid": customer_uid, "plan_id": plan.id,
+        "plan_version": plan.version, "name": plan.name, "amount": amount,
+        "card_quota": plan.card_quota, "period_start": state.due.start,
+        "period_end": state.due.end,
+        "status": ChargeStatus.UNKNOWN if why else ChargeStatus.PENDING,
+        "retry_at": batch.wall + timedelta(seconds=LOOKUP_LEASE) if why else None,
+        "sends": 0, "lookups": 0, "refunded_amount": 0,
         "created_at": batch.now, "updated_at": batch.wall,
     })  # fmt: skip
+
+
+def needs_lookup(
+    plan: Plan, history_behind: bool, due_at: datetime | None, now: datetime
+) -> str | None:
+    """Why this attempt must be looked up at PortOne before it is first sent, or None.
+
+    Our database can only have forgotten a later attempt of the period (a restore from a
+    backup, a failover that lost commits) when the work is older than the shortest time
+    between two attempts of its plan's dunning schedule; re-sending an earlier merchant_uid
+    PortOne already declined could then pay a period twice. Work on time, the usual case,
+    is sent at once. A subscription whose history PortOne knew better is looked up until
+    an attempt is new to PortOne (``reconcile._remember_history``)."""
+    if history_behind:
+        return "PortOne knew an attempt of this subscription that this database did not"
+    gap = plan.dunning.shortest_gap
+    if gap is not None and due_at is not None and now - due_at >= gap:
+        return f"due {now - due_at} ago, at least the {gap} between two attempts of the plan"
+    return None
 
 
 def _end_at_renewal(batch: Batch, subscription_id: int, state: BillingState) -> None:
@@ -199,33 +249,52 @@ def _postpone(batch: Batch, row: Row[Any], later: datetime) -> None:
 
 @dataclass
 class CardAttempts:
-    """Attempts per card (customer_uid) in the last 30 days: never more than 15."""
+    """The card-network cap: at most 15 attempts on one card (customer_uid) that may be
+    declined in 30 days. Counted: declines in the window, and attempts still in flight
+    (they may become declines). Payments are not counted: a daily plan is charged every
+    day, and a customer may hold many subscriptions on one card."""
 
-    now: datetime
-    times: dict[str, list[datetime]]
+    declines: dict[str, list[datetime]]
+    in_flight: dict[str, int]
 
     @classmethod
     def load(cls, session: Session, customer_uids: set[str], now: datetime) -> CardAttempts:
-        since = now - ATTEMPT_WINDOW
+        declined = and_(
+            Charge.status == ChargeStatus.FAILED,
+            Charge.decline_class.is_not(None),
+            Charge.created_at > now - ATTEMPT_WINDOW,
+        )
         rows = session.execute(
-            select(Charge.customer_uid, Charge.created_at).where(
-                Charge.customer_uid.in_(customer_uids), Charge.created_at > since
+            select(Charge.customer_uid, Charge.status, Charge.created_at).where(
+                Charge.customer_uid.in_(customer_uids), or_(declined, Charge.status.in_(OPEN))
             )
         )
-        times: dict[str, list[datetime]] = {}
-        for uid, created_at in rows:
-            times.setdefault(uid, []).append(created_at)
-        return cls(now, times)
+        declines: dict[str, list[datetime]] = {}
+        in_flight: dict[str, int] = {}
+        for uid, status, created_at in rows:
+            if status == ChargeStatus.FAILED:
+                declines.setdefault(uid, []).append(created_at)
+            else:
+                in_flight[uid] = in_flight.get(uid, 0) + 1
+        return cls(declines, in_flight)
 
     def postponed_until(self, customer_uid: str) -> datetime | None:
-        """None when another attempt is allowed now; else when the oldest leaves the window."""
-        recent = sorted(self.times.get(customer_uid, []))
+        """None when another attempt is allowed now; else when the oldest decline that
+        keeps the card at the cap leaves the window."""
+        recent = sorted(self.declines.get(customer_uid, []))
         if len(recent) < MAX_ATTEMPTS_PER_30_DAYS:
             return None
         return recent[-MAX_ATTEMPTS_PER_30_DAYS] + ATTEMPT_WINDOW + timedelta(seconds=1)
 
-    def add(self, customer_uid: str, at: datetime) -> None:
-        self.times.setdefault(customer_uid, []).append(at)
+    def in_flight_limit(self, customer_uid: str) -> bool:
+        """True when declines and attempts in flight together reach the cap, but declines
+        alone do not: the next pass tries again, once some of those are answered."""
+        declines = len(self.declines.get(customer_uid, []))
+        flying = self.in_flight.get(customer_uid, 0)
+        return declines < MAX_ATTEMPTS_PER_30_DAYS <= declines + flying
+
+    def add(self, customer_uid: str) -> None:
+        self.in_flight[customer_uid] = self.in_flight.get(customer_uid, 0) + 1
 
 
 def _customer_uids(session: Session, ids: set[int]) -> dict[int, str]:
@@ -233,10 +302,19 @@ def _customer_uids(session: Session, ids: set[int]) -> dict[int, str]:
     return {customer_id: uid for customer_id, uid in rows}
 
 
+@dataclass
+class Republished:
+    charge_ids: list[int] = field(default_factory=list)  # publish to be sent
+    lookup_ids: list[int] = field(default_factory=list)  # look up first (now unknown)
+
+
 def pending_to_republish(
-    session: Session, wall: datetime, window: timedelta, limit: int
-) -> list[int]:
-    """Pending charges whose retry time has come, or whose message seems lost."""
+    session: Session, now: datetime, wall: datetime, window: timedelta, limit: int,
+    cache: PlanCache,
+) -> Republished:  # fmt: skip
+    """Pending charges whose retry time has come, or whose message seems lost. One never
+    sent that is old enough for a later attempt to exist (a row restored from a backup) is
+    looked up before it is sent (``needs_lookup``)."""
     due = or_(
         and_(Charge.retry_at.is_not(None), Charge.retry_at <= wall),
         and_(Charge.retry_at.is_(None), Charge.updated_at <= wall - window),
@@ -248,10 +326,22 @@ def pending_to_republish(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    charges = session.scalars(query).all()
-    for charge in charges:
+    found = Republished()
+    for charge in session.scalars(query):
+        plan = cache.version(session, charge.plan_id, charge.plan_version)
+        lost = charge.retry_at is None and charge.sends == 0
+        why = needs_lookup(plan, False, charge.created_at, now) if lost else None
         charge.retry_at, charge.updated_at = None, wall
-    return [charge.id for charge in charges]
+        if why is None:
+            found.charge_ids.append(charge.id)
+            continue
+        charge.status = ChargeStatus.UNKNOWN
+        charge.retry_at = wall + timedelta(seconds=LOOKUP_LEASE)
+        record_event(session, "lookup_before_send", now, subscription_id=charge.subscription_id,
+                     charge_id=charge.id, merchant_uid=charge.merchant_uid,
+                     reason=f"never sent: {why}")  # fmt: skip
+        found.lookup_ids.append(charge.id)
+    return found
 
 
 def unknown_to_reconcile(

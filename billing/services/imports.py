@@ -37,7 +37,7 @@ from billing.domain.plans import Plan
 from billing.domain.subscriptions import BillingState
 from billing.domain.times import parse_time
 from billing.errors import InvalidInput
-from billing.services.catalog import current_plans
+from billing.services.catalog import current_plans, share_lock_plans
 from billing.services.customers import CUSTOMER_UID, EMAIL, PHONE
 from billing.services.subscriptions import new_key
 
@@ -71,6 +71,7 @@ class ImportReport:
 
 def import_file(session: Session, path: Path, now: datetime) -> ImportReport:
     """Validate every row of ``path``, then insert them all; raise and insert nothing."""
+    share_lock_plans(session)  # no catalog load archives a plan these rows are put on
     plans = {plan.id: plan for plan in current_plans(session)}
     with _readable_twice(path) as source:
         before = _identity(source, path)

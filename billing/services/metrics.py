@@ -33,6 +33,7 @@ from billing.domain.durations import Unit
 from billing.domain.plans import Plan
 from billing.domain.subscriptions import CHARGEABLE_STATUSES, SubscriptionStatus
 from billing.services.catalog import plan_from_row
+from billing.services.status import due_now
 
 MEAN_MONTH_DAYS = Fraction(146097, 4800)
 CRON_WINDOW_YEARS = (2024, 2028)  # [first, last) calendar years counted for cron plans
@@ -54,6 +55,8 @@ class BusinessFigures:
     dunning_backlog: int = 0
     notices_pending: int = 0
     mrr_krw: int = 0
+    set_aside: int = 0
+    duplicate_payments: int = 0
 
 
 class MonthlyRates:
@@ -132,6 +135,8 @@ def business_figures(
         ),
         notices_pending=_count(session, Notice, Notice.status == "pending"),
         mrr_krw=mrr(mrr_counts(session), rates),
+        set_aside=_count(session, Subscription, Subscription.set_aside_at.is_not(None)),
+        duplicate_payments=_count(session, Charge, Charge.duplicate_of.is_not(None)),
     )
 
 
@@ -171,7 +176,7 @@ def mrr_counts(session: Session) -> list[tuple[Plan, int]]:
 
 
 def _due(now: datetime) -> tuple[ColumnElement[bool], ...]:
-    return (Subscription.next_charge_at <= now, Subscription.status.in_(CHARGEABLE))
+    return due_now(now)
 
 
 def _count(session: Session, table: type[Base], *where: ColumnElement[bool]) -> int:

@@ -7,28 +7,43 @@ Follow-up messages are published only after the second transaction commits.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from billing.bootstrap import App
+from billing.db.engine import is_outage
 from billing.logs import log
 from billing.portone.answers import (
     ChargeAnswer,
     Found,
     Lookup,
+    Outcome,
     classify_again,
     classify_find_all,
     classify_find_paid,
 )
+from billing.services.aside import describe, keep_answer
 from billing.services.charging import ChargeWork, FollowUp, begin_charges, finish_charges
 from billing.services.delivery import begin_delivery, finish_delivery
 from billing.services.plan_cache import PlanCache
 from billing.services.ports import Gateway, NoticeSender, Publisher
-from billing.services.reconcile import begin_reconcile, finish_reconcile
+from billing.services.reconcile import ReconcileWork, begin_reconcile, finish_reconcile
 
 logger = logging.getLogger("billing.pipeline")
+T = TypeVar("T")
+RECORD_TRIES = 7  # the database is waited for about a minute while the answers are in hand
+RECORD_BACKOFF = 0.5  # seconds, doubled per try
+
+
+def _alone(record: Callable[[Session, list[T]], FollowUp], item: T, session: Session) -> FollowUp:
+    return record(session, [item])
 
 
 def system_now() -> datetime:
@@ -67,6 +82,10 @@ class Pipeline:
         self.plans = plans
         self.wall = wall
         self.window = timedelta(seconds=app.settings.reconcile_after)
+        # A send not started this long after its charge was taken is not sent: it then
+        # ends (answer or read timeout) before the window after which it may be sent again.
+        budget = app.settings.reconcile_after - app.settings.portone_timeout
+        self.send_budget = timedelta(seconds=max(0.0, budget))
 
     def charge(self, charge_ids: int | Sequence[int]) -> str | None:
         """Send pending charges (one, or a batch) and record the outcomes.
@@ -76,50 +95,119 @@ class Pipeline:
         every answer. Returns the last outcome, or None when there was nothing to do.
         """
         ids = [charge_ids] if isinstance(charge_ids, int) else list(charge_ids)
+        now = self.app.clock.now()
+        begun = self.wall()
         with self.app.transaction() as session:
-            works = begin_charges(session, ids, self.wall())
+            works = begin_charges(session, ids, now, begun)
         if not works:
             return None
-        answers = list(self.calls.map(self._call, works))
-        now = self.app.clock.now()
-        with self.app.transaction() as session:
-            follow = finish_charges(session, list(zip(works, answers, strict=True)), now,
-                                    self.wall(), self.plans)  # fmt: skip
-        self._publish(follow)
+        send_by = begun + self.send_budget
+        answers = list(self.calls.map(partial(self._call, send_by=send_by), works))
+        self._publish(self._record(list(zip(works, answers, strict=True))))
         return str(answers[-1].outcome)
 
-    def _call(self, work: ChargeWork) -> ChargeAnswer:
-        exchange = self.gateway.again(work.request)
-        answer = classify_again(
-            exchange, work.request.merchant_uid, work.request.amount, resend=work.resend
-        )
+    def _call(self, work: ChargeWork, send_by: datetime) -> ChargeAnswer:
+        remaining = (send_by - self.wall()).total_seconds()
+        if remaining <= 0:  # it waited behind other calls too long: nothing is sent
+            answer = ChargeAnswer(Outcome.TRANSIENT, "not sent: waited past its send deadline")
+        else:
+            exchange = self.gateway.again(work.request, send_within=remaining)
+            answer = classify_again(exchange, work.request.merchant_uid, work.request.amount)
         log(logger, "charge_answer", merchant_uid=work.request.merchant_uid,
             amount=work.request.amount, send=work.sends, outcome=str(answer.outcome),
             http_status=answer.http_status, code=answer.code, reason=answer.reason)  # fmt: skip
         return answer
 
+    def _record(self, pairs: list[tuple[ChargeWork, ChargeAnswer]]) -> FollowUp:
+        """Record the answers in one transaction (see ``_in_transactions``)."""
+
+        def record(session: Session, chunk: list[tuple[ChargeWork, ChargeAnswer]]) -> FollowUp:
+            now = self.app.clock.now()
+            return finish_charges(session, chunk, now, self.wall(), self.plans)
+
+        def kept(pair: tuple[ChargeWork, ChargeAnswer]) -> tuple[int, str | None]:
+            work, answer = pair
+            return work.charge_id, answer.imp_uid if answer.outcome == Outcome.APPROVED else None
+
+        return self._in_transactions(pairs, record, kept, "charge answers")
+
+    def _in_transactions(
+        self,
+        items: list[T],
+        record: Callable[[Session, list[T]], FollowUp],
+        kept: Callable[[T], tuple[int, str | None]],
+        what: str,
+    ) -> FollowUp:
+        """Record ``items`` in one transaction. A database that is unreachable is waited
+        for while the answers are still in hand (a retried task would find nothing to do
+        and lose them). A batch that fails for one row's sake is recorded row by row, and
+        a row that fails alone is set aside, its payment (if PortOne paid) kept first."""
+        try:
+            return self._retrying(lambda session: record(session, items), what)
+        except Exception as exc:
+            if is_outage(exc):
+                return self._lost(what, items, exc)
+        follow = FollowUp()
+        for item in items:
+            try:
+                follow.add(self._retrying(partial(_alone, record, item), what))
+            except Exception as exc:
+                if is_outage(exc):
+                    self._lost(what, [item], exc)
+                    continue
+                charge_id, paid = kept(item)
+                with self.app.transaction() as session:
+                    keep_answer(session, charge_id, paid, describe(exc), self.app.clock.now(),
+                                self.wall())  # fmt: skip
+        return follow
+
+    def _lost(self, what: str, items: Sequence[object], exc: BaseException) -> FollowUp:
+        """Still unreachable: the sweep reconciles these charges after the window."""
+        log(logger, "record_lost", level=logging.ERROR, what=what, count=len(items),
+            error=describe(exc))  # fmt: skip
+        return FollowUp()
+
+    def _retrying(self, work: Callable[[Session], FollowUp], what: str) -> FollowUp:
+        """``work`` in a transaction, tried again while the database is unreachable."""
+        for attempt in range(RECORD_TRIES):
+            try:
+                with self.app.transaction() as session:
+                    return work(session)
+            except SQLAlchemyError as exc:
+                if not is_outage(exc) or attempt == RECORD_TRIES - 1:
+                    raise
+                log(logger, "record_retry", level=logging.WARNING, what=what,
+                    attempt=attempt + 1, error=describe(exc))  # fmt: skip
+                time.sleep(RECORD_BACKOFF * 2**attempt)
+        raise AssertionError("unreachable")
+
     def reconcile(self, charge_id: int) -> str | None:
-        """Ask PortOne about one unknown charge and act on the answer."""
+        """Ask PortOne about one open charge and act on the answer."""
         with self.app.transaction() as session:
             work = begin_reconcile(session, charge_id, self.wall(), self.window)
         if work is None:
             return None
         lookup = self._lookup(work.merchant_uid, work.amount)
         log(logger, "reconcile_lookup", merchant_uid=work.merchant_uid,
-            found=str(lookup.found), reason=lookup.reason)  # fmt: skip
-        now = self.app.clock.now()
-        with self.app.transaction() as session:
-            follow = finish_reconcile(
-                session, work, lookup, now, self.wall(), self.window, self.plans
-            )
-        self._publish(follow)
+            found=str(lookup.found), reason=lookup.reason, lookup=work.lookups + 1)  # fmt: skip
+
+        def record(session: Session, _: list[ReconcileWork]) -> FollowUp:
+            now = self.app.clock.now()
+            return finish_reconcile(session, work, lookup, now, self.wall(), self.window,
+                                    self.plans)  # fmt: skip
+
+        def kept(item: ReconcileWork) -> tuple[int, str | None]:
+            paid = lookup.found in (Found.PAID, Found.REFUNDED)
+            return item.charge_id, lookup.imp_uid if paid else None
+
+        self._publish(self._in_transactions([work], record, kept, "lookup"))
         return str(lookup.found)
 
     def _lookup(self, merchant_uid: str, amount: int) -> Lookup:
         paid = classify_find_paid(self.gateway.find_paid(merchant_uid), merchant_uid, amount)
         if paid.found != Found.NOTHING:
             return paid
-        return classify_find_all(self.gateway.find_all(merchant_uid), merchant_uid)
+        return classify_find_all(self.gateway.find_all(merchant_uid), merchant_uid, amount)
 
     def deliver(self, notice_id: int, sender: NoticeSender) -> str | None:
         """Send one notice from the outbox; at least once (see services.delivery)."""

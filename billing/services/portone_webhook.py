@@ -30,9 +30,9 @@ from billing.domain.charges import ChargeStatus
 from billing.errors import InvalidInput
 from billing.logs import log
 from billing.portone.answers import Exchange, same_amount
-from billing.services.charging import settle_paid
 from billing.services.history import record_event
 from billing.services.plan_cache import PlanCache
+from billing.services.settlement import settle_paid
 
 logger = logging.getLogger("billing.webhook")
 

@@ -6,22 +6,24 @@ import base64
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.db.tables import CatalogLoad, Charge, Customer, Subscription
 from billing.domain import subscriptions as lifecycle
-from billing.domain.calendar import Period
-from billing.domain.charges import OPEN_CHARGE_STATUSES
+from billing.domain.charges import OPEN_CHARGE_STATUSES, ChargeStatus
 from billing.domain.plans import Plan
 from billing.domain.subscriptions import BillingState, SubscriptionStatus
 from billing.errors import Conflict, InvalidInput, NotFound
 from billing.services.catalog import current_plan
 from billing.services.customers import get_customer
 from billing.services.history import record_event
+from billing.services.locks import lock_open_charges
 from billing.services.notices import NoticeKind, queue_notice, settings_from_load
+from billing.services.rows import load_state, store_state
+from billing.services.settlement import void_charge
 
 STATUSES = [str(status) for status in SubscriptionStatus]
 
@@ -36,7 +38,7 @@ def create_subscription(
     session: Session, customer_uid: str, plan_id: str, start: datetime, now: datetime
 ) -> Subscription:
     customer = get_customer(session, customer_uid)
-    plan = current_plan(session, plan_id)
+    plan = current_plan(session, plan_id, lock=True)
     state = lifecycle.start(plan, start)
     row = Subscription(
         key=new_key(), customer_id=customer.id, plan_id=plan.id, plan_version=plan.version,
@@ -82,48 +84,89 @@ def customer_uid_of(session: Session, row: Subscription) -> str:
 def cancel(
     session: Session, subscription_id: int, now: datetime, at_period_end: bool
 ) -> Subscription:
+    """Cancel now, or at the end of the paid period being served. Asked when that period
+    has ended (its renewal is claimed, or dunning is running), it is a cancel now (SPEC 5).
+    A charge claimed but not sent is voided; one already sent is settled normally."""
+    charges = lock_open_charges(session, subscription_id)
+
+    def kind(state: BillingState) -> str:
+        return "subscription_canceled" if state.status == "canceled" else "cancel_scheduled"
+
     row = _change(
-        session, subscription_id, now,
-        lambda state: "subscription_canceled" if state.status == "canceled" else "cancel_scheduled",
+        session, subscription_id, now, kind,
         lambda state, _plan: lifecycle.cancel(state, at_period_end),
+        reason=lambda state: _cancel_reason(state, at_period_end),
     )  # fmt: skip
     if row.status == SubscriptionStatus.CANCELED:
         row.canceled_at = now
+        _void_unsent(session, row, charges, now)
         _notify(
             session, NoticeKind.SUBSCRIPTION_CANCELED, row, now, reason="canceled by the merchant"
         )
     return row
 
 
+def _cancel_reason(state: BillingState, at_period_end: bool) -> str:
+    if state.status != SubscriptionStatus.CANCELED:
+        return "cancel at period end"
+    if at_period_end:
+        return "cancel at period end asked after the period ended"
+    return "canceled by the merchant"
+
+
 def pause(session: Session, subscription_id: int, now: datetime) -> Subscription:
+    """No charges while paused: a charge claimed but not sent is voided."""
+    charges = lock_open_charges(session, subscription_id)
     row = _change(
         session, subscription_id, now, "subscription_paused",
         lambda state, _plan: lifecycle.pause(state),
     )  # fmt: skip
     row.paused_at = now
+    _void_unsent(session, row, charges, now)
     _notify(session, NoticeKind.SUBSCRIPTION_PAUSED, row, now, reason="paused by the merchant")
     return row
 
 
+def _void_unsent(session: Session, row: Subscription, locked: list[Charge], now: datetime) -> None:
+    """Void the pending charge of ``row``: the ones locked before the subscription, and
+    one a scheduler claimed in between (its claim committed before our subscription lock)."""
+    charges = {charge.id: charge for charge in locked}
+    charges.update((charge.id, charge) for charge in lock_open_charges(session, row.id))
+    wall = datetime.now(UTC)
+    for charge in charges.values():
+        if charge.status == ChargeStatus.PENDING:
+            void_charge(session, charge, row, now, wall)
+
+
 def card_updated(session: Session, customer_uid: str, now: datetime) -> list[Subscription]:
-    """The customer's card changed: retry every past-due subscription of theirs at once."""
+    """The customer's card changed: retry every past-due subscription of theirs at once.
+
+    A subscription whose charge is in flight is retried at once if that charge fails (its
+    dunning schedule would otherwise replace the immediate retry)."""
     customer = get_customer(session, customer_uid)
-    query = (
-        select(Subscription)
-        .where(
+    ids = session.scalars(
+        select(Subscription.id).where(
             Subscription.customer_id == customer.id,
-            Subscription.status == SubscriptionStatus.PAST_DUE,
+            Subscription.status.in_([str(s) for s in lifecycle.CHARGEABLE_STATUSES]),
         )
-        .order_by(Subscription.id)
-        .with_for_update()
-    )
-    rows = list(session.scalars(query))
+    ).all()
+    busy = {charge.subscription_id for sid in ids for charge in lock_open_charges(session, sid)}
+    query = select(Subscription).where(Subscription.id.in_(ids)).order_by(Subscription.id)
+    rows = list(session.scalars(query.with_for_update()))
+    retried = []
     for row in rows:
-        store_state(row, lifecycle.card_updated(load_state(row), now))
+        if row.id in busy:
+            row.retry_at_once = True
+        elif row.status == SubscriptionStatus.PAST_DUE:
+            store_state(row, lifecycle.card_updated(load_state(row), now))
+        else:
+            continue
         row.updated_at = now
         record_event(session, "card_updated", now, subscription_id=row.id,
-                     next_charge_at=_iso(row.next_charge_at))  # fmt: skip
-    return rows
+                     next_charge_at=_iso(row.next_charge_at),
+                     retry_when_in_flight_charge_fails=row.retry_at_once)  # fmt: skip
+        retried.append(row)
+    return [row for row in retried if row.status == SubscriptionStatus.PAST_DUE]
 
 
 def _refuse_while_open(session: Session, subscription_id: int, verb: str) -> None:
@@ -165,7 +208,7 @@ def resume(session: Session, subscription_id: int, now: datetime) -> Subscriptio
 def change_plan(
     session: Session, subscription_id: int, plan_id: str, now: datetime
 ) -> Subscription:
-    new = current_plan(session, plan_id)
+    new = current_plan(session, plan_id, lock=True)
     return _change(
         session, subscription_id, now, "plan_changed",
         lambda state, _plan: lifecycle.change_plan(state, new),
@@ -180,92 +223,27 @@ def _change(
     kind: str | Callable[[BillingState], str],
     transition: Callable[[BillingState, Plan], BillingState],
     plan_id_of: Callable[[Subscription], str] = lambda row: row.plan_id,
+    reason: Callable[[BillingState], str] | None = None,
 ) -> Subscription:
-    """Lock the row, apply a pure transition, record it in the event log."""
+    """Lock the row, apply a pure transition, record it in the event log. An operator who
+    acts on a row the scheduler set aside gives it another try."""
     row = get_subscription(session, subscription_id, lock=True)
     before = load_state(row)
-    plan = current_plan(session, plan_id_of(row))
+    plan = current_plan(session, plan_id_of(row), lock=True)
     after = transition(before, plan)
     if after.plan_id != before.plan_id:
         row.plan_version = plan.version
     store_state(row, after)
     row.updated_at = now
+    row.set_aside_at = row.set_aside_reason = None
+    extra: dict[str, Any] = {"reason": reason(after)} if reason is not None else {}
     record_event(
         session, kind if isinstance(kind, str) else kind(after), now, subscription_id=row.id,
         status_before=str(before.status), status=row.status, plan_id=row.plan_id,
         next_plan_id=row.next_plan_id, cancel_at_period_end=row.cancel_at_period_end,
-        next_charge_at=_iso(row.next_charge_at),
+        next_charge_at=_iso(row.next_charge_at), **extra,
     )  # fmt: skip
     return row
-
-
-class SubscriptionColumns(Protocol):
-    """What the state is read from: an ORM Subscription or a Core row of the table."""
-
-    status: str
-    plan_id: str
-    anchor_at: datetime
-    current_period_start: datetime | None
-    current_period_end: datetime | None
-    current_cycle: int | None
-    due_period_start: datetime
-    due_period_end: datetime
-    due_cycle: int
-    period_no: int
-    attempt: int
-    next_charge_at: datetime | None
-    cancel_at_period_end: bool
-    next_plan_id: str | None
-    first_failed_at: datetime | None
-    awaiting_new_card: bool
-
-
-def load_state(row: SubscriptionColumns) -> BillingState:
-    current = None
-    if row.current_period_start is not None and row.current_period_end is not None:
-        current = Period(row.current_period_start, row.current_period_end, row.current_cycle or 0)
-    return BillingState(
-        status=SubscriptionStatus(row.status),
-        plan_id=row.plan_id,
-        anchor=row.anchor_at,
-        current=current,
-        due=Period(row.due_period_start, row.due_period_end, row.due_cycle),
-        period_no=row.period_no,
-        attempt=row.attempt,
-        next_charge_at=row.next_charge_at,
-        cancel_at_period_end=row.cancel_at_period_end,
-        next_plan_id=row.next_plan_id,
-        first_failed_at=row.first_failed_at,
-        awaiting_new_card=row.awaiting_new_card,
-    )
-
-
-def state_values(state: BillingState) -> dict[str, Any]:
-    """The subscription columns that hold ``state``."""
-    current = state.current
-    return {
-        "status": str(state.status),
-        "plan_id": state.plan_id,
-        "anchor_at": state.anchor,
-        "current_period_start": current.start if current else None,
-        "current_period_end": current.end if current else None,
-        "current_cycle": current.cycle if current else None,
-        "due_period_start": state.due.start,
-        "due_period_end": state.due.end,
-        "due_cycle": state.due.cycle,
-        "period_no": state.period_no,
-        "attempt": state.attempt,
-        "next_charge_at": state.next_charge_at,
-        "cancel_at_period_end": state.cancel_at_period_end,
-        "next_plan_id": state.next_plan_id,
-        "first_failed_at": state.first_failed_at,
-        "awaiting_new_card": state.awaiting_new_card,
-    }
-
-
-def store_state(row: Subscription, state: BillingState) -> None:
-    for column, value in state_values(state).items():
-        setattr(row, column, value)
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -71,6 +71,12 @@ class FiguresCollector(Collector):
              "Past-due subscriptions with a retry scheduled", f.dunning_backlog),
             ("billing_notices_pending", "Notices in the outbox waiting to be delivered",
              f.notices_pending),
+            ("billing_set_aside_subscriptions",
+             "Subscriptions the scheduler set aside (a plan that vanished, data no code "
+             "expected): each needs a person; `billing status` shows why", f.set_aside),
+            ("billing_duplicate_payments",
+             "Second paid charges of one period (PortOne paid two attempts): refund them",
+             f.duplicate_payments),
             ("billing_mrr_krw",
              "Monthly recurring revenue in KRW: active and past-due subscriptions at their "
              "plan's current amount, normalised to a month",

@@ -71,7 +71,7 @@ class Bench(World):
         if message is None or message[0] != "charge":
             return
         with self.app.transaction() as session:
-            work = begin_charge(session, message[1], self.wall)
+            work = begin_charge(session, message[1], self.clock.now(), self.wall)
         if work is not None and sent:
             self.gateway.again(work.request)  # the answer dies with the worker
 

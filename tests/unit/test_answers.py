@@ -65,10 +65,12 @@ def test_classify_again(case: str, exchange: Exchange, expected: Outcome) -> Non
     assert classify_again(exchange, UID, 9900).outcome == expected
 
 
-def test_a_refused_resend_is_looked_up_not_failed() -> None:
+def test_already_paid_is_a_refusal_with_its_message_for_the_lookup_that_follows() -> None:
     refusal = Exchange(200, body(-1, "이미 결제완료된 주문입니다"))
-    assert classify_again(refusal, UID, 9900, resend=False).outcome == Outcome.REFUSED
-    assert classify_again(refusal, UID, 9900, resend=True).outcome == Outcome.UNKNOWN
+    answer = classify_again(refusal, UID, 9900)
+    assert (answer.outcome, answer.reason, answer.code) == (
+        Outcome.REFUSED, "이미 결제완료된 주문입니다", -1
+    )  # fmt: skip
 
 
 def test_approved_carries_imp_uid_and_decline_carries_the_reason() -> None:
@@ -102,16 +104,35 @@ def listing(*payments: dict[str, object]) -> bytes:
     return body(response={"total": len(payments), "previous": 0, "next": 0, "list": list(payments)})
 
 
+NET_CANCEL = payment(
+    "cancelled", paid_at=0, cancelled_at=7, cancel_amount=9900, cancel_reason="망취소"
+)
+REFUNDED = payment(
+    "cancelled", paid_at=5, cancelled_at=9, cancel_amount=9900, cancel_reason="고객 요청"
+)
 FIND_ALL = [
-    ("all failed", Exchange(200, listing(payment("failed", fail_reason="한도초과", failed_at=5))), Found.DECLINED),
-    ("none", Exchange(404, body(-1, "없음")), Found.NOTHING),
-    ("empty list", Exchange(200, listing()), Found.NOTHING),
-    ("a paid one", Exchange(200, listing(payment("paid"))), Found.ERROR),
-    ("one still ready", Exchange(200, listing(payment("ready"))), Found.ERROR),
-    ("no list", Exchange(200, body(response={"total": 1})), Found.ERROR),
+    ("all failed", Exchange(200, listing(payment("failed", fail_reason="한도초과", failed_at=5))), Found.DECLINED, "한도초과"),
+    ("none", Exchange(404, body(-1, "없음")), Found.NOTHING, ""),
+    ("empty list", Exchange(200, listing()), Found.NOTHING, ""),
+    ("a paid one", Exchange(200, listing(payment("paid"))), Found.ERROR, "findAll lists a paid attempt that find/paid did not"),
+    ("left ready: never completed", Exchange(200, listing(payment("ready"))), Found.DECLINED, "PortOne holds it ready: never completed, not paid"),
+    ("net-cancelled before it was paid", Exchange(200, listing(NET_CANCEL)), Found.DECLINED, "cancelled at PortOne before it was paid (net-cancel): 망취소"),
+    ("paid, then refunded in the console", Exchange(200, listing(REFUNDED)), Found.REFUNDED, "cancelled at PortOne after it was paid: 고객 요청"),
+    ("refunded wins over an older decline", Exchange(200, listing(payment("failed", failed_at=1), REFUNDED)), Found.REFUNDED, "cancelled at PortOne after it was paid: 고객 요청"),
+    ("a status nobody knows", Exchange(200, listing(payment("vbank_issued"))), Found.ERROR, "attempts with status vbank_issued"),
+    ("no list", Exchange(200, body(response={"total": 1})), Found.ERROR, "findAll without a list"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("case", "exchange", "expected"), FIND_ALL, ids=[c[0] for c in FIND_ALL])
-def test_classify_find_all(case: str, exchange: Exchange, expected: Found) -> None:
-    assert classify_find_all(exchange, UID).found == expected
+@pytest.mark.parametrize(
+    ("case", "exchange", "expected", "reason"), FIND_ALL, ids=[c[0] for c in FIND_ALL]
+)
+def test_classify_find_all(case: str, exchange: Exchange, expected: Found, reason: str) -> None:
+    lookup = classify_find_all(exchange, UID, 9900)
+    assert (lookup.found, lookup.reason) == (expected, reason)
+
+
+def test_a_console_refund_carries_the_refunded_amount() -> None:
+    partial = {**REFUNDED, "cancel_amount": 4000}
+    assert classify_find_all(Exchange(200, listing(REFUNDED)), UID, 9900).refunded == 9900
+    assert classify_find_all(Exchange(200, listing(partial)), UID, 9900).refunded == 4000

@@ -1,0 +1,246 @@
+"""Recording what happened to a charge: paid, refunded at PortOne, failed, or voided.
+
+Shared by the worker (PortOne's answer), the reconciler (a lookup), PortOne's notices and
+the operator actions. Recording a payment PortOne holds as paid depends on nothing that can
+disappear: plan versions are never deleted, and a second paid attempt of one period is
+recorded (as a duplicate for an operator to refund), never refused by the paid-per-period
+index.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from billing.db.tables import Charge, Subscription
+from billing.domain.charges import ChargeStatus
+from billing.domain.declines import DeclineClass, classify_decline
+from billing.domain.subscriptions import (
+    CHARGEABLE_STATUSES,
+    Decline,
+    DeclineAction,
+    SubscriptionStatus,
+    record_decline,
+    record_payment,
+)
+from billing.logs import log
+from billing.services.catalog import latest_plan
+from billing.services.history import record_event
+from billing.services.locks import lock_subscription
+from billing.services.notices import NoticeKind, queue_notice
+from billing.services.plan_cache import PlanCache
+from billing.services.rows import load_state, store_state
+
+logger = logging.getLogger("billing.settlement")
+LATE_PAYMENT_EVENTS = {
+    SubscriptionStatus.CANCELED: "paid_after_cancel",
+    SubscriptionStatus.PAUSED: "paid_after_pause",
+}
+
+
+def settle_paid(
+    session: Session, charge: Charge, imp_uid: str, now: datetime, wall: datetime, plans: PlanCache
+) -> None:
+    """PortOne holds this charge as paid: record it and advance the subscription."""
+    if charge.status == ChargeStatus.PAID:
+        return
+    first = _paid_sibling(session, charge)
+    was_failed = charge.status == ChargeStatus.FAILED
+    charge.status, charge.imp_uid, charge.duplicate_of = ChargeStatus.PAID, imp_uid, first
+    charge.paid_at, charge.updated_at, charge.retry_at = now, wall, None
+    charge.refusal = None
+    sub = lock_subscription(session, charge.subscription_id)
+    record_event(
+        session, "charge_paid", now, subscription_id=sub.id, charge_id=charge.id,
+        merchant_uid=charge.merchant_uid, amount=charge.amount, imp_uid=imp_uid,
+        period_no=charge.period_no, attempt=charge.attempt,
+    )  # fmt: skip
+    if first is not None:
+        _raise_duplicate(session, charge, first, now)
+        return
+    _show_late_payment(session, sub, charge, now)
+    if sub.period_no != charge.period_no:
+        record_event(session, "payment_for_superseded_period", now, subscription_id=sub.id,
+                     charge_id=charge.id, period_no=charge.period_no)  # fmt: skip
+        return
+    if was_failed:  # an open charge was the only one of the subscription: nothing else to stop
+        _supersede_unsent(session, charge, wall)
+    _advance(session, sub, charge, now, wall, plans)
+
+
+def _paid_sibling(session: Session, charge: Charge) -> int | None:
+    """Another charge of the same period already recorded paid (PortOne paid two attempts)."""
+    query = select(Charge.id).where(
+        Charge.subscription_id == charge.subscription_id,
+        Charge.period_no == charge.period_no,
+        Charge.status == ChargeStatus.PAID,
+        Charge.duplicate_of.is_(None),
+        Charge.id != charge.id,
+    )
+    return session.scalar(query.limit(1))
+
+
+def _raise_duplicate(session: Session, charge: Charge, first: int, now: datetime) -> None:
+    """Invariant 1 was broken at PortOne: keep the truth, and put it in front of a person."""
+    record_event(
+        session, "duplicate_payment", now, subscription_id=charge.subscription_id,
+        charge_id=charge.id, merchant_uid=charge.merchant_uid, imp_uid=charge.imp_uid,
+        amount=charge.amount, first_charge_id=first,
+        action=f"refund it: billing charges refund {charge.id} --reason duplicate",
+    )  # fmt: skip
+    log(logger, "duplicate_payment", level=logging.ERROR, charge_id=charge.id,
+        merchant_uid=charge.merchant_uid, first_charge_id=first)  # fmt: skip
+
+
+def _show_late_payment(session: Session, sub: Subscription, charge: Charge, now: datetime) -> None:
+    """A charge sent before a cancel or pause was paid after it: the operator may refund."""
+    kind = LATE_PAYMENT_EVENTS.get(SubscriptionStatus(sub.status))
+    if kind is not None:
+        record_event(
+            session, kind, now, subscription_id=sub.id, charge_id=charge.id,
+            merchant_uid=charge.merchant_uid, amount=charge.amount, imp_uid=charge.imp_uid,
+            action=f"refund it if it should not stand: billing charges refund {charge.id}",
+        )  # fmt: skip
+
+
+def _advance(
+    session: Session, sub: Subscription, charge: Charge, now: datetime, wall: datetime,
+    plans: PlanCache,
+) -> None:  # fmt: skip
+    """The due period is paid: the next one becomes due (on the pending plan, if any)."""
+    before = load_state(sub)
+    plan = plans.version(session, charge.plan_id, charge.plan_version)
+    next_plan = latest_plan(session, sub.next_plan_id) if sub.next_plan_id else None
+    store_state(sub, record_payment(before, plan, next_plan))
+    if next_plan is not None:
+        sub.plan_version = next_plan.version
+    sub.updated_at, sub.retry_at_once = now, False
+    if before.status == SubscriptionStatus.PAST_DUE:
+        record_event(session, "payment_recovered", now, subscription_id=sub.id,
+                     charge_id=charge.id, attempt=charge.attempt)  # fmt: skip
+        queue_notice(session, plans.notice_settings(session), NoticeKind.PAYMENT_RECOVERED, sub,
+                     now, wall, charge=charge, attempts=charge.attempt)  # fmt: skip
+
+
+def settle_refunded(
+    session: Session, charge: Charge, imp_uid: str, refunded: int, reason: str,
+    now: datetime, wall: datetime, plans: PlanCache,
+) -> None:  # fmt: skip
+    """Paid, then cancelled at PortOne (its console) while we did not know: the period was
+    paid, and the money given back is recorded as refunded."""
+    settle_paid(session, charge, imp_uid, now, wall, plans)
+    if charge.refunded_amount >= refunded:
+        return
+    charge.refunded_amount = min(charge.amount, refunded)
+    record_event(
+        session, "charge_refunded", now, subscription_id=charge.subscription_id,
+        charge_id=charge.id, merchant_uid=charge.merchant_uid, imp_uid=imp_uid,
+        amount=refunded, refunded_amount=charge.refunded_amount, source="portone",
+        reason=reason,
+    )  # fmt: skip
+
+
+def settle_failed(
+    session: Session, charge: Charge, reason: str, now: datetime, wall: datetime, plans: PlanCache
+) -> None:
+    """Declined or refused: no money moved. The decline class and dunning decide what next."""
+    decline_class = classify_decline(reason)
+    charge.status, charge.fail_reason = ChargeStatus.FAILED, reason
+    charge.decline_class = str(decline_class)
+    charge.updated_at, charge.retry_at, charge.refusal = wall, None, None
+    sub = lock_subscription(session, charge.subscription_id)
+    record_event(
+        session, "charge_failed", now, subscription_id=sub.id, charge_id=charge.id,
+        merchant_uid=charge.merchant_uid, amount=charge.amount, reason=reason,
+        decline_class=str(decline_class), period_no=charge.period_no, attempt=charge.attempt,
+    )  # fmt: skip
+    if (sub.period_no, sub.attempt) != (charge.period_no, charge.attempt):
+        return
+    policy = plans.version(session, charge.plan_id, charge.plan_version).dunning
+    hard = decline_class == DeclineClass.HARD
+    card_updated, sub.retry_at_once = sub.retry_at_once, False
+    # Dated when the attempt was made, not when its outcome was learned: a decline found by a
+    # late reconciliation still gets every retry the policy promises (a slot that passed
+    # while the outcome was unknown is made at once).
+    decline = record_decline(
+        load_state(sub), policy, min(now, charge.created_at), hard=hard and not card_updated,
+        card_updated=card_updated,
+    )  # fmt: skip
+    apply_decline(session, sub, decline, now)
+    if decline.action == DeclineAction.NONE:
+        return
+    settings = plans.notice_settings(session)
+    retry = (
+        sub.next_charge_at.isoformat()
+        if decline.action == DeclineAction.RETRY and sub.next_charge_at
+        else None
+    )
+    queue_notice(session, settings, NoticeKind.PAYMENT_FAILED, sub, now, wall, charge=charge,
+                 needs_new_card=hard and not card_updated, next_retry_at=retry)  # fmt: skip
+    queue_final_notice(session, plans, sub, decline, now, wall)
+
+
+def apply_decline(session: Session, sub: Subscription, decline: Decline, now: datetime) -> None:
+    store_state(sub, decline.state)
+    sub.updated_at = now
+    if decline.action == DeclineAction.CANCEL:
+        sub.canceled_at = now
+    elif decline.action == DeclineAction.PAUSE:
+        sub.paused_at = now
+    retry_at = sub.next_charge_at.isoformat() if sub.next_charge_at else None
+    record_event(session, f"dunning_{decline.action}", now, subscription_id=sub.id,
+                 status=sub.status, next_charge_at=retry_at)  # fmt: skip
+
+
+def queue_final_notice(
+    session: Session,
+    plans: PlanCache,
+    sub: Subscription,
+    decline: Decline,
+    now: datetime,
+    wall: datetime,
+) -> None:
+    """Dunning ended: tell that the subscription was canceled or paused."""
+    kinds = {DeclineAction.CANCEL: NoticeKind.SUBSCRIPTION_CANCELED,
+             DeclineAction.PAUSE: NoticeKind.SUBSCRIPTION_PAUSED}  # fmt: skip
+    kind = kinds.get(decline.action)
+    if kind is not None:
+        queue_notice(session, plans.notice_settings(session), kind, sub, now, wall,
+                     reason="dunning exhausted")  # fmt: skip
+
+
+def chargeable(sub: Subscription) -> bool:
+    return sub.status in CHARGEABLE_STATUSES
+
+
+def void_charge(
+    session: Session, charge: Charge, sub: Subscription, now: datetime, wall: datetime
+) -> None:
+    """A charge never sent (or PortOne has nothing for it) of a subscription canceled or
+    paused meanwhile: it is not sent. No money moved, so no dunning follows (SPEC 5)."""
+    reason = f"voided: {sub.status}"
+    charge.status, charge.fail_reason, charge.decline_class = ChargeStatus.FAILED, reason, None
+    charge.updated_at, charge.retry_at, charge.refusal = wall, None, None
+    record_event(session, "charge_voided", now, subscription_id=sub.id, charge_id=charge.id,
+                 merchant_uid=charge.merchant_uid, amount=charge.amount,
+                 reason=reason)  # fmt: skip
+
+
+def _supersede_unsent(session: Session, paid: Charge, wall: datetime) -> None:
+    """Another attempt of a now-paid period that was never sent must not be sent."""
+    others = session.scalars(
+        select(Charge)
+        .where(
+            Charge.subscription_id == paid.subscription_id,
+            Charge.period_no == paid.period_no,
+            Charge.id != paid.id,
+            Charge.status == ChargeStatus.PENDING,
+            Charge.sends == 0,
+        )
+        .with_for_update()
+    )
+    for other in others:
+        other.status, other.fail_reason, other.updated_at = ChargeStatus.FAILED, "superseded", wall
