@@ -74,6 +74,13 @@ def _is_paid(payment: Mapping[str, Any]) -> bool:
     return payment.get("status") == "paid"
 
 
+def _moved_money(payment: Mapping[str, Any]) -> bool:
+    """Paid, or paid and refunded later; not a payment the PG cancelled before it was paid."""
+    status, paid_at = payment.get("status"), payment.get("paid_at")
+    was_paid = isinstance(paid_at, int | float) and not isinstance(paid_at, bool) and paid_at > 0
+    return status == "paid" or (status == "cancelled" and was_paid)
+
+
 def _gateway_paid_twice(payments: list[Mapping[str, Any]]) -> list[Anomaly]:
     counts = Counter(_period_of(str(p.get("merchant_uid"))) for p in payments if _is_paid(p))
     kind = "gateway_paid_twice_for_a_period"
@@ -85,16 +92,14 @@ def _unrecorded(payments: list[Mapping[str, Any]], charges: list[Charge]) -> lis
     recorded = {c.merchant_uid: c for c in charges}
     anomalies = []
     for payment in payments:
-        if payment.get("status") not in ("paid", "cancelled"):
+        if not _moved_money(payment):
             continue
         charge = recorded.get(str(payment.get("merchant_uid")))
         if charge is None or charge.status != "paid" or charge.imp_uid != payment.get("imp_uid"):
             state = "missing" if charge is None else f"{charge.status} imp_uid={charge.imp_uid}"
             where = f"{payment.get('merchant_uid')} {payment.get('imp_uid')}"
             anomalies.append(Anomaly("gateway_payment_not_recorded", f"{where}: {state}"))
-    held = {
-        str(p.get("merchant_uid")) for p in payments if p.get("status") in ("paid", "cancelled")
-    }
+    held = {str(p.get("merchant_uid")) for p in payments if _moved_money(p)}
     phantom = [c for c in charges if c.status == "paid" and c.merchant_uid not in held]
     anomalies += [Anomaly("recorded_paid_not_at_gateway", c.merchant_uid) for c in phantom]
     return anomalies

@@ -210,6 +210,30 @@ class Postgres:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def dump(self, database: str, path: Path) -> None:
+        """``pg_dump -Fc``: a consistent snapshot, taken while the product runs (a backup)."""
+        self._client("pg_dump", "-Fc", "-f", str(path), database)
+
+    def restore(self, database: str, path: Path) -> None:
+        """Replace ``database`` by the dump at ``path`` while the product runs, as a restore
+        from a backup (or a failover to a replica that lost recent commits) looks to it: the
+        dump is restored beside the database, which is then dropped (its connections cut)
+        and replaced by the restored copy in one rename."""
+        restored = f"{database}_restored"
+        self._client("dropdb", "--if-exists", restored)
+        self._client("createdb", restored)
+        self._client("pg_restore", "--no-owner", "-d", restored, str(path))
+        self._client("dropdb", "--force", database)
+        self._client("psql", "-d", "postgres", "-c",
+                     f'ALTER DATABASE "{restored}" RENAME TO "{database}"')  # fmt: skip
+
+    def _client(self, name: str, *args: str) -> None:
+        command = [pg_binary(name), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                   *args]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, check=False, timeout=300)
+        if done.returncode != 0:
+            raise ClusterError(f"{name} failed: {done.stderr.decode(errors='replace')[-500:]}")
+
     def crash(self) -> None:
         """kill -9 the postmaster and every backend at once: what a power cut looks like."""
         kill_tree(self.process)

@@ -21,6 +21,9 @@ DEFAULT_FAULTS: dict[str, float] = {
     "commit_then_reset": 0.02,
     "decline": 0.10,
     "token_expired": 0.01,
+    "already_paid": 0.02,  # PortOne paid it and answered "already paid"
+    "net_cancel": 0.02,  # approved, answer lost, cancelled by the PG: no money moved
+    "paid_then_refunded": 0.01,  # paid, answer lost, refunded in PortOne's console
 }
 
 
@@ -73,6 +76,9 @@ class Blow:
 @dataclass
 class Mayhem:
     blows: list[Blow] = field(default_factory=list)
+    dump_step: int | None = None  # pg_dump of the database while the product runs
+    restore_step: int | None = None  # that dump restored over the database, days later
+    load: Sequence[int] = ()  # charges expected to start at each step
 
     def at(self, step: int) -> list[Blow]:
         return [blow for blow in self.blows if blow.step == step]
@@ -91,6 +97,7 @@ def plan_mayhem(
     schedulers: int,
     redis_restart: bool,
     postgres_restart: bool,
+    restore_after: int = 0,
 ) -> Mayhem:
     """Draw the process faults. ``load[i]`` is how many charges step i is expected to start:
     kills prefer busy steps (they land mid-charge); Redis is restarted on the busiest step of
@@ -114,7 +121,11 @@ def plan_mayhem(
     if postgres_restart:
         step = _busiest(load, half, steps) if steps > 1 else 0
         blows.append(Blow(step, "postgres", rng.uniform(0.2, 1.0), 0, 1.5))
-    return Mayhem(sorted(blows, key=lambda blow: (blow.step, blow.delay)))
+    mayhem = Mayhem(sorted(blows, key=lambda blow: (blow.step, blow.delay)))
+    if restore_after and steps > restore_after + 1:
+        mayhem.dump_step = _busiest(load, 1, max(2, half - restore_after))
+        mayhem.restore_step = mayhem.dump_step + restore_after
+    return mayhem
 
 
 def _busiest(load: Sequence[int], start: int, stop: int) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 SHORT_SUBSCRIPTIONS = 300
 SHORT_MONTHS = 2
 KILLS_PER_MONTH = 6
+ACTIONS_PER_MONTH = 20
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class Options:
     scheduler_kills: int = 1
     redis_restart: bool = True
     postgres_restart: bool = True
+    restore_after: int = 3  # steps between the pg_dump and its restore (0: no restore)
+    operator_actions: int = 60
     step_hours: int = 24
     grace_days: int = 8  # faults off, clock moved on: the last dunning retries (7d) come due
     step_timeout: float = 10.0
@@ -44,6 +47,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler-kills", type=_natural, default=1, help="scheduler SIGKILLs (1)")
     p.add_argument("--no-redis-restart", action="store_true", help="never kill Redis")
     p.add_argument("--no-postgres-restart", action="store_true", help="never kill PostgreSQL")
+    p.add_argument("--restore-after", type=_natural, default=3,
+                   help="clock steps between a pg_dump and its restore over the live database "
+                   "(3; 0: no restore)")  # fmt: skip
+    p.add_argument(
+        "--operator-actions",
+        type=_natural,
+        help="cancel/pause/resume/change-plan actions (default 20 per month)",
+    )
     p.add_argument("--step-hours", type=_positive, default=24, help="clock step (24)")
     p.add_argument("--settle-timeout", type=float, default=900.0, help="seconds (900)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
@@ -57,11 +68,14 @@ def parse(argv: list[str] | None = None) -> Options:
     subscriptions = args.subscriptions or (SHORT_SUBSCRIPTIONS if args.short else 1000)
     months = args.months or (SHORT_MONTHS if args.short else 3)
     kills = args.kills if args.kills is not None else KILLS_PER_MONTH * months
+    acts = args.operator_actions
+    acts = acts if acts is not None else ACTIONS_PER_MONTH * months
     return Options(
         subscriptions=subscriptions, months=months, workers=args.workers,
         concurrency=args.concurrency, seed=args.seed, worker_kills=kills,
         scheduler_kills=args.scheduler_kills, redis_restart=not args.no_redis_restart,
-        postgres_restart=not args.no_postgres_restart, step_hours=args.step_hours,
+        postgres_restart=not args.no_postgres_restart, restore_after=args.restore_after,
+        operator_actions=acts, step_hours=args.step_hours,
         settle_timeout=args.settle_timeout, keep=args.keep, short=args.short,
     )  # fmt: skip
 

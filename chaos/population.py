@@ -18,9 +18,11 @@ from sqlalchemy.orm import Session
 from billing.services.customers import add_customer
 from billing.services.subscriptions import create_subscription
 
-# The shipped catalog's plans and how common each one is.
-PLAN_WEIGHTS = {"basic-monthly": 5, "standard-monthly-trial": 3, "premium-yearly": 1,
-                "team-calendar": 2}  # fmt: skip
+# The chaos catalog's plans (chaos/plans.yaml: the shipped ones, a daily plan and two
+# nightly cron plans in daylight-saving zones) and how common each one is, in 1000ths.
+PLAN_WEIGHTS = {"basic-monthly": 420, "standard-monthly-trial": 250, "premium-yearly": 85,
+                "team-calendar": 170, "daily": 25, "nightly-sydney": 25,
+                "nightly-new-york": 25}  # fmt: skip
 MONTH_END_SHARE = 0.45  # of anchors on the 29th to the 31st
 BATCH = 250  # subscriptions per transaction
 
@@ -29,9 +31,11 @@ class Cohort(StrEnum):
     GOOD = "good"  # never declined on purpose: every due period must end up paid
     ALWAYS_DECLINE = "always_decline"  # dunning runs out, then cancel or pause
     DECLINES_TWICE = "declines_twice"  # two declines, then it pays
+    OPERATED = "operated"  # good card; operators cancel, pause, resume and change its plan
 
 
-COHORT_SHARES = ((Cohort.ALWAYS_DECLINE, 0.04), (Cohort.DECLINES_TWICE, 0.06))
+COHORT_SHARES = ((Cohort.ALWAYS_DECLINE, 0.04), (Cohort.DECLINES_TWICE, 0.06),
+                 (Cohort.OPERATED, 0.08))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,9 @@ class Population:
 
     def cohort(self, cohort: Cohort) -> list[Member]:
         return [member for member in self.members if member.cohort == cohort]
+
+    def ids_of(self, cohort: Cohort) -> list[int]:
+        return [self.subscription_ids[m.customer_uid] for m in self.cohort(cohort)]
 
     def cohort_of(self) -> dict[int, Cohort]:
         """Subscription id -> cohort."""

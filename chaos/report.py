@@ -31,6 +31,9 @@ class Figures:
     unexpected: list[str] = field(default_factory=list)
     slow_steps: int = 0
     steps: int = 0
+    restores: int = 0
+    refunded_at_portone: int = 0
+    operators: Counter[str] = field(default_factory=Counter)
     anomalies: list[Anomaly] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # phase -> wall seconds
 
@@ -72,6 +75,10 @@ def render(f: Figures) -> str:
         f"{f.fleet['scheduler_restarts']}, redis {f.fleet['redis_restarts']}, postgres "
         f"{f.fleet['postgres_restarts']}; processes that died by themselves "
         f"{f.fleet['unexpected_exits']} (worker 'Unrecoverable error' {f.fleet['worker_crashes']})",
+        f"operators: {_pairs(f.operators)}",
+        f"database restored from a pg_dump taken {o.restore_after} steps earlier: "
+        f"{f.restores} time(s); charges refunded in PortOne's console and recorded so: "
+        f"{f.refunded_at_portone}",
         f"clock steps: {f.steps} ({f.slow_steps} did not drain within the step timeout)",
         f"anomalies: {len(f.anomalies)} ({_pairs({k: v for k, v in f.anomaly_counts.items()})})",
         "wall time: " + f"{sum(f.seconds.values()):.1f} s (" + ", ".join(

@@ -6,6 +6,7 @@ import random
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections import Counter
@@ -37,6 +38,7 @@ from chaos import checks, population, processes
 from chaos.cluster import ClusterError, Postgres, Redis
 from chaos.faults import DEFAULT_FAULTS, Mayhem, SandboxAdmin, plan_mayhem
 from chaos.fleet import Fleet
+from chaos.operators import Operators
 from chaos.options import Options, parse
 from chaos.population import Population
 from chaos.processes import ROOT, Managed, ignore_termination, stop_on_termination
@@ -44,7 +46,7 @@ from chaos.report import Figures, render
 
 SEOUL = ZoneInfo("Asia/Seoul")
 START = datetime(2027, 1, 1, tzinfo=SEOUL).astimezone(UTC)  # a 31-day month
-CATALOG = ROOT / "schedules" / "plans.yaml"
+CATALOG = ROOT / "chaos" / "plans.yaml"
 PORTONE_TIMEOUT = 2  # seconds; the sandbox holds a commit_then_timeout answer longer
 RECONCILE_AFTER = 4
 HANG_SECONDS = 5.0
@@ -68,8 +70,11 @@ class ChaosRun:
         self.admin: SandboxAdmin | None = None
         self.fleet: Fleet | None = None
         self.app: App | None = None
+        self.operators: Operators | None = None
         self.figures = Figures(options)
         self._phase_started = time.monotonic()
+        self._dumped_at: datetime | None = None
+        self._backups: list[threading.Thread] = []
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -80,6 +85,9 @@ class ChaosRun:
         end = months_after(START, self.options.months)
         steps = self._steps(START, end)
         mayhem = self._mayhem(people, catalog, steps)
+        self.operators = Operators(self._app(), random.Random(self.options.seed + 1),
+                                   sorted(people.ids_of(population.Cohort.OPERATED)))  # fmt: skip
+        self.operators.plan(mayhem.load, self.options.operator_actions)
         self._lap("setup")
         self.fleet = Fleet(self.root, env, workers=self.options.workers,
                            concurrency=self.options.concurrency, say=say)  # fmt: skip
@@ -90,6 +98,9 @@ class ChaosRun:
         self._bill(steps, mayhem)
         self._admin().set_faults({}, seed=None)
         self.fleet.calm()
+        self._operators().wait()
+        for thread in self._backups:
+            thread.join(300)
         if self.fleet.failures:
             raise ClusterError("; ".join(self.fleet.failures))
         self._lap("faults")
@@ -160,24 +171,55 @@ class ChaosRun:
                 index = next(i for i, moment in enumerate(steps) if period.start <= moment)
                 load[index] += 1
         o = self.options
-        return plan_mayhem(
+        mayhem = plan_mayhem(
             self.rng, load, worker_kills=o.worker_kills, scheduler_kills=o.scheduler_kills,
             workers=o.workers, schedulers=2, redis_restart=o.redis_restart,
-            postgres_restart=o.postgres_restart,
+            postgres_restart=o.postgres_restart, restore_after=o.restore_after,
         )  # fmt: skip
+        mayhem.load = load
+        return mayhem
 
     def _bill(self, steps: list[datetime], mayhem: Mayhem) -> None:
-        fleet = self._fleet()
+        fleet, operators = self._fleet(), self._operators()
         for index, moment in enumerate(steps):
             self._db(partial(self._clock().set, moment))
             for blow in mayhem.at(index):
                 fleet.strike(blow, self.postgres, self.redis)
+            for act in operators.at(index):
+                operators.act(act, moment)
+            if index in (mayhem.dump_step, mayhem.restore_step):
+                self._backup(restore=index == mayhem.restore_step)
             self.figures.steps += 1
             if not self._drain_step(moment):
                 self.figures.slow_steps += 1
             if (index + 1) % 10 == 0:
                 kills = sum(n for what, n in fleet.counts.items() if what.endswith("_kills"))
                 say(f"clock at {moment.astimezone(SEOUL):%Y-%m-%d}; {kills} kills so far")
+
+    def _backup(self, restore: bool) -> None:
+        """Take a pg_dump of the live database, or restore the one taken, while the step's
+        charges are in flight (in a thread: the calendar does not wait)."""
+        dump = self.root / "billing.dump"
+
+        def take() -> None:
+            time.sleep(self.rng.uniform(0.1, 0.6))
+            self._dumped_at = datetime.now(UTC)
+            self.postgres.dump("billing", dump)
+            say("pg_dump taken while charges were in flight")
+
+        def put_back() -> None:
+            time.sleep(self.rng.uniform(0.1, 0.6))
+            assert self._dumped_at is not None
+            self.postgres.restore("billing", dump)
+            lost = self._operators().forget_after(self._dumped_at)
+            self.figures.restores += 1
+            say(f"database restored from the dump ({lost} operator actions undone)")
+
+        thread = threading.Thread(target=put_back if restore else take, daemon=True)
+        thread.start()
+        self._backups.append(thread)
+        if restore:
+            thread.join(300)  # the restore replaces the database the step is judged on
 
     def _drain_step(self, now: datetime) -> bool:
         """Wait until everything due at ``now`` is claimed and every charge is settled.
@@ -228,16 +270,24 @@ class ChaosRun:
         admin, f = self._admin(), self.figures
         ledger = admin.ledger()
         f.gateway = admin.stats()
+        operators = self._operators()
         with self._app().transaction() as session:
             f.anomalies = invariants.check(session, ledger, now)
             extra, f.tally = checks.check(session, catalog, people.cohort_of(), ledger, now)
             f.anomalies += extra
+            f.anomalies += checks.stopped(session, operators.log)
+            f.refunded_at_portone = _count_refunded(session)
             f.subscriptions = _by_status(session, Subscription.status)
             f.charges = _by_status(session, Charge.status)
             f.sends = int(session.scalar(select(func.sum(Charge.sends))) or 0)
             attempted = select(Charge.subscription_id, Charge.period_no).distinct().subquery()
             counted = session.scalar(select(func.count()).select_from(attempted))
             f.periods_attempted = int(counted or 0)
+        logs = self.root / "logs"
+        f.anomalies += checks.scheduler_failures(
+            path.read_text(errors="replace") for path in sorted(logs.glob("scheduler-*.log"))
+        )
+        f.operators = operators.counts
         fleet = self._fleet()
         f.fleet = fleet.counts
         f.fleet["worker_crashes"] = fleet.crashes()
@@ -278,6 +328,10 @@ class ChaosRun:
         assert self.fleet is not None
         return self.fleet
 
+    def _operators(self) -> Operators:
+        assert self.operators is not None
+        return self.operators
+
     def cleanup(self) -> None:
         """Stop every process this run started and remove its directory (unless --keep)."""
         steps: list[Callable[[], None]] = [self.redis.stop, self.postgres.stop]
@@ -304,6 +358,12 @@ def months_after(moment: datetime, months: int) -> datetime:
     """``moment`` plus whole calendar months in Seoul."""
     wall = add_months_clamped(moment.astimezone(SEOUL).replace(tzinfo=None), months)
     return wall.replace(tzinfo=SEOUL).astimezone(UTC)
+
+
+def _count_refunded(session: Session) -> int:
+    """Charges recorded as refunded at PortOne (its console) while our answer was lost."""
+    query = select(func.count()).select_from(Charge).where(Charge.refunded_amount > 0)
+    return int(session.scalar(query) or 0)
 
 
 def _by_status(session: Session, column: InstrumentedAttribute[str]) -> Counter[str]:

@@ -26,6 +26,9 @@ class BehaviorKind(StrEnum):
     COMMIT_THEN_TIMEOUT = "commit_then_timeout"
     COMMIT_THEN_RESET = "commit_then_reset"
     TOKEN_EXPIRED = "token_expired"  # noqa: S105  (a behavior name, not a secret)
+    ALREADY_PAID = "already_paid"  # paid, but answered with PortOne's "already paid" refusal
+    NET_CANCEL = "net_cancel"  # approved, the approval answer lost, cancelled by the PG (망취소)
+    PAID_THEN_REFUNDED = "paid_then_refunded"  # paid, answer lost, refunded in the console
 
 
 TAKES_TEXT = frozenset({BehaviorKind.DECLINE, BehaviorKind.REFUSE})
@@ -37,6 +40,9 @@ FAULT_KINDS: tuple[BehaviorKind, ...] = (
     BehaviorKind.COMMIT_THEN_RESET,
     BehaviorKind.DECLINE,
     BehaviorKind.TOKEN_EXPIRED,
+    BehaviorKind.ALREADY_PAID,
+    BehaviorKind.NET_CANCEL,
+    BehaviorKind.PAID_THEN_REFUNDED,
 )
 DEFAULT_DECLINE_REASON = "잔액부족"
 DEFAULT_REFUSE_MESSAGE = "카드사 요청에 의해 결제가 거절되었습니다"

@@ -16,7 +16,7 @@ from billing.sandbox.behaviors import (
     BehaviorKind,
     Decision,
 )
-from billing.sandbox.ledger import AlreadyPaid, ChargeOrder, Payment, PaymentStatus
+from billing.sandbox.ledger import AlreadyPaid, CancelTerms, ChargeOrder, Payment, PaymentStatus
 from billing.sandbox.protocol import (
     Delivery,
     Reply,
@@ -31,8 +31,15 @@ from billing.sandbox.state import SandboxState
 DELIVERIES = {
     BehaviorKind.COMMIT_THEN_TIMEOUT: Delivery.HANG,
     BehaviorKind.COMMIT_THEN_RESET: Delivery.RESET,
+    BehaviorKind.NET_CANCEL: Delivery.HANG,
+    BehaviorKind.PAID_THEN_REFUNDED: Delivery.HANG,
+}
+STATUSES = {
+    BehaviorKind.DECLINE: PaymentStatus.FAILED,
+    BehaviorKind.NET_CANCEL: PaymentStatus.CANCELLED,
 }
 SERVER_ERROR = "sandbox: simulated internal server error"
+CONSOLE_REFUND = "관리자 콘솔에서 환불"
 
 
 def again(state: SandboxState, request: Request) -> Reply:
@@ -82,19 +89,30 @@ def _process(state: SandboxState, order: ChargeOrder, behavior: Behavior) -> Rep
     if key is None:
         return unknown_customer(order.customer_uid)
     declined = behavior.kind is BehaviorKind.DECLINE
-    status = PaymentStatus.FAILED if declined else PaymentStatus.PAID
+    status = STATUSES.get(behavior.kind, PaymentStatus.PAID)
     reason = (behavior.argument or DEFAULT_DECLINE_REASON) if declined else None
     try:
         payment = state.ledger.record(order, key.card, status, now, reason)
     except AlreadyPaid as exc:
-        return refusal(
-            f"이미 결제가 완료된 merchant_uid입니다 ({exc.payment.merchant_uid}, "
-            f"imp_uid {exc.payment.imp_uid}, {exc.payment.status})"
-        )
-    if not declined:
+        return already_paid(exc.payment)
+    if status is PaymentStatus.PAID:
         notify(state, payment, order.notice_url)
+    if behavior.kind is BehaviorKind.PAID_THEN_REFUNDED:
+        payment = state.ledger.cancel(
+            payment.imp_uid, None, CancelTerms(reason=CONSOLE_REFUND), now
+        )
+        notify(state, payment, order.notice_url)
+    if behavior.kind is BehaviorKind.ALREADY_PAID:  # PortOne paid it, then answered a refusal
+        return already_paid(payment)
     reply = ok(payment_json(payment))
     return Reply(reply.status, reply.body, DELIVERIES.get(behavior.kind, Delivery.ANSWER))
+
+
+def already_paid(payment: Payment) -> Reply:
+    return refusal(
+        f"이미 결제가 완료된 merchant_uid입니다 ({payment.merchant_uid}, "
+        f"imp_uid {payment.imp_uid}, {payment.status})"
+    )
 
 
 def notify(state: SandboxState, payment: Payment, notice_url: str | None = None) -> None:

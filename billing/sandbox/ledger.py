@@ -23,6 +23,7 @@ class PaymentStatus(StrEnum):
 
 
 MONEY_MOVED = frozenset({PaymentStatus.PAID, PaymentStatus.CANCELLED})
+NET_CANCEL = "망취소: 승인 응답을 받지 못해 PG가 취소했습니다"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +77,20 @@ class Payment:
     fail_reason: str | None = None
     cancel_amount: int = 0
     cancel_history: tuple[CancelRecord, ...] = ()
+    net_cancelled: bool = False  # cancelled by the PG before it was ever paid: no money moved
 
     @property
     def merchant_uid(self) -> str:
         return self.order.merchant_uid
 
     @property
+    def moved_money(self) -> bool:
+        """Paid, or paid and then refunded: the merchant_uid cannot be paid again."""
+        return self.status in MONEY_MOVED and not self.net_cancelled
+
+    @property
     def paid_at(self) -> int:
-        return self.started_at if self.status in MONEY_MOVED else 0
+        return self.started_at if self.moved_money else 0
 
     @property
     def failed_at(self) -> int:
@@ -147,10 +154,14 @@ class Ledger:
         with self._lock:
             earlier = self._by_merchant_uid.setdefault(order.merchant_uid, [])
             for index in earlier:
-                if self._payments[index].status in MONEY_MOVED:
+                if self._payments[index].moved_money:
                     raise AlreadyPaid(self._payments[index])
             seq = len(self._payments)
             payment = Payment(seq, self._new_imp_uid(), order, card, status, now, reason)
+            if status is PaymentStatus.CANCELLED:  # a net-cancel: approved, then voided by the PG
+                record = CancelRecord(f"{payment.imp_uid}_c1", order.amount, NET_CANCEL, now)
+                payment = replace(payment, cancel_amount=order.amount, cancel_history=(record,),
+                                  net_cancelled=True)  # fmt: skip
             self._payments.append(payment)
             self._by_imp_uid[payment.imp_uid] = seq
             earlier.append(seq)
@@ -232,7 +243,7 @@ class Ledger:
         attempts = self._by_merchant_uid.get(merchant_uid or "", [])
         if not attempts:
             raise CancelRefused(f"존재하지 않는 결제정보입니다 (merchant_uid {merchant_uid})")
-        moved = [i for i in attempts if self._payments[i].status in MONEY_MOVED]
+        moved = [i for i in attempts if self._payments[i].moved_money]
         return (moved or attempts)[-1]
 
 

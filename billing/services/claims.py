@@ -151,7 +151,8 @@ def _write(batch: Batch) -> None:
 def _claim_one(batch: Batch, row: Row[Any]) -> None:
     state = load_state(row)
     if state.cancel_at_period_end or state.awaiting_new_card:
-        _end_at_renewal(batch, row.id, state)  # rare: the ORM path, with notices
+        with batch.session.begin_nested():  # rare: the ORM path, with notices; all or nothing
+            _end_at_renewal(batch, row.id, state)
         return
     # The first attempt of a period takes the current terms; retries keep the first one's.
     if state.attempt == 1:

@@ -104,3 +104,37 @@ def test_billing_log_level_sets_what_the_scheduler_logs(cli: CliRunner, redis_ur
     assert quiet.code == 0 and "claimed 0" in quiet.out and quiet.err == ""
     refused(cli("scheduler", "--once", env={**env, "BILLING_LOG_LEVEL": "loud"}),
             "BILLING_LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR")  # fmt: skip
+
+
+def test_a_cancel_voids_the_charge_waiting_in_the_queue_and_the_history_shows_it(
+    cli: CliRunner, redis_url: str, db_url: str
+) -> None:
+    env = {"BILLING_BROKER_URL": redis_url, "BILLING_SANDBOX": "1"}
+    ok(cli("customers", "add", "c1"))
+    created = js(cli("subscriptions", "create", "--customer", "c1", "--plan", "basic-monthly",
+                     "--json"))  # fmt: skip
+    assert "claimed 1" in ok(cli("scheduler", "--once", env=env))  # queued; no worker runs
+    ok(cli("subscriptions", "cancel", str(created["id"])))
+    [charge] = js(cli("charges", "list", "--json"))
+    assert (charge["status"], charge["fail_reason"]) == ("failed", "voided: canceled")
+    history = ok(cli("subscriptions", "events", str(created["id"])))
+    assert "charge_voided" in history and "reason=voided: canceled" in history
+
+
+def test_status_shows_a_subscription_set_aside_and_why(
+    cli: CliRunner, redis_url: str, db_url: str
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    env = {"BILLING_BROKER_URL": redis_url, "BILLING_SANDBOX": "1"}
+    ok(cli("customers", "add", "c1"))
+    ok(cli("subscriptions", "create", "--customer", "c1", "--plan", "premium-yearly"))
+    engine = create_engine(db_url)
+    with engine.begin() as connection:  # what a race with a catalog load once left behind
+        connection.execute(text("UPDATE plans SET archived_at = now() WHERE id = 'premium-yearly'"))
+    engine.dispose()
+    assert "claimed 0" in ok(cli("scheduler", "--once", env=env))
+    shown = ok(cli("status"))
+    assert "set aside by the scheduler" in shown
+    assert "set aside: subscription 1: no 'premium-yearly' where one was expected" in shown
+    assert js(cli("status", "--json"))["set_aside"] == 1

@@ -542,3 +542,20 @@ def test_status_report_counts_none_set_aside_on_a_healthy_database(world: World)
         report = status_report(session, world.clock.now())
         assert (report.set_aside, report.duplicate_payments) == (0, 0)
         assert session.scalar(select(Subscription.set_aside_reason)) is None
+
+
+def test_the_invariants_read_portones_cancelled_payments_by_whether_they_were_paid(
+    world: World,
+) -> None:
+    from billing import invariants
+
+    world.subscribe()
+    world.gateway.script = ["timeout_as:cancelled"]  # net-cancelled: the charge is failed
+    world.cycle()
+    [charge] = world.charges()
+    ledger = [p for payments in world.gateway.ledger.values() for p in payments]
+    with world.app.transaction() as session:
+        assert invariants.check(session, ledger, world.clock.now()) == []
+        refunded = [{**ledger[0], "paid_at": 5}]  # had it been paid, it must be recorded paid
+        [anomaly] = invariants.check(session, refunded, world.clock.now())
+    assert anomaly.kind == "gateway_payment_not_recorded" and charge.merchant_uid in anomaly.detail

@@ -183,6 +183,38 @@ def test_commit_then_fault(sandbox: Sandbox, behavior: str, delivery: Delivery) 
     assert [p["status"] for p in sandbox.state.ledger_json()] == ["paid"]
 
 
+def test_already_paid_pays_and_answers_portones_refusal(sandbox: Sandbox) -> None:
+    sandbox.state.script("c1", ["already_paid"])
+    reply = sandbox.again()
+    assert (reply.status, reply.body["code"], reply.delivery) == (200, -1, Delivery.ANSWER)
+    assert "이미 결제가 완료된" in str(reply.body["message"])
+    [payment] = sandbox.state.ledger_json()
+    assert (payment["status"], payment["paid_at"]) == ("paid", sandbox.clock.now)
+
+
+def test_net_cancel_moves_no_money_and_loses_the_answer(sandbox: Sandbox) -> None:
+    sandbox.state.script("c1", ["net_cancel"])
+    assert sandbox.again().delivery is Delivery.HANG
+    [payment] = sandbox.state.ledger_json()
+    assert (payment["status"], payment["paid_at"], payment["cancel_amount"]) == (
+        "cancelled",
+        0,
+        9900,
+    )
+    assert "망취소" in str(payment["cancel_reason"])
+    assert response(sandbox.again())["status"] == "paid"  # nothing was paid: it may be sent again
+
+
+def test_paid_then_refunded_in_the_console_loses_the_answer(sandbox: Sandbox) -> None:
+    sandbox.state.script("c1", ["paid_then_refunded"])
+    assert sandbox.again().delivery is Delivery.HANG
+    [payment] = sandbox.state.ledger_json()
+    assert payment["status"] == "cancelled" and payment["paid_at"] == sandbox.clock.now
+    assert [c["amount"] for c in payment["cancel_history"]] == [9900]  # type: ignore[union-attr]
+    again = sandbox.again()
+    assert again.body["code"] == -1  # money moved once: never paid again
+
+
 def test_latency_behavior_and_configured_latency(sandbox: Sandbox) -> None:
     sandbox.state.set_default("c1", "decline:X")
     sandbox.state.script("c1", ["latency:250"])
