@@ -3,11 +3,13 @@
 ``claim`` inserts the key before the request does anything (``INSERT ... ON CONFLICT DO
 NOTHING`` on the key's unique constraint, committed at once): of two concurrent requests
 with one key, exactly one inserts the row and runs; the other finds it in progress. The
-runner then ``complete``\\s the row with its answer, kept ``KEEP`` (24 h) and given back to
-every later request with the same key and the same fingerprint; a different fingerprint is
-refused. A request that ends without an answer worth keeping (a 5xx, a crash) ``release``\\s
-the key so that it may be tried again; one whose process died leaves a row whose lease
-(``LEASE``) runs out, after which the next request with that key takes it over.
+runner then records its answer (``complete``), kept ``KEEP`` (24 h) and given back to every
+later request with the same key and the same fingerprint; a different fingerprint is
+refused. A request that ends without an answer worth keeping (a 5xx, an exception: its
+transaction rolled back) gives the key back (``release``) so that it may be tried again. A
+request whose process died leaves its row in progress: past its lease (``LEASE``) it is
+reported as interrupted, never run again under the same key, because it may have taken
+effect (a second subscription would be charged too); the caller looks, then uses a new key.
 
 Times are the system clock's: how long a request has been running is not business time.
 """
@@ -51,11 +53,16 @@ class InProgress:
 
 
 @dataclass(frozen=True)
+class Interrupted:
+    """A request with this key started long ago and never recorded its answer."""
+
+
+@dataclass(frozen=True)
 class Reused:
     """The key was used for another request (method, path or body)."""
 
 
-Claim = Claimed | Replay | InProgress | Reused
+Claim = Claimed | Replay | InProgress | Interrupted | Reused
 
 
 def claim(
@@ -77,20 +84,15 @@ def claim(
     record = session.scalar(query)
     if record is None:  # released between our insert and our read: the caller may try again
         return InProgress()
-    return _existing(record, fingerprint, api_key_id, wall)
+    return _existing(record, fingerprint, wall)
 
 
-def _existing(
-    record: IdempotencyRecord, fingerprint: str, api_key_id: int | None, wall: datetime
-) -> Claim:
+def _existing(record: IdempotencyRecord, fingerprint: str, wall: datetime) -> Claim:
     if record.fingerprint != fingerprint:
         return Reused()
     if record.state == DONE and record.response_status is not None:
         return Replay(record.response_status, record.response_body or "")
-    if record.locked_until > wall:
-        return InProgress()
-    record.locked_until, record.api_key_id = wall + LEASE, api_key_id  # its runner died
-    return Claimed(record.id)
+    return InProgress() if record.locked_until > wall else Interrupted()
 
 
 def _insert(
