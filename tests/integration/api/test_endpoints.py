@@ -131,7 +131,8 @@ def test_put_customer_creates_then_replaces(api: Api) -> None:
     assert error(api.put("/v1/customers/cust-p", {"email": "nope"}), 422,
                  "invalid_request").startswith("email ")  # fmt: skip
     assert error(api.put("/v1/customers/bad%20uid", {}), 422, "invalid_request").startswith(
-        "customer_uid")
+        "customer_uid"
+    )
     error(api.get("/v1/customers/nobody"), 404, "not_found")
 
 
@@ -306,12 +307,12 @@ def test_errors_are_one_envelope(api: Api) -> None:
     assert error(api.post("/v1/subscriptions", {"customer_uid": "c", "plan_id": "monthly",
                                                 "plan": "x"}), 422,
                  "invalid_request").startswith("plan: ")  # fmt: skip
-    assert error(api.post("/v1/subscriptions", [1, 2]), 422, "invalid_request").startswith(
-        "body")
+    assert error(api.post("/v1/subscriptions", [1, 2]), 422, "invalid_request").startswith("body")
     error(api.post("/v1/subscriptions", {"customer_uid": "ghost", "plan_id": "monthly"}), 404,
           "not_found")  # fmt: skip
     assert error(api.get("/v1/subscriptions/abc"), 422, "invalid_request").startswith(
-        "subscription_id")
+        "subscription_id"
+    )
     error(api.get(f"/v1/subscriptions/{2**63}"), 422, "invalid_request")
     error(api.get("/v1/nothing-here"), 404, "not_found")
     error(api.request("PATCH", "/v1/subscriptions"), 405, "method_not_allowed")
