@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from billing import __version__
 from billing.api import errors
-from billing.api.bodies import JsonBodies
+from billing.api.bodies import RequestGuard
 from billing.api.context import ApiContext
 from billing.api.routes import charges, checkout, customers, plans, subscriptions, test_clock
 
@@ -27,7 +27,7 @@ def create_api(context: ApiContext) -> FastAPI:
         openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
     )  # fmt: skip
     api.state.api = context
-    api.add_middleware(JsonBodies)
+    api.add_middleware(RequestGuard)
     errors.install(api)
     for module in (plans, customers, checkout, subscriptions, charges, test_clock):
         api.include_router(module.router())

@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
@@ -118,6 +118,13 @@ async def _database(_request: Request, exc: Exception) -> Response:
     return error_response(503, "database_unavailable", "the database cannot be reached")
 
 
+async def _unstorable(_request: Request, exc: Exception) -> Response:
+    """A value PostgreSQL refused (out of range, not storable): the request's fault."""
+    logger.warning("value refused by the database: %s", type(exc).__name__,
+                   extra={"action": "api_data_error"})  # fmt: skip
+    return error_response(422, "invalid_request", "a value is out of range or not storable")
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     logger.error("internal error in %s %s", request.method, request.url.path, exc_info=exc,
                  extra={"action": "api_internal_error"})  # fmt: skip
@@ -130,4 +137,5 @@ def install(api: FastAPI) -> None:
     api.add_exception_handler(BillingError, _billing_error)
     api.add_exception_handler(HTTPException, _http)
     api.add_exception_handler(OperationalError, _database)
+    api.add_exception_handler(DataError, _unstorable)
     api.add_exception_handler(Exception, _unexpected)

@@ -10,10 +10,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 
 from billing.domain.charges import ChargeStatus
 from billing.domain.subscriptions import SubscriptionStatus
+from billing.services.customers import CUSTOMER_UID, EMAIL, PHONE
 from billing.services.refunds import RefundStatus
 
 Time = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
@@ -25,6 +35,14 @@ Text = Annotated[str, Field(max_length=1000)]
 
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any, info: ValidationInfo) -> Any:
+        """PostgreSQL can neither store nor compare a NUL character."""
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError(f"{info.field_name}: NUL characters are not allowed")
+        return value
 
 
 class Answer(BaseModel):
@@ -84,9 +102,11 @@ class PreviewList(Answer):
 
 
 class CustomerIn(Request):
-    name: Annotated[str, Field(max_length=200)] | None = None
-    email: Annotated[str, Field(max_length=254)] | None = None
-    phone: Annotated[str, Field(max_length=32)] | None = None
+    """All three are replaced: a field left out becomes null."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    email: Annotated[str, Field(max_length=254, pattern=EMAIL.pattern)] | None = None
+    phone: Annotated[str, Field(max_length=32, pattern=PHONE.pattern)] | None = None
 
 
 class Card(Answer):
@@ -147,7 +167,7 @@ class CardIn(Request):
 
 
 class SubscriptionIn(Request):
-    customer_uid: Annotated[str, Field(max_length=80)]
+    customer_uid: Annotated[str, Field(pattern=CUSTOMER_UID.pattern)]
     plan_id: Annotated[str, Field(max_length=64)]
     start: Annotated[str, Field(max_length=64, description="ISO 8601; default now")] | None = None
     card: CardIn | None = None

@@ -12,10 +12,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount
 
 from billing.api import create_api
 from billing.api.context import build_api_context
+from billing.api.errors import error_response
 from billing.config import Settings
 from billing.web import health, metrics, webhook
 from billing.web.config import WebConfig
@@ -43,6 +46,13 @@ def app_for(context: WebContext) -> Starlette:
 
     routes: list[BaseRoute] = [*health.routes(context), *metrics.routes(context)]
     routes += [*webhook.routes(context), Mount("/v1", app=create_api(api))]
-    web = Starlette(routes=routes, lifespan=lifespan)
+    web = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: _not_found})
     web.state.context = context
     return web
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    """Under /v1 in the API's envelope, even for a path the mount cannot match (a newline)."""
+    if request.url.path.startswith("/v1"):
+        return error_response(404, "not_found", "Not Found")
+    return PlainTextResponse("Not Found", status_code=404)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy.orm import Session
 
 from billing.api.auth import Context, Reader
@@ -15,8 +15,16 @@ from billing.api.models import BillingKeyDeleted, BillingKeyVerified, Customer, 
 from billing.api.routes import errors
 from billing.db.tables import Customer as CustomerRow
 from billing.services import billing_keys
-from billing.services.customers import get_customer, save_customer
+from billing.services.customers import CUSTOMER_UID, get_customer, save_customer
 from billing.views import card_view, customer_view
+
+CustomerUid = Annotated[
+    str,
+    Path(
+        pattern=CUSTOMER_UID.pattern,
+        description="PortOne's name of the billing key: 1-80 of letters, digits and _ . : @ + = -",
+    ),
+]
 
 
 def customer_answer(session: Session, context: ApiContext, row: CustomerRow) -> Customer:
@@ -25,7 +33,7 @@ def customer_answer(session: Session, context: ApiContext, row: CustomerRow) -> 
     return Customer.model_validate(view)
 
 
-def put_customer(customer_uid: str, body: CustomerIn, write: OtherWrite) -> Response:
+def put_customer(customer_uid: CustomerUid, body: CustomerIn, write: OtherWrite) -> Response:
     """Create the customer, or replace its name, e-mail and phone (201 created, 200 updated)."""
 
     def produce() -> Answer:
@@ -39,13 +47,13 @@ def put_customer(customer_uid: str, body: CustomerIn, write: OtherWrite) -> Resp
     return write.run(produce)
 
 
-def show_customer(customer_uid: str, context: Context, _caller: Reader) -> Customer:
+def show_customer(customer_uid: CustomerUid, context: Context, _caller: Reader) -> Customer:
     """The customer, with the masked card of its billing key when PortOne showed us one."""
     with context.app.transaction() as session:
         return customer_answer(session, context, get_customer(session, customer_uid))
 
 
-def verify_key(customer_uid: str, write: PostWrite) -> Response:
+def verify_key(customer_uid: CustomerUid, write: PostWrite) -> Response:
     """After the checkout callback: asks PortOne (``GET /subscribe/customers/{customer_uid}``)
     whether the key exists; retries the customer's past-due subscriptions at once."""
 
@@ -58,7 +66,7 @@ def verify_key(customer_uid: str, write: PostWrite) -> Response:
 
 
 def delete_key(
-    customer_uid: str, write: OtherWrite,
+    customer_uid: CustomerUid, write: OtherWrite,
     force: Annotated[bool, Query(description="Even while live subscriptions need it.")] = False,
     reason: Annotated[Reason | None, Query()] = None,
 ) -> Response:  # fmt: skip
@@ -77,7 +85,7 @@ def router() -> APIRouter:
     path = "/customers/{customer_uid}"
     routes.add_api_route(path, put_customer, methods=["PUT"], response_model=Customer,
                          responses={201: {"model": Customer, "description": "Created"},
-                                    **errors(403)})  # fmt: skip
+                                    **errors(400, 403)})  # fmt: skip
     routes.add_api_route(path, show_customer, methods=["GET"], responses=errors(404))
     routes.add_api_route(f"{path}/billing-key/verify", verify_key, methods=["POST"],
                          response_model=BillingKeyVerified,
