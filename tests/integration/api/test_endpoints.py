@@ -129,7 +129,7 @@ def test_put_customer_creates_then_replaces(api: Api) -> None:
     assert (body["name"], body["email"], body["phone"]) == (None, "p@example.com", None)
     assert api.get("/v1/customers/cust-p").json() == body
     assert error(api.put("/v1/customers/cust-p", {"email": "nope"}), 422,
-                 "invalid_request").startswith("email ")  # fmt: skip
+                 "invalid_request").startswith("email: ")  # fmt: skip
     assert error(api.put("/v1/customers/bad%20uid", {}), 422, "invalid_request").startswith(
         "customer_uid"
     )
