@@ -1,11 +1,12 @@
 """Structured logs with a stable ``action`` field, and one filter that redacts secrets.
 
 Every log record of the process passes the one ``Redactor`` that ``configure`` installs:
-access tokens, ``Authorization`` headers, imp_secret and the other configured secrets, card
-numbers and card fields (``pwd_2digit``, ``birth``, ``expiry``) are replaced before any
-handler formats them, whoever logged them. The filter sits on every handler that exists when
-``configure`` runs (ours, Celery's, a library's own), and the log-record factory redacts the
-message, arguments and traceback of records that reach a handler added later.
+access tokens, ``Authorization`` headers, the API's keys (``bk_...``), imp_secret and the
+other configured secrets, card numbers and card fields (``pwd_2digit``, ``birth``,
+``expiry``) are replaced before any handler formats them, whoever logged them. The filter
+sits on every handler that exists when ``configure`` runs (ours, Celery's, a library's own),
+and the log-record factory redacts the message, arguments and traceback of records that
+reach a handler added later.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ _PATTERNS = (
     re.compile(
         rf"(?i)((?:{_KEYS})[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token)\s+)?)[^\"',\s}}&]+"
     ),
+    # the API keys of /v1 (billing.services.api_keys), wherever they appear: a URL, a body
+    re.compile(r"(?<![A-Za-z0-9_-])bk_[A-Za-z0-9_-]{8,}"),
     # card numbers, dashed, spaced or not (not the digits of a fraction: 0.18396951100021397)
     re.compile(r"(?<![0-9.])[0-9](?:[ -]?[0-9]){12,18}(?![0-9]|\.[0-9])"),
 )

@@ -12,10 +12,13 @@ from billing import __version__
 from billing.cli.runtime import Runtime
 from billing.errors import BillingError
 from billing.logs import redact
+from billing.services.history import acting_as
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE
+# The product's own processes: what they write, the schedule did, not the person at the shell.
+DAEMONS = frozenset({"scheduler", "run", "drain", "serve", "sandbox", "demo"})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -31,10 +34,13 @@ def cli(ctx: click.Context) -> None:
     runtime = Runtime()
     ctx.obj = runtime
     ctx.call_on_close(runtime.close)
+    if ctx.invoked_subcommand not in DAEMONS:
+        ctx.with_resource(acting_as("cli"))  # every event this command writes says `cli`
 
 
 def _register() -> None:
     from billing.cli import (
+        api_keys,
         billing_keys,
         charges,
         checkout,
@@ -57,7 +63,7 @@ def _register() -> None:
     for command in (
         db.db, plans.plans, customers.customers, subscriptions.subscriptions, charges.charges,
         refunds.refunds, ops.scheduler, ops.run, ops.drain, ops.status, clock.clock,
-        sandbox.sandbox, demo.demo, checkout.checkout_params, serve.serve,
+        sandbox.sandbox, demo.demo, checkout.checkout_params, serve.serve, api_keys.api_keys,
     ):  # fmt: skip
         cli.add_command(command)
 

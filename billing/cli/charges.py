@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,7 +11,7 @@ from billing.cli.params import ID_TYPE
 from billing.cli.runtime import Runtime
 from billing.db.tables import Charge
 from billing.domain.charges import ChargeStatus
-from billing.domain.times import format_time
+from billing.views import charge_view
 
 STATUSES = [str(status) for status in ChargeStatus]
 
@@ -21,29 +19,6 @@ STATUSES = [str(status) for status in ChargeStatus]
 @click.group()
 def charges() -> None:
     """Charges: one row per attempt to charge one period."""
-
-
-def charge_view(charge: Charge, zone: Any) -> dict[str, Any]:
-    return {
-        "id": charge.id,
-        "subscription_id": charge.subscription_id,
-        "merchant_uid": charge.merchant_uid,
-        "customer_uid": charge.customer_uid,
-        "plan_id": charge.plan_id,
-        "amount": charge.amount,
-        "status": charge.status,
-        "period_no": charge.period_no,
-        "attempt": charge.attempt,
-        "period_start": format_time(charge.period_start, zone),
-        "period_end": format_time(charge.period_end, zone),
-        "imp_uid": charge.imp_uid,
-        "fail_reason": charge.fail_reason,
-        "decline_class": charge.decline_class,
-        "sends": charge.sends,
-        "refunded_amount": charge.refunded_amount,
-        "paid_at": format_time(charge.paid_at, zone),
-        "created_at": format_time(charge.created_at, zone),
-    }
 
 
 def list_charges(

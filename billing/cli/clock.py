@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import click
 
 from billing.cli.output import parse_option_time
 from billing.cli.runtime import Runtime
 from billing.clock import DatabaseClock
-from billing.domain.calendar import shift
-from billing.domain.durations import parse_interval, parse_offset
 from billing.domain.times import format_time
-from billing.errors import Conflict, InvalidInput
+from billing.services.clock_control import forward, sandbox_clock
 
 
 @click.group()
@@ -21,11 +19,7 @@ def clock() -> None:
 
 
 def _clock(runtime: Runtime) -> DatabaseClock:
-    if not runtime.settings.sandbox_mode:
-        raise Conflict("the test clock exists in sandbox mode only (BILLING_SANDBOX=1)")
-    app_clock = runtime.app.clock
-    assert isinstance(app_clock, DatabaseClock)
-    return app_clock
+    return sandbox_clock(runtime.settings, runtime.app.clock)
 
 
 def _show(runtime: Runtime, moment: datetime) -> None:
@@ -59,17 +53,4 @@ def advance(runtime: Runtime, duration: str) -> None:
 
 
 def _forward(now: datetime, duration: str, runtime: Runtime) -> datetime:
-    try:
-        return now + parse_offset(duration)
-    except ValueError:
-        pass
-    try:
-        interval = parse_interval(duration)
-    except ValueError:
-        raise InvalidInput(
-            f"DURATION {duration!r} must look like 90s, 12h, 3d, 2w, 1 month or 1 year"
-        ) from None
-    moved = shift(now, interval, 1, runtime.settings_zone)
-    if moved <= now:
-        raise InvalidInput("DURATION must move the clock forward")
-    return moved if interval.months else now + timedelta(days=interval.days)
+    return forward(now, duration, runtime.settings_zone)

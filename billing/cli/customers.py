@@ -6,8 +6,8 @@ import click
 
 from billing.cli.output import emit_json, json_option
 from billing.cli.runtime import Runtime
-from billing.domain.times import format_time
 from billing.services import customers as customer_service
+from billing.views import customer_view
 
 
 @click.group()
@@ -40,15 +40,7 @@ def add(
             session, customer_uid, now, name=name, email=email, phone=phone
         )
     if as_json:
-        emit_json(
-            {
-                "customer_uid": customer.customer_uid,
-                "name": customer.name,
-                "email": customer.email,
-                "phone": customer.phone,
-                "created_at": format_time(customer.created_at, runtime.settings_zone),
-            }
-        )
+        emit_json(customer_view(customer, runtime.settings_zone))
         return
     click.echo(f"added customer {customer.customer_uid}")
 

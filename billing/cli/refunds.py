@@ -19,8 +19,7 @@ from billing.bootstrap import make_gateway
 from billing.cli.output import emit_json, emit_table, json_option
 from billing.cli.params import ID_TYPE, whole
 from billing.cli.runtime import Runtime
-from billing.db.tables import Charge, Refund
-from billing.domain.times import format_time
+from billing.db.tables import Refund
 from billing.errors import BillingError, NotFound
 from billing.services.refunds import (
     RefundRunner,
@@ -29,6 +28,7 @@ from billing.services.refunds import (
     refunds_to_reconcile,
     system_now,
 )
+from billing.views import show_refund
 
 STATUSES = [str(status) for status in RefundStatus]
 SWEEP_LIMIT = 1000
@@ -154,23 +154,4 @@ def _refund(session: Session, refund_id: int) -> Refund:
 
 
 def refund_view(session: Session, row: Refund, runtime: Runtime) -> dict[str, Any]:
-    charge = session.scalar(select(Charge).where(Charge.id == row.charge_id))
-    assert charge is not None
-    zone = runtime.settings_zone
-    return {
-        "id": row.id,
-        "charge_id": row.charge_id,
-        "subscription_id": charge.subscription_id,
-        "merchant_uid": charge.merchant_uid,
-        "imp_uid": charge.imp_uid,
-        "amount": row.amount,
-        "checksum": row.checksum,
-        "reason": row.reason,
-        "status": row.status,
-        "fail_reason": row.fail_reason,
-        "sends": row.sends,
-        "created_at": format_time(row.created_at, zone),
-        "charge_amount": charge.amount,
-        "refunded_amount": charge.refunded_amount,
-        "refundable": charge.amount - charge.refunded_amount,
-    }
+    return show_refund(session, row, runtime.settings_zone)

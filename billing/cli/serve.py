@@ -1,4 +1,5 @@
-"""``billing serve``: the web process (PortOne notices, health, readiness, metrics)."""
+"""``billing serve``: the web process (the HTTP API, PortOne notices, health, readiness,
+metrics)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ from billing.web.listener import address, listen
 def serve(
     runtime: Runtime, host: str, port: int, webhook_allow: str, access_log: bool
 ) -> None:  # fmt: skip
-    """The web process: POST /portone/webhook (PortOne's notice_url), GET /healthz,
+    """The web process: the merchant's HTTP API under /v1 (docs at /v1/docs, keys from
+    `billing api-keys create`), POST /portone/webhook (PortOne's notice_url), GET /healthz,
     GET /readyz and GET /metrics (Prometheus).
 
     Behind a proxy, the client address comes from X-Forwarded-For only when the proxy's

@@ -10,14 +10,14 @@ from typing import Any
 import click
 from sqlalchemy.orm import Session
 
-from billing.cli.output import emit_json, emit_table, json_option, parse_option_time
+from billing.cli.output import emit_json, emit_table, json_option
 from billing.cli.params import ID_TYPE
 from billing.cli.runtime import Runtime
 from billing.db.tables import Subscription
-from billing.domain.times import format_time
 from billing.services import catalog as catalog_service
 from billing.services import subscriptions as service
-from billing.views import subscription_view
+from billing.services.subscribing import subscribe
+from billing.views import event_view, show_subscription, subscription_zone
 
 ID = click.argument("subscription_id", metavar="ID", type=ID_TYPE)
 
@@ -28,8 +28,7 @@ def subscriptions() -> None:
 
 
 def _view(session: Session, row: Subscription) -> dict[str, Any]:
-    zone = catalog_service.plan_version(session, row.plan_id, row.plan_version).zone
-    return subscription_view(row, service.customer_uid_of(session, row), zone)
+    return show_subscription(session, row)
 
 
 def _print(view: dict[str, Any], as_json: bool, headline: str | None = None) -> None:
@@ -56,10 +55,7 @@ def create(
     app = runtime.app
     now = app.clock.now()
     with app.transaction() as session:
-        catalog_service.ensure_catalog(session, runtime.settings, now)
-        plan = catalog_service.current_plan(session, plan_id)
-        begin = parse_option_time("--start", start, plan.zone) if start else now
-        row = service.create_subscription(session, customer_uid, plan_id, begin, now)
+        row = subscribe(session, runtime.settings, customer_uid, plan_id, start, now)
         view = _view(session, row)
     _print(view, as_json, f"created subscription {row.id}")
 
@@ -151,14 +147,9 @@ def events(runtime: Runtime, subscription_id: int, as_json: bool) -> None:
     from billing.db.tables import Event
 
     with runtime.app.transaction() as session:
-        row = service.get_subscription(session, subscription_id)
-        zone = catalog_service.plan_version(session, row.plan_id, row.plan_version).zone
+        zone = subscription_zone(session, service.get_subscription(session, subscription_id))
         query = select(Event).where(Event.subscription_id == subscription_id).order_by(Event.id)
-        history: list[dict[str, Any]] = [
-            {"id": e.id, "at": format_time(e.occurred_at, zone), "kind": e.kind,
-             "charge_id": e.charge_id, "data": e.data}
-            for e in session.scalars(query)
-        ]  # fmt: skip
+        history = [event_view(event, zone) for event in session.scalars(query)]
     if as_json:
         emit_json(history)
         return

@@ -20,12 +20,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from billing.bootstrap import App
+from billing.db.api_tables import CustomerCard
 from billing.db.tables import Customer, Subscription
 from billing.errors import BillingError, Conflict, InvalidInput, NotFound
 from billing.logs import log
 from billing.portone import keys
 from billing.portone.client import PortOneClient
-from billing.portone.keys import CardDetails, Holder, KeyAnswer, KeyOutcome
+from billing.portone.keys import CardDetails, Holder, KeyAnswer, KeyOutcome, mask_number
 from billing.services.customers import check_customer_uid, get_customer
 from billing.services.history import record_event
 from billing.services.subscriptions import card_updated
@@ -46,16 +47,29 @@ class GatewayRefused(BillingError):
     """PortOne refused, or could not be reached, or its answer was not seen."""
 
 
+class KeyNotFound(InvalidInput):
+    """PortOne has no billing key for the customer_uid (the checkout did not issue one)."""
+
+
 @dataclass(frozen=True)
 class KeyResult:
     customer_uid: str
-    action: str  # registered | deleted
+    action: str  # registered | deleted | verified
     card_name: str | None
     card_number: str | None  # the last four digits, the rest starred
 
     def view(self) -> dict[str, str | None]:
         return {"customer_uid": self.customer_uid, "billing_key": self.action,
                 "card_name": self.card_name, "card_number": self.card_number}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class VerifiedKey:
+    key: KeyResult
+    retried: list[int]  # past-due subscriptions retried at once
+
+    def view(self) -> dict[str, object]:
+        return {**self.key.view(), "retried": self.retried}
 
 
 # -- checking card data (never echoing it) -------------------------------------------------------
@@ -148,6 +162,7 @@ def register_key(
         record_event(session, "billing_key_registered", now, customer_uid=customer_uid,
                      card_name=answer.card_name, card_number=card.masked, pg=pg)  # fmt: skip
         card_updated(session, customer_uid, now)  # a new card: retry what is past due at once
+        remember_card(session, customer_uid, answer.card_name, card.masked, now)
     return KeyResult(customer_uid, "registered", answer.card_name, card.masked)
 
 
@@ -176,7 +191,58 @@ def delete_key(
         record_event(session, "billing_key_deleted", now, customer_uid=customer_uid,
                      card_name=answer.card_name, card_number=answer.card_number, reason=reason,
                      forced=bool(live))  # fmt: skip
+        forget_card(session, customer_uid, now)
     return KeyResult(customer_uid, "deleted", answer.card_name, answer.card_number)
+
+
+def verify_key(app: App, client: PortOneClient, customer_uid: str) -> VerifiedKey:
+    """After the checkout's ``IMP.request_pay``: ask PortOne whether the customer now has a
+    billing key (``GET /subscribe/customers/{customer_uid}``). When it has, its masked card is
+    remembered and every past-due subscription of the customer is retried at once."""
+    check_customer_uid(customer_uid)
+    with app.transaction() as session:
+        get_customer(session, customer_uid)
+    answer = keys.classify_key(keys.find(client, customer_uid), customer_uid, None)
+    _log("billing_key_verify", customer_uid, answer)
+    if answer.outcome == KeyOutcome.ABSENT:
+        raise KeyNotFound(
+            f"PortOne has no billing key for {customer_uid!r}: the checkout (IMP.request_pay "
+            "with this customer_uid) has not issued one"
+        )
+    if answer.outcome != KeyOutcome.DONE:
+        raise _refusal("look up the billing key of", customer_uid, answer)
+    now = app.clock.now()
+    with app.transaction() as session:
+        record_event(session, "billing_key_verified", now, customer_uid=customer_uid,
+                     card_name=answer.card_name, card_number=answer.card_number)  # fmt: skip
+        remember_card(session, customer_uid, answer.card_name, answer.card_number, now)
+        retried = [row.id for row in card_updated(session, customer_uid, now)]
+    result = KeyResult(customer_uid, "verified", answer.card_name, answer.card_number)
+    return VerifiedKey(result, retried)
+
+
+def remember_card(
+    session: Session, customer_uid: str, card_name: str | None, masked: str | None,
+    now: datetime,
+) -> None:  # fmt: skip
+    """What PortOne showed of the customer's key (the masked number only)."""
+    customer = get_customer(session, customer_uid)
+    card = session.get(CustomerCard, customer.id, with_for_update=True)
+    if card is None:
+        card = CustomerCard(customer_id=customer.id, verified_at=now)
+        session.add(card)
+    card.card_name, card.card_number = card_name, mask_number(masked) if masked else None
+    card.verified_at, card.deleted_at = now, None
+
+
+def forget_card(session: Session, customer_uid: str, now: datetime) -> None:
+    card = session.get(CustomerCard, get_customer(session, customer_uid).id, with_for_update=True)
+    if card is not None:
+        card.deleted_at = now
+
+
+def card_of(session: Session, customer: Customer) -> CustomerCard | None:
+    return session.get(CustomerCard, customer.id)
 
 
 def _confirm_deleted(client: PortOneClient, customer_uid: str, unseen: KeyAnswer) -> KeyAnswer:

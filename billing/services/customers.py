@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from billing.db.tables import Customer
 from billing.errors import Conflict, InvalidInput, NotFound
+from billing.services.history import record_event
 
 # customer_uid travels in a URL path (GET /subscribe/customers/{customer_uid}): no '/', '?',
 # '#', '%' or spaces. PortOne allows at most 80 characters.
@@ -66,3 +67,26 @@ def get_customer(session: Session, customer_uid: str) -> Customer:
     if customer is None:
         raise NotFound(f"unknown customer {customer_uid!r} (add it with `billing customers add`)")
     return customer
+
+
+def save_customer(
+    session: Session,
+    customer_uid: str,
+    now: datetime,
+    *,
+    name: str | None = None,
+    email: str | None = None,
+    phone: str | None = None,
+) -> tuple[Customer, bool]:
+    """Create the customer, or replace its name, e-mail and phone; True when created."""
+    check_customer_uid(customer_uid)
+    check_contact(name, email, phone)
+    query = select(Customer).where(Customer.customer_uid == customer_uid).with_for_update()
+    customer = session.scalar(query)
+    created = customer is None
+    if customer is None:
+        customer = add_customer(session, customer_uid, now, name=name, email=email, phone=phone)
+    else:
+        customer.name, customer.email, customer.phone = name, email, phone
+    record_event(session, "customer_saved", now, customer_uid=customer_uid, created=created)
+    return customer, created

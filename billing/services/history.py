@@ -1,13 +1,49 @@
-"""Writing to the append-only event log."""
+"""Writing to the append-only event log, and who is acting.
+
+``acting_as(actor, reason)`` names who asks for the writes made inside it (``cli``,
+``api:<key name>``, ``ops:<user>``) and the reason they gave; ``record_event`` adds both to
+every event it writes there. It is a context variable, not a session attribute, because some
+use cases (a refund, a billing key) open several transactions of their own. Outside of it
+(the scheduler, the workers) events carry no actor: the product acted on its own schedule.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from billing.db.tables import Event
+
+_ACTING: ContextVar[tuple[str, str | None] | None] = ContextVar("billing_actor", default=None)
+
+
+@contextmanager
+def acting_as(actor: str, reason: str | None = None) -> Iterator[None]:
+    """Every event recorded inside the block carries ``actor`` (and ``reason`` if given)."""
+    token = _ACTING.set((actor, reason))
+    try:
+        yield
+    finally:
+        _ACTING.reset(token)
+
+
+def current_actor() -> str | None:
+    acting = _ACTING.get()
+    return acting[0] if acting else None
+
+
+def _who(data: dict[str, Any]) -> dict[str, Any]:
+    acting = _ACTING.get()
+    if acting is None:
+        return data
+    actor, reason = acting
+    extra = {"reason": reason} if reason and data.get("reason") is None else {}
+    return {**data, "actor": actor, **extra}
 
 
 def record_event(
@@ -24,7 +60,7 @@ def record_event(
         subscription_id=subscription_id,
         charge_id=charge_id,
         kind=kind,
-        data=data,
+        data=_who(data),
         occurred_at=now,
         recorded_at=datetime.now(UTC),
     )

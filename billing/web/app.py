@@ -1,8 +1,9 @@
 """The web process's ASGI application, made by ``create_app`` from Settings.
 
-Routes: ``GET /healthz``, ``GET /readyz``, ``GET /metrics``, ``POST /portone/webhook``.
-The app owns one WebContext (database pool, PortOne client, verification threads), opened
-when it is made and closed when the server shuts down (the ASGI lifespan).
+Routes: ``GET /healthz``, ``GET /readyz``, ``GET /metrics``, ``POST /portone/webhook``, and
+the merchant's HTTP API mounted at ``/v1`` (``billing.api``). The app owns one WebContext
+(database pool, PortOne client, verification threads) and the API's context, opened when it
+is made and closed when the server shuts down (the ASGI lifespan).
 """
 
 from __future__ import annotations
@@ -11,7 +12,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount
 
+from billing.api import create_api
+from billing.api.context import build_api_context
+from billing.api.errors import error_response
 from billing.config import Settings
 from billing.web import health, metrics, webhook
 from billing.web.config import WebConfig
@@ -25,6 +32,8 @@ def create_app(settings: Settings, config: WebConfig | None = None) -> Starlette
 
 
 def app_for(context: WebContext) -> Starlette:
+    api = build_api_context(context.settings, context.app)
+
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         if context.verifier is not None:
@@ -32,9 +41,18 @@ def app_for(context: WebContext) -> Starlette:
         try:
             yield
         finally:
+            api.close()
             context.close()
 
-    routes = [*health.routes(context), *metrics.routes(context), *webhook.routes(context)]
-    web = Starlette(routes=routes, lifespan=lifespan)
+    routes: list[BaseRoute] = [*health.routes(context), *metrics.routes(context)]
+    routes += [*webhook.routes(context), Mount("/v1", app=create_api(api))]
+    web = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: _not_found})
     web.state.context = context
     return web
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    """Under /v1 in the API's envelope, even for a path the mount cannot match (a newline)."""
+    if request.url.path.startswith("/v1"):
+        return error_response(404, "not_found", "Not Found")
+    return PlainTextResponse("Not Found", status_code=404)

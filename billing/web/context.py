@@ -22,6 +22,8 @@ from billing.services.portone_webhook import NoticeHandler
 from billing.web.config import WebConfig
 from billing.web.verifier import Verifier
 
+API_CONNECTIONS = 16  # requests of the HTTP API (/v1) using the database at once
+
 
 @dataclass
 class WebContext:
@@ -58,7 +60,7 @@ class WebContext:
 def build_context(settings: Settings, config: WebConfig) -> WebContext:
     """Connects to the database (schema checked, as every command does) and builds the
     PortOne client; without a PortOne to ask, the webhook answers 503 and says why."""
-    app = build_app(settings, pool_size=config.verifiers + 4)
+    app = build_app(settings, pool_size=config.verifiers + 4 + API_CONNECTIONS)
     try:
         timeout = min(config.portone_timeout, settings.portone_timeout)
         short = settings.model_copy(update={"portone_timeout": timeout})

@@ -239,10 +239,11 @@ def test_the_event_log_keeps_the_issuer_and_last_four_digits_only(
         events = [(e.kind, e.data) for e in session.scalars(select(Event).order_by(Event.id))]
     assert events == [
         ("billing_key_registered", {"customer_uid": "cust-1", "card_name": "삼성카드",
-                                    "card_number": "************5100", "pg": None}),
+                                    "card_number": "************5100", "pg": None,
+                                    "actor": "cli"}),
         ("billing_key_deleted", {"customer_uid": "cust-1", "card_name": "삼성카드",
                                  "card_number": "************5100", "reason": "해지",
-                                 "forced": False}),
+                                 "forced": False, "actor": "cli"}),
     ]  # fmt: skip
 
 

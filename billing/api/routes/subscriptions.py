@@ -1,0 +1,150 @@
+"""Subscriptions: create, read, the lifecycle actions (as the CLI's), and the history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Response
+from sqlalchemy.orm import Session
+
+from billing.api.auth import Context, Reader
+from billing.api.errors import ApiError
+from billing.api.idempotency import Answer, PostWrite, Write
+from billing.api.models import (
+    CancelIn,
+    ChangePlanIn,
+    EventList,
+    ReasonIn,
+    Subscription,
+    SubscriptionIn,
+    SubscriptionList,
+)
+from billing.api.routes import LIMIT_DEFAULT, After, Id, Limit, errors
+from billing.db.tables import Subscription as SubscriptionRow
+from billing.domain.subscriptions import SubscriptionStatus
+from billing.services import subscriptions as service
+from billing.services.listing import page_events, page_subscriptions
+from billing.services.subscribing import subscribe
+from billing.views import event_view, show_subscription, subscription_zone
+
+ONETIME_UNAVAILABLE = (
+    "card: the key-in first payment (PortOne's POST /subscribe/payments/onetime) is not "
+    "available in this release; issue the billing key with the checkout (GET "
+    "/v1/checkout-params, IMP.request_pay, then POST /v1/customers/{customer_uid}/billing-key/"
+    "verify) and subscribe without card"
+)
+Change = Callable[[Session, int, datetime], SubscriptionRow]
+
+
+def _answer(session: Session, row: SubscriptionRow, status: int = 200) -> Answer:
+    return Answer(status, Subscription.model_validate(show_subscription(session, row)))
+
+
+def create(body: SubscriptionIn, write: PostWrite) -> Response:
+    """Subscribe a customer to a plan (201); the first charge follows the plan's calendar."""
+    if body.card is not None:
+        raise ApiError(422, "card_payment_unavailable", ONETIME_UNAVAILABLE)
+
+    def produce() -> Answer:
+        app = write.context.app
+        now = app.clock.now()
+        with app.transaction() as session:
+            row = subscribe(session, write.context.settings, body.customer_uid, body.plan_id,
+                            body.start, now, start_field="start")  # fmt: skip
+            return _answer(session, row, 201)
+
+    return write.run(produce)
+
+
+def list_subscriptions(
+    context: Context, _caller: Reader, status: SubscriptionStatus | None = None,
+    customer_uid: Annotated[str | None, Query(max_length=80)] = None,
+    limit: Limit = LIMIT_DEFAULT, starting_after: After = None,
+) -> SubscriptionList:  # fmt: skip
+    """Subscriptions, newest first."""
+    with context.app.transaction() as session:
+        page = page_subscriptions(session, limit, starting_after,
+                                  status=status, customer_uid=customer_uid)  # fmt: skip
+        views = [show_subscription(session, row) for row in page.rows]
+    return SubscriptionList.model_validate({"data": views, "has_more": page.has_more})
+
+
+def show(subscription_id: Id, context: Context, _caller: Reader) -> Subscription:
+    with context.app.transaction() as session:
+        row = service.get_subscription(session, subscription_id)
+        return Subscription.model_validate(show_subscription(session, row))
+
+
+def events(
+    subscription_id: Id, context: Context, _caller: Reader,
+    limit: Limit = LIMIT_DEFAULT, starting_after: After = None,
+) -> EventList:  # fmt: skip
+    """The append-only history, newest first: every change, attempt and notice, with who
+    asked for it (``data.actor``) and why (``data.reason``)."""
+    with context.app.transaction() as session:
+        page = page_events(session, subscription_id, limit, starting_after)
+        zone = subscription_zone(session, service.get_subscription(session, subscription_id))
+        views = [event_view(event, zone) for event in page.rows]
+    return EventList.model_validate({"data": views, "has_more": page.has_more})
+
+
+def _act(write: Write, subscription_id: int, change: Change, reason: str | None) -> Response:
+    def produce() -> Answer:
+        app = write.context.app
+        now = app.clock.now()
+        with app.transaction() as session:
+            return _answer(session, change(session, subscription_id, now))
+
+    return write.run(produce, reason)
+
+
+def cancel(
+    subscription_id: Id, write: PostWrite, body: Annotated[CancelIn | None, Body()] = None
+) -> Response:
+    """Cancel now (no further charges), or at the end of the paid period."""
+    given = body or CancelIn()
+    return _act(write, subscription_id,
+                lambda s, i, now: service.cancel(s, i, now, given.at_period_end),
+                given.reason)  # fmt: skip
+
+
+def pause(
+    subscription_id: Id, write: PostWrite, body: Annotated[ReasonIn | None, Body()] = None
+) -> Response:
+    """Pause: no charges until resumed."""
+    return _act(write, subscription_id, service.pause, body.reason if body else None)
+
+
+def resume(
+    subscription_id: Id, write: PostWrite, body: Annotated[ReasonIn | None, Body()] = None
+) -> Response:
+    """Resume: charged at once and re-anchored to now (inside a paid period: on schedule)."""
+    return _act(write, subscription_id, service.resume, body.reason if body else None)
+
+
+def change_plan(subscription_id: Id, write: PostWrite, body: ChangePlanIn) -> Response:
+    """Move to another plan from the next period."""
+    return _act(write, subscription_id,
+                lambda s, i, now: service.change_plan(s, i, body.plan_id, now),
+                body.reason)  # fmt: skip
+
+
+def router() -> APIRouter:
+    routes = APIRouter(tags=["subscriptions"])
+    write = errors(400, 403, 404, 409)
+    routes.add_api_route("/subscriptions", create, methods=["POST"], status_code=201,
+                         response_model=Subscription, responses=write)  # fmt: skip
+    routes.add_api_route("/subscriptions", list_subscriptions, methods=["GET"],
+                         responses=errors())  # fmt: skip
+    routes.add_api_route("/subscriptions/{subscription_id}", show, methods=["GET"],
+                         responses=errors(404))  # fmt: skip
+    routes.add_api_route("/subscriptions/{subscription_id}/events", events, methods=["GET"],
+                         responses=errors(404))  # fmt: skip
+    for name, action in (("cancel", cancel), ("pause", pause), ("resume", resume),
+                         ("change-plan", change_plan)):  # fmt: skip
+        path = f"/subscriptions/{{subscription_id}}/{name}"
+        routes.add_api_route(path, action, methods=["POST"], response_model=Subscription,
+                             responses=write)  # fmt: skip
+    return routes
