@@ -29,6 +29,7 @@ from billing.services.claims import (
     unknown_to_reconcile,
 )
 from billing.services.delivery import notices_to_deliver
+from billing.services.jobs import LEDGER, LEDGER_EVERY, claim_job
 from billing.services.notices import queue_reminders
 from billing.services.plan_cache import PlanCache
 from billing.services.ports import Publisher
@@ -47,6 +48,7 @@ class Sweep:
     refunds: list[int] = field(default_factory=list)
     notices: list[int] = field(default_factory=list)
     reminders: int = 0
+    ledger: bool = False  # this scheduler claimed today's ledger reconciliation
 
 
 @dataclass
@@ -109,7 +111,7 @@ class Scheduler:
         the oldest due row never poisons every pass (invariant 10)."""
         try:
             with self.app.transaction() as session:
-                return claim_due(session, now, self.wall(), self.batch, self.plans)
+                return claim_due(session, now, self.wall(), self.batch, self.plans, self.window)
         except SQLAlchemyError as exc:
             if is_outage(exc):
                 raise
@@ -129,7 +131,9 @@ class Scheduler:
     def _claim_alone(self, now: datetime, subscription_id: int) -> Claimed:
         try:
             with self.app.transaction() as session:
-                return claim_due(session, now, self.wall(), 1, self.plans, [subscription_id])
+                return claim_due(
+                    session, now, self.wall(), 1, self.plans, self.window, [subscription_id]
+                )
         except SQLAlchemyError as exc:
             if is_outage(exc):
                 raise
@@ -150,6 +154,8 @@ class Scheduler:
         self.publisher.reconcile(found.pending.lookup_ids + found.unknown)
         self.publisher.refund(found.refunds)
         self.publisher.notify(found.notices)
+        if found.ledger:
+            self.publisher.reconcile_ledger()
         report.republished, report.reconciling = len(found.pending.charge_ids), len(found.unknown)
         report.reconciling += len(found.pending.lookup_ids)
         report.refunds, report.notices = len(found.refunds), len(found.notices)
@@ -176,7 +182,10 @@ class Scheduler:
         def notices() -> None:
             found.notices = notices_to_deliver(session, wall, batch * 4)
 
-        return [pending, unknown, refunds, reminders, notices]
+        def jobs() -> None:
+            found.ledger = claim_job(session, LEDGER, wall, LEDGER_EVERY)
+
+        return [pending, unknown, refunds, reminders, notices, jobs]
 
     def _guarded(self, session: Session, part: Callable[[], None]) -> None:
         try:

@@ -18,6 +18,7 @@ class ListPublisher:
     notices: list[int] = field(default_factory=list)
     refunds: list[int] = field(default_factory=list)
     countdowns: list[float | None] = field(default_factory=list)
+    ledgers: int = 0
 
     def charge(self, charge_ids: Sequence[int], countdown: float | None = None) -> None:
         self.charges.extend(charge_ids)
@@ -32,6 +33,9 @@ class ListPublisher:
 
     def refund(self, refund_ids: Sequence[int], countdown: float | None = None) -> None:
         self.refunds.extend(refund_ids)
+
+    def reconcile_ledger(self) -> None:
+        self.ledgers += 1
 
     def take(self) -> tuple[list[int], list[int]]:
         charges, reconciles = self.charges[:], self.reconciles[:]
@@ -110,6 +114,17 @@ class FakeGateway:
             200,
             envelope(response={"total": len(attempts), "previous": 0, "next": 0, "list": attempts}),
         )
+
+    def payments_by_status(
+        self, status: str, since: int, until: int, page: int, limit: int = 1000
+    ) -> Exchange:
+        """PortOne's ledger by status (the fake has no clock: the window is not applied)."""
+        chosen = [p for attempts in self.ledger.values() for p in attempts if p["status"] == status]
+        start = (page - 1) * limit
+        more = start + limit < len(chosen)
+        listing = {"total": len(chosen), "previous": page - 1, "next": page + 1 if more else 0,
+                   "list": chosen[start : start + limit]}  # fmt: skip
+        return Exchange(200, envelope(response=listing))
 
     def paid(self) -> list[dict[str, object]]:
         return [p for attempts in self.ledger.values() for p in attempts if p["status"] == "paid"]

@@ -14,6 +14,7 @@ CHARGE = "billing.charge"
 RECONCILE = "billing.reconcile"
 NOTIFY = "billing.notify"
 REFUND = "billing.refund"
+LEDGER = "billing.reconcile_ledger"
 
 
 class CeleryPublisher:
@@ -32,6 +33,9 @@ class CeleryPublisher:
 
     def refund(self, refund_ids: Sequence[int], countdown: float | None = None) -> None:
         self._send(REFUND, refund_ids, countdown)
+
+    def reconcile_ledger(self) -> None:
+        self._send(LEDGER, [None], None)
 
     def notify(self, notice_ids: Sequence[int]) -> None:
         self._send(NOTIFY, notice_ids, None)

@@ -50,6 +50,7 @@ def _register() -> None:
         demo,
         ops,
         plans,
+        reconcile,
         refunds,
         sandbox,
         serve,
@@ -64,6 +65,7 @@ def _register() -> None:
         db.db, plans.plans, customers.customers, subscriptions.subscriptions, charges.charges,
         refunds.refunds, ops.scheduler, ops.run, ops.drain, ops.status, clock.clock,
         sandbox.sandbox, demo.demo, checkout.checkout_params, serve.serve, api_keys.api_keys,
+        reconcile.reconcile,
     ):  # fmt: skip
         cli.add_command(command)
 

@@ -338,6 +338,18 @@ class Notice(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)  # system clock
 
 
+class JobRun(Base):
+    """A job run at most once a period by whichever scheduler claims it first (the daily
+    ledger reconciliation), with the summary of its last run for people to read."""
+
+    __tablename__ = "job_runs"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # system clock
+    last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
 class TestClock(Base):
     """The shared test clock of sandbox mode (one row): every process reads "now" here."""
 

@@ -138,6 +138,13 @@ class PortOneClient:
         params = {"include_sandbox": "true"} if include_sandbox else None
         return self._authorized("GET", f"/payments/{_segment(imp_uid)}", params=params)
 
+    def payments_by_status(
+        self, status: str, since: int, until: int, page: int, limit: int = 1000
+    ) -> Exchange:
+        """One page of PortOne's ledger: payments in ``status`` in [since, until] (unix s)."""
+        params = {"from": since, "to": until, "page": page, "limit": limit, "sorting": "started"}
+        return self._authorized("GET", f"/payments/status/{_segment(status)}", params=params)
+
     def customer(self, customer_uid: str) -> Exchange:
         return self._authorized("GET", f"/subscribe/customers/{_segment(customer_uid)}")
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from billing.sandbox import fields
 from billing.sandbox.cards import CardRefused
 from billing.sandbox.charging import notify
-from billing.sandbox.ledger import CancelRefused, Payment
+from billing.sandbox.ledger import CancelRefused, Payment, PaymentStatus
 from billing.sandbox.protocol import (
     Reply,
     Request,
@@ -72,6 +72,36 @@ def _matches(state: SandboxState, request: Request) -> list[Payment]:
     payments = state.ledger.for_merchant_uid(request.params["merchant_uid"])
     chosen = [p for p in payments if status is None or p.status is status]
     return sorted(chosen, key=SORT_KEYS[sorting.lstrip("-")], reverse=sorting.startswith("-"))
+
+
+def by_status(state: SandboxState, request: Request) -> Reply:
+    """``GET /payments/status/{payment_status}``: payments by status, paged, in a time window
+    (``from`` <= t <= ``to``, unix seconds; 90 days before ``to`` by default), ``t`` being the
+    time of the status the payment ended in (started for ready, paid, cancelled, failed)."""
+    wanted = request.params["payment_status"]
+    status = None if wanted == "all" else fields.payment_status(wanted)
+    page, limit = fields.paging(request.query)
+    until = fields.whole_number(request.query, "to")
+    until = int(state.now()) if until is None else until
+    since = fields.whole_number(request.query, "from")
+    since = until - WINDOW_DEFAULT if since is None else since
+    sorting = fields.sorting(request.query)
+    chosen = [
+        p for p in state.ledger.all()
+        if (status is None or p.status is status) and since <= _status_time(p) <= until
+    ]  # fmt: skip
+    chosen.sort(key=SORT_KEYS[sorting.lstrip("-")], reverse=sorting.startswith("-"))
+    return ok(page_json(chosen, page, limit))
+
+
+WINDOW_DEFAULT = 90 * 86400
+
+
+def _status_time(payment: Payment) -> int:
+    """When the payment reached the status it has now (PortOne's search criterion)."""
+    if payment.status is PaymentStatus.CANCELLED and payment.cancel_history:
+        return payment.cancelled_at
+    return payment.started_at
 
 
 def payment(state: SandboxState, request: Request) -> Reply:

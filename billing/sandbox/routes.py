@@ -82,6 +82,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/payments/find/{merchant_uid}/{payment_status}", endpoints.find),
     Route("GET", "/payments/findAll/{merchant_uid}", endpoints.find_all),
     Route("GET", "/payments/findAll/{merchant_uid}/{payment_status}", endpoints.find_all),
+    Route("GET", "/payments/status/{payment_status}", endpoints.by_status),
     Route("GET", "/payments/{imp_uid}", endpoints.payment),
     Route("GET", "/subscribe/customers/{customer_uid}", endpoints.customer_get),
     Route("POST", "/subscribe/customers/{customer_uid}", endpoints.customer_post),

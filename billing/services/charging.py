@@ -28,7 +28,8 @@ from billing.services.locks import lock_charges, lock_subscription, lock_subscri
 from billing.services.plan_cache import PlanCache
 from billing.services.settlement import settle_failed, settle_paid, void_charge
 
-FIRST_LOOKUP_DELAY = 2.0  # seconds after an unknown outcome (or a refusal) before asking PortOne
+FIRST_LOOKUP_DELAY = 2.0  # seconds after an unknown outcome before asking PortOne
+REFUSAL_LEASE = 5.0  # a refusal is looked up at once; the sweep hands it out again after this
 CHARGEABLE = [str(status) for status in CHARGEABLE_STATUSES]
 
 
@@ -190,7 +191,9 @@ def _finish(
         _park(charge, ChargeStatus.PENDING, wall, delay)
         return FollowUp(charge=[charge.id], countdown=delay)
     if answer.outcome == Outcome.REFUSED:  # believed only once a lookup finds nothing
-        charge.refusal = answer.reason
+        charge.refusal = answer.reason  # a complete answer: PortOne is asked at once
+        _park(charge, ChargeStatus.UNKNOWN, wall, REFUSAL_LEASE)
+        return FollowUp(reconcile=[charge.id])
     _park(charge, ChargeStatus.UNKNOWN, wall, FIRST_LOOKUP_DELAY)
     return FollowUp(reconcile=[charge.id], countdown=FIRST_LOOKUP_DELAY)
 

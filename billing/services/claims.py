@@ -28,7 +28,7 @@ from billing.services.aside import SET_ASIDE_RETRY, describe, set_aside
 from billing.services.history import record_event
 from billing.services.notices import NoticeKind, queue_notice
 from billing.services.plan_cache import PlanCache
-from billing.services.reconcile import LOOKUP_LEASE
+from billing.services.reconcile import lookup_lease
 from billing.services.rows import load_state, state_values, store_state
 from billing.services.settlement import apply_decline, queue_final_notice
 
@@ -91,6 +91,7 @@ class Batch:
     customers: dict[int, str]
     attempts: CardAttempts
     result: Claimed
+    lease: timedelta  # a charge to look up first is not handed out again before this
     charges: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     lookups: dict[str, dict[str, str]] = field(default_factory=dict)  # merchant_uid -> why
@@ -102,6 +103,7 @@ def claim_due(
     wall: datetime,
     limit: int,
     cache: PlanCache,
+    window: timedelta,
     only: Sequence[int] = (),
 ) -> Claimed:
     """Claim up to ``limit`` due subscriptions: one pending charge row each, in bulk.
@@ -115,7 +117,8 @@ def claim_due(
     current = cache.current(session)
     customers = _customer_uids(session, {row.customer_id for row in rows})
     attempts = CardAttempts.load(session, set(customers.values()), now)
-    batch = Batch(session, now, wall, current, cache, customers, attempts, result)
+    batch = Batch(session, now, wall, current, cache, customers, attempts, result,
+                  lookup_lease(window))  # fmt: skip
     for row in rows:
         try:
             _claim_one(batch, row)
@@ -187,7 +190,7 @@ def _claim_one(batch: Batch, row: Row[Any]) -> None:
         "card_quota": plan.card_quota, "period_start": state.due.start,
         "period_end": state.due.end,
         "status": ChargeStatus.UNKNOWN if why else ChargeStatus.PENDING,
-        "retry_at": batch.wall + timedelta(seconds=LOOKUP_LEASE) if why else None,
+        "retry_at": batch.wall + batch.lease if why else None,
         "sends": 0, "lookups": 0, "refunded_amount": 0,
         "created_at": batch.now, "updated_at": batch.wall,
     })  # fmt: skip
@@ -337,7 +340,7 @@ def pending_to_republish(
             found.charge_ids.append(charge.id)
             continue
         charge.status = ChargeStatus.UNKNOWN
-        charge.retry_at = wall + timedelta(seconds=LOOKUP_LEASE)
+        charge.retry_at = wall + lookup_lease(window)
         record_event(session, "lookup_before_send", now, subscription_id=charge.subscription_id,
                      charge_id=charge.id, merchant_uid=charge.merchant_uid,
                      reason=f"never sent: {why}")  # fmt: skip
@@ -368,5 +371,5 @@ def unknown_to_reconcile(
             record_event(session, "charge_stuck", now, subscription_id=charge.subscription_id,
                          charge_id=charge.id, merchant_uid=charge.merchant_uid)  # fmt: skip
         charge.status, charge.updated_at = ChargeStatus.UNKNOWN, wall
-        charge.retry_at = wall + timedelta(seconds=LOOKUP_LEASE)  # not published again meanwhile
+        charge.retry_at = wall + lookup_lease(window)  # not published again meanwhile
     return [charge.id for charge in charges]

@@ -29,6 +29,8 @@ class Publisher(Protocol):
 
     def refund(self, refund_ids: Sequence[int], countdown: float | None = None) -> None: ...
 
+    def reconcile_ledger(self) -> None: ...
+
 
 class NoticeSender(Protocol):
     """Sends one notice on its channel; raises billing.notify.DeliveryError on failure."""

@@ -48,7 +48,6 @@ def settle_paid(
     if charge.status == ChargeStatus.PAID:
         return
     first = _paid_sibling(session, charge)
-    was_failed = charge.status == ChargeStatus.FAILED
     charge.status, charge.imp_uid, charge.duplicate_of = ChargeStatus.PAID, imp_uid, first
     charge.paid_at, charge.updated_at, charge.retry_at = now, wall, None
     charge.refusal = None
@@ -66,8 +65,7 @@ def settle_paid(
         record_event(session, "payment_for_superseded_period", now, subscription_id=sub.id,
                      charge_id=charge.id, period_no=charge.period_no)  # fmt: skip
         return
-    if was_failed:  # an open charge was the only one of the subscription: nothing else to stop
-        _supersede_unsent(session, charge, wall)
+    _supersede_unsent(session, charge, wall)
     _advance(session, sub, charge, now, wall, plans)
 
 
@@ -132,15 +130,25 @@ def settle_refunded(
     """Paid, then cancelled at PortOne (its console) while we did not know: the period was
     paid, and the money given back is recorded as refunded."""
     settle_paid(session, charge, imp_uid, now, wall, plans)
+    record_refund_at_portone(session, charge, refunded, reason, now)
+
+
+def record_refund_at_portone(
+    session: Session, charge: Charge, refunded: int, reason: str, now: datetime
+) -> bool:
+    """PortOne has refunded ``refunded`` KRW of this paid charge in all (its console): record
+    what we did not know of. False when we knew it all already."""
     if charge.refunded_amount >= refunded:
-        return
+        return False
+    before = charge.refunded_amount
     charge.refunded_amount = min(charge.amount, refunded)
     record_event(
         session, "charge_refunded", now, subscription_id=charge.subscription_id,
-        charge_id=charge.id, merchant_uid=charge.merchant_uid, imp_uid=imp_uid,
-        amount=refunded, refunded_amount=charge.refunded_amount, source="portone",
-        reason=reason,
+        charge_id=charge.id, merchant_uid=charge.merchant_uid, imp_uid=charge.imp_uid,
+        amount=charge.refunded_amount - before, refunded_amount=charge.refunded_amount,
+        source="portone", reason=reason,
     )  # fmt: skip
+    return True
 
 
 def settle_failed(
@@ -230,7 +238,8 @@ def void_charge(
 
 
 def _supersede_unsent(session: Session, paid: Charge, wall: datetime) -> None:
-    """Another attempt of a now-paid period that was never sent must not be sent."""
+    """Another attempt of a now-paid period that is waiting to be sent (pending: nothing of
+    it is at PortOne) must not be sent: it would pay the period again."""
     others = session.scalars(
         select(Charge)
         .where(
@@ -238,9 +247,8 @@ def _supersede_unsent(session: Session, paid: Charge, wall: datetime) -> None:
             Charge.period_no == paid.period_no,
             Charge.id != paid.id,
             Charge.status == ChargeStatus.PENDING,
-            Charge.sends == 0,
         )
-        .with_for_update()
+        .with_for_update(skip_locked=True)  # a locked one is being voided, or taken to send
     )
     for other in others:
         other.status, other.fail_reason, other.updated_at = ChargeStatus.FAILED, "superseded", wall

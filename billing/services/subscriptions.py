@@ -236,7 +236,7 @@ def _change(
     store_state(row, after)
     row.updated_at = now
     row.set_aside_at = row.set_aside_reason = None
-    extra: dict[str, Any] = {"reason": reason(after)} if reason is not None else {}
+    extra: dict[str, Any] = {"detail": reason(after)} if reason is not None else {}
     record_event(
         session, kind if isinstance(kind, str) else kind(after), now, subscription_id=row.id,
         status_before=str(before.status), status=row.status, plan_id=row.plan_id,

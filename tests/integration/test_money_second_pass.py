@@ -157,7 +157,7 @@ def test_cancel_at_period_end_asked_after_the_renewal_was_claimed_voids_the_rene
     assert len(world.gateway.paid()) == 1
     assert world.subscription(sid).status == "canceled"
     [canceled] = event_data(world, sid, "subscription_canceled")
-    assert canceled["reason"] == "cancel at period end asked after the period ended"
+    assert canceled["detail"] == "cancel at period end asked after the period ended"
 
 
 def test_a_charge_already_sent_is_settled_after_a_cancel_and_shown_to_the_operator(

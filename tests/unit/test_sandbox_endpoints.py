@@ -314,6 +314,27 @@ def test_find_and_find_all(sandbox: Sandbox) -> None:
     assert sandbox.call("GET", "/payments/findAll/m1?limit=0").status == 400
 
 
+def test_payments_by_status_in_a_time_window_paged(sandbox: Sandbox) -> None:
+    start = int(sandbox.clock.now)
+    sandbox.state.script("c1", ["decline"])
+    for n in range(4):
+        sandbox.again(f"m{n}")
+        sandbox.clock.now += 10
+    sandbox.call("POST", "/payments/cancel", {"merchant_uid": "m1", "reason": "console"})
+    paid = response(sandbox.call("GET", "/payments/status/paid?sorting=started"))
+    assert [p["merchant_uid"] for p in paid["list"]] == ["m2", "m3"]  # type: ignore[union-attr]
+    cancelled = response(sandbox.call("GET", "/payments/status/cancelled"))
+    assert [p["merchant_uid"] for p in cancelled["list"]] == ["m1"]  # type: ignore[union-attr]
+    window = f"from={start + 15}&to={start + 25}"
+    late = response(sandbox.call("GET", f"/payments/status/paid?{window}"))
+    assert [p["merchant_uid"] for p in late["list"]] == ["m2"]  # type: ignore[union-attr]
+    page = response(sandbox.call("GET", "/payments/status/all?limit=3&page=2&sorting=started"))
+    assert (page["total"], page["previous"], page["next"]) == (4, 1, 0)
+    assert [p["merchant_uid"] for p in page["list"]] == ["m3"]  # type: ignore[union-attr]
+    assert sandbox.call("GET", "/payments/status/lost").status == 400
+    assert sandbox.call("GET", "/payments/status/paid?limit=1001").status == 400
+
+
 def test_payment_by_imp_uid(sandbox: Sandbox) -> None:
     imp_uid = response(sandbox.again())["imp_uid"]
     assert (
