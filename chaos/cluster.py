@@ -214,15 +214,17 @@ class Postgres:
         """``pg_dump -Fc``: a consistent snapshot, taken while the product runs (a backup)."""
         self._client("pg_dump", "-Fc", "-f", str(path), database)
 
-    def restore(self, database: str, path: Path) -> None:
+    def restore(self, database: str, path: Path, prepare: str = "") -> None:
         """Replace ``database`` by the dump at ``path`` while the product runs, as a restore
         from a backup (or a failover to a replica that lost recent commits) looks to it: the
-        dump is restored beside the database, which is then dropped (its connections cut)
-        and replaced by the restored copy in one rename."""
+        dump is restored beside the database, ``prepare`` (SQL) is run on the copy, then the
+        database is dropped (its connections cut) and replaced by the copy in one rename."""
         restored = f"{database}_restored"
         self._client("dropdb", "--if-exists", restored)
         self._client("createdb", restored)
         self._client("pg_restore", "--no-owner", "-d", restored, str(path))
+        if prepare:
+            self._client("psql", "-d", restored, "-v", "ON_ERROR_STOP=1", "-c", prepare)
         self._client("dropdb", "--force", database)
         self._client("psql", "-d", "postgres", "-c",
                      f'ALTER DATABASE "{restored}" RENAME TO "{database}"')  # fmt: skip

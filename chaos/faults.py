@@ -21,8 +21,8 @@ DEFAULT_FAULTS: dict[str, float] = {
     "commit_then_reset": 0.02,
     "decline": 0.10,
     "token_expired": 0.01,
-    "already_paid": 0.02,  # PortOne paid it and answered "already paid"
-    "net_cancel": 0.02,  # approved, answer lost, cancelled by the PG: no money moved
+    "already_paid": 0.015,  # PortOne paid it and answered "already paid"
+    "net_cancel": 0.015,  # approved, answer lost, cancelled by the PG: no money moved
     "paid_then_refunded": 0.01,  # paid, answer lost, refunded in PortOne's console
 }
 

@@ -20,9 +20,12 @@ from billing.services.subscriptions import create_subscription
 
 # The chaos catalog's plans (chaos/plans.yaml: the shipped ones, a daily plan and two
 # nightly cron plans in daylight-saving zones) and how common each one is, in 1000ths.
-PLAN_WEIGHTS = {"basic-monthly": 420, "standard-monthly-trial": 250, "premium-yearly": 85,
-                "team-calendar": 170, "daily": 25, "nightly-sydney": 25,
-                "nightly-new-york": 25}  # fmt: skip
+PLAN_WEIGHTS = {"basic-monthly": 430, "standard-monthly-trial": 260, "premium-yearly": 90,
+                "team-calendar": 175, "daily": 15, "nightly-sydney": 15,
+                "nightly-new-york": 15}  # fmt: skip
+# The short run (CI) ends before either clock change (2027-03-14 and 2027-04-04): the nightly
+# plans would only add load there, so it bills the daily plan alone among the frequent ones.
+SHORT_PLAN_WEIGHTS = {**PLAN_WEIGHTS, "daily": 10, "nightly-sydney": 0, "nightly-new-york": 0}
 MONTH_END_SHARE = 0.45  # of anchors on the 29th to the 31st
 BATCH = 250  # subscriptions per transaction
 
@@ -62,8 +65,10 @@ class Population:
         return {self.subscription_ids[m.customer_uid]: m.cohort for m in self.members}
 
 
-def draw(rng: random.Random, count: int, month_start: datetime) -> Population:
-    plans = [plan for plan, weight in PLAN_WEIGHTS.items() for _ in range(weight)]
+def draw(
+    rng: random.Random, count: int, month_start: datetime, weights: dict[str, int] = PLAN_WEIGHTS
+) -> Population:
+    plans = [plan for plan, weight in weights.items() for _ in range(weight)]
     return Population(
         [
             Member(f"chaos-{n:06d}", rng.choice(plans), _anchor(rng, month_start), _cohort(rng))

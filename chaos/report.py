@@ -32,6 +32,9 @@ class Figures:
     slow_steps: int = 0
     steps: int = 0
     restores: int = 0
+    step_seconds: list[float] = field(default_factory=list)  # how long each step took to drain
+    ledger_repairs: int = 0  # payments `billing reconcile ledger` recorded
+    ledger_reported: int = 0  # differences it could only report
     refunded_at_portone: int = 0
     operators: Counter[str] = field(default_factory=Counter)
     anomalies: list[Anomaly] = field(default_factory=list)
@@ -45,6 +48,14 @@ class Figures:
 
 def _pairs(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{key} {value}" for key, value in sorted(counts.items())) or "none"
+
+
+def _spread(seconds: list[float]) -> str:
+    if not seconds:
+        return "-"
+    ordered = sorted(seconds)
+    median, slow = ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.9)]
+    return f"median {median:.1f} s, 90% within {slow:.1f} s, longest {ordered[-1]:.1f} s"
 
 
 def render(f: Figures) -> str:
@@ -77,9 +88,11 @@ def render(f: Figures) -> str:
         f"{f.fleet['unexpected_exits']} (worker 'Unrecoverable error' {f.fleet['worker_crashes']})",
         f"operators: {_pairs(f.operators)}",
         f"database restored from a pg_dump taken {o.restore_after} steps earlier: "
-        f"{f.restores} time(s); charges refunded in PortOne's console and recorded so: "
+        f"{f.restores} time(s); `billing reconcile ledger` repaired {f.ledger_repairs}, "
+        f"reported {f.ledger_reported}; charges refunded in PortOne's console and recorded: "
         f"{f.refunded_at_portone}",
-        f"clock steps: {f.steps} ({f.slow_steps} did not drain within the step timeout)",
+        f"clock steps: {f.steps} ({f.slow_steps} did not drain within the step timeout; "
+        f"drained in {_spread(f.step_seconds)})",
         f"anomalies: {len(f.anomalies)} ({_pairs({k: v for k, v in f.anomaly_counts.items()})})",
         "wall time: " + f"{sum(f.seconds.values()):.1f} s (" + ", ".join(
             f"{phase} {seconds:.1f} s" for phase, seconds in f.seconds.items()) + ")",

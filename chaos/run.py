@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -14,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, func, select
@@ -28,7 +30,7 @@ from billing.clock import DatabaseClock
 from billing.config import load_settings
 from billing.db import migrate
 from billing.db.engine import make_engine
-from billing.db.tables import Charge, Subscription
+from billing.db.tables import Charge, Event, Subscription
 from billing.domain.calendar import add_months_clamped, periods
 from billing.domain.plans import Catalog
 from billing.services import catalog as catalog_service
@@ -74,12 +76,14 @@ class ChaosRun:
         self.figures = Figures(options)
         self._phase_started = time.monotonic()
         self._dumped_at: datetime | None = None
+        self._env: dict[str, str] = {}
+        self._started_at = datetime.now(UTC)
         self._backups: list[threading.Thread] = []
 
     # -- the run -----------------------------------------------------------------------------
 
     def execute(self) -> int:
-        env = self._boot()
+        env = self._env = self._boot()
         catalog = load_catalog_file(CATALOG, "Asia/Seoul")
         people = self._populate(catalog)
         end = months_after(START, self.options.months)
@@ -107,6 +111,8 @@ class ChaosRun:
         grace = [end + timedelta(days=d + 1) for d in range(self.options.grace_days)]
         say("faults off; the dunning retries come due")
         self._bill(grace, Mayhem())
+        self._settle()
+        self._reconcile_ledger(self._started_at)  # the daily run, over the whole run
         now = self._settle()
         self._lap("grace and settle")
         self._judge(catalog, people, now)
@@ -138,7 +144,8 @@ class ChaosRun:
         return env
 
     def _populate(self, catalog: Catalog) -> Population:
-        people = population.draw(self.rng, self.options.subscriptions, START)
+        weights = population.SHORT_PLAN_WEIGHTS if self.options.short else population.PLAN_WEIGHTS
+        people = population.draw(self.rng, self.options.subscriptions, START, weights)
         app = self._app()
         with app.transaction() as session:
             catalog_service.load_catalog(session, catalog, str(CATALOG), "chaos", START)
@@ -188,17 +195,21 @@ class ChaosRun:
             for act in operators.at(index):
                 operators.act(act, moment)
             if index in (mayhem.dump_step, mayhem.restore_step):
-                self._backup(restore=index == mayhem.restore_step)
+                self._backup(moment, restore=index == mayhem.restore_step)
             self.figures.steps += 1
+            began = time.monotonic()
             if not self._drain_step(moment):
                 self.figures.slow_steps += 1
+            self.figures.step_seconds.append(time.monotonic() - began)
             if (index + 1) % 10 == 0:
                 kills = sum(n for what, n in fleet.counts.items() if what.endswith("_kills"))
                 say(f"clock at {moment.astimezone(SEOUL):%Y-%m-%d}; {kills} kills so far")
 
-    def _backup(self, restore: bool) -> None:
+    def _backup(self, moment: datetime, restore: bool) -> None:
         """Take a pg_dump of the live database, or restore the one taken, while the step's
-        charges are in flight (in a thread: the calendar does not wait)."""
+        charges are in flight (in a thread: the calendar does not wait). A restore brings
+        back the database, not the past: the test clock, which lives in the database, is put
+        back to the step's moment in the copy before it replaces the live one."""
         dump = self.root / "billing.dump"
 
         def take() -> None:
@@ -210,16 +221,35 @@ class ChaosRun:
         def put_back() -> None:
             time.sleep(self.rng.uniform(0.1, 0.6))
             assert self._dumped_at is not None
-            self.postgres.restore("billing", dump)
+            clock = f"UPDATE test_clock SET now = '{moment.isoformat()}'"  # noqa: S608 (our own ISO time)
+            self.postgres.restore("billing", dump, prepare=clock)
             lost = self._operators().forget_after(self._dumped_at)
             self.figures.restores += 1
             say(f"database restored from the dump ({lost} operator actions undone)")
+            self._reconcile_ledger(self._dumped_at)  # what the runbook says to do next
 
         thread = threading.Thread(target=put_back if restore else take, daemon=True)
         thread.start()
         self._backups.append(thread)
         if restore:
             thread.join(300)  # the restore replaces the database the step is judged on
+
+    def _reconcile_ledger(self, since: datetime) -> None:
+        """``billing reconcile ledger --since``, as an operator runs it after a restore and
+        the scheduler once a day: PortOne's ledger repairs what this database forgot."""
+        command = [sys.executable, "-m", "billing", "reconcile", "ledger", "--json",
+                   "--since", since.isoformat()]  # fmt: skip
+        done = subprocess.run(command, cwd=ROOT, env=processes.product_env(self._env),
+                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+        if done.returncode not in (0, 1):
+            raise ClusterError(f"billing reconcile ledger failed: {done.stderr.strip()[-300:]}")
+        findings = json.loads(done.stdout)["findings"]
+        self.figures.ledger_repairs += sum(
+            1 for f in findings if not str(f["verdict"]).startswith("reported")
+        )
+        self.figures.ledger_reported += sum(
+            1 for f in findings if str(f["verdict"]).startswith("reported")
+        )
 
     def _drain_step(self, now: datetime) -> bool:
         """Wait until everything due at ``now`` is claimed and every charge is settled.
@@ -288,10 +318,29 @@ class ChaosRun:
             path.read_text(errors="replace") for path in sorted(logs.glob("scheduler-*.log"))
         )
         f.operators = operators.counts
+        if f.anomalies and self.options.keep:
+            self._explain(ledger, f.anomalies)
         fleet = self._fleet()
         f.fleet = fleet.counts
         f.fleet["worker_crashes"] = fleet.crashes()
         f.unexpected = fleet.exits
+
+    def _explain(self, ledger: list[dict[str, Any]], anomalies: list[invariants.Anomaly]) -> None:
+        """With --keep: the ledger and the history of the subscriptions an anomaly names, in
+        the run's directory (explain.txt), for the person who reads it next."""
+        keys = {word for a in anomalies for word in a.detail.replace("-", " ").split()}
+        lines = []
+        with self._app().transaction() as session:
+            for sub in session.scalars(select(Subscription).where(Subscription.key.in_(keys))):
+                lines.append(f"subscription {sub.id} key {sub.key} {sub.status} {sub.plan_id}")
+                lines += [f"  ledger {p['merchant_uid']} {p['status']} paid_at={p['paid_at']} "
+                          f"started_at={p['started_at']}" for p in ledger
+                          if str(p["merchant_uid"]).startswith(f"sub-{sub.key}-")]  # fmt: skip
+                query = select(Event).where(Event.subscription_id == sub.id).order_by(Event.id)
+                lines += [f"  {e.occurred_at} {e.recorded_at} {e.kind} {e.data}"
+                          for e in session.scalars(query)]  # fmt: skip
+        (self.root / "explain.txt").write_text("\n".join(lines))
+        say(f"anomalies explained in {self.root / 'explain.txt'}")
 
     # -- plumbing ----------------------------------------------------------------------------
 
