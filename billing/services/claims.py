@@ -22,13 +22,13 @@ from billing.domain import subscriptions as lifecycle
 from billing.domain.calendar import period_amount
 from billing.domain.charges import OPEN_CHARGE_STATUSES, ChargeStatus, merchant_uid
 from billing.domain.plans import MAX_ATTEMPTS_PER_30_DAYS, Plan
+from billing.domain.retry import lookup_lease
 from billing.domain.subscriptions import CHARGEABLE_STATUSES, BillingState
 from billing.errors import BillingError
 from billing.services.aside import SET_ASIDE_RETRY, describe, set_aside
 from billing.services.history import record_event
 from billing.services.notices import NoticeKind, queue_notice
 from billing.services.plan_cache import PlanCache
-from billing.services.reconcile import lookup_lease
 from billing.services.rows import load_state, state_values, store_state
 from billing.services.settlement import apply_decline, queue_final_notice
 

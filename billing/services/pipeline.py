@@ -7,6 +7,7 @@ Follow-up messages are published only after the second transaction commits.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from billing.bootstrap import App
 from billing.db.engine import is_outage
+from billing.domain.charges import Timing
 from billing.logs import log
 from billing.portone.answers import (
     ChargeAnswer,
@@ -30,11 +32,12 @@ from billing.portone.answers import (
     classify_find_paid,
 )
 from billing.services.aside import describe, keep_answer
-from billing.services.charging import ChargeWork, FollowUp, begin_charges, finish_charges
+from billing.services.charging import ChargeWork, begin_charges, finish_charges
 from billing.services.delivery import begin_delivery, finish_delivery
 from billing.services.plan_cache import PlanCache
 from billing.services.ports import Gateway, NoticeSender, Publisher
 from billing.services.reconcile import ReconcileWork, begin_reconcile, finish_reconcile
+from billing.services.settlement import FollowUp
 
 logger = logging.getLogger("billing.pipeline")
 T = TypeVar("T")
@@ -74,8 +77,10 @@ class Pipeline:
         plans: PlanCache,
         wall: Callable[[], datetime] = system_now,
         calls: Executor | None = None,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self.app = app
+        self.jitter = jitter
         self.calls = calls or InlineExecutor()
         self.gateway = gateway
         self.publisher = publisher
@@ -123,7 +128,7 @@ class Pipeline:
 
         def record(session: Session, chunk: list[tuple[ChargeWork, ChargeAnswer]]) -> FollowUp:
             now = self.app.clock.now()
-            return finish_charges(session, chunk, now, self.wall(), self.plans)
+            return finish_charges(session, chunk, now, self._timing(), self.plans)
 
         def kept(pair: tuple[ChargeWork, ChargeAnswer]) -> tuple[int, str | None]:
             work, answer = pair
@@ -184,17 +189,16 @@ class Pipeline:
     def reconcile(self, charge_id: int) -> str | None:
         """Ask PortOne about one open charge and act on the answer."""
         with self.app.transaction() as session:
-            work = begin_reconcile(session, charge_id, self.wall(), self.window)
+            work = begin_reconcile(session, charge_id, self._timing())
         if work is None:
             return None
         lookup = self._lookup(work.merchant_uid, work.amount)
         log(logger, "reconcile_lookup", merchant_uid=work.merchant_uid,
-            found=str(lookup.found), reason=lookup.reason, lookup=work.lookups + 1)  # fmt: skip
+            found=str(lookup.found), reason=lookup.reason)  # fmt: skip
 
         def record(session: Session, _: list[ReconcileWork]) -> FollowUp:
             now = self.app.clock.now()
-            return finish_reconcile(session, work, lookup, now, self.wall(), self.window,
-                                    self.plans)  # fmt: skip
+            return finish_reconcile(session, work, lookup, now, self._timing(), self.plans)
 
         def kept(item: ReconcileWork) -> tuple[int, str | None]:
             paid = lookup.found in (Found.PAID, Found.REFUNDED)
@@ -202,6 +206,9 @@ class Pipeline:
 
         self._publish(self._in_transactions([work], record, kept, "lookup"))
         return str(lookup.found)
+
+    def _timing(self) -> Timing:
+        return Timing(self.wall(), self.window, self.jitter())
 
     def _lookup(self, merchant_uid: str, amount: int) -> Lookup:
         paid = classify_find_paid(self.gateway.find_paid(merchant_uid), merchant_uid, amount)
