@@ -233,7 +233,7 @@ class Pipeline:
             channel=work.channel, attempt=work.attempt, error=error)  # fmt: skip
         now = self.app.clock.now()
         with self.app.transaction() as session:
-            finish_delivery(session, work, error, now, self.wall())
+            finish_delivery(session, work, error, now, self.wall(), self.jitter())
         return "delivered" if error is None else "retry"
 
     def _publish(self, follow: FollowUp) -> None:

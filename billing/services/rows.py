@@ -7,7 +7,8 @@ from typing import Any, Protocol
 
 from billing.db.tables import Subscription
 from billing.domain.calendar import Period
-from billing.domain.subscriptions import BillingState, SubscriptionStatus
+from billing.domain.statuses import SubscriptionStatus
+from billing.domain.subscriptions import BillingState
 
 
 class SubscriptionColumns(Protocol):

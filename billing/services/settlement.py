@@ -28,20 +28,22 @@ from billing.domain.charges import (
     Step,
     Void,
 )
-from billing.domain.declines import DeclineClass, classify_decline
-from billing.domain.subscriptions import (
-    CHARGEABLE_STATUSES,
+from billing.domain.dunning import (
     Decline,
     DeclineAction,
-    SubscriptionStatus,
+    DeclineClass,
+    classify_decline,
+    final_notice,
     record_decline,
-    record_payment,
 )
+from billing.domain.notices import NoticeKind
+from billing.domain.statuses import CHARGEABLE_STATUSES, SubscriptionStatus
+from billing.domain.subscriptions import record_payment
 from billing.logs import log
 from billing.services.catalog import latest_plan
 from billing.services.history import record_event
 from billing.services.locks import lock_subscription
-from billing.services.notices import NoticeKind, queue_notice
+from billing.services.notices import queue_notice
 from billing.services.plan_cache import PlanCache
 from billing.services.rows import load_state, store_state
 
@@ -287,9 +289,7 @@ def queue_final_notice(
     wall: datetime,
 ) -> None:
     """Dunning ended: tell that the subscription was canceled or paused."""
-    kinds = {DeclineAction.CANCEL: NoticeKind.SUBSCRIPTION_CANCELED,
-             DeclineAction.PAUSE: NoticeKind.SUBSCRIPTION_PAUSED}  # fmt: skip
-    kind = kinds.get(decline.action)
+    kind = final_notice(decline.action)
     if kind is not None:
         queue_notice(session, plans.notice_settings(session), kind, sub, now, wall,
                      reason="dunning exhausted")  # fmt: skip

@@ -14,14 +14,16 @@ from sqlalchemy.orm import Session
 from billing.db.tables import CatalogLoad, Charge, Customer, Subscription
 from billing.domain import subscriptions as lifecycle
 from billing.domain.charges import OPEN_CHARGE_STATUSES, ChargeStatus
+from billing.domain.notices import NoticeKind
 from billing.domain.plans import Plan
-from billing.domain.subscriptions import BillingState, SubscriptionStatus
+from billing.domain.statuses import CHARGEABLE_STATUSES, SubscriptionStatus
+from billing.domain.subscriptions import BillingState
 from billing.errors import Conflict, InvalidInput, NotFound
 from billing.services.catalog import current_plan
 from billing.services.customers import get_customer
 from billing.services.history import record_event
 from billing.services.locks import lock_open_charges
-from billing.services.notices import NoticeKind, queue_notice, settings_from_load
+from billing.services.notices import queue_notice, settings_from_load
 from billing.services.rows import load_state, store_state
 from billing.services.settlement import void_charge
 
@@ -147,7 +149,7 @@ def card_updated(session: Session, customer_uid: str, now: datetime) -> list[Sub
     ids = session.scalars(
         select(Subscription.id).where(
             Subscription.customer_id == customer.id,
-            Subscription.status.in_([str(s) for s in lifecycle.CHARGEABLE_STATUSES]),
+            Subscription.status.in_([str(s) for s in CHARGEABLE_STATUSES]),
         )
     ).all()
     busy = {charge.subscription_id for sid in ids for charge in lock_open_charges(session, sid)}

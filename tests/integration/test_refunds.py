@@ -19,9 +19,11 @@ from billing.catalog import parse_catalog
 from billing.clock import FixedClock
 from billing.config import load_settings
 from billing.db.tables import Charge, Event, Refund
+from billing.domain.refunds import CancelRequest
+from billing.domain.retry import LOOKUP_EVERY
 from billing.errors import Conflict, InvalidInput, NotFound
 from billing.portone.answers import Exchange, Transport
-from billing.portone.cancels import CancelRequest, PortOneCancels
+from billing.portone.cancels import PortOneCancels
 from billing.portone.client import PortOneClient
 from billing.sandbox import SandboxConfig, SandboxServer
 from billing.sandbox.ledger import CancelTerms
@@ -30,7 +32,6 @@ from billing.services.customers import add_customer
 from billing.services.pipeline import Pipeline
 from billing.services.plan_cache import PlanCache
 from billing.services.refunds import (
-    LOOKUP_EVERY,
     RefundRunner,
     begin_refund,
     reconcile_refund,
@@ -94,7 +95,7 @@ class Shop:
         self.gateway = ScriptedCancels(PortOneCancels(self.client))
         self.sleeps: list[float] = []
         self.runner = RefundRunner(app, self.gateway, wall=lambda: self.wall,
-                                   sleep=self.sleeps.append)  # fmt: skip
+                                   sleep=self.sleeps.append, jitter=lambda: 1.0)  # fmt: skip
         self.window = timedelta(seconds=app.settings.reconcile_after)
         with app.transaction() as session:
             parsed = parse_catalog(CATALOG, "c.yaml", "Asia/Seoul")

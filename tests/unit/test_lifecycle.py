@@ -9,7 +9,8 @@ import pytest
 
 from billing.domain import subscriptions as lifecycle
 from billing.domain.calendar import Period
-from billing.domain.subscriptions import BillingState, SubscriptionStatus
+from billing.domain.statuses import SubscriptionStatus
+from billing.domain.subscriptions import BillingState
 from billing.domain.times import parse_time
 from billing.errors import Conflict
 from tests.unit.plans_factory import SEOUL, every, monthly
