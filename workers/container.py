@@ -18,6 +18,7 @@ from billing.bootstrap import App, build_app, make_gateway
 from billing.config import load_settings
 from billing.notify import Sender
 from billing.portone.client import PortOneClient
+from billing.portone.gateway import PortOneGateway
 from billing.services.pipeline import Pipeline
 from billing.services.plan_cache import PlanCache
 from workers.config import CALLS_PER_THREAD, DEFAULT_CONCURRENCY
@@ -58,7 +59,9 @@ def build_container(celery: Celery, concurrency: int, portone_url: str | None = 
     calls = concurrency * CALLS_PER_THREAD
     gateway = make_gateway(settings, connections=calls, url=portone_url)
     pool = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="portone")
-    pipeline = Pipeline(app, gateway, CeleryPublisher(celery), PlanCache(), calls=pool)
+    pipeline = Pipeline(
+        app, PortOneGateway(gateway), CeleryPublisher(celery), PlanCache(), calls=pool
+    )
     return Container(app, gateway, pipeline, make_sender(concurrency))
 
 

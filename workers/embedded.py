@@ -15,6 +15,7 @@ from celery import Celery
 
 from billing.bootstrap import App, build_app, make_gateway
 from billing.config import Settings
+from billing.portone.gateway import PortOneGateway
 from billing.sandbox import SandboxConfig, SandboxServer
 from billing.services.pipeline import Pipeline
 from billing.services.plan_cache import PlanCache
@@ -52,7 +53,7 @@ class Embedded:
         gateway = make_gateway(self.settings, connections=calls, url=url)
         plans = PlanCache()
         pool = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="portone")
-        pipeline = Pipeline(self.app, gateway, publisher, plans, calls=pool)
+        pipeline = Pipeline(self.app, PortOneGateway(gateway), publisher, plans, calls=pool)
         install(Container(self.app, gateway, pipeline, make_sender(self.concurrency)))
         self.scheduler = Scheduler(self.app, publisher, plans)
         self._worker = self.celery.WorkController(

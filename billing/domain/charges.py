@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from billing.domain import retry
 from billing.domain.answers import ChargeAnswer, Found, Lookup, Outcome
@@ -33,6 +34,36 @@ class ChargeStatus(StrEnum):
 OPEN_CHARGE_STATUSES = frozenset(
     {ChargeStatus.PENDING, ChargeStatus.PROCESSING, ChargeStatus.UNKNOWN}
 )
+
+
+@dataclass(frozen=True)
+class ChargeRequest:
+    """The body of ``POST /subscribe/payments/again`` (amount in integer KRW)."""
+
+    customer_uid: str
+    merchant_uid: str
+    amount: int
+    name: str
+    card_quota: int | None = None
+    buyer_name: str | None = None
+    buyer_email: str | None = None
+    buyer_tel: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "customer_uid": self.customer_uid,
+            "merchant_uid": self.merchant_uid,
+            "amount": self.amount,
+            "name": self.name,
+        }
+        optional = {
+            "card_quota": self.card_quota,
+            "buyer_name": self.buyer_name,
+            "buyer_email": self.buyer_email,
+            "buyer_tel": self.buyer_tel,
+        }
+        fields.update({key: value for key, value in optional.items() if value is not None})
+        return fields
 
 
 def merchant_uid(subscription_key: str, period_no: int, attempt: int) -> str:

@@ -18,9 +18,8 @@ from sqlalchemy.orm import Session
 
 from billing.db.tables import Charge, Subscription
 from billing.domain.answers import ChargeAnswer
-from billing.domain.charges import ChargeStatus, Timing, after_answer, voided
+from billing.domain.charges import ChargeRequest, ChargeStatus, Timing, after_answer, voided
 from billing.domain.statuses import CHARGEABLE_STATUSES
-from billing.portone.client import ChargeRequest
 from billing.services.history import record_event
 from billing.services.locks import lock_charges, lock_subscription, lock_subscriptions
 from billing.services.plan_cache import PlanCache

@@ -20,22 +20,14 @@ from sqlalchemy.orm import Session
 
 from billing.bootstrap import App
 from billing.db.engine import is_outage
+from billing.domain.answers import ChargeAnswer, Found, Outcome
 from billing.domain.charges import Timing
 from billing.logs import log
-from billing.portone.answers import (
-    ChargeAnswer,
-    Found,
-    Lookup,
-    Outcome,
-    classify_again,
-    classify_find_all,
-    classify_find_paid,
-)
 from billing.services.aside import describe, keep_answer
 from billing.services.charging import ChargeWork, begin_charges, finish_charges
 from billing.services.delivery import begin_delivery, finish_delivery
 from billing.services.plan_cache import PlanCache
-from billing.services.ports import Gateway, NoticeSender, Publisher
+from billing.services.ports import ChargeGateway, NoticeSender, Publisher
 from billing.services.reconcile import ReconcileWork, begin_reconcile, finish_reconcile
 from billing.services.settlement import FollowUp
 
@@ -72,7 +64,7 @@ class Pipeline:
     def __init__(
         self,
         app: App,
-        gateway: Gateway,
+        gateway: ChargeGateway,
         publisher: Publisher,
         plans: PlanCache,
         wall: Callable[[], datetime] = system_now,
@@ -116,8 +108,7 @@ class Pipeline:
         if remaining <= 0:  # it waited behind other calls too long: nothing is sent
             answer = ChargeAnswer(Outcome.TRANSIENT, "not sent: waited past its send deadline")
         else:
-            exchange = self.gateway.again(work.request, send_within=remaining)
-            answer = classify_again(exchange, work.request.merchant_uid, work.request.amount)
+            answer = self.gateway.charge(work.request, send_within=remaining)
         log(logger, "charge_answer", merchant_uid=work.request.merchant_uid,
             amount=work.request.amount, send=work.sends, outcome=str(answer.outcome),
             http_status=answer.http_status, code=answer.code, reason=answer.reason)  # fmt: skip
@@ -192,7 +183,7 @@ class Pipeline:
             work = begin_reconcile(session, charge_id, self._timing())
         if work is None:
             return None
-        lookup = self._lookup(work.merchant_uid, work.amount)
+        lookup = self.gateway.lookup(work.merchant_uid, work.amount)
         log(logger, "reconcile_lookup", merchant_uid=work.merchant_uid,
             found=str(lookup.found), reason=lookup.reason)  # fmt: skip
 
@@ -209,12 +200,6 @@ class Pipeline:
 
     def _timing(self) -> Timing:
         return Timing(self.wall(), self.window, self.jitter())
-
-    def _lookup(self, merchant_uid: str, amount: int) -> Lookup:
-        paid = classify_find_paid(self.gateway.find_paid(merchant_uid), merchant_uid, amount)
-        if paid.found != Found.NOTHING:
-            return paid
-        return classify_find_all(self.gateway.find_all(merchant_uid), merchant_uid, amount)
 
     def deliver(self, notice_id: int, sender: NoticeSender) -> str | None:
         """Send one notice from the outbox; at least once (see services.delivery)."""

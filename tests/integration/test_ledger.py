@@ -10,8 +10,9 @@ from sqlalchemy import create_engine, delete, select, text, update
 
 from billing.bootstrap import App
 from billing.db.tables import Charge, Event, Subscription
+from billing.domain.charges import ChargeRequest
 from billing.errors import InvalidInput
-from billing.portone.client import ChargeRequest, PortOneClient
+from billing.portone.client import PortOneClient
 from billing.sandbox import SandboxServer
 from billing.services.jobs import last_run
 from billing.services.ledger import Verdict, reconcile_ledger

@@ -15,7 +15,7 @@ from sqlalchemy import select, text, update
 from billing.bootstrap import App
 from billing.catalog import parse_catalog
 from billing.db.tables import Charge, Event, PlanRow, Subscription
-from billing.portone.client import ChargeRequest
+from billing.domain.charges import ChargeRequest
 from billing.services import catalog
 from billing.services import subscriptions as lifecycle
 from billing.services.status import status_report

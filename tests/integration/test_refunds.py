@@ -25,6 +25,7 @@ from billing.errors import Conflict, InvalidInput, NotFound
 from billing.portone.answers import Exchange, Transport
 from billing.portone.cancels import PortOneCancels
 from billing.portone.client import PortOneClient
+from billing.portone.gateway import PortOneGateway
 from billing.sandbox import SandboxConfig, SandboxServer
 from billing.sandbox.ledger import CancelTerms
 from billing.services import catalog
@@ -109,7 +110,9 @@ class Shop:
         publisher = ListPublisher()
         plans = PlanCache()
         Scheduler(self.app, publisher, plans, wall=lambda: self.wall).run_pass()
-        pipeline = Pipeline(self.app, self.client, publisher, plans, wall=lambda: self.wall)
+        pipeline = Pipeline(
+            self.app, PortOneGateway(self.client), publisher, plans, wall=lambda: self.wall
+        )
         for charge_id in publisher.take()[0]:
             pipeline.charge(charge_id)
         return self.charges()[-1]

@@ -32,10 +32,11 @@ from billing.db import migrate
 from billing.db.engine import make_engine
 from billing.db.tables import Charge, Event, Subscription
 from billing.db.tables import Notice as NoticeRow
+from billing.domain.charges import ChargeRequest
 from billing.domain.durations import parse_interval
 from billing.domain.plans import Plan
 from billing.portone.answers import Exchange, Transport
-from billing.portone.client import ChargeRequest, PortOneClient
+from billing.portone.client import PortOneClient
 from billing.sandbox import SandboxConfig, SandboxServer
 from billing.services import catalog
 from billing.services.customers import add_customer
