@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.catalog import parse_catalog
 from billing.clock import FixedClock
 from billing.db.tables import Charge, Event, Notice, Subscription
@@ -16,8 +16,8 @@ from billing.services import catalog
 from billing.services.customers import add_customer, find_customer
 from billing.services.pipeline import Pipeline
 from billing.services.plan_cache import PlanCache
+from billing.services.scheduling import Scheduler
 from billing.services.subscriptions import create_subscription
-from schedules.scheduler import Scheduler
 from tests.fakes import FakeGateway, ListPublisher
 
 START = datetime(2027, 1, 30, 15, 30, tzinfo=UTC)  # 2027-01-31 00:30 in Seoul

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from billing.clock import system_now
 from billing.db.bulk import insert_returning_ids
 from billing.db.tables import Charge, Customer, Event, Subscription
 from billing.domain import subscriptions as lifecycle
@@ -145,7 +146,7 @@ def _write(batch: Batch) -> None:
     if not batch.charges:
         return
     ids = insert_returning_ids(session, CHARGES, batch.charges, CHARGES.c.merchant_uid)
-    recorded = datetime.now(UTC)
+    recorded = system_now()
     session.execute(insert(EVENTS), [
         {"subscription_id": charge["subscription_id"], "charge_id": charge_id,
          "kind": "charge_created", "occurred_at": batch.now, "recorded_at": recorded,

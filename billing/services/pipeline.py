@@ -11,14 +11,14 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.db.engine import is_outage
 from billing.domain.answers import ChargeAnswer, Found, Outcome
 from billing.domain.charges import Timing
@@ -39,10 +39,6 @@ RECORD_BACKOFF = 0.5  # seconds, doubled per try
 
 def _alone(record: Callable[[Session, list[T]], FollowUp], item: T, session: Session) -> FollowUp:
     return record(session, [item])
-
-
-def system_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class InlineExecutor(Executor):
@@ -67,7 +63,7 @@ class Pipeline:
         gateway: ChargeGateway,
         publisher: Publisher,
         plans: PlanCache,
-        wall: Callable[[], datetime] = system_now,
+        wall: Callable[[], datetime] | None = None,
         calls: Executor | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
@@ -77,7 +73,7 @@ class Pipeline:
         self.gateway = gateway
         self.publisher = publisher
         self.plans = plans
-        self.wall = wall
+        self.wall = wall or app.system_clock.now
         self.window = timedelta(seconds=app.settings.reconcile_after)
         # A send not started this long after its charge was taken is not sent: it then
         # ends (answer or read timeout) before the window after which it may be sent again.

@@ -17,14 +17,14 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.db.tables import Charge
 from billing.domain.answers import Found, Lookup
 from billing.domain.charges import ChargeStatus, Timing, after_lookup
@@ -181,13 +181,13 @@ class NoticeHandler:
         plans: PlanCache,
         *,
         include_sandbox: bool,
-        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        wall: Callable[[], datetime] | None = None,
     ) -> None:
         self.app = app
         self.portone = portone
         self.plans = plans
         self.include_sandbox = include_sandbox
-        self.wall = wall
+        self.wall = wall or app.system_clock.now
 
     def handle(self, notice: Notice) -> NoticeResult:
         exchange = self.portone.payment(notice.imp_uid, include_sandbox=self.include_sandbox)

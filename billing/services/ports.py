@@ -1,5 +1,5 @@
 """The ports the services use: PortOne (in domain values), the publisher of tasks, the
-notice sender. Adapters: ``billing.portone.gateway`` (PortOne V1), ``workers.publisher``
+notice sender. Adapters: ``billing.portone.gateway`` (PortOne V1), ``billing.broker``
 (Celery), ``billing.notify`` (log, webhook, e-mail)."""
 
 from __future__ import annotations

@@ -19,14 +19,14 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.db.tables import Charge, Refund
 from billing.domain import retry
 from billing.domain.charges import ChargeStatus
@@ -53,10 +53,6 @@ logger = logging.getLogger("billing.refunds")
 REASON_MAX = 200  # refunds.reason
 TRANSIENT_TRIES = 3  # sends of one step whose request never left (or 401/429)
 SEND: Literal["send"] = "send"
-
-
-def system_now() -> datetime:
-    return datetime.now(UTC)
 
 
 OPEN = [str(status) for status in OPEN_REFUND_STATUSES]
@@ -297,14 +293,14 @@ class RefundRunner:
         self,
         app: App,
         gateway: RefundGateway | PortOneClient,
-        wall: Callable[[], datetime] = system_now,
+        wall: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.app = app
         self.jitter = jitter
         self.gateway = PortOneCancels(gateway) if isinstance(gateway, PortOneClient) else gateway
-        self.wall = wall
+        self.wall = wall or app.system_clock.now
         self.sleep = sleep
         self.window = timedelta(seconds=app.settings.reconcile_after)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from billing.clock import system_now
 from billing.db.tables import CatalogLoad, Charge, Customer, Subscription
 from billing.domain import subscriptions as lifecycle
 from billing.domain.charges import OPEN_CHARGE_STATUSES, ChargeStatus
@@ -134,7 +135,7 @@ def _void_unsent(session: Session, row: Subscription, locked: list[Charge], now:
     one a scheduler claimed in between (its claim committed before our subscription lock)."""
     charges = {charge.id: charge for charge in locked}
     charges.update((charge.id, charge) for charge in lock_open_charges(session, row.id))
-    wall = datetime.now(UTC)
+    wall = system_now()
     for charge in charges.values():
         if charge.status == ChargeStatus.PENDING:
             void_charge(session, charge, row, now, wall)
@@ -193,7 +194,7 @@ def _notify(
 ) -> None:
     latest = select(CatalogLoad).order_by(CatalogLoad.id.desc()).limit(1)
     settings = settings_from_load(session.scalar(latest))
-    queue_notice(session, settings, kind, row, now, datetime.now(UTC), reason=reason)
+    queue_notice(session, settings, kind, row, now, system_now(), reason=reason)
 
 
 def resume(session: Session, subscription_id: int, now: datetime) -> Subscription:

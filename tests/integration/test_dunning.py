@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.db.tables import Event
 from billing.notify import Sender
 from billing.services.subscriptions import card_updated, create_subscription

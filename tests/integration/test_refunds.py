@@ -14,9 +14,10 @@ from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from billing.bootstrap import App, build_app
+from billing.app import App, build_app
+from billing.broker import celery_config
 from billing.catalog import parse_catalog
-from billing.clock import FixedClock
+from billing.clock import FixedClock, system_now
 from billing.config import load_settings
 from billing.db.tables import Charge, Event, Refund
 from billing.domain.refunds import CancelRequest
@@ -38,15 +39,13 @@ from billing.services.refunds import (
     reconcile_refund,
     refunds_to_reconcile,
     request_refund,
-    system_now,
 )
+from billing.services.scheduling import Scheduler
 from billing.services.subscriptions import create_subscription
-from schedules.scheduler import Scheduler
 from tests.acceptance.test_cli import js, ok, refused
 from tests.conftest import CliRunner, snapshot
 from tests.fakes import ListPublisher
 from tests.processes import WorkerProcess, wait_for
-from workers.config import celery_config
 
 START = datetime(2027, 1, 30, 15, 30, tzinfo=UTC)
 CATALOG = """
@@ -389,7 +388,7 @@ def test_the_refund_command_reports_a_refusal_and_exits_non_zero(
 def test_the_sweep_hands_a_refund_whose_process_died_to_a_worker(
     db_url: str, redis_url: str, sandbox: SandboxServer, tmp_path: Path
 ) -> None:
-    from workers.publisher import CeleryPublisher
+    from billing.broker import CeleryPublisher
 
     if not hasattr(CeleryPublisher, "refund"):
         pytest.skip("billing.refund is not wired into the publisher and the scheduler yet")

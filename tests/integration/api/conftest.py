@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from billing.bootstrap import App, build_app
+from billing.app import App, build_app
 from billing.catalog import parse_catalog
 from billing.clock import DatabaseClock
 from billing.config import load_settings
@@ -25,8 +25,8 @@ from billing.services import catalog
 from billing.services.api_keys import create_key
 from billing.services.pipeline import Pipeline
 from billing.services.plan_cache import PlanCache
+from billing.services.scheduling import Scheduler
 from billing.web import create_app
-from schedules.scheduler import Scheduler
 from tests.fakes import ListPublisher
 from tests.integration.test_web import WebServer, free_socket
 
