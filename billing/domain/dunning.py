@@ -20,13 +20,10 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from billing.domain.notices import NoticeKind
+from billing.domain.state import BillingState
 from billing.domain.statuses import CHARGEABLE_STATUSES, SubscriptionStatus
-
-if TYPE_CHECKING:
-    from billing.domain.subscriptions import BillingState
 
 MAX_DECLINES_PER_CARD = 15  # the card-network rule: declined attempts on one card...
 CARD_WINDOW = timedelta(days=30)  # ...in this window

@@ -10,40 +10,16 @@ anything has begun (a new subscription without trial, or one just re-anchored).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
-from billing.domain.calendar import Period, first_period, following_period, trial_end
+from billing.domain.calendar import first_period, following_period, trial_end
 from billing.domain.plans import Plan
+from billing.domain.state import BillingState, Period
 from billing.domain.statuses import CHARGEABLE_STATUSES, LIVE_STATUSES, SubscriptionStatus
 from billing.errors import Conflict
 
 TRIAL_CYCLE = -1  # cycle number of a trial period
-
-
-@dataclass(frozen=True)
-class BillingState:
-    status: SubscriptionStatus
-    plan_id: str
-    anchor: datetime
-    current: Period | None
-    due: Period
-    period_no: int
-    attempt: int
-    next_charge_at: datetime | None
-    cancel_at_period_end: bool = False
-    next_plan_id: str | None = None
-    first_failed_at: datetime | None = None
-    awaiting_new_card: bool = False
-
-    @property
-    def due_has_begun(self) -> bool:
-        """True once a charge exists for the due period (it is then the current period)."""
-        return self.attempt > 1 or (self.current is not None and self.current == self.due)
-
-    @property
-    def is_live(self) -> bool:
-        return self.status in LIVE_STATUSES
 
 
 def start(plan: Plan, at: datetime) -> BillingState:

@@ -32,8 +32,8 @@ from billing.domain.dunning import (
 from billing.domain.notices import NoticeKind
 from billing.domain.plans import Plan
 from billing.domain.retry import lookup_lease
+from billing.domain.state import BillingState
 from billing.domain.statuses import CHARGEABLE_STATUSES
-from billing.domain.subscriptions import BillingState
 from billing.errors import BillingError
 from billing.services.aside import SET_ASIDE_RETRY, describe, set_aside
 from billing.services.history import record_event

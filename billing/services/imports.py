@@ -35,7 +35,7 @@ from billing.db.bulk import insert_returning_ids
 from billing.db.tables import Customer, Event, Subscription
 from billing.domain import subscriptions as lifecycle
 from billing.domain.plans import Plan
-from billing.domain.subscriptions import BillingState
+from billing.domain.state import BillingState
 from billing.domain.times import parse_time
 from billing.errors import InvalidInput
 from billing.services.catalog import current_plans, share_lock_plans

@@ -27,7 +27,7 @@ from billing.services.aside import describe, keep_answer
 from billing.services.charging import ChargeWork, begin_charges, finish_charges
 from billing.services.delivery import begin_delivery, finish_delivery
 from billing.services.plan_cache import PlanCache
-from billing.services.ports import ChargeGateway, NoticeSender, Publisher
+from billing.services.ports import ChargeGateway, DeliveryError, NoticeSender, Publisher
 from billing.services.reconcile import ReconcileWork, begin_reconcile, finish_reconcile
 from billing.services.settlement import FollowUp
 
@@ -199,8 +199,6 @@ class Pipeline:
 
     def deliver(self, notice_id: int, sender: NoticeSender) -> str | None:
         """Send one notice from the outbox; at least once (see services.delivery)."""
-        from billing.notify import DeliveryError
-
         with self.app.transaction() as session:
             work = begin_delivery(session, notice_id, self.wall())
         if work is None:

@@ -38,7 +38,12 @@ class Publisher(Protocol):
     def reconcile_ledger(self) -> None: ...
 
 
+class DeliveryError(Exception):
+    """A notice was not delivered (the receiver failed, or the channel cannot be used); the
+    message says why in one line. It is sent again later, with the same event id."""
+
+
 class NoticeSender(Protocol):
-    """Sends one notice on its channel; raises billing.notify.DeliveryError on failure."""
+    """Sends one notice on its channel; raises DeliveryError on failure."""
 
     def send(self, work: NoticeWork) -> None: ...

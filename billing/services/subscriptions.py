@@ -17,8 +17,8 @@ from billing.domain import subscriptions as lifecycle
 from billing.domain.charges import OPEN_CHARGE_STATUSES, ChargeStatus
 from billing.domain.notices import NoticeKind
 from billing.domain.plans import Plan
+from billing.domain.state import BillingState
 from billing.domain.statuses import CHARGEABLE_STATUSES, SubscriptionStatus
-from billing.domain.subscriptions import BillingState
 from billing.errors import Conflict, InvalidInput, NotFound
 from billing.services.catalog import current_plan
 from billing.services.customers import get_customer

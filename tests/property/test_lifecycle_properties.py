@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from billing.domain import dunning
 from billing.domain import subscriptions as lifecycle
-from billing.domain.calendar import Period, period_amount
+from billing.domain.calendar import period_amount
 from billing.domain.plans import Plan
+from billing.domain.state import BillingState, Period
 from billing.domain.statuses import CHARGEABLE_STATUSES, SubscriptionStatus
-from billing.domain.subscriptions import BillingState
 from billing.errors import Conflict
 from tests.property.strategies import interval_plans, plans
 

@@ -24,8 +24,8 @@ from billing.domain.dunning import (
     record_decline,
 )
 from billing.domain.notices import NoticeKind
+from billing.domain.state import BillingState
 from billing.domain.statuses import SubscriptionStatus
-from billing.domain.subscriptions import BillingState
 from tests.unit.plans_factory import monthly
 
 T0 = datetime(2027, 1, 1, tzinfo=UTC)
