@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?= -n 2
 
-.PHONY: install demo test lint typecheck check clean chaos bench
+.PHONY: install demo test test-fast lint typecheck check clean chaos bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ demo: install ## a simulated year of billing in the bundled sandbox (no PostgreS
 
 test: install ## the whole suite (needs PostgreSQL; see README)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install ## the pure tier: state machines, calendars, classification (seconds, no services)
+	$(BIN)/python -m pytest tests/unit -q
 
 lint: install
 	$(BIN)/ruff check .

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from billing.app import App, build_app
 from billing.clock import FixedClock
@@ -49,9 +50,22 @@ def drop_database(url: str) -> None:
     admin.dispose()
 
 
+def _require_postgres() -> None:
+    """Skip (with the reason) the tests that need PostgreSQL when there is none to reach."""
+    try:
+        engine = create_engine(ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
+        pytest.skip(f"needs PostgreSQL at {make_url(ADMIN_URL).render_as_string()}: {reason}")
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """This run's own PostgreSQL database, migrated to head."""
+    _require_postgres()
     url = create_database()
     engine = make_engine(url)
     migrate.upgrade(engine)
@@ -63,6 +77,7 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture
 def fresh_pg_url() -> Iterator[str]:
     """An empty PostgreSQL database (no schema) for one test."""
+    _require_postgres()
     url = create_database("billing_fresh")
     yield url
     drop_database(url)

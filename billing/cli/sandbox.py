@@ -86,25 +86,23 @@ def sandbox(
         server.start()
     except SandboxError as exc:
         raise click.ClickException(exc.message) from exc
+    stopped = _stop_on_signals()  # before the line that tells a caller it may signal us
     click.echo(
         f"BILLING_PORTONE_URL={server.url} BILLING_PORTONE_IMP_KEY={imp_key} "
         f"BILLING_PORTONE_IMP_SECRET={imp_secret}"
     )
-    _wait_for_signal()
+    while not stopped.wait(0.5):
+        pass
     server.stop()
 
 
-def _wait_for_signal() -> None:
-    """Block until SIGINT or SIGTERM."""
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (the process then stops cleanly, exit 0)."""
     stopped = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
         stopped.set()
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while not stopped.wait(0.5):
-            pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+    return stopped
