@@ -84,7 +84,7 @@ class DunningPolicy:
     def shortest_gap(self) -> timedelta | None:
         """The least time between two attempts of one period on this schedule (None: there
         is never a second attempt). Work older than this may have a later attempt that a
-        database restored from a backup has forgotten (``claims.needs_lookup``)."""
+        database restored from a backup has forgotten (``needs_lookup``)."""
         offsets = sorted(self.retry_after)
         pairs = zip([timedelta(0), *offsets], offsets, strict=False)
         gaps = [later - earlier for earlier, later in pairs if later > earlier]
@@ -177,3 +177,24 @@ FINAL_NOTICES = {
     DeclineAction.CANCEL: NoticeKind.SUBSCRIPTION_CANCELED,
     DeclineAction.PAUSE: NoticeKind.SUBSCRIPTION_PAUSED,
 }
+
+
+def needs_lookup(
+    policy: DunningPolicy, history_behind: bool, since: datetime | None, now: datetime
+) -> str | None:
+    """Why an attempt must be looked up at PortOne before it is sent, or None.
+
+    Our database can only have forgotten a later attempt of the period (a restore from a
+    backup, a failover that lost commits) when the work is older (``since``: when it was
+    due, or when its charge was created) than the shortest time between two attempts of the
+    plan's dunning schedule; sending an earlier merchant_uid that PortOne already declined
+    could then pay a period twice (if PortOne lets a declined merchant_uid be used again).
+    Work on time, the usual case, is sent at once. A subscription whose history PortOne knew
+    better is looked up until an attempt is new to PortOne (``reconcile.finish_reconcile``).
+    """
+    if history_behind:
+        return "PortOne knew an attempt of this subscription that this database did not"
+    gap = policy.shortest_gap
+    if gap is not None and since is not None and now - since >= gap:
+        return f"{now - since} old, at least the {gap} between two attempts of the plan"
+    return None

@@ -9,7 +9,7 @@ message finds the row already processing (or settled) and does nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 from billing.db.tables import Charge, Subscription
 from billing.domain.answers import ChargeAnswer
 from billing.domain.charges import ChargeRequest, ChargeStatus, Timing, after_answer, voided
+from billing.domain.dunning import needs_lookup
+from billing.domain.retry import lookup_lease
 from billing.domain.statuses import CHARGEABLE_STATUSES
 from billing.services.history import record_event
 from billing.services.locks import lock_charges, lock_subscription, lock_subscriptions
@@ -38,15 +40,27 @@ class ChargeWork:
     sends: int
 
 
+@dataclass
+class Begun:
+    """What ``begin_charges`` took: the sends to make, and the charges to look up first."""
+
+    works: list[ChargeWork] = field(default_factory=list)
+    lookups: list[int] = field(default_factory=list)
+
+
 def begin_charges(
-    session: Session, charge_ids: Sequence[int], now: datetime, wall: datetime
-) -> list[ChargeWork]:
+    session: Session, charge_ids: Sequence[int], now: datetime, timing: Timing, plans: PlanCache
+) -> Begun:
     """Pending -> processing for every charge of ``charge_ids`` that is pending and due
     (committed by the caller before any request is sent). Rows another worker holds are
     skipped, and a duplicate message finds its rows no longer pending: both get nothing.
-    A charge of a subscription canceled or paused meanwhile is voided, never sent."""
+    A charge of a subscription canceled or paused meanwhile is voided, never sent; one old
+    enough for our database to have lost a later attempt of its period is looked up first
+    (``dunning.needs_lookup``: every send passes here, whatever published it)."""
+    wall = timing.wall
     locked = (
-        select(Charge.id, Subscription.status)
+        select(Charge.id, Subscription.status, Charge.created_at, Charge.plan_id,
+               Charge.plan_version)
         .join(Subscription, Subscription.id == Charge.subscription_id)
         .where(
             Charge.id.in_(charge_ids),
@@ -55,14 +69,25 @@ def begin_charges(
         )
         .order_by(Charge.id)
         .with_for_update(of=Charge, skip_locked=True)
-    )
+    )  # fmt: skip
     rows = session.execute(locked).all()
-    stopped = [charge_id for charge_id, status in rows if status not in CHARGEABLE]
+    stopped = [row.id for row in rows if row.status not in CHARGEABLE]
     if stopped:
         _void(session, stopped, now, wall)
-    ids = [charge_id for charge_id, status in rows if status in CHARGEABLE]
+    begun = Begun()
+    ids = []
+    for row in rows:
+        if row.status not in CHARGEABLE:
+            continue
+        policy = plans.version(session, row.plan_id, row.plan_version).dunning
+        why = needs_lookup(policy, False, row.created_at, now)
+        if why is None:
+            ids.append(row.id)
+        else:
+            _look_first(session, row.id, why, now, timing)
+            begun.lookups.append(row.id)
     if not ids:
-        return []
+        return begun
     statement = (
         update(Charge)
         .where(Charge.id.in_(ids))
@@ -76,15 +101,25 @@ def begin_charges(
         )
         .execution_options(synchronize_session=False)
     )  # fmt: skip
-    works = [_work(row) for row in session.execute(statement)]
-    return sorted(works, key=lambda work: work.charge_id)
+    begun.works = sorted((_work(row) for row in session.execute(statement)),
+                         key=lambda work: work.charge_id)  # fmt: skip
+    return begun
+
+
+def _look_first(session: Session, charge_id: int, why: str, now: datetime, timing: Timing) -> None:
+    charge = session.get(Charge, charge_id)
+    assert charge is not None
+    charge.status, charge.updated_at = ChargeStatus.UNKNOWN, timing.wall
+    charge.retry_at = timing.wall + lookup_lease(timing.window)
+    record_event(session, "lookup_before_send", now, subscription_id=charge.subscription_id,
+                 charge_id=charge.id, merchant_uid=charge.merchant_uid, reason=why)  # fmt: skip
 
 
 def begin_charge(
-    session: Session, charge_id: int, now: datetime, wall: datetime
+    session: Session, charge_id: int, now: datetime, timing: Timing, plans: PlanCache
 ) -> ChargeWork | None:
-    """``begin_charges`` for one charge."""
-    works = begin_charges(session, [charge_id], now, wall)
+    """``begin_charges`` for one charge (None: nothing to send now)."""
+    works = begin_charges(session, [charge_id], now, timing, plans).works
     return works[0] if works else None
 
 

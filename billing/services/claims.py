@@ -28,6 +28,7 @@ from billing.domain.dunning import (
     card_busy,
     card_postponed_until,
     end_dunning,
+    needs_lookup,
 )
 from billing.domain.notices import NoticeKind
 from billing.domain.plans import Plan
@@ -187,7 +188,7 @@ def _claim_one(batch: Batch, row: Row[Any]) -> None:
         batch.result.skipped += 1
         return
     uid = merchant_uid(row.key, state.period_no, state.attempt)
-    why = needs_lookup(plan, row.look_before_send, state.next_charge_at, batch.now)
+    why = needs_lookup(plan.dunning, row.look_before_send, state.next_charge_at, batch.now)
     _stage(batch, row, lifecycle.begin_period(state), plan.version)
     batch.attempts.add(customer_uid)
     if why is not None:
@@ -203,25 +204,6 @@ def _claim_one(batch: Batch, row: Row[Any]) -> None:
         "sends": 0, "lookups": 0, "refunded_amount": 0,
         "created_at": batch.now, "updated_at": batch.wall,
     })  # fmt: skip
-
-
-def needs_lookup(
-    plan: Plan, history_behind: bool, due_at: datetime | None, now: datetime
-) -> str | None:
-    """Why this attempt must be looked up at PortOne before it is first sent, or None.
-
-    Our database can only have forgotten a later attempt of the period (a restore from a
-    backup, a failover that lost commits) when the work is older than the shortest time
-    between two attempts of its plan's dunning schedule; re-sending an earlier merchant_uid
-    PortOne already declined could then pay a period twice. Work on time, the usual case,
-    is sent at once. A subscription whose history PortOne knew better is looked up until
-    an attempt is new to PortOne (``reconcile._remember_history``)."""
-    if history_behind:
-        return "PortOne knew an attempt of this subscription that this database did not"
-    gap = plan.dunning.shortest_gap
-    if gap is not None and due_at is not None and now - due_at >= gap:
-        return f"due {now - due_at} ago, at least the {gap} between two attempts of the plan"
-    return None
 
 
 def _end_at_renewal(batch: Batch, subscription_id: int, state: BillingState) -> None:
@@ -319,9 +301,9 @@ def pending_to_republish(
     session: Session, now: datetime, wall: datetime, window: timedelta, limit: int,
     cache: PlanCache,
 ) -> Republished:  # fmt: skip
-    """Pending charges whose retry time has come, or whose message seems lost. One never
-    sent that is old enough for a later attempt to exist (a row restored from a backup) is
-    looked up before it is sent (``needs_lookup``)."""
+    """Pending charges whose retry time has come, or whose message seems lost. One old
+    enough for a later attempt of its period to exist (a row restored from a backup) is
+    looked up before it is sent (``domain.dunning.needs_lookup``)."""
     due = or_(
         and_(Charge.retry_at.is_not(None), Charge.retry_at <= wall),
         and_(Charge.retry_at.is_(None), Charge.updated_at <= wall - window),
@@ -336,8 +318,7 @@ def pending_to_republish(
     found = Republished()
     for charge in session.scalars(query):
         plan = cache.version(session, charge.plan_id, charge.plan_version)
-        lost = charge.retry_at is None and charge.sends == 0
-        why = needs_lookup(plan, False, charge.created_at, now) if lost else None
+        why = needs_lookup(plan.dunning, False, charge.created_at, now)
         charge.retry_at, charge.updated_at = None, wall
         if why is None:
             found.charge_ids.append(charge.id)
@@ -346,7 +327,7 @@ def pending_to_republish(
         charge.retry_at = wall + lookup_lease(window)
         record_event(session, "lookup_before_send", now, subscription_id=charge.subscription_id,
                      charge_id=charge.id, merchant_uid=charge.merchant_uid,
-                     reason=f"never sent: {why}")  # fmt: skip
+                     reason=why)  # fmt: skip
         found.lookup_ids.append(charge.id)
     return found
 

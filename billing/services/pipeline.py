@@ -89,12 +89,14 @@ class Pipeline:
         """
         ids = [charge_ids] if isinstance(charge_ids, int) else list(charge_ids)
         now = self.app.clock.now()
-        begun = self.wall()
+        timing = self.timing()
         with self.app.transaction() as session:
-            works = begin_charges(session, ids, now, begun)
+            begun = begin_charges(session, ids, now, timing, self.plans)
+        self._publish(FollowUp(reconcile=begun.lookups))
+        works = begun.works
         if not works:
             return None
-        send_by = begun + self.send_budget
+        send_by = timing.wall + self.send_budget
         answers = list(self.calls.map(partial(self._call, send_by=send_by), works))
         self._publish(self._record(list(zip(works, answers, strict=True))))
         return str(answers[-1].outcome)
@@ -115,7 +117,7 @@ class Pipeline:
 
         def record(session: Session, chunk: list[tuple[ChargeWork, ChargeAnswer]]) -> FollowUp:
             now = self.app.clock.now()
-            return finish_charges(session, chunk, now, self._timing(), self.plans)
+            return finish_charges(session, chunk, now, self.timing(), self.plans)
 
         def kept(pair: tuple[ChargeWork, ChargeAnswer]) -> tuple[int, str | None]:
             work, answer = pair
@@ -176,7 +178,7 @@ class Pipeline:
     def reconcile(self, charge_id: int) -> str | None:
         """Ask PortOne about one open charge and act on the answer."""
         with self.app.transaction() as session:
-            work = begin_reconcile(session, charge_id, self._timing())
+            work = begin_reconcile(session, charge_id, self.timing())
         if work is None:
             return None
         lookup = self.gateway.lookup(work.merchant_uid, work.amount)
@@ -185,7 +187,7 @@ class Pipeline:
 
         def record(session: Session, _: list[ReconcileWork]) -> FollowUp:
             now = self.app.clock.now()
-            return finish_reconcile(session, work, lookup, now, self._timing(), self.plans)
+            return finish_reconcile(session, work, lookup, now, self.timing(), self.plans)
 
         def kept(item: ReconcileWork) -> tuple[int, str | None]:
             paid = lookup.found in (Found.PAID, Found.REFUNDED)
@@ -194,7 +196,7 @@ class Pipeline:
         self._publish(self._in_transactions([work], record, kept, "lookup"))
         return str(lookup.found)
 
-    def _timing(self) -> Timing:
+    def timing(self) -> Timing:
         return Timing(self.wall(), self.window, self.jitter())
 
     def deliver(self, notice_id: int, sender: NoticeSender) -> str | None:

@@ -74,4 +74,8 @@ def finish_reconcile(
         # our database is behind PortOne's, and every further attempt of the subscription is
         # looked up before it is sent, until one is new to PortOne.
         sub.look_before_send = lookup.found != Found.NOTHING
+        # PortOne declined an attempt this database never sent: its later attempts happened
+        # too, and the dunning schedule already ran at PortOne. The next one is looked up at
+        # once (it may be paid) instead of waiting for a slot, or dunning ending unseen.
+        sub.retry_at_once = sub.retry_at_once or lookup.found == Found.DECLINED
     return store_step(session, charge, step, now, timing.wall, plans)

@@ -138,7 +138,9 @@ def test_a_charge_stuck_in_processing_is_reconciled(world: World) -> None:
     with world.app.transaction() as session:  # a worker took it, sent it, and died
         from billing.services.charging import begin_charge
 
-        work = begin_charge(session, charge_id, world.clock.now(), world.wall)
+        work = begin_charge(
+            session, charge_id, world.clock.now(), world.pipeline.timing(), world.pipeline.plans
+        )
         assert work is not None
     world.gateway.again(work.request)
     world.wall += timedelta(seconds=world.app.settings.reconcile_after)

@@ -559,3 +559,31 @@ def test_the_invariants_read_portones_cancelled_payments_by_whether_they_were_pa
         refunded = [{**ledger[0], "paid_at": 5}]  # had it been paid, it must be recorded paid
         [anomaly] = invariants.check(session, refunded, world.clock.now())
     assert anomaly.kind == "gateway_payment_not_recorded" and charge.merchant_uid in anomaly.detail
+
+
+def test_a_restored_pending_charge_is_looked_up_before_it_is_sent_again(world: World) -> None:
+    """The chaos run's restore found it: a charge parked pending (a transient answer) in the
+    backup was declined after the backup, and a later attempt of its period paid; sending it
+    again after the restore re-used a declined merchant_uid, and PortOne paid the period
+    twice. Work that old is looked up first, whatever publishes it."""
+    sid = world.subscribe()
+    world.scheduler.run_pass()
+    [charge_id] = world.publisher.take()[0]
+    [charge] = world.charges()
+    with world.app.transaction() as session:  # what the backup holds: parked after "not sent"
+        session.execute(update(Charge).where(Charge.id == charge_id).values(
+            sends=1, retry_at=world.wall))  # fmt: skip
+    key = world.subscription(sid).key
+    world.gateway.script = ["decline", "decline", "approve"]  # what happened after the backup
+    for attempt in (1, 2, 3):
+        world.gateway.again(ChargeRequest("cust-1", f"sub-{key}-1-{attempt}", 9900, "월간"))
+    world.gateway.sent.clear()
+    world.clock.advance(timedelta(days=4))  # the restore: days later, the row is pending again
+    world.pipeline.charge(charge_id)
+    for _ in range(6):
+        world.cycle()
+    assert len(world.gateway.paid()) == 1  # never paid twice
+    assert world.gateway.sent == []  # nothing was sent: PortOne knew every attempt
+    paid = [c for c in world.charges() if c.status == "paid"]
+    assert [c.merchant_uid for c in paid] == [f"sub-{key}-1-3"]
+    assert world.subscription(sid).period_no == 2

@@ -71,7 +71,9 @@ class Bench(World):
         if message is None or message[0] != "charge":
             return
         with self.app.transaction() as session:
-            work = begin_charge(session, message[1], self.clock.now(), self.wall)
+            work = begin_charge(
+                session, message[1], self.clock.now(), self.pipeline.timing(), self.pipeline.plans
+            )
         if work is not None and sent:
             self.gateway.again(work.request)  # the answer dies with the worker
 
