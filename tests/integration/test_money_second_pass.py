@@ -569,7 +569,6 @@ def test_a_restored_pending_charge_is_looked_up_before_it_is_sent_again(world: W
     sid = world.subscribe()
     world.scheduler.run_pass()
     [charge_id] = world.publisher.take()[0]
-    [charge] = world.charges()
     with world.app.transaction() as session:  # what the backup holds: parked after "not sent"
         session.execute(update(Charge).where(Charge.id == charge_id).values(
             sends=1, retry_at=world.wall))  # fmt: skip
