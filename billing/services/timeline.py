@@ -89,7 +89,8 @@ class NoticeItem:
 
 
 Item = EventItem | ChargeItem | RefundItem | NoticeItem
-RANK = {"event": 0, "notice": 1, "refund": 2, "charge": 3}  # at one moment, the row first
+RANK = {"charge": 0, "refund": 1, "notice": 2}  # at one moment, newest first
+Origins = dict[tuple[str, int | str], int]  # (entry, id) -> the first event that names it
 
 
 @dataclass(frozen=True)
@@ -107,28 +108,59 @@ def subscription_timeline(
     session: Session, subscription_id: int, zone: ZoneInfo, events_shown: int = EVENTS_SHOWN
 ) -> Timeline:
     """``zone``: the plan's, for the times inside events' data."""
+    events, origins = _events(session, subscription_id, zone, events_shown)
     charges = _charges(session, subscription_id)
-    items: list[Item] = [*_events(session, subscription_id, zone, events_shown), *charges]
-    items += _refunds(session, [charge.id for charge in charges])
+    items: list[Item] = [*events, *charges, *_refunds(session, [c.id for c in charges])]
     items += _notices(session, subscription_id)
-    items.sort(key=lambda item: (item.at, RANK[item.entry], item.id), reverse=True)
+    items.sort(key=lambda item: _position(item, origins), reverse=True)
     total = session.scalar(
         select(func.count()).select_from(Event).where(Event.subscription_id == subscription_id)
     )
     return Timeline(items, int(total or 0))
 
 
-def _events(session: Session, subscription_id: int, zone: ZoneInfo, limit: int) -> list[EventItem]:
+def _position(item: Item, origins: Origins) -> tuple[datetime, float, int, int]:
+    """Newest first; at one moment (the test clock stands still), a charge, refund or notice
+    sits just below the event that created it, else below that moment's events."""
+    if isinstance(item, EventItem):
+        return (item.at, item.id, 0, 0)
+    key: tuple[str, int | str] = (
+        ("notice", item.event_id) if isinstance(item, NoticeItem) else (item.entry, item.id)
+    )
+    return (item.at, origins.get(key, 0) - 0.5, RANK[item.entry], item.id)
+
+
+def _events(
+    session: Session, subscription_id: int, zone: ZoneInfo, limit: int
+) -> tuple[list[EventItem], Origins]:
+    """The newest events, and the first event that names each charge, refund and notice."""
     query = (
         select(Event)
         .where(Event.subscription_id == subscription_id)
         .order_by(Event.id.desc())
         .limit(limit)
     )
-    return [
-        EventItem(e.occurred_at, e.id, e.kind, e.charge_id, _actor(e.data), details(e.data, zone))
-        for e in session.scalars(query)
-    ]
+    items, origins = [], {}
+    for e in session.scalars(query):
+        items.append(
+            EventItem(
+                e.occurred_at, e.id, e.kind, e.charge_id, _actor(e.data), details(e.data, zone)
+            )
+        )
+        for key in _named(e):
+            origins[key] = e.id  # ids descending: the first event wins
+    return items, origins
+
+
+def _named(event: Event) -> list[tuple[str, int | str]]:
+    named: list[tuple[str, int | str]] = []
+    if event.charge_id is not None:
+        named.append(("charge", event.charge_id))
+    if isinstance(event.data.get("refund_id"), int):
+        named.append(("refund", event.data["refund_id"]))
+    if event.kind == "notice_queued":
+        named += [("notice", str(eid)) for eid in event.data.get("event_ids") or []]
+    return named
 
 
 def _charges(session: Session, subscription_id: int) -> list[ChargeItem]:

@@ -102,8 +102,9 @@ def resend(console: Console, form: Form, notice_id: int) -> str:
     return "resent"
 
 
-def same_subscription(_console: Console, subscription_id: int) -> int:
-    return subscription_id
+def same_subscription(console: Console, subscription_id: int) -> int:
+    with console.app.transaction() as session:
+        return lifecycle.get_subscription(session, subscription_id).id
 
 
 def charge_subscription(console: Console, charge_id: int) -> int:
@@ -124,33 +125,49 @@ def notice_subscription(console: Console, notice_id: int) -> int:
 
 def carry_out(console: Console, request: Request, form: Form, act: Act, locate: Locate) -> Response:
     """Runs on a thread: the action, then the redirect, or the page with what went wrong."""
-    name = request.url.path.rsplit("/", 1)[-1]
     target = int(next(iter(request.path_params.values())))
     try:
-        if target > MAX_ID:
-            raise NotFound(f"nothing has id {target}")
-        subscription_id = locate(console, target)
+        subscription_id = _locate(console, locate, target)
     except BillingError as exc:
         return console.error(request, status_of(exc), exc.message)
+    except SQLAlchemyError as exc:
+        return _database_error(console, request, exc)
+    name, actor = request.url.path.rsplit("/", 1)[-1], console.auth.actor
     try:
         done = act(console, form, target)
     except BillingError as exc:
-        log(
-            logger,
-            "ops_action_refused",
-            exc.message,
-            action_name=name,
-            target=target,
-            actor=console.auth.actor,
-        )
+        log(logger, "ops_action_refused", exc.message, action_name=name, actor=actor, target=target)
+        return refusal(console, request, subscription_id, exc)
+    except SQLAlchemyError as exc:
+        return _database_error(console, request, exc)
+    log(logger, "ops_action", done, action_name=name, actor=actor, target=target)
+    return console.redirect(request, f"/subscriptions/{subscription_id}?done={done}")
+
+
+def _locate(console: Console, locate: Locate, target: int) -> int:
+    if target > MAX_ID:
+        raise NotFound(f"nothing has id {target}")
+    return locate(console, target)
+
+
+def _database_error(console: Console, request: Request, exc: SQLAlchemyError) -> Response:
+    log(logger, "ops_database_error", str(exc).splitlines()[0], level=logging.WARNING)
+    return console.error(
+        request, 503, "the database is unavailable: look at the timeline before trying again"
+    )
+
+
+def refusal(
+    console: Console, request: Request, subscription_id: int, exc: BillingError
+) -> Response:
+    """The subscription's page with the refusal on it (or the refusal alone, if the page
+    cannot be shown)."""
+    try:
         return render_subscription(
             console, request, subscription_id, status_of(exc), error=exc.message
         )
-    except SQLAlchemyError as exc:
-        log(logger, "ops_database_error", str(exc).splitlines()[0], level=logging.WARNING)
-        return console.error(request, 503, "the database is unavailable; nothing was done")
-    log(logger, "ops_action", done, action_name=name, target=target, actor=console.auth.actor)
-    return console.redirect(request, f"/subscriptions/{subscription_id}?done={done}")
+    except BillingError:
+        return console.error(request, status_of(exc), exc.message)
 
 
 def post(console: Console, act: Act, locate: Locate) -> Callable[[Request], Awaitable[Response]]:
