@@ -7,8 +7,8 @@ import os
 import redis
 from celery import Celery
 
+from billing.broker import celery_config
 from billing.config import load_settings
-from workers.config import celery_config
 
 app = Celery("bench-empty", set_as_current=False)
 app.conf.update(celery_config(load_settings()))

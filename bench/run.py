@@ -25,6 +25,7 @@ from sqlalchemy import create_engine
 from bench.capacity import sandbox_calls_per_s
 from bench.measure import Progress, machine, median_ms, rss_mib, wait_until
 from bench.options import Options, parse
+from billing.broker import CALLS_PER_THREAD, CHARGE_BATCH
 from chaos.cluster import Postgres, Redis
 from chaos.processes import (
     Managed,
@@ -33,7 +34,6 @@ from chaos.processes import (
     sandbox_url,
     stop_on_termination,
 )
-from workers.config import CALLS_PER_THREAD, CHARGE_BATCH
 
 ROOT = Path(__file__).resolve().parent.parent
 DUE = "2027-01-01T09:00:00+09:00"
@@ -262,9 +262,9 @@ class Bench:
         return result
 
     def _idle_pass_ms(self, env: dict[str, str]) -> float:
-        from billing.bootstrap import build_app
+        from billing.app import build_app
         from billing.config import load_settings
-        from schedules.scheduler import Scheduler
+        from billing.services.scheduling import Scheduler
 
         class Nowhere:
             def charge(self, ids: object, countdown: object = None) -> None: ...

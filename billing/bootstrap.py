@@ -1,67 +1,27 @@
-"""The composition root: builds every dependency from Settings. Nothing here runs at import."""
+"""The composition root: every process (CLI, scheduler, worker, web, the embedded
+``billing run`` and the demo) builds its parts here, from Settings. Nothing runs at import,
+and nothing below this module imports it: the services receive what they use.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+import httpx
+from celery import Celery
 
-from billing.clock import Clock, DatabaseClock, SystemClock
+from billing.app import App, build_app
+from billing.broker import CALLS_PER_THREAD, CeleryPublisher
 from billing.config import DEFAULT_PORTONE_URL, SANDBOX_IMP_KEY, SANDBOX_IMP_SECRET, Settings
-from billing.db import migrate
-from billing.db.engine import make_engine, make_sessions
-from billing.errors import BillingError, ConfigError
+from billing.errors import ConfigError
+from billing.notify import Sender
 from billing.portone.client import PortOneClient
-
-
-@dataclass
-class App:
-    settings: Settings
-    engine: Engine
-    sessions: sessionmaker[Session]
-    clock: Clock
-
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """One unit of work: commits when the block ends, rolls back on any exception.
-
-        Read the clock before opening it: in sandbox mode the clock is a database read, and
-        SQLite allows one writer at a time.
-        """
-        with self.sessions.begin() as session:
-            yield session
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-
-def build_app(settings: Settings, *, pool_size: int = 5, check_schema: bool = True) -> App:
-    engine = make_engine(settings.database_url, pool_size=pool_size)
-    sessions = make_sessions(engine)
-    clock: Clock = DatabaseClock(sessions) if settings.sandbox_mode else SystemClock()
-    app = App(settings, engine, sessions, clock)
-    if check_schema:
-        prepare_schema(engine)
-    return app
-
-
-def prepare_schema(engine: Engine) -> None:
-    """SQLite (the embedded default) is migrated on the spot; PostgreSQL must be at head."""
-    try:
-        if engine.dialect.name == "sqlite":
-            migrate.upgrade(engine)
-        else:
-            migrate.require_head(engine)
-    except OperationalError as exc:
-        raise BillingError(f"cannot reach the database: {_reason(exc)}") from None
-
-
-def _reason(exc: OperationalError) -> str:
-    return str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
+from billing.portone.gateway import PortOneGateway
+from billing.services.pipeline import Pipeline
+from billing.services.plan_cache import PlanCache
+from billing.services.ports import Publisher
+from billing.services.scheduling import Scheduler
 
 
 def make_gateway(settings: Settings, connections: int, url: str | None = None) -> PortOneClient:
@@ -93,3 +53,40 @@ def make_gateway(settings: Settings, connections: int, url: str | None = None) -
         timeout=settings.portone_timeout,
         max_connections=connections,
     )
+
+
+@dataclass
+class Container:
+    app: App
+    gateway: PortOneClient
+    pipeline: Pipeline
+    sender: Sender
+
+    def close(self) -> None:
+        self.pipeline.calls.shutdown(wait=False)
+        self.gateway.close()
+        self.sender.http.close()
+        self.app.close()
+
+
+def make_sender(concurrency: int) -> Sender:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    return Sender(httpx.Client(limits=limits, timeout=10.0))
+
+
+def worker_parts(
+    settings: Settings, publisher: Publisher, concurrency: int, portone_url: str | None = None
+) -> Container:
+    """The worker's dependencies: a database pool of ``concurrency`` connections (one per
+    task thread), and a call pool and HTTP pool of ``concurrency * CALLS_PER_THREAD``."""
+    app = build_app(settings, pool_size=concurrency)
+    calls = concurrency * CALLS_PER_THREAD
+    client = make_gateway(settings, connections=calls, url=portone_url)
+    pool = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="portone")
+    pipeline = Pipeline(app, PortOneGateway(client), publisher, PlanCache(), calls=pool)
+    return Container(app, client, pipeline, make_sender(concurrency))
+
+
+def scheduler(app: App, celery: Celery, plans: PlanCache | None = None) -> Scheduler:
+    """The scheduler daemon's pass, publishing to ``celery``'s broker."""
+    return Scheduler(app, CeleryPublisher(celery), plans)

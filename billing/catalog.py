@@ -28,13 +28,11 @@ from pydantic import (
 )
 
 from billing.domain.charges import ORDER_NAME_MAX
+from billing.domain.dunning import MAX_DECLINES_PER_CARD, DunningPolicy, FinalAction
 from billing.domain.durations import parse_interval, parse_offset
 from billing.domain.plans import (
-    MAX_ATTEMPTS_PER_30_DAYS,
     MIN_INSTALLMENT_AMOUNT,
     Catalog,
-    DunningPolicy,
-    FinalAction,
     NotifyChannel,
     Plan,
     Reminders,
@@ -63,9 +61,9 @@ class DunningSpec(_Strict):
         if any(offset <= timedelta(0) for offset in offsets):
             raise ValueError("offsets must be positive")
         in_30_days = 1 + sum(1 for offset in offsets if offset < timedelta(days=30))
-        if in_30_days > MAX_ATTEMPTS_PER_30_DAYS:
+        if in_30_days > MAX_DECLINES_PER_CARD:
             raise ValueError(
-                f"more than {MAX_ATTEMPTS_PER_30_DAYS} attempts in 30 days (card-network rule)"
+                f"more than {MAX_DECLINES_PER_CARD} attempts in 30 days (card-network rule)"
             )
         return value
 

@@ -16,13 +16,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from billing.db.tables import TestClock
 
 
+def system_now() -> datetime:
+    """The system clock, for code that has no ``App.system_clock`` at hand (one place)."""
+    return datetime.now(UTC)
+
+
 class Clock(Protocol):
     def now(self) -> datetime: ...
 
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        return system_now()
 
 
 class FixedClock:

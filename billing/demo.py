@@ -25,12 +25,12 @@ from billing import invariants
 from billing.clock import DatabaseClock
 from billing.config import load_settings
 from billing.db.tables import Charge, Subscription
+from billing.embedded import Embedded
 from billing.sandbox import SandboxConfig
 from billing.services import catalog
 from billing.services.customers import add_customer
 from billing.services.status import outstanding
 from billing.services.subscriptions import create_subscription
-from workers.embedded import Embedded
 
 SEOUL = ZoneInfo("Asia/Seoul")
 PLANS = {"basic-monthly": 6, "standard-monthly-trial": 3, "premium-yearly": 1, "team-calendar": 2}

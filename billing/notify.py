@@ -23,6 +23,7 @@ import httpx
 
 from billing.logs import log
 from billing.services.delivery import NoticeWork
+from billing.services.ports import DeliveryError
 
 logger = logging.getLogger("billing.notice")
 SIGNATURE_HEADER = "X-Billing-Signature"
@@ -37,10 +38,6 @@ SUBJECTS = {
     "upcoming_renewal": "곧 정기결제가 진행됩니다",
     "trial_will_end": "무료 체험이 곧 끝납니다",
 }
-
-
-class DeliveryError(Exception):
-    """The receiver did not take the notice; it will be sent again later."""
 
 
 def body_bytes(payload: Mapping[str, Any]) -> bytes:

@@ -9,8 +9,9 @@ from sqlalchemy.orm import Session
 
 from billing.db.api_tables import ApiKey, CustomerCard
 from billing.db.tables import Charge, Customer, Event, Refund, Subscription
-from billing.domain.calendar import Period, period_amount
+from billing.domain.calendar import period_amount
 from billing.domain.plans import Plan
+from billing.domain.state import Period
 from billing.domain.times import format_time
 from billing.services.catalog import plan_version
 from billing.services.subscriptions import customer_uid_of

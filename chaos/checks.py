@@ -23,8 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.db.tables import Charge, Subscription
-from billing.domain.calendar import Period, period_amount, periods
+from billing.domain.calendar import period_amount, periods
 from billing.domain.plans import Catalog, Plan
+from billing.domain.state import Period
 from billing.invariants import Anomaly
 from chaos.operators import Done
 from chaos.population import Cohort

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from sqlalchemy import exists, select
 from sqlalchemy.exc import DBAPIError
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.db.tables import Charge, Subscription
 from billing.errors import BillingError
 from billing.services import subscriptions as lifecycle

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from billing import invariants
-from billing.bootstrap import App, build_app
+from billing.app import App, build_app
 from billing.catalog import load_catalog_file
 from billing.clock import DatabaseClock
 from billing.config import load_settings

@@ -1,1 +1,1 @@
-"""The scheduler entry point and the default plan catalog (``schedules/plans.yaml``)."""
+"""The plan catalog the product ships with (plans.yaml)."""

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from billing.bootstrap import App, build_app
+from billing.app import App, build_app
 from billing.clock import FixedClock
 from billing.config import load_settings
 from billing.db import migrate

@@ -7,8 +7,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from billing.domain.charges import ChargeRequest
 from billing.portone.answers import Exchange, Transport
-from billing.portone.client import ChargeRequest
 
 
 @dataclass

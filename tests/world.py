@@ -7,16 +7,17 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.catalog import parse_catalog
 from billing.clock import FixedClock
 from billing.db.tables import Charge, Event, Notice, Subscription
+from billing.portone.gateway import PortOneGateway
 from billing.services import catalog
 from billing.services.customers import add_customer, find_customer
 from billing.services.pipeline import Pipeline
 from billing.services.plan_cache import PlanCache
+from billing.services.scheduling import Scheduler
 from billing.services.subscriptions import create_subscription
-from schedules.scheduler import Scheduler
 from tests.fakes import FakeGateway, ListPublisher
 
 START = datetime(2027, 1, 30, 15, 30, tzinfo=UTC)  # 2027-01-31 00:30 in Seoul
@@ -38,7 +39,9 @@ class World:
         self.publisher = ListPublisher()
         plans = PlanCache()
         self.scheduler = Scheduler(app, self.publisher, plans, wall=lambda: self.wall)
-        self.pipeline = Pipeline(app, self.gateway, self.publisher, plans, wall=lambda: self.wall)
+        self.pipeline = Pipeline(
+            app, PortOneGateway(self.gateway), self.publisher, plans, wall=lambda: self.wall
+        )
         with app.transaction() as session:
             parsed = parse_catalog(catalog_text, "c.yaml", "Asia/Seoul")
             catalog.load_catalog(session, parsed, "c.yaml", "sha", START)

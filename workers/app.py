@@ -1,4 +1,5 @@
-"""The Celery application. Creating it connects to nothing; settings are read on first use."""
+"""The Celery application of ``celery -A workers``. Creating it connects to nothing; settings
+are read on first use, and the worker's parts are built after any fork."""
 
 from __future__ import annotations
 
@@ -7,21 +8,26 @@ from typing import Any
 from celery import Celery
 
 import workers.logging_setup  # noqa: F401 (setup_logging signal: JSON lines, one redacting filter)
+from billing import bootstrap, tasks
+from billing.broker import CeleryPublisher, celery_config
 from billing.config import load_settings
 from workers.compat import survive_redis_restarts
-from workers.config import celery_config
 
 
 def create_app() -> Celery:
     survive_redis_restarts()
-    tasks = ["workers.tasks", "workers.refund_tasks"]
-    celery = Celery("billing", include=tasks, set_as_current=False)
+    celery = Celery("billing", set_as_current=False)
     celery.on_configure.connect(_configure, weak=False)
+    tasks.register(celery, lambda concurrency: _parts(celery, concurrency))
     return celery
 
 
 def _configure(sender: Celery, **_: Any) -> None:
     sender.conf.update(celery_config(load_settings()))
+
+
+def _parts(celery: Celery, concurrency: int) -> bootstrap.Container:
+    return bootstrap.worker_parts(load_settings(), CeleryPublisher(celery), concurrency)
 
 
 app = create_app()

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from billing.bootstrap import App, make_gateway
+from billing.app import App
+from billing.bootstrap import make_gateway
 from billing.config import Settings
 from billing.errors import ConfigError
 from billing.portone.client import PortOneClient

@@ -22,9 +22,9 @@ from pydantic import (
 )
 
 from billing.domain.charges import ChargeStatus
-from billing.domain.subscriptions import SubscriptionStatus
+from billing.domain.refunds import RefundStatus
+from billing.domain.statuses import SubscriptionStatus
 from billing.services.customers import CUSTOMER_UID, EMAIL, PHONE
-from billing.services.refunds import RefundStatus
 
 Time = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 Reason = Annotated[

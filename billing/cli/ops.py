@@ -31,9 +31,8 @@ def scheduler(runtime: Runtime, once: bool, interval: float) -> None:
     Run as many as you like; they never claim the same row. Needs BILLING_BROKER_URL
     (the in-process broker only exists inside `billing run`).
     """
-    from schedules.scheduler import Scheduler
-    from workers.app import app as celery
-    from workers.publisher import CeleryPublisher
+    from billing import bootstrap
+    from billing.broker import publisher_app
 
     settings = runtime.settings
     if settings.broker_url is None:
@@ -46,7 +45,7 @@ def scheduler(runtime: Runtime, once: bool, interval: float) -> None:
     now = app.clock.now()
     with app.transaction() as session:
         catalog_service.ensure_catalog(session, settings, now)
-    daemon = Scheduler(app, CeleryPublisher(celery))
+    daemon = bootstrap.scheduler(app, publisher_app(settings))
     if once:
         report = daemon.run_pass()
         click.echo(
@@ -69,7 +68,7 @@ def run(runtime: Runtime, concurrency: int, interval: float) -> None:
     With nothing configured: SQLite file billing.db, the in-process broker and the bundled
     PortOne sandbox. Otherwise the configured database, broker and PortOne.
     """
-    from workers.embedded import Embedded
+    from billing.embedded import Embedded
 
     configure(level=runtime.settings.log_level, secrets=_secrets(runtime))
     settings = runtime.settings
@@ -155,7 +154,7 @@ def _queue_depth(runtime: Runtime) -> int | None:
         return None
     import redis
 
-    from workers.config import QUEUE
+    from billing.broker import QUEUE
 
     try:
         return int(redis.Redis.from_url(url, socket_timeout=2).llen(QUEUE))

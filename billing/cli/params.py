@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
+from billing.db.tables import MAX_ID
+
 WHOLE = re.compile(r"[+-]?[0-9]+")
-MAX_ID = 2**63 - 1  # ids are PostgreSQL bigints: anything larger is no id of ours
 
 
 class _DigitsOnly(click.ParamType[Any]):

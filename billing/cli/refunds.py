@@ -19,14 +19,14 @@ from billing.bootstrap import make_gateway
 from billing.cli.output import emit_json, emit_table, json_option
 from billing.cli.params import ID_TYPE, whole
 from billing.cli.runtime import Runtime
+from billing.clock import system_now
 from billing.db.tables import Refund
+from billing.domain.refunds import RefundStatus
 from billing.errors import BillingError, NotFound
 from billing.services.refunds import (
     RefundRunner,
-    RefundStatus,
     check_request,
     refunds_to_reconcile,
-    system_now,
 )
 from billing.views import show_refund
 

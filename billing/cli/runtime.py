@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from billing.bootstrap import App, build_app
+from billing.app import App, build_app
 from billing.config import Settings, load_settings
 
 

@@ -41,6 +41,7 @@ NAMING = {
 }
 
 Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
+MAX_ID = 2**63 - 1  # ids are PostgreSQL bigints: anything larger is no id of ours
 
 SUBSCRIPTION_STATUSES = "'trialing', 'active', 'past_due', 'paused', 'canceled'"
 CHARGE_STATUSES = "'pending', 'processing', 'paid', 'failed', 'unknown'"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import calendar as _stdlib_calendar
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,17 +17,9 @@ from croniter import croniter
 
 from billing.domain.durations import Interval
 from billing.domain.plans import Plan
+from billing.domain.state import Period
 
 DST_MARGIN = timedelta(hours=3)  # more than any daylight-saving shift (at most 2 hours)
-
-
-@dataclass(frozen=True)
-class Period:
-    """A billing period [start, end). ``cycle`` counts periods from the anchor (0 = first)."""
-
-    start: datetime
-    end: datetime
-    cycle: int = 0
 
 
 def _wall(moment: datetime, zone: ZoneInfo) -> datetime:

@@ -4,40 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from billing.domain.dunning import DunningPolicy
 from billing.domain.durations import Interval
 
 MIN_INSTALLMENT_AMOUNT = 50_000  # KRW; card_quota is refused below this (PortOne V1)
-MAX_ATTEMPTS_PER_30_DAYS = 15  # card-network rule: declined attempts on one card in 30 days
-
-
-class FinalAction(StrEnum):
-    CANCEL = "cancel"
-    PAUSE = "pause"
-
-
-@dataclass(frozen=True)
-class DunningPolicy:
-    """Retry offsets counted from the first failed attempt of a period, then a final action."""
-
-    retry_after: tuple[timedelta, ...] = (timedelta(days=1), timedelta(days=3), timedelta(days=7))
-    final_action: FinalAction = FinalAction.CANCEL
-
-    @property
-    def max_attempts(self) -> int:
-        return len(self.retry_after) + 1
-
-    @property
-    def shortest_gap(self) -> timedelta | None:
-        """The least time between two attempts of one period on this schedule (None: there
-        is never a second attempt). Work older than this may have a later attempt that a
-        database restored from a backup has forgotten (``claims.needs_lookup``)."""
-        offsets = sorted(self.retry_after)
-        pairs = zip([timedelta(0), *offsets], offsets, strict=False)
-        gaps = [later - earlier for earlier, later in pairs if later > earlier]
-        return min(gaps) if gaps else None
 
 
 @dataclass(frozen=True)

@@ -10,57 +10,16 @@ anything has begun (a new subscription without trial, or one just re-anchored).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from enum import StrEnum
 
-from billing.domain.calendar import Period, first_period, following_period, trial_end
-from billing.domain.plans import DunningPolicy, FinalAction, Plan
+from billing.domain.calendar import first_period, following_period, trial_end
+from billing.domain.plans import Plan
+from billing.domain.state import BillingState, Period
+from billing.domain.statuses import CHARGEABLE_STATUSES, LIVE_STATUSES, SubscriptionStatus
 from billing.errors import Conflict
 
-
-class SubscriptionStatus(StrEnum):
-    TRIALING = "trialing"
-    ACTIVE = "active"
-    PAST_DUE = "past_due"
-    PAUSED = "paused"
-    CANCELED = "canceled"
-
-
-LIVE_STATUSES = frozenset(
-    {
-        SubscriptionStatus.TRIALING,
-        SubscriptionStatus.ACTIVE,
-        SubscriptionStatus.PAST_DUE,
-        SubscriptionStatus.PAUSED,
-    }
-)
 TRIAL_CYCLE = -1  # cycle number of a trial period
-
-
-@dataclass(frozen=True)
-class BillingState:
-    status: SubscriptionStatus
-    plan_id: str
-    anchor: datetime
-    current: Period | None
-    due: Period
-    period_no: int
-    attempt: int
-    next_charge_at: datetime | None
-    cancel_at_period_end: bool = False
-    next_plan_id: str | None = None
-    first_failed_at: datetime | None = None
-    awaiting_new_card: bool = False
-
-    @property
-    def due_has_begun(self) -> bool:
-        """True once a charge exists for the due period (it is then the current period)."""
-        return self.attempt > 1 or (self.current is not None and self.current == self.due)
-
-    @property
-    def is_live(self) -> bool:
-        return self.status in LIVE_STATUSES
 
 
 def start(plan: Plan, at: datetime) -> BillingState:
@@ -149,11 +108,6 @@ def _require_live(state: BillingState, verb: str) -> None:
         raise Conflict(f"cannot {verb} a subscription that is {state.status}")
 
 
-CHARGEABLE_STATUSES = frozenset(
-    {SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE}
-)
-
-
 def begin_period(state: BillingState) -> BillingState:
     """A charge for the due period has been created: the period is now in effect."""
     status = (
@@ -195,68 +149,6 @@ def skip_period(state: BillingState, plan: Plan) -> BillingState:
 def cancel_at_renewal(state: BillingState) -> BillingState:
     """Cancel-at-period-end reaches the renewal: cancel instead of charging."""
     return replace(state, status=SubscriptionStatus.CANCELED, next_charge_at=None)
-
-
-class DeclineAction(StrEnum):
-    RETRY = "retry"  # soft decline: the next retry of the schedule is set
-    AWAIT_CARD = "await_card"  # hard decline: no retry; the dunning window waits for a new card
-    CANCEL = "cancel"  # dunning exhausted, final_action cancel
-    PAUSE = "pause"  # dunning exhausted, final_action pause
-    NONE = "none"  # the subscription was paused or canceled meanwhile: nothing to schedule
-
-
-@dataclass(frozen=True)
-class Decline:
-    state: BillingState
-    action: DeclineAction
-
-
-def record_decline(
-    state: BillingState,
-    policy: DunningPolicy,
-    now: datetime,
-    *,
-    hard: bool = False,
-    card_updated: bool = False,
-) -> Decline:
-    """A charge of the due period, made at ``now``, was declined: schedule the next retry
-    or end dunning.
-
-    Retry times are ``first failure + retry_after[i]``; the next one is the first of those
-    still ahead of ``now`` (a retry made early, after a card update, does not use up a slot,
-    and slots missed while the scheduler was down are not made up). A hard decline makes no
-    retry: the subscription waits, past due, for a new card until the last retry time, when
-    the final action applies. ``card_updated``: the card was replaced while this charge was
-    in flight, so the new card is tried at once.
-    """
-    first = state.first_failed_at or now
-    failed = replace(state, attempt=state.attempt + 1, first_failed_at=first)
-    if state.status not in CHARGEABLE_STATUSES:
-        return Decline(failed, DeclineAction.NONE)
-    if card_updated:
-        at_once = replace(failed, status=SubscriptionStatus.PAST_DUE, awaiting_new_card=False,
-                          next_charge_at=now)  # fmt: skip
-        return Decline(at_once, DeclineAction.RETRY)
-    ahead = [first + offset for offset in policy.retry_after if first + offset > now]
-    if not ahead:
-        return end_dunning(failed, policy)
-    if hard:
-        waiting = replace(failed, status=SubscriptionStatus.PAST_DUE, awaiting_new_card=True,
-                          next_charge_at=ahead[-1])  # fmt: skip
-        return Decline(waiting, DeclineAction.AWAIT_CARD)
-    retrying = replace(failed, status=SubscriptionStatus.PAST_DUE, awaiting_new_card=False,
-                       next_charge_at=ahead[0])  # fmt: skip
-    return Decline(retrying, DeclineAction.RETRY)
-
-
-def end_dunning(state: BillingState, policy: DunningPolicy) -> Decline:
-    """Dunning is exhausted (or a hard decline's window closed): cancel or pause."""
-    if policy.final_action == FinalAction.PAUSE:
-        status, action = SubscriptionStatus.PAUSED, DeclineAction.PAUSE
-    else:
-        status, action = SubscriptionStatus.CANCELED, DeclineAction.CANCEL
-    ended = replace(state, status=status, next_charge_at=None, awaiting_new_card=False)
-    return Decline(ended, action)
 
 
 def card_updated(state: BillingState, now: datetime) -> BillingState:

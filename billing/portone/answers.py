@@ -21,7 +21,22 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-MAX_REASON = 500
+from billing.domain.answers import MAX_REASON, ChargeAnswer, Found, Lookup, Outcome, clip
+
+__all__ = [
+    "MAX_REASON",
+    "ChargeAnswer",
+    "Exchange",
+    "Found",
+    "Lookup",
+    "Outcome",
+    "Transport",
+    "classify_again",
+    "classify_find_all",
+    "classify_find_paid",
+    "read_envelope",
+    "same_amount",
+]
 
 
 class Transport(StrEnum):
@@ -41,23 +56,6 @@ class Exchange:
     detail: str = ""
 
 
-class Outcome(StrEnum):
-    APPROVED = "approved"
-    DECLINED = "declined"
-    REFUSED = "refused"
-    TRANSIENT = "transient"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class ChargeAnswer:
-    outcome: Outcome
-    reason: str = ""
-    imp_uid: str | None = None
-    code: int | None = None
-    http_status: int | None = None
-
-
 def classify_again(exchange: Exchange, merchant_uid: str, amount: int) -> ChargeAnswer:
     """Classify the answer to one ``subscribe/payments/again`` call."""
     early = _classify_transport(exchange)
@@ -71,7 +69,7 @@ def classify_again(exchange: Exchange, merchant_uid: str, amount: int) -> Charge
     if code != 0:
         if not is_client_error(status):
             return _unknown(exchange, f"refusal with HTTP {status}: {message}")
-        return ChargeAnswer(Outcome.REFUSED, _clip(message or "refused"), None, code, status)
+        return ChargeAnswer(Outcome.REFUSED, clip(message or "refused"), None, code, status)
     if status != 200 or not isinstance(response, dict):
         return _unknown(exchange, "code 0 without a payment")
     return _classify_payment(response, merchant_uid, amount, status)
@@ -79,9 +77,9 @@ def classify_again(exchange: Exchange, merchant_uid: str, amount: int) -> Charge
 
 def _classify_transport(exchange: Exchange) -> ChargeAnswer | None:
     if exchange.failure == Transport.NOT_SENT:
-        return ChargeAnswer(Outcome.TRANSIENT, _clip(f"not sent: {exchange.detail}"))
+        return ChargeAnswer(Outcome.TRANSIENT, clip(f"not sent: {exchange.detail}"))
     if exchange.failure is not None or exchange.status is None:
-        return ChargeAnswer(Outcome.UNKNOWN, _clip(f"no answer: {exchange.detail}"))
+        return ChargeAnswer(Outcome.UNKNOWN, clip(f"no answer: {exchange.detail}"))
     if exchange.status in (401, 429):
         return ChargeAnswer(Outcome.TRANSIENT, f"HTTP {exchange.status} before processing",
                             http_status=exchange.status)  # fmt: skip
@@ -107,8 +105,8 @@ def _classify_payment(
         return ChargeAnswer(Outcome.APPROVED, "", imp_uid, 0, status)
     if state == "failed":
         why = payment.get("fail_reason")
-        return ChargeAnswer(Outcome.DECLINED, _clip(str(why or "declined")), imp_uid, 0, status)
-    return ChargeAnswer(Outcome.UNKNOWN, _clip(f"payment status {state!r}"), imp_uid, 0, status)
+        return ChargeAnswer(Outcome.DECLINED, clip(str(why or "declined")), imp_uid, 0, status)
+    return ChargeAnswer(Outcome.UNKNOWN, clip(f"payment status {state!r}"), imp_uid, 0, status)
 
 
 def same_amount(value: object, amount: int) -> bool:
@@ -143,36 +141,7 @@ def is_client_error(status: int | None) -> bool:
 
 
 def _unknown(exchange: Exchange, reason: str) -> ChargeAnswer:
-    return ChargeAnswer(Outcome.UNKNOWN, _clip(reason), None, None, exchange.status)
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
-
-
-class Found(StrEnum):
-    """What a lookup by merchant_uid tells about one charge (every answer is final but ERROR).
-
-    PortOne's statuses: ``paid``; ``failed``; ``cancelled``, which is a refund when the
-    payment had been paid (a refund in PortOne's console) and no payment at all when it was
-    cancelled before it was ever paid (a net-cancel by the PG, 망취소, after the approval
-    answer was lost); ``ready``, a payment never completed. See docs/decisions.md.
-    """
-
-    PAID = "paid"  # PortOne holds it paid
-    REFUNDED = "refunded"  # it was paid, then cancelled at PortOne (the console): paid + refund
-    DECLINED = "declined"  # attempts exist, none moved money (failed, net-cancelled, ready)
-    NOTHING = "nothing"  # PortOne has no payment for it
-    ERROR = "error"  # the lookup itself failed: ask again later
-
-
-@dataclass(frozen=True)
-class Lookup:
-    found: Found
-    imp_uid: str | None = None
-    reason: str = ""
-    amount_matches: bool = True
-    refunded: int = 0  # KRW cancelled at PortOne (REFUNDED)
+    return ChargeAnswer(Outcome.UNKNOWN, clip(reason), None, None, exchange.status)
 
 
 def classify_find_paid(exchange: Exchange, merchant_uid: str, amount: int) -> Lookup:
@@ -215,7 +184,7 @@ def _odd_statuses(attempts: list[dict[str, Any]]) -> str | None:
     if "paid" in statuses:
         return "findAll lists a paid attempt that find/paid did not"
     unknown = sorted(statuses - set(UNPAID_REASONS) - {"cancelled"})
-    return _clip(f"attempts with status {', '.join(unknown)}") if unknown else None
+    return clip(f"attempts with status {', '.join(unknown)}") if unknown else None
 
 
 UNPAID_REASONS = {
@@ -228,10 +197,10 @@ NET_CANCEL = "cancelled at PortOne before it was paid (net-cancel)"
 def _unpaid_reason(payment: dict[str, Any]) -> str:
     status = payment.get("status")
     if status == "failed":
-        return _clip(str(payment.get("fail_reason") or "declined"))
+        return clip(str(payment.get("fail_reason") or "declined"))
     if status == "cancelled":
         why = payment.get("cancel_reason")
-        return _clip(f"{NET_CANCEL}: {why}" if why else NET_CANCEL)
+        return clip(f"{NET_CANCEL}: {why}" if why else NET_CANCEL)
     return UNPAID_REASONS[str(status)]
 
 
@@ -239,7 +208,7 @@ def _refunded(payment: dict[str, Any], amount: int) -> Lookup:
     """Paid, then cancelled at PortOne: the period was paid and the money given back."""
     cancelled = _number(payment, "cancel_amount")  # status cancelled: cancelled in full
     refunded = min(amount, int(cancelled)) if cancelled >= 1 else amount
-    reason = _clip(f"cancelled at PortOne after it was paid: {payment.get('cancel_reason') or ''}")
+    reason = clip(f"cancelled at PortOne after it was paid: {payment.get('cancel_reason') or ''}")
     return Lookup(
         Found.REFUNDED, payment.get("imp_uid"), reason.rstrip(": "),
         same_amount(payment.get("amount"), amount), refunded,

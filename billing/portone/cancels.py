@@ -20,71 +20,21 @@ sends a cancel with a ``PortOneClient``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
+from billing.domain.refunds import (
+    Applied,
+    CancelAnswer,
+    CancelOutcome,
+    CancelRequest,
+    RefundLookup,
+)
 from billing.portone.answers import Exchange, Transport, is_client_error, read_envelope
 from billing.portone.client import PortOneClient
 
 MAX_REASON = 500
 CANCEL_PATH = "/payments/cancel"
-
-
-@dataclass(frozen=True)
-class CancelRequest:
-    """The body of ``POST /payments/cancel`` (amounts in integer KRW)."""
-
-    imp_uid: str
-    merchant_uid: str
-    amount: int
-    checksum: int  # the refundable balance we believe in before this refund
-    reason: str
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "imp_uid": self.imp_uid,
-            "merchant_uid": self.merchant_uid,
-            "amount": self.amount,
-            "checksum": self.checksum,
-            "reason": self.reason,
-        }
-
-
-class CancelOutcome(StrEnum):
-    SUCCEEDED = "succeeded"
-    REFUSED = "refused"
-    TRANSIENT = "transient"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True)
-class CancelAnswer:
-    outcome: CancelOutcome
-    reason: str = ""
-    cancelled: int | None = None  # PortOne's cancelled total of the payment, when shown
-    cancellation_id: str | None = None
-    code: int | None = None
-    http_status: int | None = None
-
-
-class Applied(StrEnum):
-    """What a payment's cancel history tells about one refund."""
-
-    APPLIED = "applied"
-    NOT_YET = "not_yet"
-    NEVER = "never"
-    BEHIND = "behind"  # PortOne's balance is above our checksum: it has fewer refunds than we
-    ERROR = "error"  # the payment could not be read: ask again later
-
-
-@dataclass(frozen=True)
-class RefundLookup:
-    applied: Applied
-    cancelled: int | None = None
-    cancellation_id: str | None = None
-    reason: str = ""
 
 
 # -- the gateway call ----------------------------------------------------------------------------

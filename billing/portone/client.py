@@ -16,48 +16,18 @@ import itertools
 import json
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from billing.domain.charges import ChargeRequest
 from billing.portone.answers import Exchange, Transport
 
 TOKEN_MARGIN = 60.0  # seconds: a token this close to expiry is renewed before use
 CONNECT_TIMEOUT = 5.0
 POOL_TIMEOUT = 10.0
 SHARD_CONNECTIONS = 16
-
-
-@dataclass(frozen=True)
-class ChargeRequest:
-    """The body of ``POST /subscribe/payments/again`` (amount in integer KRW)."""
-
-    customer_uid: str
-    merchant_uid: str
-    amount: int
-    name: str
-    card_quota: int | None = None
-    buyer_name: str | None = None
-    buyer_email: str | None = None
-    buyer_tel: str | None = None
-
-    def body(self) -> dict[str, Any]:
-        fields: dict[str, Any] = {
-            "customer_uid": self.customer_uid,
-            "merchant_uid": self.merchant_uid,
-            "amount": self.amount,
-            "name": self.name,
-        }
-        optional = {
-            "card_quota": self.card_quota,
-            "buyer_name": self.buyer_name,
-            "buyer_email": self.buyer_email,
-            "buyer_tel": self.buyer_tel,
-        }
-        fields.update({key: value for key, value in optional.items() if value is not None})
-        return fields
 
 
 class TokenUnavailable(Exception):

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.db.api_tables import CustomerCard
 from billing.db.tables import Customer, Subscription
 from billing.errors import BillingError, Conflict, InvalidInput, NotFound

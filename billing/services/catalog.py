@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session
 from billing.catalog import load_catalog_file, load_zone
 from billing.config import DEFAULT_PLANS, Settings
 from billing.db.tables import CatalogLoad, PlanRow, PlanVersion, Subscription
+from billing.domain.dunning import DunningPolicy, FinalAction
 from billing.domain.durations import parse_interval
-from billing.domain.plans import Catalog, DunningPolicy, FinalAction, Plan
-from billing.domain.subscriptions import LIVE_STATUSES
+from billing.domain.plans import Catalog, Plan
+from billing.domain.statuses import LIVE_STATUSES
 from billing.errors import CatalogError, NotFound
 
 

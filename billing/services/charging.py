@@ -8,28 +8,23 @@ message finds the row already processing (or settled) and does nothing.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from billing.db.tables import Charge, Subscription
-from billing.domain import retry
-from billing.domain.charges import ChargeStatus
-from billing.domain.subscriptions import CHARGEABLE_STATUSES
-from billing.portone.answers import ChargeAnswer, Outcome
-from billing.portone.client import ChargeRequest
+from billing.domain.answers import ChargeAnswer
+from billing.domain.charges import ChargeRequest, ChargeStatus, Timing, after_answer, voided
+from billing.domain.statuses import CHARGEABLE_STATUSES
 from billing.services.history import record_event
 from billing.services.locks import lock_charges, lock_subscription, lock_subscriptions
 from billing.services.plan_cache import PlanCache
-from billing.services.settlement import settle_failed, settle_paid, void_charge
+from billing.services.settlement import FollowUp, charge_state, store_step, void_charge
 
-FIRST_LOOKUP_DELAY = 2.0  # seconds after an unknown outcome before asking PortOne
-REFUSAL_LEASE = 5.0  # a refusal is looked up at once; the sweep hands it out again after this
 CHARGEABLE = [str(status) for status in CHARGEABLE_STATUSES]
 
 
@@ -41,27 +36,6 @@ class ChargeWork:
     subscription_id: int
     request: ChargeRequest
     sends: int
-
-
-@dataclass
-class FollowUp:
-    """Messages to publish after the transaction commits."""
-
-    charge: list[int] = field(default_factory=list)
-    reconcile: list[int] = field(default_factory=list)
-    countdown: float | None = None
-
-    def add(self, other: FollowUp) -> None:
-        """Merge: the later of the countdowns (a retry early by seconds does no harm)."""
-        self.charge += other.charge
-        self.reconcile += other.reconcile
-        if other.countdown is not None:
-            self.countdown = max(self.countdown or 0.0, other.countdown)
-
-
-def backoff(sends: int, jitter: Callable[[], float] = random.random) -> float:
-    """How long a send that never reached PortOne waits before it is sent again."""
-    return retry.TRANSIENT.delay(sends, jitter())
 
 
 def begin_charges(
@@ -116,7 +90,10 @@ def begin_charge(
 
 def _void(session: Session, charge_ids: list[int], now: datetime, wall: datetime) -> None:
     for charge in session.scalars(select(Charge).where(Charge.id.in_(charge_ids))):
-        void_charge(session, charge, lock_subscription(session, charge.subscription_id), now, wall)
+        sub = lock_subscription(session, charge.subscription_id)
+        step = voided(charge_state(charge, sub))
+        if step is not None:
+            void_charge(session, charge, sub, now, wall)
 
 
 def _work(row: Any) -> ChargeWork:
@@ -131,7 +108,7 @@ def finish_charges(
     session: Session,
     answers: Sequence[tuple[ChargeWork, ChargeAnswer]],
     now: datetime,
-    wall: datetime,
+    timing: Timing,
     plans: PlanCache,
 ) -> FollowUp:
     """Record PortOne's answers, all in the caller's transaction. A payment is always
@@ -145,7 +122,7 @@ def finish_charges(
     follow = FollowUp()
     with session.no_autoflush:
         for work, answer in answers:
-            follow.add(_finish(session, work, answer, now, wall, plans))
+            follow.add(_finish(session, work, answer, now, timing, plans))
     return follow
 
 
@@ -154,11 +131,11 @@ def finish_charge(
     work: ChargeWork,
     answer: ChargeAnswer,
     now: datetime,
-    wall: datetime,
+    timing: Timing,
     plans: PlanCache,
 ) -> FollowUp:
     """``finish_charges`` for one answer."""
-    return finish_charges(session, [(work, answer)], now, wall, plans)
+    return finish_charges(session, [(work, answer)], now, timing, plans)
 
 
 def _finish(
@@ -166,7 +143,7 @@ def _finish(
     work: ChargeWork,
     answer: ChargeAnswer,
     now: datetime,
-    wall: datetime,
+    timing: Timing,
     plans: PlanCache,
 ) -> FollowUp:
     charge = session.get(Charge, work.charge_id)
@@ -177,28 +154,5 @@ def _finish(
         send=work.sends, outcome=str(answer.outcome), http_status=answer.http_status,
         code=answer.code, reason=answer.reason, imp_uid=answer.imp_uid,
     )  # fmt: skip
-    if answer.outcome == Outcome.APPROVED:
-        assert answer.imp_uid is not None
-        settle_paid(session, charge, answer.imp_uid, now, wall, plans)
-        return FollowUp()
-    if charge.status != ChargeStatus.PROCESSING or charge.sends != work.sends:
-        return FollowUp()  # the sweeper took it over: reconciliation decides
-    if answer.outcome == Outcome.DECLINED:
-        settle_failed(session, charge, answer.reason, now, wall, plans)
-        return FollowUp()
-    if answer.outcome == Outcome.TRANSIENT:
-        delay = backoff(work.sends)
-        _park(charge, ChargeStatus.PENDING, wall, delay)
-        return FollowUp(charge=[charge.id], countdown=delay)
-    if answer.outcome == Outcome.REFUSED:  # believed only once a lookup finds nothing
-        charge.refusal = answer.reason  # a complete answer: PortOne is asked at once
-        _park(charge, ChargeStatus.UNKNOWN, wall, REFUSAL_LEASE)
-        return FollowUp(reconcile=[charge.id])
-    _park(charge, ChargeStatus.UNKNOWN, wall, FIRST_LOOKUP_DELAY)
-    return FollowUp(reconcile=[charge.id], countdown=FIRST_LOOKUP_DELAY)
-
-
-def _park(charge: Charge, status: ChargeStatus, wall: datetime, delay: float) -> None:
-    charge.status = status
-    charge.retry_at = wall + timedelta(seconds=delay)
-    charge.updated_at = wall
+    step = after_answer(charge_state(charge), answer, work.sends, timing)
+    return store_step(session, charge, step, now, timing.wall, plans)

@@ -10,25 +10,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from billing.clock import system_now
 from billing.db.bulk import insert_returning_ids
 from billing.db.tables import Charge, Customer, Event, Subscription
 from billing.domain import subscriptions as lifecycle
 from billing.domain.calendar import period_amount
 from billing.domain.charges import OPEN_CHARGE_STATUSES, ChargeStatus, merchant_uid
-from billing.domain.plans import MAX_ATTEMPTS_PER_30_DAYS, Plan
-from billing.domain.subscriptions import CHARGEABLE_STATUSES, BillingState
+from billing.domain.dunning import (
+    CARD_WINDOW,
+    MAX_DECLINES_PER_CARD,
+    card_busy,
+    card_postponed_until,
+    end_dunning,
+)
+from billing.domain.notices import NoticeKind
+from billing.domain.plans import Plan
+from billing.domain.retry import lookup_lease
+from billing.domain.state import BillingState
+from billing.domain.statuses import CHARGEABLE_STATUSES
 from billing.errors import BillingError
 from billing.services.aside import SET_ASIDE_RETRY, describe, set_aside
 from billing.services.history import record_event
-from billing.services.notices import NoticeKind, queue_notice
+from billing.services.notices import queue_notice
 from billing.services.plan_cache import PlanCache
-from billing.services.reconcile import lookup_lease
 from billing.services.rows import load_state, state_values, store_state
 from billing.services.settlement import apply_decline, queue_final_notice
 
@@ -36,7 +46,6 @@ SUBSCRIPTIONS = cast(Table, Subscription.__table__)
 CHARGES = cast(Table, Charge.__table__)
 EVENTS = cast(Table, Event.__table__)
 OPEN = [str(status) for status in OPEN_CHARGE_STATUSES]
-ATTEMPT_WINDOW = timedelta(days=30)
 CHARGEABLE = [str(status) for status in CHARGEABLE_STATUSES]
 
 
@@ -137,7 +146,7 @@ def _write(batch: Batch) -> None:
     if not batch.charges:
         return
     ids = insert_returning_ids(session, CHARGES, batch.charges, CHARGES.c.merchant_uid)
-    recorded = datetime.now(UTC)
+    recorded = system_now()
     session.execute(insert(EVENTS), [
         {"subscription_id": charge["subscription_id"], "charge_id": charge_id,
          "kind": "charge_created", "occurred_at": batch.now, "recorded_at": recorded,
@@ -231,7 +240,7 @@ def _end_at_renewal(batch: Batch, subscription_id: int, state: BillingState) -> 
                      reason="canceled at period end")  # fmt: skip
     else:
         plan = batch.cache.version(session, sub.plan_id, sub.plan_version)
-        decline = lifecycle.end_dunning(state, plan.dunning)
+        decline = end_dunning(state, plan.dunning)
         apply_decline(session, sub, decline, now)
         queue_final_notice(session, batch.cache, sub, decline, now, batch.wall)
     batch.result.canceled += 1
@@ -246,7 +255,7 @@ def _stage(batch: Batch, row: Row[Any], state: BillingState, plan_version: int) 
 def _postpone(batch: Batch, row: Row[Any], later: datetime) -> None:
     _stage(batch, row, replace(load_state(row), next_charge_at=later), row.plan_version)
     record_event(batch.session, "attempt_postponed", batch.now, subscription_id=row.id,
-                 reason=f"{MAX_ATTEMPTS_PER_30_DAYS} attempts on this card in 30 days",
+                 reason=f"{MAX_DECLINES_PER_CARD} declined attempts on this card in 30 days",
                  until=later.isoformat())  # fmt: skip
     batch.result.skipped += 1
 
@@ -266,7 +275,7 @@ class CardAttempts:
         declined = and_(
             Charge.status == ChargeStatus.FAILED,
             Charge.decline_class.is_not(None),
-            Charge.created_at > now - ATTEMPT_WINDOW,
+            Charge.created_at > now - CARD_WINDOW,
         )
         rows = session.execute(
             select(Charge.customer_uid, Charge.status, Charge.created_at).where(
@@ -283,19 +292,13 @@ class CardAttempts:
         return cls(declines, in_flight)
 
     def postponed_until(self, customer_uid: str) -> datetime | None:
-        """None when another attempt is allowed now; else when the oldest decline that
-        keeps the card at the cap leaves the window."""
-        recent = sorted(self.declines.get(customer_uid, []))
-        if len(recent) < MAX_ATTEMPTS_PER_30_DAYS:
-            return None
-        return recent[-MAX_ATTEMPTS_PER_30_DAYS] + ATTEMPT_WINDOW + timedelta(seconds=1)
+        """None when another attempt is allowed now (``dunning.card_postponed_until``)."""
+        return card_postponed_until(self.declines.get(customer_uid, []))
 
     def in_flight_limit(self, customer_uid: str) -> bool:
-        """True when declines and attempts in flight together reach the cap, but declines
-        alone do not: the next pass tries again, once some of those are answered."""
+        """At the cap with attempts in flight: the next pass tries again (``card_busy``)."""
         declines = len(self.declines.get(customer_uid, []))
-        flying = self.in_flight.get(customer_uid, 0)
-        return declines < MAX_ATTEMPTS_PER_30_DAYS <= declines + flying
+        return card_busy(declines, self.in_flight.get(customer_uid, 0))
 
     def add(self, customer_uid: str) -> None:
         self.in_flight[customer_uid] = self.in_flight.get(customer_uid, 0) + 1

@@ -10,19 +10,18 @@ event_id, so receivers de-duplicate.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.db.tables import Notice
+from billing.domain import notices
+from billing.domain.notices import DeliveryStatus
 from billing.services.history import record_event
 
-LEASE = timedelta(seconds=60)
-BACKOFF_BASE = 10.0  # seconds, doubled per attempt
-BACKOFF_CAP = 3600.0
-DUE = ("pending", "sending")
+DUE = [str(status) for status in notices.DUE]
 
 
 @dataclass(frozen=True)
@@ -49,17 +48,18 @@ def notices_to_deliver(session: Session, wall: datetime, limit: int) -> list[int
     )
     rows = session.scalars(query).all()
     for row in rows:
-        row.status, row.next_attempt_at, row.updated_at = "pending", wall + LEASE, wall
+        row.status, row.updated_at = DeliveryStatus.PENDING, wall
+        row.next_attempt_at = wall + notices.DELIVERY_LEASE
     return [row.id for row in rows]
 
 
 def begin_delivery(session: Session, notice_id: int, wall: datetime) -> NoticeWork | None:
     query = select(Notice).where(Notice.id == notice_id).with_for_update(skip_locked=True)
     row = session.scalar(query)
-    if row is None or row.status != "pending":
+    if row is None or row.status != DeliveryStatus.PENDING:
         return None
-    row.status, row.attempts = "sending", row.attempts + 1
-    row.next_attempt_at, row.updated_at = wall + LEASE, wall
+    row.status, row.attempts = DeliveryStatus.SENDING, row.attempts + 1
+    row.next_attempt_at, row.updated_at = wall + notices.DELIVERY_LEASE, wall
     return NoticeWork(
         row.id, row.subscription_id, row.event_id, row.kind, row.channel,
         dict(row.channel_config), row.recipient, dict(row.payload), row.attempts,
@@ -67,25 +67,31 @@ def begin_delivery(session: Session, notice_id: int, wall: datetime) -> NoticeWo
 
 
 def finish_delivery(
-    session: Session, work: NoticeWork, error: str | None, now: datetime, wall: datetime
+    session: Session,
+    work: NoticeWork,
+    error: str | None,
+    now: datetime,
+    wall: datetime,
+    jitter: float = 0.5,
 ) -> None:
     row = session.scalar(select(Notice).where(Notice.id == work.notice_id).with_for_update())
     assert row is not None
-    if row.status == "delivered":
+    if row.status == DeliveryStatus.DELIVERED:
         return
     if error is None:
-        row.status, row.delivered_at, row.updated_at, row.last_error = "delivered", wall, wall, None
+        row.status, row.delivered_at = DeliveryStatus.DELIVERED, wall
+        row.updated_at, row.last_error = wall, None
         record_event(session, "notice_delivered", now, subscription_id=row.subscription_id,
                      charge_id=row.charge_id, notice=row.kind, channel=row.channel,
                      event_id=row.event_id, attempts=row.attempts)  # fmt: skip
         return
-    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (work.attempt - 1))
-    row.status, row.last_error = "pending", error[:500]
-    row.next_attempt_at, row.updated_at = wall + timedelta(seconds=delay), wall
+    row.status, row.last_error = DeliveryStatus.PENDING, error[:500]
+    row.next_attempt_at = wall + notices.next_attempt_after(work.attempt, jitter)
+    row.updated_at = wall
 
 
 def pending_count(session: Session) -> int:
     from sqlalchemy import func
 
     return int(session.scalar(select(func.count()).select_from(Notice).where(
-        or_(Notice.status == "pending", Notice.status == "sending"))) or 0)  # fmt: skip
+        Notice.status.in_(DUE))) or 0)  # fmt: skip

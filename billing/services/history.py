@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from billing.clock import system_now
 from billing.db.tables import Event
 
 _ACTING: ContextVar[tuple[str, str | None] | None] = ContextVar("billing_actor", default=None)
@@ -62,7 +63,7 @@ def record_event(
         kind=kind,
         data=_who(data),
         occurred_at=now,
-        recorded_at=datetime.now(UTC),
+        recorded_at=system_now(),
     )
     session.add(event)
     return event

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from itertools import chain, islice
 from pathlib import Path
@@ -30,11 +30,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Table, select, text
 from sqlalchemy.orm import Session
 
+from billing.clock import system_now
 from billing.db.bulk import insert_returning_ids
 from billing.db.tables import Customer, Event, Subscription
 from billing.domain import subscriptions as lifecycle
 from billing.domain.plans import Plan
-from billing.domain.subscriptions import BillingState
+from billing.domain.state import BillingState
 from billing.domain.times import parse_time
 from billing.errors import InvalidInput
 from billing.services.catalog import current_plans, share_lock_plans
@@ -209,7 +210,7 @@ def _insert(
     session: Session, rows: Iterator[tuple[Row, Plan, datetime]], now: datetime
 ) -> ImportReport:
     report = ImportReport()
-    wall = datetime.now(UTC)
+    wall = system_now()
     while chunk := list(islice(rows, CHUNK)):
         customer_ids, created = _customers(session, [row for row, _, _ in chunk], now)
         values = [_subscription(row, plan, start, customer_ids, now) for row, plan, start in chunk]

@@ -26,14 +26,14 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.db.tables import Charge, Customer, Refund, Subscription
 from billing.domain import subscriptions as lifecycle
 from billing.domain.charges import ChargeStatus
@@ -357,7 +357,7 @@ def reconcile_ledger(
     since: datetime,
     until: datetime,
     plans: PlanCache,
-    wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    wall: Callable[[], datetime] | None = None,
 ) -> LedgerReport:
     """Read PortOne's ledger for [since, until] (no connection held meanwhile), then compare
     and repair in one transaction. LedgerUnreadable when a page cannot be read."""
@@ -369,7 +369,7 @@ def reconcile_ledger(
     report = LedgerReport(since, until)
     now = app.clock.now()
     with app.transaction() as session:
-        compare(session, payments, report, now, wall(), plans)
+        compare(session, payments, report, now, (wall or app.system_clock.now)(), plans)
     log(
         logger,
         "ledger_reconciled",

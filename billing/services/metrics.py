@@ -31,7 +31,7 @@ from billing.db.tables import Base, Charge, Notice, PlanRow, PlanVersion, Subscr
 from billing.domain.charges import ChargeStatus
 from billing.domain.durations import Unit
 from billing.domain.plans import Plan
-from billing.domain.subscriptions import CHARGEABLE_STATUSES, SubscriptionStatus
+from billing.domain.statuses import CHARGEABLE_STATUSES, SubscriptionStatus
 from billing.services.catalog import plan_from_row
 from billing.services.status import due_now
 

@@ -13,25 +13,16 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.db.tables import CatalogLoad, Charge, Customer, Notice, Subscription
+from billing.domain.notices import NoticeKind
 from billing.domain.plans import NotifyChannel, Reminders
-from billing.domain.subscriptions import SubscriptionStatus
+from billing.domain.statuses import SubscriptionStatus
 from billing.services.history import record_event
-
-
-class NoticeKind(StrEnum):
-    PAYMENT_FAILED = "payment_failed"
-    PAYMENT_RECOVERED = "payment_recovered"
-    SUBSCRIPTION_CANCELED = "subscription_canceled"
-    SUBSCRIPTION_PAUSED = "subscription_paused"
-    UPCOMING_RENEWAL = "upcoming_renewal"
-    TRIAL_WILL_END = "trial_will_end"
 
 
 @dataclass(frozen=True)

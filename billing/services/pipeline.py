@@ -7,34 +7,29 @@ Follow-up messages are published only after the second transaction commits.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.db.engine import is_outage
+from billing.domain.answers import ChargeAnswer, Found, Outcome
+from billing.domain.charges import Timing
 from billing.logs import log
-from billing.portone.answers import (
-    ChargeAnswer,
-    Found,
-    Lookup,
-    Outcome,
-    classify_again,
-    classify_find_all,
-    classify_find_paid,
-)
 from billing.services.aside import describe, keep_answer
-from billing.services.charging import ChargeWork, FollowUp, begin_charges, finish_charges
+from billing.services.charging import ChargeWork, begin_charges, finish_charges
 from billing.services.delivery import begin_delivery, finish_delivery
 from billing.services.plan_cache import PlanCache
-from billing.services.ports import Gateway, NoticeSender, Publisher
+from billing.services.ports import ChargeGateway, DeliveryError, NoticeSender, Publisher
 from billing.services.reconcile import ReconcileWork, begin_reconcile, finish_reconcile
+from billing.services.settlement import FollowUp
 
 logger = logging.getLogger("billing.pipeline")
 T = TypeVar("T")
@@ -44,10 +39,6 @@ RECORD_BACKOFF = 0.5  # seconds, doubled per try
 
 def _alone(record: Callable[[Session, list[T]], FollowUp], item: T, session: Session) -> FollowUp:
     return record(session, [item])
-
-
-def system_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class InlineExecutor(Executor):
@@ -69,18 +60,20 @@ class Pipeline:
     def __init__(
         self,
         app: App,
-        gateway: Gateway,
+        gateway: ChargeGateway,
         publisher: Publisher,
         plans: PlanCache,
-        wall: Callable[[], datetime] = system_now,
+        wall: Callable[[], datetime] | None = None,
         calls: Executor | None = None,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self.app = app
+        self.jitter = jitter
         self.calls = calls or InlineExecutor()
         self.gateway = gateway
         self.publisher = publisher
         self.plans = plans
-        self.wall = wall
+        self.wall = wall or app.system_clock.now
         self.window = timedelta(seconds=app.settings.reconcile_after)
         # A send not started this long after its charge was taken is not sent: it then
         # ends (answer or read timeout) before the window after which it may be sent again.
@@ -111,8 +104,7 @@ class Pipeline:
         if remaining <= 0:  # it waited behind other calls too long: nothing is sent
             answer = ChargeAnswer(Outcome.TRANSIENT, "not sent: waited past its send deadline")
         else:
-            exchange = self.gateway.again(work.request, send_within=remaining)
-            answer = classify_again(exchange, work.request.merchant_uid, work.request.amount)
+            answer = self.gateway.charge(work.request, send_within=remaining)
         log(logger, "charge_answer", merchant_uid=work.request.merchant_uid,
             amount=work.request.amount, send=work.sends, outcome=str(answer.outcome),
             http_status=answer.http_status, code=answer.code, reason=answer.reason)  # fmt: skip
@@ -123,7 +115,7 @@ class Pipeline:
 
         def record(session: Session, chunk: list[tuple[ChargeWork, ChargeAnswer]]) -> FollowUp:
             now = self.app.clock.now()
-            return finish_charges(session, chunk, now, self.wall(), self.plans)
+            return finish_charges(session, chunk, now, self._timing(), self.plans)
 
         def kept(pair: tuple[ChargeWork, ChargeAnswer]) -> tuple[int, str | None]:
             work, answer = pair
@@ -184,17 +176,16 @@ class Pipeline:
     def reconcile(self, charge_id: int) -> str | None:
         """Ask PortOne about one open charge and act on the answer."""
         with self.app.transaction() as session:
-            work = begin_reconcile(session, charge_id, self.wall(), self.window)
+            work = begin_reconcile(session, charge_id, self._timing())
         if work is None:
             return None
-        lookup = self._lookup(work.merchant_uid, work.amount)
+        lookup = self.gateway.lookup(work.merchant_uid, work.amount)
         log(logger, "reconcile_lookup", merchant_uid=work.merchant_uid,
-            found=str(lookup.found), reason=lookup.reason, lookup=work.lookups + 1)  # fmt: skip
+            found=str(lookup.found), reason=lookup.reason)  # fmt: skip
 
         def record(session: Session, _: list[ReconcileWork]) -> FollowUp:
             now = self.app.clock.now()
-            return finish_reconcile(session, work, lookup, now, self.wall(), self.window,
-                                    self.plans)  # fmt: skip
+            return finish_reconcile(session, work, lookup, now, self._timing(), self.plans)
 
         def kept(item: ReconcileWork) -> tuple[int, str | None]:
             paid = lookup.found in (Found.PAID, Found.REFUNDED)
@@ -203,16 +194,11 @@ class Pipeline:
         self._publish(self._in_transactions([work], record, kept, "lookup"))
         return str(lookup.found)
 
-    def _lookup(self, merchant_uid: str, amount: int) -> Lookup:
-        paid = classify_find_paid(self.gateway.find_paid(merchant_uid), merchant_uid, amount)
-        if paid.found != Found.NOTHING:
-            return paid
-        return classify_find_all(self.gateway.find_all(merchant_uid), merchant_uid, amount)
+    def _timing(self) -> Timing:
+        return Timing(self.wall(), self.window, self.jitter())
 
     def deliver(self, notice_id: int, sender: NoticeSender) -> str | None:
         """Send one notice from the outbox; at least once (see services.delivery)."""
-        from billing.notify import DeliveryError
-
         with self.app.transaction() as session:
             work = begin_delivery(session, notice_id, self.wall())
         if work is None:
@@ -226,7 +212,7 @@ class Pipeline:
             channel=work.channel, attempt=work.attempt, error=error)  # fmt: skip
         now = self.app.clock.now()
         with self.app.transaction() as session:
-            finish_delivery(session, work, error, now, self.wall())
+            finish_delivery(session, work, error, now, self.wall(), self.jitter())
         return "delivered" if error is None else "retry"
 
     def _publish(self, follow: FollowUp) -> None:

@@ -3,11 +3,11 @@
 A V1 notice is unsigned: ``{imp_uid, merchant_uid, status}`` from anyone. Nothing in it is
 believed. The payment is re-fetched with ``GET /payments/{imp_uid}``; the notice must name
 the same merchant_uid PortOne holds, the merchant_uid must be one of our charges, and the
-amount PortOne holds must be the charge's. Only then does an ``unknown`` or ``processing``
-charge whose payment PortOne holds as paid become paid here, exactly as a reconciliation
-would (``settle_paid``, the charge row locked). A charge already paid is left alone, so a
-redelivered notice changes nothing; anything else is kept in the event log for people and
-the scheduler's reconciliation. When PortOne cannot be asked, nothing is decided here.
+amount PortOne holds must be the charge's. Only then does a charge whose payment PortOne
+holds as paid become paid here, whatever its state, exactly as a lookup finding it paid would
+(``domain.charges.after_lookup``, the charge row locked). A charge already paid is left alone,
+so a redelivered notice changes nothing; anything else is kept in the event log for people
+and the scheduler's reconciliation. When PortOne cannot be asked, nothing is decided here.
 """
 
 from __future__ import annotations
@@ -17,29 +17,29 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.db.tables import Charge
-from billing.domain.charges import ChargeStatus
+from billing.domain.answers import Found, Lookup
+from billing.domain.charges import ChargeStatus, Timing, after_lookup
 from billing.errors import InvalidInput
 from billing.logs import log
 from billing.portone.answers import Exchange, same_amount
 from billing.services.history import record_event
 from billing.services.plan_cache import PlanCache
-from billing.services.settlement import settle_paid
+from billing.services.settlement import charge_state, store_step
 
 logger = logging.getLogger("billing.webhook")
 
 IMP_UID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_MERCHANT_UID = 100  # ours are at most 40; other payments of the account may differ
 MAX_STATUS = 32
-SETTLEABLE = (ChargeStatus.UNKNOWN, ChargeStatus.PROCESSING)
 
 
 class PaymentSource(Protocol):
@@ -152,8 +152,10 @@ def apply_payment(
         portone_status=payment.status, charge_status=str(charge.status),
         verdict=str(result.verdict), reason=result.reason,
     )  # fmt: skip
-    if result.verdict == Verdict.SETTLED:
-        settle_paid(session, charge, payment.imp_uid, now, wall, plans)
+    if result.verdict == Verdict.SETTLED:  # what a lookup finding it paid does, exactly
+        step = after_lookup(charge_state(charge), Lookup(Found.PAID, payment.imp_uid),
+                            Timing(wall, timedelta(0)))  # fmt: skip
+        store_step(session, charge, step, now, wall, plans)
     return result
 
 
@@ -163,12 +165,10 @@ def _judge(charge: Charge, payment: Payment) -> NoticeResult:
         return NoticeResult(Verdict.MISMATCH, reason, charge.id)
     if payment.status != "paid":
         return NoticeResult(Verdict.RECORDED, f"PortOne holds it {payment.status}", charge.id)
-    if charge.status in SETTLEABLE:
-        return NoticeResult(Verdict.SETTLED, "", charge.id)
-    reason = f"paid at PortOne while {charge.status} here: left to reconciliation"
     if charge.status == ChargeStatus.PAID:
         reason = f"already paid here as {charge.imp_uid}, PortOne names {payment.imp_uid}"
-    return NoticeResult(Verdict.RECORDED, reason, charge.id)
+        return NoticeResult(Verdict.RECORDED, reason, charge.id)
+    return NoticeResult(Verdict.SETTLED, "", charge.id)
 
 
 class NoticeHandler:
@@ -181,13 +181,13 @@ class NoticeHandler:
         plans: PlanCache,
         *,
         include_sandbox: bool,
-        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        wall: Callable[[], datetime] | None = None,
     ) -> None:
         self.app = app
         self.portone = portone
         self.plans = plans
         self.include_sandbox = include_sandbox
-        self.wall = wall
+        self.wall = wall or app.system_clock.now
 
     def handle(self, notice: Notice) -> NoticeResult:
         exchange = self.portone.payment(notice.imp_uid, include_sandbox=self.include_sandbox)

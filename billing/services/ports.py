@@ -1,21 +1,27 @@
-"""The ports the charging services use: a gateway to PortOne and a publisher of tasks."""
+"""The ports the services use: PortOne (in domain values), the publisher of tasks, the
+notice sender. Adapters: ``billing.portone.gateway`` (PortOne V1), ``billing.broker``
+(Celery), ``billing.notify`` (log, webhook, e-mail)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Protocol
 
-from billing.portone.answers import Exchange
-from billing.portone.client import ChargeRequest
+from billing.domain.answers import ChargeAnswer, Lookup
+from billing.domain.charges import ChargeRequest
 from billing.services.delivery import NoticeWork
 
 
-class Gateway(Protocol):
-    def again(self, request: ChargeRequest, send_within: float | None = None) -> Exchange: ...
+class ChargeGateway(Protocol):
+    """Charges and lookups by merchant_uid, answered in domain values."""
 
-    def find_paid(self, merchant_uid: str) -> Exchange: ...
+    def charge(self, request: ChargeRequest, send_within: float | None = None) -> ChargeAnswer:
+        """Send one charge; not sent at all once ``send_within`` seconds have passed."""
+        ...
 
-    def find_all(self, merchant_uid: str) -> Exchange: ...
+    def lookup(self, merchant_uid: str, amount: int) -> Lookup:
+        """What PortOne holds for the merchant_uid."""
+        ...
 
 
 class Publisher(Protocol):
@@ -32,7 +38,12 @@ class Publisher(Protocol):
     def reconcile_ledger(self) -> None: ...
 
 
+class DeliveryError(Exception):
+    """A notice was not delivered (the receiver failed, or the channel cannot be used); the
+    message says why in one line. It is sent again later, with the same event id."""
+
+
 class NoticeSender(Protocol):
-    """Sends one notice on its channel; raises billing.notify.DeliveryError on failure."""
+    """Sends one notice on its channel; raises DeliveryError on failure."""
 
     def send(self, work: NoticeWork) -> None: ...

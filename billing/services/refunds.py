@@ -15,33 +15,36 @@ not and the last send is older than BILLING_RECONCILE_AFTER, the refund is sent 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.db.tables import Charge, Refund
+from billing.domain import retry
 from billing.domain.charges import ChargeStatus
-from billing.errors import Conflict, InvalidInput, NotFound
-from billing.logs import log
-from billing.portone.answers import Exchange
-from billing.portone.cancels import (
-    Applied,
+from billing.domain.refunds import (
+    OPEN_REFUND_STATUSES,
     CancelAnswer,
     CancelOutcome,
     CancelRequest,
-    PortOneCancels,
     RefundLookup,
-    classify_cancel,
-    classify_lookup,
+    RefundStatus,
+    Verdict,
+    after_cancel,
+    after_refund_lookup,
 )
+from billing.errors import Conflict, InvalidInput, NotFound
+from billing.logs import log
+from billing.portone.answers import Exchange
+from billing.portone.cancels import PortOneCancels, classify_cancel, classify_lookup
 from billing.portone.client import PortOneClient
 from billing.services.history import record_event
 
@@ -49,25 +52,10 @@ logger = logging.getLogger("billing.refunds")
 
 REASON_MAX = 200  # refunds.reason
 TRANSIENT_TRIES = 3  # sends of one step whose request never left (or 401/429)
-TRANSIENT_PAUSE = 0.5  # seconds before the second try, doubled for the third
-FIRST_LOOKUP_DELAY = 1.0  # seconds after an unknown outcome before the command asks PortOne
-LOOKUP_EVERY = 15.0  # seconds between sweeps' lookups of one unknown refund
 SEND: Literal["send"] = "send"
 
 
-def system_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class RefundStatus(StrEnum):
-    PENDING = "pending"  # written, not yet sent
-    PROCESSING = "processing"  # sent or being sent
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"  # refused or never sent: no money moved
-    UNKNOWN = "unknown"  # outcome not seen; reconciling
-
-
-OPEN = [str(RefundStatus.PENDING), str(RefundStatus.PROCESSING), str(RefundStatus.UNKNOWN)]
+OPEN = [str(status) for status in OPEN_REFUND_STATUSES]
 
 
 class RefundGateway(Protocol):
@@ -95,13 +83,6 @@ class LookupWork:
     checksum: int
     amount: int
     sent_at: datetime | None
-
-
-class Verdict(StrEnum):
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    RESEND = "resend"
-    WAIT = "wait"
 
 
 # -- asking for a refund -------------------------------------------------------------------------
@@ -196,15 +177,13 @@ def finish_refund(
     _event(session, "refund_answer", now, charge, refund, send=work.sends,
            outcome=str(answer.outcome), http_status=answer.http_status, code=answer.code,
            reason=answer.reason, gateway_cancelled=answer.cancelled)  # fmt: skip
-    if answer.outcome == CancelOutcome.SUCCEEDED:
+    verdict = after_cancel(RefundStatus(refund.status), refund.sends == work.sends, answer,
+                           resend=work.resend)  # fmt: skip
+    if verdict == Verdict.SUCCEEDED:
         settle_refunded(session, charge, refund, answer.cancellation_id, now, wall)
-    elif refund.status != RefundStatus.PROCESSING or refund.sends != work.sends:
-        pass  # the sweeper took it over: reconciliation decides
-    elif answer.outcome == CancelOutcome.REFUSED:
+    elif verdict == Verdict.FAILED:
         settle_refund_failed(session, charge, refund, answer.reason, now, wall)
-    elif answer.outcome == CancelOutcome.TRANSIENT and not work.resend:
-        settle_refund_failed(session, charge, refund, answer.reason, now, wall)  # never left
-    else:
+    elif verdict == Verdict.WAIT:
         refund.status, refund.fail_reason = RefundStatus.UNKNOWN, answer.reason
         refund.updated_at = wall
     return refund.status
@@ -235,23 +214,9 @@ def settle_refund_failed(
 # -- reconciliation ------------------------------------------------------------------------------
 
 
-def decide(
-    lookup: RefundLookup, sent_at: datetime | None, wall: datetime, window: timedelta
-) -> Verdict:
-    """What to do with an unknown refund, given what PortOne's payment shows (pure)."""
-    quiet = sent_at is None or wall - sent_at >= window  # no request of ours still in flight
-    if lookup.applied == Applied.APPLIED:
-        return Verdict.SUCCEEDED
-    if lookup.applied == Applied.NEVER or (lookup.applied == Applied.BEHIND and quiet):
-        return Verdict.FAILED
-    if lookup.applied == Applied.NOT_YET and quiet:
-        return Verdict.RESEND
-    return Verdict.WAIT
-
-
 def refunds_to_reconcile(
     session: Session, wall: datetime, window: timedelta, limit: int,
-    *, lookup_every: float = LOOKUP_EVERY,
+    *, lookup_every: float = retry.LOOKUP_EVERY,
 ) -> list[int]:  # fmt: skip
     """Refunds for the scheduler's sweep to hand to ``billing.refund``: unknown ones not
     looked up for ``lookup_every`` seconds, processing ones silent past the window (their
@@ -300,7 +265,7 @@ def finish_lookup(
 ) -> Verdict | None:  # fmt: skip
     """Act on the lookup; None when another process settled the refund meanwhile."""
     charge, refund = _lock(session, work.charge_id, work.refund_id)
-    verdict = decide(lookup, work.sent_at, wall, window)
+    verdict = after_refund_lookup(lookup, work.sent_at, wall, window)
     _event(session, "refund_reconciled", now, charge, refund, found=str(lookup.applied),
            verdict=str(verdict), gateway_cancelled=lookup.cancelled,
            reason=lookup.reason)  # fmt: skip
@@ -328,12 +293,14 @@ class RefundRunner:
         self,
         app: App,
         gateway: RefundGateway | PortOneClient,
-        wall: Callable[[], datetime] = system_now,
+        wall: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self.app = app
+        self.jitter = jitter
         self.gateway = PortOneCancels(gateway) if isinstance(gateway, PortOneClient) else gateway
-        self.wall = wall
+        self.wall = wall or app.system_clock.now
         self.sleep = sleep
         self.window = timedelta(seconds=app.settings.reconcile_after)
 
@@ -343,7 +310,7 @@ class RefundRunner:
         with self.app.transaction() as session:
             refund_id = request_refund(session, charge_id, amount, reason, now, self.wall()).id
         if self.send(refund_id) == RefundStatus.UNKNOWN:
-            self.sleep(FIRST_LOOKUP_DELAY)
+            self.sleep(retry.FIRST_REFUND_LOOKUP_DELAY)
             self.reconcile(refund_id)
         return refund_id
 
@@ -387,12 +354,10 @@ class RefundRunner:
         """One send; a request that never left (or 401/429) is tried again a few times."""
         answer = classify_cancel(self.gateway.cancel(work.request), work.request,
                                  resend=work.resend)  # fmt: skip
-        pause = TRANSIENT_PAUSE
-        for _ in range(TRANSIENT_TRIES - 1):
+        for tries in range(1, TRANSIENT_TRIES):
             if answer.outcome != CancelOutcome.TRANSIENT:
                 break
-            self.sleep(pause)
-            pause *= 2
+            self.sleep(retry.REFUND_NOT_SENT.delay(tries, self.jitter()))
             exchange = self.gateway.cancel(work.request)
             answer = classify_cancel(exchange, work.request, resend=work.resend)
         return answer

@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from billing.db.tables import Subscription
-from billing.domain.calendar import Period
-from billing.domain.subscriptions import BillingState, SubscriptionStatus
+from billing.domain.state import BillingState, Period
+from billing.domain.statuses import SubscriptionStatus
 
 
 class SubscriptionColumns(Protocol):

@@ -10,31 +10,108 @@ index.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.db.tables import Charge, Subscription
-from billing.domain.charges import ChargeStatus
-from billing.domain.declines import DeclineClass, classify_decline
-from billing.domain.subscriptions import (
-    CHARGEABLE_STATUSES,
+from billing.domain import retry
+from billing.domain.charges import (
+    ChargeState,
+    ChargeStatus,
+    Fail,
+    LookUp,
+    Resend,
+    Settle,
+    Step,
+    Void,
+)
+from billing.domain.dunning import (
     Decline,
     DeclineAction,
-    SubscriptionStatus,
+    DeclineClass,
+    classify_decline,
+    final_notice,
     record_decline,
-    record_payment,
 )
+from billing.domain.notices import NoticeKind
+from billing.domain.statuses import CHARGEABLE_STATUSES, SubscriptionStatus
+from billing.domain.subscriptions import record_payment
 from billing.logs import log
 from billing.services.catalog import latest_plan
 from billing.services.history import record_event
 from billing.services.locks import lock_subscription
-from billing.services.notices import NoticeKind, queue_notice
+from billing.services.notices import queue_notice
 from billing.services.plan_cache import PlanCache
 from billing.services.rows import load_state, store_state
 
 logger = logging.getLogger("billing.settlement")
+
+
+@dataclass
+class FollowUp:
+    """Messages to publish after the transaction commits."""
+
+    charge: list[int] = field(default_factory=list)
+    reconcile: list[int] = field(default_factory=list)
+    countdown: float | None = None
+
+    def add(self, other: FollowUp) -> None:
+        """Merge: the later of the countdowns (a retry early by seconds does no harm)."""
+        self.charge += other.charge
+        self.reconcile += other.reconcile
+        if other.countdown is not None:
+            self.countdown = max(self.countdown or 0.0, other.countdown)
+
+
+def charge_state(charge: Charge, sub: Subscription | None = None) -> ChargeState:
+    """The state machine's view of a charge row (and of its subscription, when loaded)."""
+    stopped = sub.status if sub is not None and not chargeable(sub) else None
+    return ChargeState(
+        status=ChargeStatus(charge.status),
+        sends=charge.sends,
+        sent_at=charge.sent_at,
+        updated_at=charge.updated_at,
+        lookups=charge.lookups,
+        refusal=charge.refusal,
+        stopped=stopped,
+    )
+
+
+def store_step(
+    session: Session,
+    charge: Charge,
+    step: Step,
+    now: datetime,
+    wall: datetime,
+    plans: PlanCache,
+) -> FollowUp:
+    """Carry out what the charge state machine decided, in the caller's transaction."""
+    match step:
+        case Settle(imp_uid, refunded, reason) if refunded:
+            settle_refunded(session, charge, imp_uid, refunded, reason, now, wall, plans)
+        case Settle(imp_uid):
+            settle_paid(session, charge, imp_uid, now, wall, plans)
+        case Fail(reason):
+            settle_failed(session, charge, reason, now, wall, plans)
+        case Void():
+            void_charge(
+                session, charge, lock_subscription(session, charge.subscription_id), now, wall
+            )
+        case Resend(after):
+            charge.status, charge.updated_at = ChargeStatus.PENDING, wall
+            charge.retry_at = wall + timedelta(seconds=after) if after else None
+            return FollowUp(charge=[charge.id], countdown=after or None)
+        case LookUp(after, refusal):
+            charge.status, charge.updated_at = ChargeStatus.UNKNOWN, wall
+            charge.refusal = refusal if refusal is not None else charge.refusal
+            charge.retry_at = wall + timedelta(seconds=after or retry.REFUSAL_LEASE)
+            return FollowUp(reconcile=[charge.id], countdown=after or None)
+    return FollowUp()
+
+
 LATE_PAYMENT_EVENTS = {
     SubscriptionStatus.CANCELED: "paid_after_cancel",
     SubscriptionStatus.PAUSED: "paid_after_pause",
@@ -212,9 +289,7 @@ def queue_final_notice(
     wall: datetime,
 ) -> None:
     """Dunning ended: tell that the subscription was canceled or paused."""
-    kinds = {DeclineAction.CANCEL: NoticeKind.SUBSCRIPTION_CANCELED,
-             DeclineAction.PAUSE: NoticeKind.SUBSCRIPTION_PAUSED}  # fmt: skip
-    kind = kinds.get(decline.action)
+    kind = final_notice(decline.action)
     if kind is not None:
         queue_notice(session, plans.notice_settings(session), kind, sub, now, wall,
                      reason="dunning exhausted")  # fmt: skip

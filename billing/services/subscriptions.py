@@ -5,23 +5,26 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from billing.clock import system_now
 from billing.db.tables import CatalogLoad, Charge, Customer, Subscription
 from billing.domain import subscriptions as lifecycle
 from billing.domain.charges import OPEN_CHARGE_STATUSES, ChargeStatus
+from billing.domain.notices import NoticeKind
 from billing.domain.plans import Plan
-from billing.domain.subscriptions import BillingState, SubscriptionStatus
+from billing.domain.state import BillingState
+from billing.domain.statuses import CHARGEABLE_STATUSES, SubscriptionStatus
 from billing.errors import Conflict, InvalidInput, NotFound
 from billing.services.catalog import current_plan
 from billing.services.customers import get_customer
 from billing.services.history import record_event
 from billing.services.locks import lock_open_charges
-from billing.services.notices import NoticeKind, queue_notice, settings_from_load
+from billing.services.notices import queue_notice, settings_from_load
 from billing.services.rows import load_state, store_state
 from billing.services.settlement import void_charge
 
@@ -132,7 +135,7 @@ def _void_unsent(session: Session, row: Subscription, locked: list[Charge], now:
     one a scheduler claimed in between (its claim committed before our subscription lock)."""
     charges = {charge.id: charge for charge in locked}
     charges.update((charge.id, charge) for charge in lock_open_charges(session, row.id))
-    wall = datetime.now(UTC)
+    wall = system_now()
     for charge in charges.values():
         if charge.status == ChargeStatus.PENDING:
             void_charge(session, charge, row, now, wall)
@@ -147,7 +150,7 @@ def card_updated(session: Session, customer_uid: str, now: datetime) -> list[Sub
     ids = session.scalars(
         select(Subscription.id).where(
             Subscription.customer_id == customer.id,
-            Subscription.status.in_([str(s) for s in lifecycle.CHARGEABLE_STATUSES]),
+            Subscription.status.in_([str(s) for s in CHARGEABLE_STATUSES]),
         )
     ).all()
     busy = {charge.subscription_id for sid in ids for charge in lock_open_charges(session, sid)}
@@ -191,7 +194,7 @@ def _notify(
 ) -> None:
     latest = select(CatalogLoad).order_by(CatalogLoad.id.desc()).limit(1)
     settings = settings_from_load(session.scalar(latest))
-    queue_notice(session, settings, kind, row, now, datetime.now(UTC), reason=reason)
+    queue_notice(session, settings, kind, row, now, system_now(), reason=reason)
 
 
 def resume(session: Session, subscription_id: int, now: datetime) -> Subscription:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter
 
-from billing.bootstrap import App, build_app, make_gateway
+from billing.app import App, build_app
+from billing.bootstrap import make_gateway
 from billing.config import Settings
 from billing.errors import ConfigError
 from billing.portone.client import PortOneClient

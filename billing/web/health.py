@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.logs import redact
 from billing.web.context import WebContext
 

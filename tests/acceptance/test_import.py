@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.db.tables import Subscription
 from billing.errors import InvalidInput
 from billing.services import imports

@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.catalog import parse_catalog
 from billing.services import catalog as catalog_service
 from billing.services.customers import add_customer

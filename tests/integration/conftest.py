@@ -14,7 +14,8 @@ from celery import Celery
 from sqlalchemy import select
 
 from billing import invariants
-from billing.bootstrap import App, build_app
+from billing.app import App, build_app
+from billing.broker import CeleryPublisher, celery_config
 from billing.catalog import parse_catalog
 from billing.clock import DatabaseClock
 from billing.config import load_settings
@@ -22,12 +23,10 @@ from billing.db.tables import Charge, Subscription
 from billing.sandbox import SandboxConfig, SandboxServer
 from billing.services import catalog
 from billing.services.customers import add_customer, find_customer
+from billing.services.scheduling import Scheduler
 from billing.services.status import outstanding
 from billing.services.subscriptions import create_subscription
-from schedules.scheduler import Scheduler
 from tests.processes import WorkerProcess, wait_for
-from workers.config import celery_config
-from workers.publisher import CeleryPublisher
 
 START = datetime(2027, 1, 30, 15, 30, tzinfo=UTC)  # 2027-01-31 00:30 in Seoul
 CATALOG = """

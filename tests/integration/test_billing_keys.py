@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.db.tables import Event
 from billing.errors import BillingError, InvalidInput
 from billing.portone.answers import Exchange, Transport

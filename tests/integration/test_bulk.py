@@ -10,7 +10,7 @@ from typing import cast
 import pytest
 from sqlalchemy import Table, select
 
-from billing.bootstrap import build_app
+from billing.app import build_app
 from billing.config import load_settings
 from billing.db.bulk import LOOKUP_CHUNK, insert_returning_ids
 from billing.db.tables import Customer

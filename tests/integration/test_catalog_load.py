@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.catalog import parse_catalog
 from billing.db.tables import CatalogLoad, PlanVersion
 from billing.errors import CatalogError

@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.catalog import parse_catalog
 from billing.db.tables import Charge
 from billing.services import catalog
 from billing.services.plan_cache import PlanCache
-from schedules.scheduler import Scheduler
+from billing.services.scheduling import Scheduler
 from tests.world import CATALOG, START, World
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.db.tables import Event
 from billing.notify import Sender
 from billing.services.subscriptions import card_updated, create_subscription
@@ -210,7 +210,8 @@ def test_webhook_notices_are_retried_until_2xx_and_keep_their_event_id(
 def test_a_crash_between_send_and_mark_redelivers_the_same_event(
     dunning: Dunning, receiver: WebhookReceiver
 ) -> None:
-    from billing.services.delivery import LEASE, begin_delivery
+    from billing.domain.notices import DELIVERY_LEASE as LEASE
+    from billing.services.delivery import begin_delivery
 
     sid = dunning.subscribe()
     dunning.gateway.script = ["decline"]

@@ -18,7 +18,8 @@ import pytest
 from celery import Celery
 from sqlalchemy import select
 
-from billing.bootstrap import build_app
+from billing.app import build_app
+from billing.broker import CeleryPublisher, celery_config
 from billing.catalog import parse_catalog
 from billing.clock import DatabaseClock
 from billing.config import load_settings
@@ -26,13 +27,11 @@ from billing.db.tables import Charge
 from billing.sandbox import SandboxConfig, SandboxServer
 from billing.services import catalog
 from billing.services.customers import add_customer
+from billing.services.scheduling import Scheduler
 from billing.services.status import outstanding
 from billing.services.subscriptions import create_subscription
 from billing.web.listener import listen
-from schedules.scheduler import Scheduler
 from tests.processes import ROOT, WorkerProcess, product_env, wait_for
-from workers.config import celery_config
-from workers.publisher import CeleryPublisher
 
 START = datetime(2027, 1, 30, 15, 30, tzinfo=UTC)
 CATALOG = "plans:\n  - {id: monthly, name: 월간, amount: 9900, interval: 1 month}\n"

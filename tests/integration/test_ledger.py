@@ -8,15 +8,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, delete, select, text, update
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.db.tables import Charge, Event, Subscription
+from billing.domain.charges import ChargeRequest
 from billing.errors import InvalidInput
-from billing.portone.client import ChargeRequest, PortOneClient
+from billing.portone.client import PortOneClient
 from billing.sandbox import SandboxServer
 from billing.services.jobs import last_run
 from billing.services.ledger import Verdict, reconcile_ledger
 from billing.services.plan_cache import PlanCache
-from schedules.scheduler import Scheduler
+from billing.services.scheduling import Scheduler
 from tests.acceptance.test_cli import js, ok, refused
 from tests.conftest import CliRunner
 from tests.integration.conftest import Product

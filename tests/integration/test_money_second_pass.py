@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, text, update
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.catalog import parse_catalog
 from billing.db.tables import Charge, Event, PlanRow, Subscription
-from billing.portone.client import ChargeRequest
+from billing.domain.charges import ChargeRequest
 from billing.services import catalog
 from billing.services import subscriptions as lifecycle
 from billing.services.status import status_report
@@ -467,7 +467,7 @@ def test_a_second_paid_attempt_of_one_period_is_recorded_and_raised_to_the_opera
     first, second = world.charges()
     world.gateway.ledger[first.merchant_uid][0]["status"] = "paid"  # PortOne paid both
     with world.app.transaction() as session:  # attempt 1 is learned paid (a late notice)
-        from billing.services.charging import settle_paid
+        from billing.services.settlement import settle_paid
 
         row = session.get(Charge, first.id)
         assert row is not None

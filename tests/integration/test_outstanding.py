@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.services.status import outstanding
 from tests.world import World
 

@@ -14,15 +14,19 @@ from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from billing.bootstrap import App, build_app
+from billing.app import App, build_app
+from billing.broker import celery_config
 from billing.catalog import parse_catalog
-from billing.clock import FixedClock
+from billing.clock import FixedClock, system_now
 from billing.config import load_settings
 from billing.db.tables import Charge, Event, Refund
+from billing.domain.refunds import CancelRequest
+from billing.domain.retry import LOOKUP_EVERY
 from billing.errors import Conflict, InvalidInput, NotFound
 from billing.portone.answers import Exchange, Transport
-from billing.portone.cancels import CancelRequest, PortOneCancels
+from billing.portone.cancels import PortOneCancels
 from billing.portone.client import PortOneClient
+from billing.portone.gateway import PortOneGateway
 from billing.sandbox import SandboxConfig, SandboxServer
 from billing.sandbox.ledger import CancelTerms
 from billing.services import catalog
@@ -30,21 +34,18 @@ from billing.services.customers import add_customer
 from billing.services.pipeline import Pipeline
 from billing.services.plan_cache import PlanCache
 from billing.services.refunds import (
-    LOOKUP_EVERY,
     RefundRunner,
     begin_refund,
     reconcile_refund,
     refunds_to_reconcile,
     request_refund,
-    system_now,
 )
+from billing.services.scheduling import Scheduler
 from billing.services.subscriptions import create_subscription
-from schedules.scheduler import Scheduler
 from tests.acceptance.test_cli import js, ok, refused
 from tests.conftest import CliRunner, snapshot
 from tests.fakes import ListPublisher
 from tests.processes import WorkerProcess, wait_for
-from workers.config import celery_config
 
 START = datetime(2027, 1, 30, 15, 30, tzinfo=UTC)
 CATALOG = """
@@ -94,7 +95,7 @@ class Shop:
         self.gateway = ScriptedCancels(PortOneCancels(self.client))
         self.sleeps: list[float] = []
         self.runner = RefundRunner(app, self.gateway, wall=lambda: self.wall,
-                                   sleep=self.sleeps.append)  # fmt: skip
+                                   sleep=self.sleeps.append, jitter=lambda: 1.0)  # fmt: skip
         self.window = timedelta(seconds=app.settings.reconcile_after)
         with app.transaction() as session:
             parsed = parse_catalog(CATALOG, "c.yaml", "Asia/Seoul")
@@ -108,7 +109,9 @@ class Shop:
         publisher = ListPublisher()
         plans = PlanCache()
         Scheduler(self.app, publisher, plans, wall=lambda: self.wall).run_pass()
-        pipeline = Pipeline(self.app, self.client, publisher, plans, wall=lambda: self.wall)
+        pipeline = Pipeline(
+            self.app, PortOneGateway(self.client), publisher, plans, wall=lambda: self.wall
+        )
         for charge_id in publisher.take()[0]:
             pipeline.charge(charge_id)
         return self.charges()[-1]
@@ -385,7 +388,7 @@ def test_the_refund_command_reports_a_refusal_and_exits_non_zero(
 def test_the_sweep_hands_a_refund_whose_process_died_to_a_worker(
     db_url: str, redis_url: str, sandbox: SandboxServer, tmp_path: Path
 ) -> None:
-    from workers.publisher import CeleryPublisher
+    from billing.broker import CeleryPublisher
 
     if not hasattr(CeleryPublisher, "refund"):
         pytest.skip("billing.refund is not wired into the publisher and the scheduler yet")

@@ -24,7 +24,7 @@ from typing import IO
 import httpx
 import pytest
 
-from billing.bootstrap import App, build_app
+from billing.app import App, build_app
 from billing.catalog import parse_catalog
 from billing.clock import DatabaseClock
 from billing.config import load_settings

@@ -24,7 +24,7 @@ import uvicorn
 from sqlalchemy import func, select, text, update
 
 from billing import invariants
-from billing.bootstrap import App, build_app
+from billing.app import App, build_app
 from billing.catalog import load_zone, parse_catalog
 from billing.clock import DatabaseClock
 from billing.config import load_settings
@@ -32,21 +32,22 @@ from billing.db import migrate
 from billing.db.engine import make_engine
 from billing.db.tables import Charge, Event, Subscription
 from billing.db.tables import Notice as NoticeRow
+from billing.domain.charges import ChargeRequest
 from billing.domain.durations import parse_interval
 from billing.domain.plans import Plan
 from billing.portone.answers import Exchange, Transport
-from billing.portone.client import ChargeRequest, PortOneClient
+from billing.portone.client import PortOneClient
 from billing.sandbox import SandboxConfig, SandboxServer
 from billing.services import catalog
 from billing.services.customers import add_customer
 from billing.services.metrics import MonthlyRates, monthly_amount, mrr
 from billing.services.portone_webhook import Notice, NoticeResult, Payment, Verdict, read_payment
+from billing.services.scheduling import Scheduler
 from billing.services.subscriptions import create_subscription
 from billing.web import WebConfig, create_app
 from billing.web.config import parse_allowlist
 from billing.web.listener import address, listen
 from billing.web.webhook import notice_fields
-from schedules.scheduler import Scheduler
 from tests.conftest import create_database, drop_database
 from tests.fakes import ListPublisher, envelope
 from tests.processes import ROOT, WorkerProcess, product_env, wait_for
@@ -449,8 +450,7 @@ def test_notice_settles_a_charge_while_the_worker_waits_for_portone(
     worker's read timeout is 5 s). The sandbox's notice settles the charge meanwhile."""
     from celery import Celery
 
-    from workers.config import celery_config
-    from workers.publisher import CeleryPublisher
+    from billing.broker import CeleryPublisher, celery_config
 
     worker = WorkerProcess(world.env, tmp_path / "worker.log").start()
     try:

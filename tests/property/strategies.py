@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
 
+from billing.domain.dunning import DunningPolicy, FinalAction
 from billing.domain.durations import Interval, Unit
-from billing.domain.plans import DunningPolicy, FinalAction, Plan
+from billing.domain.plans import Plan
 
 # Seoul (no DST since 1988), UTC, and zones whose DST gaps and folds move wall clocks: New York
 # and London (1 h at 02:00/01:00), Lord Howe (30 min), Santiago (at midnight), Chatham (+12:45).

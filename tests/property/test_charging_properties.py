@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select, text
 
 from billing import invariants
-from billing.bootstrap import App
+from billing.app import App
 from billing.db.tables import Base, Charge, Event
 from billing.errors import BillingError
 from billing.services import subscriptions as lifecycle

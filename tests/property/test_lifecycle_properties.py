@@ -12,14 +12,12 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from billing.domain import dunning
 from billing.domain import subscriptions as lifecycle
-from billing.domain.calendar import Period, period_amount
+from billing.domain.calendar import period_amount
 from billing.domain.plans import Plan
-from billing.domain.subscriptions import (
-    CHARGEABLE_STATUSES,
-    BillingState,
-    SubscriptionStatus,
-)
+from billing.domain.state import BillingState, Period
+from billing.domain.statuses import CHARGEABLE_STATUSES, SubscriptionStatus
 from billing.errors import Conflict
 from tests.property.strategies import interval_plans, plans
 
@@ -89,7 +87,7 @@ class Driver:
         if (s.period_no, s.attempt) != identity:
             return
         policy = self.current_plan().dunning
-        self.state = lifecycle.record_decline(s, policy, self.now, hard=hard).state
+        self.state = dunning.record_decline(s, policy, self.now, hard=hard).state
 
     def apply(self, kind: str, value: int) -> None:
         s = self.state

@@ -9,18 +9,19 @@ from typing import Any
 
 import pytest
 
-from billing.portone.answers import Exchange, Transport
-from billing.portone.cancels import (
+from billing.domain.refunds import (
     Applied,
+    CancelAnswer,
     CancelOutcome,
     CancelRequest,
     RefundLookup,
-    classify_cancel,
-    classify_lookup,
-    find_refund,
-    whole_krw,
+    RefundStatus,
+    Verdict,
+    after_cancel,
+    after_refund_lookup,
 )
-from billing.services.refunds import Verdict, decide
+from billing.portone.answers import Exchange, Transport
+from billing.portone.cancels import classify_cancel, classify_lookup, find_refund, whole_krw
 
 IMP = "imps_000000000001"
 REQUEST = CancelRequest(IMP, "sub-abc-1-1", amount=3000, checksum=9900, reason="고객 요청")
@@ -198,7 +199,7 @@ VERDICTS = [
 def test_reconciliation_verdicts(
     applied: Applied, sent_at: datetime | None, verdict: Verdict
 ) -> None:
-    assert decide(RefundLookup(applied), sent_at, WALL, WINDOW) == verdict
+    assert after_refund_lookup(RefundLookup(applied), sent_at, WALL, WINDOW) == verdict
 
 
 def test_the_request_body_is_what_portone_documents() -> None:
@@ -212,3 +213,32 @@ def test_the_request_body_is_what_portone_documents() -> None:
 ])  # fmt: skip
 def test_whole_krw(value: object, krw: int | None) -> None:
     assert whole_krw(value) == krw
+
+
+SUCCEEDED = CancelAnswer(CancelOutcome.SUCCEEDED, cancellation_id="c1")
+REFUSED = CancelAnswer(CancelOutcome.REFUSED, "취소 불가")
+NOT_SENT = CancelAnswer(CancelOutcome.TRANSIENT, "not sent: ConnectError")
+NO_ANSWER = CancelAnswer(CancelOutcome.UNKNOWN, "no answer")
+AFTER_CANCEL = [
+    ("succeeded", RefundStatus.PROCESSING, True, SUCCEEDED, False, Verdict.SUCCEEDED),
+    ("succeeded though the sweep took it over", RefundStatus.UNKNOWN, False, SUCCEEDED, True,
+     Verdict.SUCCEEDED),
+    ("refused", RefundStatus.PROCESSING, True, REFUSED, False, Verdict.FAILED),
+    ("never left, first send: no money moved", RefundStatus.PROCESSING, True, NOT_SENT, False,
+     Verdict.FAILED),
+    ("never left, a resend: it may have applied before", RefundStatus.PROCESSING, True, NOT_SENT,
+     True, Verdict.WAIT),
+    ("no answer: look it up", RefundStatus.PROCESSING, True, NO_ANSWER, False, Verdict.WAIT),
+    ("refused after the sweep took it over", RefundStatus.UNKNOWN, True, REFUSED, False,
+     Verdict.IGNORE),
+    ("an older send's refusal", RefundStatus.PROCESSING, False, REFUSED, False, Verdict.IGNORE),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "status", "own", "answer", "resend", "verdict"), AFTER_CANCEL,
+                         ids=[row[0] for row in AFTER_CANCEL])  # fmt: skip
+def test_after_cancel(
+    case: str, status: RefundStatus, own: bool, answer: CancelAnswer, resend: bool,
+    verdict: Verdict,
+) -> None:  # fmt: skip
+    assert after_cancel(status, own, answer, resend=resend) == verdict

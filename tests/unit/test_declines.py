@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from billing.domain.declines import DeclineClass, classify_decline
+from billing.domain.dunning import DeclineClass, classify_decline
 
 HARD, SOFT = DeclineClass.HARD, DeclineClass.SOFT
 

@@ -8,8 +8,8 @@ from datetime import datetime
 import pytest
 
 from billing.domain import subscriptions as lifecycle
-from billing.domain.calendar import Period
-from billing.domain.subscriptions import BillingState, SubscriptionStatus
+from billing.domain.state import BillingState, Period
+from billing.domain.statuses import SubscriptionStatus
 from billing.domain.times import parse_time
 from billing.errors import Conflict
 from tests.unit.plans_factory import SEOUL, every, monthly

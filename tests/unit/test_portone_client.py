@@ -7,8 +7,9 @@ import time
 
 import httpx
 
+from billing.domain.charges import ChargeRequest
 from billing.portone.answers import Outcome, Transport, classify_again
-from billing.portone.client import ChargeRequest, PortOneClient
+from billing.portone.client import PortOneClient
 
 REQUEST = ChargeRequest("cust-1", "sub-abcdefgh1234-1-1", 9900, "베이직")
 

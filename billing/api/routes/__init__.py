@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Path, Query
 
 from billing.api.models import ErrorBody
-from billing.cli.params import MAX_ID
+from billing.db.tables import MAX_ID
 from billing.services.listing import DEFAULT_LIMIT, MAX_LIMIT
 
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]

@@ -10,7 +10,7 @@ from billing.api.auth import Context, Reader
 from billing.api.idempotency import Answer, PostWrite
 from billing.api.models import Charge, ChargeList, Refund, RefundIn
 from billing.api.routes import LIMIT_DEFAULT, After, Id, Limit, errors
-from billing.cli.params import MAX_ID
+from billing.db.tables import MAX_ID
 from billing.db.tables import Refund as RefundRow
 from billing.domain.charges import ChargeStatus
 from billing.services.listing import get_charge, page_charges

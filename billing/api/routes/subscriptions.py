@@ -23,7 +23,7 @@ from billing.api.models import (
 )
 from billing.api.routes import LIMIT_DEFAULT, After, Id, Limit, errors
 from billing.db.tables import Subscription as SubscriptionRow
-from billing.domain.subscriptions import SubscriptionStatus
+from billing.domain.statuses import SubscriptionStatus
 from billing.services import subscriptions as service
 from billing.services.listing import page_events, page_subscriptions
 from billing.services.subscribing import subscribe

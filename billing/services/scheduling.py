@@ -1,4 +1,5 @@
-"""The scheduler daemon: one pass claims due work, then sweeps open charges.
+"""The scheduler: one pass claims due work, then sweeps open charges (``run_forever``: the
+daemon of ``billing scheduler``).
 
 Any number of schedulers may run at once: claims skip rows another one holds, the charge
 identity is UNIQUE in the database, and every publish is repeated harmlessly if needed.
@@ -10,12 +11,12 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from billing.bootstrap import App
+from billing.app import App
 from billing.db.engine import is_outage
 from billing.errors import BrokerUnavailable
 from billing.logs import log
@@ -77,13 +78,13 @@ class Scheduler:
         publisher: Publisher,
         plans: PlanCache | None = None,
         batch: int = BATCH,
-        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+        wall: Callable[[], datetime] | None = None,
     ) -> None:
         self.app = app
         self.publisher = publisher
         self.plans = plans or PlanCache()
         self.batch = batch
-        self.wall = wall
+        self.wall = wall or app.system_clock.now
         self.window = timedelta(seconds=app.settings.reconcile_after)
 
     def run_pass(self) -> PassReport:

@@ -7,21 +7,18 @@ without BILLING_PORTONE_URL the bundled PortOne sandbox is started in this proce
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
 
-from billing.bootstrap import App, build_app, make_gateway
+from billing import tasks
+from billing.app import App, build_app
+from billing.bootstrap import worker_parts
+from billing.broker import CeleryPublisher, celery_config
 from billing.config import Settings
 from billing.sandbox import SandboxConfig, SandboxServer
-from billing.services.pipeline import Pipeline
-from billing.services.plan_cache import PlanCache
-from schedules.scheduler import Scheduler
-from workers.config import CALLS_PER_THREAD, celery_config
-from workers.container import Container, install, make_sender, reset
-from workers.publisher import CeleryPublisher
+from billing.services.scheduling import Scheduler
 
 
 @dataclass
@@ -42,18 +39,14 @@ class Embedded:
         is given (the demo drives passes itself)."""
         url = self._start_sandbox()
         self.app = build_app(self.settings, pool_size=self.concurrency + 2)
-        from workers import refund_tasks, tasks  # noqa: F401 (registers the tasks on the app)
-        from workers.app import app as celery
-
+        celery = Celery("billing-embedded", set_as_current=False)
         celery.conf.update(celery_config(self.settings))
         self.celery = celery
         publisher = CeleryPublisher(self.celery)
-        calls = self.concurrency * CALLS_PER_THREAD
-        gateway = make_gateway(self.settings, connections=calls, url=url)
-        plans = PlanCache()
-        pool = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="portone")
-        pipeline = Pipeline(self.app, gateway, publisher, plans, calls=pool)
-        install(Container(self.app, gateway, pipeline, make_sender(self.concurrency)))
+        parts = worker_parts(self.settings, publisher, self.concurrency, portone_url=url)
+        tasks.register(celery, lambda _concurrency: parts)
+        tasks.install(parts)
+        plans = parts.pipeline.plans
         self.scheduler = Scheduler(self.app, publisher, plans)
         self._worker = self.celery.WorkController(
             pool_cls="threads", concurrency=self.concurrency, loglevel="WARNING",
@@ -78,7 +71,7 @@ class Embedded:
             self._worker.stop(in_sighandler=False)
         for thread in self._threads:
             thread.join(timeout=20)
-        reset()
+        tasks.reset()
         if self.sandbox is not None:
             self.sandbox.stop()
 

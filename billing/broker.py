@@ -1,11 +1,19 @@
-"""Celery settings for money (see ../shared/CELERY.md): late acks, no loss on worker death,
-no prefetch, timeouts nested inside each other, results ignored (PostgreSQL is the truth)."""
+"""The broker side of the product: Celery's settings for money (see CELERY.md: late acks, no
+loss on worker death, no prefetch, timeouts nested inside each other, results ignored, since
+PostgreSQL is the truth) and the publisher of tasks by name (so a scheduler needs none of
+the worker's code). A lost or duplicated message is harmless: rows are the truth.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from celery import Celery
+from kombu.exceptions import OperationalError as KombuOperationalError
+
 from billing.config import Settings
+from billing.errors import BrokerUnavailable
 
 QUEUE = "billing"
 DEFAULT_POOL = "threads"  # charging waits on PortOne: an I/O-bound pool
@@ -13,6 +21,13 @@ DEFAULT_CONCURRENCY = 32
 CHARGE_BATCH = 16  # charges per billing.charge message from the scheduler
 CALLS_PER_THREAD = 4  # PortOne calls in flight per worker thread (the process's call pool)
 MAX_COUNTDOWN = 120.0  # seconds; anything later lives in the database (retry_at, next_charge_at)
+
+
+def publisher_app(settings: Settings) -> Celery:
+    """A Celery app that only publishes (a scheduler's, a web process's): no task of its own."""
+    celery = Celery("billing-publisher", set_as_current=False)
+    celery.conf.update(celery_config(settings))
+    return celery
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -56,3 +71,46 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
     }
+
+
+CHARGE = "billing.charge"
+RECONCILE = "billing.reconcile"
+NOTIFY = "billing.notify"
+REFUND = "billing.refund"
+LEDGER = "billing.reconcile_ledger"
+
+
+class CeleryPublisher:
+    def __init__(self, celery: Celery) -> None:
+        self.celery = celery
+
+    def charge(self, charge_ids: Sequence[int], countdown: float | None = None) -> None:
+        """In messages of up to CHARGE_BATCH charges: one transaction takes each batch."""
+        batches = [
+            list(charge_ids[i : i + CHARGE_BATCH]) for i in range(0, len(charge_ids), CHARGE_BATCH)
+        ]
+        self._send(CHARGE, batches, countdown)
+
+    def reconcile(self, charge_ids: Sequence[int], countdown: float | None = None) -> None:
+        self._send(RECONCILE, charge_ids, countdown)
+
+    def refund(self, refund_ids: Sequence[int], countdown: float | None = None) -> None:
+        self._send(REFUND, refund_ids, countdown)
+
+    def reconcile_ledger(self) -> None:
+        self._send(LEDGER, [None], None)
+
+    def notify(self, notice_ids: Sequence[int]) -> None:
+        self._send(NOTIFY, notice_ids, None)
+
+    def _send(self, name: str, ids: Sequence[object], countdown: float | None) -> None:
+        if not ids:
+            return
+        delay = None if countdown is None else min(max(0.0, countdown), MAX_COUNTDOWN)
+        try:
+            with self.celery.producer_or_acquire() as producer:
+                for argument in ids:
+                    self.celery.send_task(name, args=[argument], countdown=delay,
+                                          producer=producer)  # fmt: skip
+        except (KombuOperationalError, OSError) as exc:
+            raise BrokerUnavailable(f"cannot reach the broker: {exc}") from exc

@@ -1,0 +1,69 @@
+"""The application's handle on its stores: settings, the database, and the two clocks.
+
+``App.clock`` is the billing clock (the shared test clock in sandbox mode) and
+``App.system_clock`` the real one; every service that needs "now" gets it from these two,
+passed the same way everywhere (decision record 6: business time and system time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from billing.clock import Clock, DatabaseClock, SystemClock
+from billing.config import Settings
+from billing.db import migrate
+from billing.db.engine import make_engine, make_sessions
+from billing.errors import BillingError
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    clock: Clock  # the billing clock
+    system_clock: Clock = field(default_factory=SystemClock)  # the real one
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work: commits when the block ends, rolls back on any exception.
+
+        Read the clock before opening it: in sandbox mode the clock is a database read, and
+        SQLite allows one writer at a time.
+        """
+        with self.sessions.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_app(settings: Settings, *, pool_size: int = 5, check_schema: bool = True) -> App:
+    engine = make_engine(settings.database_url, pool_size=pool_size)
+    sessions = make_sessions(engine)
+    clock: Clock = DatabaseClock(sessions) if settings.sandbox_mode else SystemClock()
+    app = App(settings, engine, sessions, clock)
+    if check_schema:
+        prepare_schema(engine)
+    return app
+
+
+def prepare_schema(engine: Engine) -> None:
+    """SQLite (the embedded default) is migrated on the spot; PostgreSQL must be at head."""
+    try:
+        if engine.dialect.name == "sqlite":
+            migrate.upgrade(engine)
+        else:
+            migrate.require_head(engine)
+    except OperationalError as exc:
+        raise BillingError(f"cannot reach the database: {_reason(exc)}") from None
+
+
+def _reason(exc: OperationalError) -> str:
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
