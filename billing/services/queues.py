@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from billing.db.tables import Base, Charge, Customer, Notice, PlanVersion, Refund, Subscription
 from billing.domain.charges import ChargeStatus
-from billing.domain.subscriptions import SubscriptionStatus
+from billing.domain.statuses import SubscriptionStatus
 from billing.services.refunds import OPEN as OPEN_REFUNDS
 
 SHOWN = 100

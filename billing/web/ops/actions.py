@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from billing.db.tables import Charge, Notice, Refund
-from billing.domain.subscriptions import SubscriptionStatus
+from billing.domain.statuses import SubscriptionStatus
 from billing.errors import BillingError, NotFound
 from billing.logs import log
 from billing.services import operator

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse
 
 from billing.api.context import ApiContext
-from billing.bootstrap import App
+from billing.app import App
 from billing.domain.times import format_time
 from billing.web.context import WebContext
 from billing.web.ops.auth import OpsAuth

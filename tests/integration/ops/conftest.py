@@ -16,12 +16,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from billing.bootstrap import App, build_app
+from billing.app import App, build_app
 from billing.catalog import parse_catalog
 from billing.clock import DatabaseClock
 from billing.config import load_settings
 from billing.db.tables import Charge, Event, Notice, Refund, Subscription
 from billing.portone.client import PortOneClient
+from billing.portone.gateway import PortOneGateway
 from billing.sandbox import SandboxConfig, SandboxServer
 from billing.services import catalog
 from billing.services.aside import set_aside
@@ -29,9 +30,9 @@ from billing.services.customers import add_customer
 from billing.services.delivery import begin_delivery, finish_delivery
 from billing.services.pipeline import Pipeline
 from billing.services.plan_cache import PlanCache
+from billing.services.scheduling import Scheduler
 from billing.services.subscriptions import create_subscription
 from billing.web import create_app
-from schedules.scheduler import Scheduler
 from tests.fakes import ListPublisher
 from tests.integration.test_web import WebServer, free_socket
 
@@ -94,7 +95,7 @@ class Ops:
         Scheduler(self.app, publisher, plans).run_pass()
         client = PortOneClient(self.sandbox.url, "sandbox_key", "sandbox_secret", timeout=10)
         try:
-            pipeline = Pipeline(self.app, client, publisher, plans)
+            pipeline = Pipeline(self.app, PortOneGateway(client), publisher, plans)
             for charge_id in publisher.take()[0]:
                 pipeline.charge(charge_id)
         finally:
