@@ -23,12 +23,12 @@ from urllib.parse import quote
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.integration.ops.conftest import PASSWORD, USER, Ops
@@ -94,7 +94,15 @@ def next_page(driver: WebDriver) -> Iterator[None]:
     """Wait, after what the block does, until the browser shows another page."""
     page = driver.find_element(By.TAG_NAME, "html")
     yield
-    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
+
+    def gone(_driver: WebDriver) -> bool:
+        try:
+            page.is_enabled()
+        except WebDriverException:  # stale, or "does not belong to the document": replaced
+            return True
+        return False
+
+    WebDriverWait(driver, 15).until(gone)
 
 
 def heading(driver: WebDriver) -> str:
