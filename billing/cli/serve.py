@@ -49,7 +49,8 @@ def serve(
 ) -> None:  # fmt: skip
     """The web process: the merchant's HTTP API under /v1 (docs at /v1/docs, keys from
     `billing api-keys create`), POST /portone/webhook (PortOne's notice_url), GET /healthz,
-    GET /readyz and GET /metrics (Prometheus).
+    GET /readyz and GET /metrics (Prometheus); with BILLING_OPS_AUTH=user:password, the
+    operator console under /ops.
 
     Behind a proxy, the client address comes from X-Forwarded-For only when the proxy's
     address is in FORWARDED_ALLOW_IPS (default 127.0.0.1).

@@ -1,14 +1,15 @@
 """The web process's ASGI application, made by ``create_app`` from Settings.
 
-Routes: ``GET /healthz``, ``GET /readyz``, ``GET /metrics``, ``POST /portone/webhook``, and
-the merchant's HTTP API mounted at ``/v1`` (``billing.api``). The app owns one WebContext
+Routes: ``GET /healthz``, ``GET /readyz``, ``GET /metrics``, ``POST /portone/webhook``, the
+merchant's HTTP API mounted at ``/v1`` (``billing.api``), and the operator console at ``/ops``
+(``billing.web.ops``) when BILLING_OPS_AUTH is set. The app owns one WebContext
 (database pool, PortOne client, verification threads) and the API's context, opened when it
 is made and closed when the server shuts down (the ASGI lifespan).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -23,15 +24,22 @@ from billing.config import Settings
 from billing.web import health, metrics, webhook
 from billing.web.config import WebConfig
 from billing.web.context import WebContext, build_context
+from billing.web.ops import OpsAuth, console_routes, load_ops_auth
 
 
-def create_app(settings: Settings, config: WebConfig | None = None) -> Starlette:
-    """Builds the context now (a bad database is an error here, not on the first request)."""
+def create_app(
+    settings: Settings, config: WebConfig | None = None, environ: Mapping[str, str] | None = None
+) -> Starlette:
+    """Builds the context now (a bad database is an error here, not on the first request).
+
+    ``environ`` (default ``os.environ``) gives BILLING_OPS_AUTH, the console's credentials,
+    checked before anything is built."""
+    ops = load_ops_auth(environ)
     context = build_context(settings, config or WebConfig())
-    return app_for(context)
+    return app_for(context, ops)
 
 
-def app_for(context: WebContext) -> Starlette:
+def app_for(context: WebContext, ops: OpsAuth | None = None) -> Starlette:
     api = build_api_context(context.settings, context.app)
 
     @asynccontextmanager
@@ -46,6 +54,7 @@ def app_for(context: WebContext) -> Starlette:
 
     routes: list[BaseRoute] = [*health.routes(context), *metrics.routes(context)]
     routes += [*webhook.routes(context), Mount("/v1", app=create_api(api))]
+    routes += console_routes(context, api, ops)
     web = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: _not_found})
     web.state.context = context
     return web
