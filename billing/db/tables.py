@@ -254,6 +254,7 @@ class Charge(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # system clock, last send
     refusal: Mapped[str | None] = mapped_column(Text)  # PortOne refused; believed after a lookup
     lookups: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # so far
+    looked_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # system clock, answered
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("charges.id"))  # 2nd paid
 
 

@@ -211,6 +211,11 @@ def _nothing_found(state: ChargeState, timing: Timing) -> Step:
     return voided(state) or Resend()
 
 
+def looked_up_lately(looked_up_at: datetime | None, timing: Timing) -> bool:
+    """PortOne answered a lookup of the charge within the reconciliation window."""
+    return looked_up_at is not None and timing.wall - looked_up_at < timing.window
+
+
 def is_stuck(state: ChargeState, timing: Timing) -> bool:
     """Processing and silent past the window: its worker died, or the commit of its outcome
     was lost. It is then looked up (never simply sent again)."""

@@ -180,7 +180,12 @@ FINAL_NOTICES = {
 
 
 def needs_lookup(
-    policy: DunningPolicy, history_behind: bool, since: datetime | None, now: datetime
+    policy: DunningPolicy,
+    history_behind: bool,
+    since: datetime | None,
+    now: datetime,
+    *,
+    looked_up_lately: bool = False,
 ) -> str | None:
     """Why an attempt must be looked up at PortOne before it is sent, or None.
 
@@ -191,7 +196,13 @@ def needs_lookup(
     could then pay a period twice (if PortOne lets a declined merchant_uid be used again).
     Work on time, the usual case, is sent at once. A subscription whose history PortOne knew
     better is looked up until an attempt is new to PortOne (``reconcile.finish_reconcile``).
+    A charge PortOne was asked about within the reconciliation window (``looked_up_lately``:
+    it found nothing, so the charge is being sent again) is sent: PortOne has just said it
+    knows nothing of it, so no later attempt of its period can exist, and asking again would
+    only ask again, forever.
     """
+    if looked_up_lately:
+        return None
     if history_behind:
         return "PortOne knew an attempt of this subscription that this database did not"
     gap = policy.shortest_gap

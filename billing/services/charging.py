@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 
 from billing.db.tables import Charge, Subscription
 from billing.domain.answers import ChargeAnswer
-from billing.domain.charges import ChargeRequest, ChargeStatus, Timing, after_answer, voided
+from billing.domain.charges import (
+    ChargeRequest,
+    ChargeStatus,
+    Timing,
+    after_answer,
+    looked_up_lately,
+    voided,
+)
 from billing.domain.dunning import needs_lookup
 from billing.domain.retry import lookup_lease
 from billing.domain.statuses import CHARGEABLE_STATUSES
@@ -60,7 +67,7 @@ def begin_charges(
     wall = timing.wall
     locked = (
         select(Charge.id, Subscription.status, Charge.created_at, Charge.plan_id,
-               Charge.plan_version)
+               Charge.plan_version, Charge.looked_up_at)
         .join(Subscription, Subscription.id == Charge.subscription_id)
         .where(
             Charge.id.in_(charge_ids),
@@ -80,7 +87,8 @@ def begin_charges(
         if row.status not in CHARGEABLE:
             continue
         policy = plans.version(session, row.plan_id, row.plan_version).dunning
-        why = needs_lookup(policy, False, row.created_at, now)
+        lately = looked_up_lately(row.looked_up_at, timing)
+        why = needs_lookup(policy, False, row.created_at, now, looked_up_lately=lately)
         if why is None:
             ids.append(row.id)
         else:

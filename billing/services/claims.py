@@ -21,7 +21,13 @@ from billing.db.bulk import insert_returning_ids
 from billing.db.tables import Charge, Customer, Event, Subscription
 from billing.domain import subscriptions as lifecycle
 from billing.domain.calendar import period_amount
-from billing.domain.charges import OPEN_CHARGE_STATUSES, ChargeStatus, merchant_uid
+from billing.domain.charges import (
+    OPEN_CHARGE_STATUSES,
+    ChargeStatus,
+    Timing,
+    looked_up_lately,
+    merchant_uid,
+)
 from billing.domain.dunning import (
     CARD_WINDOW,
     MAX_DECLINES_PER_CARD,
@@ -318,7 +324,8 @@ def pending_to_republish(
     found = Republished()
     for charge in session.scalars(query):
         plan = cache.version(session, charge.plan_id, charge.plan_version)
-        why = needs_lookup(plan.dunning, False, charge.created_at, now)
+        lately = looked_up_lately(charge.looked_up_at, Timing(wall, window))
+        why = needs_lookup(plan.dunning, False, charge.created_at, now, looked_up_lately=lately)
         charge.retry_at, charge.updated_at = None, wall
         if why is None:
             found.charge_ids.append(charge.id)

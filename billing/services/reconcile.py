@@ -69,6 +69,8 @@ def finish_reconcile(
         refusal=state.refusal, lookup=state.lookups + 1,
     )  # fmt: skip
     charge.lookups = state.lookups + 1
+    if lookup.found != Found.ERROR:
+        charge.looked_up_at = timing.wall  # PortOne answered: a resend is not looked up again
     if charge.sends == 0 and lookup.found != Found.ERROR:
         # Looked up before it was ever sent (``claims.needs_lookup``): when PortOne knew it,
         # our database is behind PortOne's, and every further attempt of the subscription is

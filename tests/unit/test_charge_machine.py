@@ -24,6 +24,7 @@ from billing.domain.charges import (
     after_answer,
     after_lookup,
     is_stuck,
+    looked_up_lately,
     voided,
 )
 
@@ -147,3 +148,15 @@ def test_a_charge_about_to_be_sent_is_voided_when_its_subscription_stopped(
     stopped: str | None, expected: Void | None
 ) -> None:
     assert voided(ChargeState(ChargeStatus.PENDING, stopped=stopped)) == expected
+
+
+@pytest.mark.parametrize(
+    ("looked_up_at", "expected"),
+    [
+        (None, False),
+        (WALL - timedelta(seconds=5), True),
+        (WALL - WINDOW, False),  # a window old: a row restored from a backup is looked up again
+    ],
+)
+def test_looked_up_lately(looked_up_at: datetime | None, expected: bool) -> None:
+    assert looked_up_lately(looked_up_at, TIMING) is expected

@@ -21,6 +21,7 @@ from billing.domain.dunning import (
     card_postponed_until,
     end_dunning,
     final_notice,
+    needs_lookup,
     record_decline,
 )
 from billing.domain.notices import NoticeKind
@@ -121,3 +122,21 @@ def test_card_busy_only_while_attempts_in_flight_make_up_the_cap(
     declines: int, in_flight: int, busy: bool
 ) -> None:
     assert card_busy(declines, in_flight) is busy
+
+
+@pytest.mark.parametrize(
+    ("case", "history_behind", "age", "lately", "looks"),
+    [
+        ("on time", False, timedelta(hours=1), False, False),
+        ("older than the shortest gap", False, 2 * DAY, False, True),
+        ("PortOne knew more of this subscription", True, timedelta(0), False, True),
+        # PortOne answered a lookup of it moments ago (nothing found, so it is sent again):
+        # asking again before that send would ask forever (found by the property test)
+        ("old, but just looked up", False, 5 * DAY, True, False),
+    ],
+)
+def test_needs_lookup(
+    case: str, history_behind: bool, age: timedelta, lately: bool, looks: bool
+) -> None:
+    why = needs_lookup(POLICY, history_behind, T0, T0 + age, looked_up_lately=lately)
+    assert (why is not None) == looks, case
