@@ -7,12 +7,15 @@ Starlette/uvicorn stack ``billing serve`` already runs, and turns the pydantic m
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
 from billing import __version__
 from billing.api import errors
 from billing.api.bodies import RequestGuard
 from billing.api.context import ApiContext
+from billing.api.examples import add_examples
 from billing.api.routes import charges, checkout, customers, plans, subscriptions, test_clock
 
 DESCRIPTION = """The merchant's HTTP API of the recurring billing engine (PortOne V1 billing
@@ -31,4 +34,10 @@ def create_api(context: ApiContext) -> FastAPI:
     errors.install(api)
     for module in (plans, customers, checkout, subscriptions, charges, test_clock):
         api.include_router(module.router())
+    generate = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        return add_examples(generate())  # generated once and cached by FastAPI
+
+    api.openapi = openapi  # type: ignore[method-assign]
     return api
