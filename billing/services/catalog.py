@@ -20,6 +20,10 @@ from billing.domain.plans import Catalog, Plan
 from billing.domain.statuses import LIVE_STATUSES
 from billing.errors import CatalogError, NotFound
 
+# pg_advisory_xact_lock key: one catalog load at a time (two first loads of an empty
+# database would both insert the same plan rows; there is no row yet to lock)
+CATALOG_LOCK = 0x62696C6C_63617431  # "billcat1"
+
 
 @dataclass
 class LoadReport:
@@ -64,6 +68,7 @@ def load_catalog(
 ) -> LoadReport:
     """Upsert every plan of ``catalog`` (all or nothing: the caller's transaction)."""
     report = LoadReport()
+    session.execute(select(func.pg_advisory_xact_lock(CATALOG_LOCK)))
     rows = {row.id: row for row in session.scalars(select(PlanRow).with_for_update())}
     versions: dict[str, int] = {}
     for plan in catalog.plans:
@@ -183,12 +188,22 @@ def _version(session: Session, plan_id: str, version: int) -> PlanVersion:
 
 
 def ensure_catalog(session: Session, settings: Settings, now: datetime) -> None:
-    """Load BILLING_PLANS the first time a database is used; later loads are explicit."""
-    if session.scalar(select(CatalogLoad.id).limit(1)) is not None:
+    """Load BILLING_PLANS the first time a database is used; later loads are explicit.
+
+    Uses that race on a new database wait for the first load and then find it done.
+    """
+    if _catalog_loaded(session):
+        return
+    session.execute(select(func.pg_advisory_xact_lock(CATALOG_LOCK)))
+    if _catalog_loaded(session):
         return
     path = catalog_path(settings)
     catalog, digest = read_catalog(path, settings)
     load_catalog(session, catalog, str(path), digest, now)
+
+
+def _catalog_loaded(session: Session) -> bool:
+    return session.scalar(select(CatalogLoad.id).limit(1)) is not None
 
 
 def current_plan(session: Session, plan_id: str, *, lock: bool = False) -> Plan:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -84,3 +85,28 @@ def test_dunning_policy_is_stored_with_the_version(app: App) -> None:
         plan = service.current_plan(session, "d")
     assert plan.dunning.retry_after == (timedelta(hours=12), timedelta(days=2))
     assert plan.dunning.final_action == "pause"
+
+
+def test_two_first_uses_of_an_empty_database_at_once_load_the_catalog_once(app: App) -> None:
+    """The first API requests of a new install arrive together (the benchmark found a 500)."""
+    settings = app.settings
+    outcome: list[BaseException | None] = []
+
+    def second_use() -> None:
+        try:
+            with app.transaction() as session:
+                service.ensure_catalog(session, settings, NOW)
+            outcome.append(None)
+        except BaseException as error:
+            outcome.append(error)
+
+    with app.transaction() as first:
+        service.ensure_catalog(first, settings, NOW)  # the first load, not yet committed
+        racer = threading.Thread(target=second_use)
+        racer.start()
+        racer.join(1.0)  # the second use waits for the first (or fails at once on old code)
+    racer.join(30)
+    assert outcome == [None]
+    with app.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(CatalogLoad)) == 1
+        assert [p.id for p in service.current_plans(session)][:1] == ["basic-monthly"]
