@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-STEPS = ("sandbox", "claims", "zero", "latency", "idle")
+STEPS = ("sandbox", "claims", "zero", "latency", "idle", "api")
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,8 @@ class Options:
     concurrency_latency: int
     empty_tasks: int
     idle_sizes: tuple[int, ...]
+    api_requests: int
+    api_clients: int
     skip: frozenset[str]
 
 
@@ -72,6 +74,18 @@ def parse(argv: list[str] | None = None) -> Options:
         default="10000,1000000",
         help="table sizes for the idle pass and memory (default 10000,1000000)",
     )
+    parser.add_argument(
+        "--api-requests",
+        type=_positive,
+        default=2000,
+        help="requests of each kind for the HTTP API (default 2000)",
+    )
+    parser.add_argument(
+        "--api-clients",
+        type=_positive,
+        default=8,
+        help="client threads for the HTTP API (default 8)",
+    )
     parser.add_argument("--skip", default="", help=f"comma-separated: {', '.join(STEPS)}")
     args = parser.parse_args(argv)
     skip = frozenset(part for part in args.skip.split(",") if part)
@@ -86,5 +100,6 @@ def parse(argv: list[str] | None = None) -> Options:
         charges=args.charges, slice=args.slice, latency_ms=args.latency_ms,
         workers=args.workers, concurrency_zero=args.concurrency_zero,
         concurrency_latency=args.concurrency_latency, empty_tasks=args.empty_tasks,
-        idle_sizes=sizes, skip=skip,
+        idle_sizes=sizes, api_requests=args.api_requests, api_clients=args.api_clients,
+        skip=skip,
     )  # fmt: skip

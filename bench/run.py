@@ -22,6 +22,7 @@ from pathlib import Path
 import redis
 from sqlalchemy import create_engine
 
+from bench import api
 from bench.capacity import sandbox_calls_per_s
 from bench.measure import Progress, machine, median_ms, rss_mib, wait_until
 from bench.options import Options, parse
@@ -80,6 +81,7 @@ class Results:
     claims_per_s: float = 0.0
     empty_tasks_per_s: float = 0.0
     idle: list[Idle] = field(default_factory=list)
+    api: list[api.ApiRate] = field(default_factory=list)
 
 
 class Bench:
@@ -299,6 +301,8 @@ def render(results: Results) -> str:
     lines += _runs(results.runs)
     lines += _ceiling(results)
     lines += _idle(results.idle)
+    if results.api:
+        lines += api.render(results.api)
     return "\n".join(lines)
 
 
@@ -397,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
                                                  options.concurrency_latency))  # fmt: skip
         if "idle" not in options.skip:
             results.idle = [bench.idle(size) for size in options.idle_sizes]
+        if "api" not in options.skip:
+            results.api = api.api_rates(bench, options.api_requests, options.api_clients)
     except KeyboardInterrupt:
         print("interrupted; stopping what the benchmark started", file=sys.stderr)
         return 130
