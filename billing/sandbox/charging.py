@@ -1,4 +1,6 @@
-"""``POST /subscribe/payments/again``: one charge of a billing key, as the script decides.
+"""``POST /subscribe/payments/again`` (one charge of a billing key) and
+``POST /subscribe/payments/onetime`` (a key-in payment that can issue the key), as the script
+decides.
 
 The order of things: validate (400), take the next behavior (queue, fault die, defaults),
 wait its latency, answer the faults that happen before processing (500, 401, refusal, unknown
@@ -8,6 +10,8 @@ customer), then record the payment under the merchant_uid guard and deliver the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from billing.sandbox import fields
 from billing.sandbox.behaviors import (
     DEFAULT_DECLINE_REASON,
@@ -16,6 +20,7 @@ from billing.sandbox.behaviors import (
     BehaviorKind,
     Decision,
 )
+from billing.sandbox.cards import CardFace, CardRefused
 from billing.sandbox.ledger import AlreadyPaid, CancelTerms, ChargeOrder, Payment, PaymentStatus
 from billing.sandbox.protocol import (
     Delivery,
@@ -52,6 +57,30 @@ def again(state: SandboxState, request: Request) -> Reply:
     return early if early is not None else _process(state, order, decision.behavior)
 
 
+def onetime(state: SandboxState, request: Request) -> Reply:
+    """A key-in payment with the card data in the body; with ``customer_uid`` the card's
+    billing key is issued as well, when the payment is approved (the seed's "빌링키 발급 및
+    최초 결제"). The script and the faults are those of ``again`` for that customer_uid."""
+    order = fields.onetime_order(request.fields)
+    try:
+        card, contact = fields.registration(request.fields, state.today())
+    except CardRefused as exc:
+        return refusal(str(exc))
+    decision = state.behaviors.next_for(order.customer_uid)
+    _count(state, decision)
+    if decision.delay_ms:
+        state.sleep(decision.delay_ms / 1000)
+    early = _before_processing(state, request, order, decision.behavior)
+    if early is not None:
+        return early
+
+    def issue_key() -> None:
+        if order.customer_uid:
+            state.keys.register(order.customer_uid, card, contact, state.now())
+
+    return _charge(state, order, card, decision.behavior, issue_key)
+
+
 def _count(state: SandboxState, decision: Decision) -> None:
     if decision.delay_ms:
         state.counters.fault(BehaviorKind.LATENCY.value)
@@ -84,17 +113,31 @@ def unknown_customer(customer_uid: str) -> Reply:
 
 def _process(state: SandboxState, order: ChargeOrder, behavior: Behavior) -> Reply:
     """Charge the key: record the payment (paid or declined) and pick the delivery."""
-    now = state.now()
-    key = state.keys.find(order.customer_uid, now)
+    key = state.keys.find(order.customer_uid, state.now())
     if key is None:
         return unknown_customer(order.customer_uid)
+    return _charge(state, order, key.card, behavior)
+
+
+def _charge(
+    state: SandboxState,
+    order: ChargeOrder,
+    card: CardFace,
+    behavior: Behavior,
+    approved: Callable[[], None] | None = None,
+) -> Reply:
+    """Record the payment on ``card`` (paid or declined) and pick the delivery; ``approved``
+    runs when the PG approved it (a onetime payment issues its key then)."""
+    now = state.now()
     declined = behavior.kind is BehaviorKind.DECLINE
     status = STATUSES.get(behavior.kind, PaymentStatus.PAID)
     reason = (behavior.argument or DEFAULT_DECLINE_REASON) if declined else None
     try:
-        payment = state.ledger.record(order, key.card, status, now, reason)
+        payment = state.ledger.record(order, card, status, now, reason)
     except AlreadyPaid as exc:
         return already_paid(exc.payment)
+    if approved is not None and status is PaymentStatus.PAID:
+        approved()
     if status is PaymentStatus.PAID:
         notify(state, payment, order.notice_url)
     if behavior.kind is BehaviorKind.PAID_THEN_REFUNDED:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl
@@ -130,6 +131,16 @@ def charge_order(fields: Fields) -> ChargeOrder:
         custom_data=custom_data(fields),
         notice_url=text(fields, "notice_url"),
     )
+
+
+def onetime_order(fields: Fields) -> ChargeOrder:
+    """The payment parameters of ``POST /subscribe/payments/onetime`` (customer_uid is
+    optional there: with it, the card's billing key is issued too)."""
+    given = dict(fields)
+    customer_uid = text(fields, "customer_uid", CUSTOMER_UID_MAX)
+    given["customer_uid"] = customer_uid or "-"
+    order = charge_order(given)
+    return replace(order, customer_uid=customer_uid or "", customer_uid_usage="issue")
 
 
 def card_quota(fields: Fields, amount: int) -> int:

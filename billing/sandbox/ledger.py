@@ -52,6 +52,7 @@ class ChargeOrder:
     card_quota: int = 0
     custom_data: str | None = None
     notice_url: str | None = None
+    customer_uid_usage: str = "payment"  # "issue": a onetime payment that issued the key
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,8 +121,8 @@ def payment_json(payment: Payment) -> JSONObject:
         "deposit_history": [],
         "cancel_receipt_urls": [_cancel_receipt(record) for record in payment.cancel_history],
         "cash_receipt_issued": False,
-        "customer_uid": order.customer_uid,
-        "customer_uid_usage": "payment",
+        "customer_uid": order.customer_uid or None,
+        "customer_uid_usage": order.customer_uid_usage if order.customer_uid else None,
         "promotion": None,
     }
 

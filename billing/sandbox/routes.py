@@ -77,6 +77,7 @@ class RawRequest:
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/users/getToken", endpoints.get_token, Access.OPEN),
     Route("POST", "/subscribe/payments/again", charging.again),
+    Route("POST", "/subscribe/payments/onetime", charging.onetime),
     Route("POST", "/payments/cancel", endpoints.cancel),
     Route("GET", "/payments/find/{merchant_uid}", endpoints.find),
     Route("GET", "/payments/find/{merchant_uid}/{payment_status}", endpoints.find),

@@ -599,6 +599,74 @@ def test_no_auto_register(schemas: Schemas) -> None:
         check_payment(schemas, client.post(AGAIN, json=charge(), headers=headers))
 
 
+# -- onetime (key-in payment, key issued with it) ------------------------------------------------
+
+ONETIME = "/subscribe/payments/onetime"
+
+
+def onetime(customer_uid: str | None = "new1", merchant_uid: str = "first1") -> dict[str, object]:
+    body = {**charge(merchant_uid, customer_uid or ""), **CARD, "pwd_2digit": "12"}
+    if customer_uid is None:
+        del body["customer_uid"]
+    return body
+
+
+def test_onetime_pays_and_issues_the_key_the_next_again_uses(schemas: Schemas) -> None:
+    with (
+        SandboxServer(SandboxConfig(auto_register=False)) as sandbox,
+        httpx.Client(base_url=sandbox.url) as client,
+    ):
+        auth = {"Authorization": get_token(client)}
+        paid = check_payment(schemas, client.post(ONETIME, json=onetime(), headers=auth))
+        assert (paid["status"], paid["merchant_uid"], paid["amount"]) == ("paid", "first1", 9900)
+        assert (paid["customer_uid"], paid["customer_uid_usage"]) == ("new1", "issue")
+        assert paid["card_number"] == "411111******1111"
+        key = check_customer(schemas, client.get("/subscribe/customers/new1", headers=auth))
+        assert key["card_number"] == "411111******1111"
+        renewal = client.post(AGAIN, json=charge("renewal1", "new1"), headers=auth)
+        assert check_payment(schemas, renewal)["status"] == "paid"
+        replay = schemas.check_error(client.post(ONETIME, json=onetime(), headers=auth), 200)
+        assert "이미" in replay["message"]
+        assert [p["merchant_uid"] for p in sandbox.ledger()] == ["first1", "renewal1"]
+
+
+def test_onetime_without_customer_uid_pays_and_issues_nothing(
+    client: httpx.Client, schemas: Schemas, auth: dict[str, str]
+) -> None:
+    answer = client.post(ONETIME, data=onetime(None), headers=auth)  # form-encoded, too
+    paid = check_payment(schemas, answer)
+    assert (paid["status"], paid["customer_uid"], paid["customer_uid_usage"]) == (
+        "paid",
+        None,
+        None,
+    )
+
+
+def test_a_declined_onetime_issues_no_key(schemas: Schemas) -> None:
+    with (
+        SandboxServer(SandboxConfig(auto_register=False)) as sandbox,
+        httpx.Client(base_url=sandbox.url) as client,
+    ):
+        auth = {"Authorization": get_token(client)}
+        sandbox.script(customer_uid="new1", behaviors=["decline:한도초과"])
+        failed = check_payment(schemas, client.post(ONETIME, json=onetime(), headers=auth))
+        assert (failed["status"], failed["fail_reason"]) == ("failed", "한도초과")
+        schemas.check_error(client.get("/subscribe/customers/new1", headers=auth), 404)
+
+
+@pytest.mark.parametrize("changes", [{"card_number": "4111-1111-1111-1112"}, {"expiry": "2001-01"}])
+def test_onetime_with_a_bad_card_is_refused_and_records_nothing(
+    client: httpx.Client,
+    schemas: Schemas,
+    auth: dict[str, str],
+    server: SandboxServer,
+    changes: dict[str, str],
+) -> None:
+    refused = client.post(ONETIME, json={**onetime(), **changes}, headers=auth)
+    schemas.check_error(refused, 200)
+    assert server.ledger() == []
+
+
 # -- cancel --------------------------------------------------------------------------------------
 
 
