@@ -30,6 +30,7 @@ from billing.errors import (
 )
 from billing.logs import redact
 from billing.services.billing_keys import GatewayRefused, KeyNotFound
+from billing.services.first_payment import FirstPaymentDeclined, FirstPaymentNotSent
 
 logger = logging.getLogger("billing.api")
 
@@ -42,6 +43,8 @@ STATUS_OF: tuple[tuple[type[BillingError], int, str], ...] = (
     (ConfigError, 503, "not_configured"),
     (SchemaOutOfDate, 503, "not_configured"),
     (GatewayRefused, 502, "portone_error"),
+    (FirstPaymentDeclined, 422, "card_declined"),
+    (FirstPaymentNotSent, 503, "portone_unavailable"),
     (BillingError, 409, "conflict"),
 )
 HTTP_CODES = {

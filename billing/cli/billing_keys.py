@@ -6,6 +6,8 @@ printed, logged or stored carries more than the last four digits of the card num
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import click
@@ -17,24 +19,41 @@ from billing.services import billing_keys as service
 from billing.services.customers import check_customer_uid
 
 CONNECTIONS = 1
+Command = TypeVar("Command", bound=Callable[..., object])
+
+
+def card_options(required: bool) -> Callable[[Command], Command]:
+    """--card-number, --expiry, --birth and --pwd-2digit (the card data, never kept)."""
+    options = (
+        click.option(
+            "--card-number",
+            required=required,
+            metavar="N",
+            help="Card number, 15-16 digits (dashes allowed). Sent to PortOne only.",
+        ),
+        click.option(
+            "--expiry", required=required, metavar="YYYY-MM", help="The card's expiry month."
+        ),
+        click.option(
+            "--birth",
+            required=required,
+            metavar="YYMMDD",
+            help="Holder's birth date, or a 10-digit business number (corporate card).",
+        ),
+        click.option("--pwd-2digit", metavar="NN", help="First 2 digits of the card password."),
+    )
+
+    def apply(command: Command) -> Command:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
 
 
 @click.command()
 @click.argument("customer_uid")
-@click.option(
-    "--card-number",
-    required=True,
-    metavar="N",
-    help="Card number, 15-16 digits (dashes allowed). Sent to PortOne only.",
-)
-@click.option("--expiry", required=True, metavar="YYYY-MM", help="The card's expiry month.")
-@click.option(
-    "--birth",
-    required=True,
-    metavar="YYMMDD",
-    help="Holder's birth date, or a 10-digit business number (corporate card).",
-)
-@click.option("--pwd-2digit", metavar="NN", help="First 2 digits of the card password.")
+@card_options(required=True)
 @json_option
 @click.pass_obj
 def register(

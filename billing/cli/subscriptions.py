@@ -6,16 +6,22 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 from sqlalchemy.orm import Session
 
+from billing.bootstrap import make_gateway
+from billing.cli.billing_keys import card_options
 from billing.cli.output import emit_json, emit_table, json_option
 from billing.cli.params import ID_TYPE
 from billing.cli.runtime import Runtime
 from billing.db.tables import Subscription
+from billing.errors import InvalidInput
 from billing.services import catalog as catalog_service
 from billing.services import subscriptions as service
+from billing.services.billing_keys import parse_card, today_in
+from billing.services.first_payment import subscribe_and_pay
 from billing.services.subscribing import subscribe
 from billing.views import event_view, show_subscription, subscription_zone
 
@@ -46,18 +52,62 @@ def _print(view: dict[str, Any], as_json: bool, headline: str | None = None) -> 
 @click.option("--customer", "customer_uid", required=True, help="customer_uid of the customer.")
 @click.option("--plan", "plan_id", required=True, help="Plan id from the catalog.")
 @click.option("--start", help="Start (ISO 8601; default now). Without offset: the plan's zone.")
+@card_options(required=False)
 @json_option
 @click.pass_obj
 def create(
-    runtime: Runtime, customer_uid: str, plan_id: str, start: str | None, as_json: bool
+    runtime: Runtime,
+    customer_uid: str,
+    plan_id: str,
+    start: str | None,
+    card_number: str | None,
+    expiry: str | None,
+    birth: str | None,
+    pwd_2digit: str | None,
+    as_json: bool,
 ) -> None:
-    """Subscribe a customer to a plan; the first charge follows the plan's calendar."""
+    """Subscribe a customer to a plan; the first charge follows the plan's calendar.
+
+    With --card-number (and --expiry, --birth), the first period is paid now with that card
+    in one PortOne `onetime` call that also issues the customer's billing key; a declined
+    card cancels the new subscription and exits 1. The card data is never stored or logged.
+    """
     app = runtime.app
+    if card_number is not None or expiry is not None or birth is not None:
+        card = (card_number, expiry, birth, pwd_2digit)
+        sid = _subscribe_with_card(runtime, customer_uid, plan_id, start, card)
+        with app.transaction() as session:
+            view = _view(session, service.get_subscription(session, sid))
+        _print(view, as_json, f"created subscription {sid}, first period paid by card")
+        return
     now = app.clock.now()
     with app.transaction() as session:
         row = subscribe(session, runtime.settings, customer_uid, plan_id, start, now)
         view = _view(session, row)
     _print(view, as_json, f"created subscription {row.id}")
+
+
+def _subscribe_with_card(
+    runtime: Runtime,
+    customer_uid: str,
+    plan_id: str,
+    start: str | None,
+    given: tuple[str | None, str | None, str | None, str | None],
+) -> int:
+    number, expiry, birth, pwd_2digit = given
+    for option, value in (("--card-number", number), ("--expiry", expiry), ("--birth", birth)):
+        if value is None:
+            raise InvalidInput(f"{option} is needed with the other card options")
+    assert number is not None and expiry is not None and birth is not None
+    settings = runtime.settings
+    today = today_in(ZoneInfo(settings.timezone))
+    card = parse_card(number, expiry, birth, pwd_2digit, today)
+    client = make_gateway(settings, connections=1)
+    try:
+        paid = subscribe_and_pay(runtime.app, client, customer_uid, plan_id, start, card)
+    finally:
+        client.close()
+    return paid.subscription_id
 
 
 @subscriptions.command()

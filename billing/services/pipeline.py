@@ -93,7 +93,11 @@ class Pipeline:
         with self.app.transaction() as session:
             begun = begin_charges(session, ids, now, timing, self.plans)
         self._publish(FollowUp(reconcile=begun.lookups))
-        works = begun.works
+        return self.send(begun.works, timing)
+
+    def send(self, works: Sequence[ChargeWork], timing: Timing) -> str | None:
+        """Send charges already taken (processing, committed) with ``timing`` and record the
+        outcomes; the last outcome, or None when there was nothing to send."""
         if not works:
             return None
         send_by = timing.wall + self.send_budget

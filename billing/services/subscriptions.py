@@ -109,6 +109,26 @@ def cancel(
     return row
 
 
+def end_unpaid_start(
+    session: Session, subscription_id: int, now: datetime, why: str
+) -> Subscription:
+    """A subscription whose key-in first payment was declined or never sent ends at once:
+    the customer is still at the checkout (the merchant's app shows ``why``), and there is
+    no billing key to charge later. No notice is sent for it."""
+    charges = lock_open_charges(session, subscription_id)
+    row = _change(
+        session,
+        subscription_id,
+        now,
+        "subscription_canceled",
+        lambda state, _plan: lifecycle.cancel(state, at_period_end=False),
+        reason=lambda _state: why,
+    )
+    row.canceled_at = now
+    _void_unsent(session, row, charges, now)
+    return row
+
+
 def _cancel_reason(state: BillingState, at_period_end: bool) -> str:
     if state.status != SubscriptionStatus.CANCELED:
         return "cancel at period end"

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Body, Query, Response
 from sqlalchemy.orm import Session
 
 from billing.api.auth import Context, Reader
-from billing.api.errors import ApiError
 from billing.api.idempotency import Answer, PostWrite, Write
 from billing.api.models import (
     CancelIn,
+    CardIn,
     ChangePlanIn,
     EventList,
     ReasonIn,
@@ -24,17 +24,20 @@ from billing.api.models import (
 from billing.api.routes import LIMIT_DEFAULT, After, Id, Limit, errors
 from billing.db.tables import Subscription as SubscriptionRow
 from billing.domain.statuses import SubscriptionStatus
+from billing.errors import InvalidInput
 from billing.services import subscriptions as service
+from billing.services.billing_keys import parse_card, today_in
+from billing.services.first_payment import subscribe_and_pay
 from billing.services.listing import page_events, page_subscriptions
 from billing.services.subscribing import subscribe
 from billing.views import event_view, show_subscription, subscription_zone
 
-ONETIME_UNAVAILABLE = (
-    "card: the key-in first payment (PortOne's POST /subscribe/payments/onetime) is not "
-    "available in this release; issue the billing key with the checkout (GET "
-    "/v1/checkout-params, IMP.request_pay, then POST /v1/customers/{customer_uid}/billing-key/"
-    "verify) and subscribe without card"
-)
+CARD_FIELDS = {  # the CLI's option names in the services' messages
+    "--card-number": "card.number",
+    "--expiry": "card.expiry",
+    "--birth": "card.birth",
+    "--pwd-2digit": "card.pwd_2digit",
+}
 Change = Callable[[Session, int, datetime], SubscriptionRow]
 
 
@@ -43,12 +46,15 @@ def _answer(session: Session, row: SubscriptionRow, status: int = 200) -> Answer
 
 
 def create(body: SubscriptionIn, write: PostWrite) -> Response:
-    """Subscribe a customer to a plan (201); the first charge follows the plan's calendar."""
-    if body.card is not None:
-        raise ApiError(422, "card_payment_unavailable", ONETIME_UNAVAILABLE)
+    """Subscribe a customer to a plan (201); the first charge follows the plan's calendar.
+    With ``card``, the first period is paid now with it in one PortOne ``onetime`` call that
+    also issues the billing key (422 ``card_declined`` when declined; the subscription is
+    then canceled)."""
 
     def produce() -> Answer:
         app = write.context.app
+        if body.card is not None:
+            return _subscribe_with_card(write, body, body.card)
         now = app.clock.now()
         with app.transaction() as session:
             row = subscribe(session, write.context.settings, body.customer_uid, body.plan_id,
@@ -56,6 +62,30 @@ def create(body: SubscriptionIn, write: PostWrite) -> Response:
             return _answer(session, row, 201)
 
     return write.run(produce)
+
+
+def _subscribe_with_card(write: Write, body: SubscriptionIn, given: CardIn) -> Answer:
+    context = write.context
+    try:
+        today = today_in(context.zone)
+        card = parse_card(given.number, given.expiry, given.birth, given.pwd_2digit, today)
+    except InvalidInput as exc:
+        message = exc.message
+        for option, name in CARD_FIELDS.items():
+            message = message.replace(option, name)
+        raise InvalidInput(message) from None
+    paid = subscribe_and_pay(
+        context.app,
+        context.portone(),
+        body.customer_uid,
+        body.plan_id,
+        body.start,
+        card,
+        start_field="start",
+    )
+    with context.app.transaction() as session:
+        row = service.get_subscription(session, paid.subscription_id)
+        return _answer(session, row, 201)
 
 
 def list_subscriptions(
@@ -134,8 +164,14 @@ def change_plan(subscription_id: Id, write: PostWrite, body: ChangePlanIn) -> Re
 def router() -> APIRouter:
     routes = APIRouter(tags=["subscriptions"])
     write = errors(400, 403, 404, 409)
-    routes.add_api_route("/subscriptions", create, methods=["POST"], status_code=201,
-                         response_model=Subscription, responses=write)  # fmt: skip
+    routes.add_api_route(
+        "/subscriptions",
+        create,
+        methods=["POST"],
+        status_code=201,
+        response_model=Subscription,
+        responses=errors(400, 403, 404, 409, 503),
+    )
     routes.add_api_route("/subscriptions", list_subscriptions, methods=["GET"],
                          responses=errors())  # fmt: skip
     routes.add_api_route("/subscriptions/{subscription_id}", show, methods=["GET"],

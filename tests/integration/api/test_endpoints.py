@@ -107,16 +107,6 @@ def test_delete_billing_key_refused_while_needed_unless_forced(api: Api) -> None
     assert deleted.data["actor"] == "api:shop" and deleted.data["reason"] == "closed account"
 
 
-def test_subscription_with_card_is_refused_until_onetime_exists(api: Api) -> None:
-    api.put("/v1/customers/cust-card", {})
-    card = {"number": "4111111111111111", "expiry": "2031-11", "birth": "871231"}
-    answer = api.post("/v1/subscriptions", {"customer_uid": "cust-card", "plan_id": "monthly",
-                                            "card": card})  # fmt: skip
-    assert error(answer, 422, "card_payment_unavailable").startswith("card: ")
-    assert api.get("/v1/subscriptions").json()["data"] == []
-    assert "4111111111111111" not in answer.text
-
-
 # -- customers and plans ---------------------------------------------------------------------
 
 
