@@ -6,6 +6,7 @@ from ``billing subscriptions create --card-number``."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -15,6 +16,7 @@ from sqlalchemy import text
 
 from billing.db.tables import Subscription
 from tests.integration.api.conftest import Api
+from tests.integration.test_web import start_serve
 
 NUMBER = "4111111111111111"
 CARD = {"number": "4111-1111-1111-1111", "expiry": "2031-11", "birth": "871231", "pwd_2digit": "12"}
@@ -173,3 +175,26 @@ def test_the_cli_pays_the_first_period_by_card(api: Api) -> None:
         no_expiry, env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert missing.returncode == 1 and "--expiry is needed" in missing.stderr
+
+
+def test_no_card_data_in_logs_answers_or_rows_even_when_portone_echoes_it(api: Api) -> None:
+    """`billing serve` at DEBUG with its access log; PortOne's decline reason quotes the card."""
+    api.sandbox.script("cust-echo", [f"decline:카드 {NUMBER} 생년월일 871231 불일치"])
+    env = {**api.env, "BILLING_LOG_LEVEL": "DEBUG"}
+    process, url = start_serve(env, "--access-log")
+    bearer = {"Authorization": f"Bearer {api.key}"}
+    try:
+        for uid in ("cust-echo", "cust-ok"):
+            httpx.put(f"{url}/v1/customers/{uid}", headers=bearer, json={})
+            body = {"customer_uid": uid, "plan_id": "monthly", "card": CARD}
+            answer = httpx.post(f"{url}/v1/subscriptions", headers=bearer, json=body, timeout=30)
+            assert answer.status_code in (201, 422), answer.text
+            assert not any(secret in answer.text for secret in SECRETS), answer.text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=30)
+    assert '"action": "charge_answer"' in err  # it did log the payments
+    assert not any(secret in err for secret in SECRETS)
+    assert [c.status for c in api.charges()] == ["failed", "paid"]
+    assert "불일치" in (api.charges()[0].fail_reason or "")
+    no_card_data_in_the_database(api)
