@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-STEPS = ("sandbox", "claims", "zero", "latency", "idle", "api")
+STEPS = ("sandbox", "claims", "zero", "latency", "idle", "ops", "api")
 
 
 @dataclass(frozen=True)

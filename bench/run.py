@@ -22,7 +22,7 @@ from pathlib import Path
 import redis
 from sqlalchemy import create_engine
 
-from bench import api
+from bench import api, ops
 from bench.capacity import sandbox_calls_per_s
 from bench.measure import Progress, machine, median_ms, rss_mib, wait_until
 from bench.options import Options, parse
@@ -82,6 +82,7 @@ class Results:
     empty_tasks_per_s: float = 0.0
     idle: list[Idle] = field(default_factory=list)
     api: list[api.ApiRate] = field(default_factory=list)
+    pages: list[ops.PageTimes] = field(default_factory=list)
 
 
 class Bench:
@@ -94,6 +95,7 @@ class Bench:
         self.postgres = Postgres(root / "pg")
         self.redis = Redis(root / "redis")
         self.processes: list[Managed] = []
+        self.pages: list[ops.PageTimes] = []  # the console's, on the idle step's databases
 
     def start(self) -> None:
         self.postgres.init()
@@ -261,6 +263,8 @@ class Bench:
             *[p for p in self.processes if p.name.startswith(f"worker-idle-{size}")],
         ):
             process.stop()
+        if "ops" not in self.options.skip:
+            self.pages.append(ops.page_times(self, env, size))
         return result
 
     def _idle_pass_ms(self, env: dict[str, str]) -> float:
@@ -301,6 +305,8 @@ def render(results: Results) -> str:
     lines += _runs(results.runs)
     lines += _ceiling(results)
     lines += _idle(results.idle)
+    if results.pages:
+        lines += ops.render(results.pages)
     if results.api:
         lines += api.render(results.api)
     return "\n".join(lines)
@@ -401,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  options.concurrency_latency))  # fmt: skip
         if "idle" not in options.skip:
             results.idle = [bench.idle(size) for size in options.idle_sizes]
+            results.pages = bench.pages
         if "api" not in options.skip:
             results.api = api.api_rates(bench, options.api_requests, options.api_clients)
     except KeyboardInterrupt:
