@@ -82,6 +82,7 @@ def charge_view(charge: Charge, zone: ZoneInfo) -> dict[str, Any]:
         "period_start": format_time(charge.period_start, zone),
         "period_end": format_time(charge.period_end, zone),
         "imp_uid": charge.imp_uid,
+        "receipt_url": charge.receipt_url,
         "fail_reason": charge.fail_reason,
         "decline_class": charge.decline_class,
         "sends": charge.sends,

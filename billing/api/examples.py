@@ -44,6 +44,7 @@ CHARGE: dict[str, Any] = {
     "period_start": "2027-01-31T00:30:00+09:00",
     "period_end": "2027-02-28T00:30:00+09:00",
     "imp_uid": "imp_123456789012",
+    "receipt_url": "https://iniweb.inicis.com/receipt/imp_123456789012",
     "fail_reason": None,
     "decline_class": None,
     "sends": 1,

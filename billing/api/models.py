@@ -241,6 +241,7 @@ class Charge(Answer):
     period_start: Time
     period_end: Time
     imp_uid: str | None
+    receipt_url: str | None = Field(description="The card sales slip (매출전표) PortOne names")
     fail_reason: str | None
     decline_class: str | None
     sends: int

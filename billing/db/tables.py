@@ -255,6 +255,7 @@ class Charge(Base):
     refusal: Mapped[str | None] = mapped_column(Text)  # PortOne refused; believed after a lookup
     lookups: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # so far
     looked_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # system clock, answered
+    receipt_url: Mapped[str | None] = mapped_column(Text)  # PortOne's card sales slip (매출전표)
     duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("charges.id"))  # 2nd paid
 
 

@@ -28,6 +28,7 @@ class ChargeAnswer:
     imp_uid: str | None = None
     code: int | None = None
     http_status: int | None = None
+    receipt_url: str | None = None  # the card sales slip (매출전표) of a paid answer
 
 
 class Found(StrEnum):
@@ -53,6 +54,7 @@ class Lookup:
     reason: str = ""
     amount_matches: bool = True
     refunded: int = 0  # KRW cancelled at PortOne (REFUNDED)
+    receipt_url: str | None = None  # the card sales slip of a payment PortOne holds paid
 
 
 def clip(text: str) -> str:

@@ -121,6 +121,7 @@ class Settle:
     imp_uid: str
     refunded: int = 0
     reason: str = ""
+    receipt_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def after_answer(state: ChargeState, answer: ChargeAnswer, send: int, timing: Ti
     A payment is always recorded, whatever became of the row meanwhile (invariant 3); any
     other answer only while the row is still the processing send that got it."""
     if answer.outcome == Outcome.APPROVED and answer.imp_uid is not None:
-        return Settle(answer.imp_uid)
+        return Settle(answer.imp_uid, receipt_url=answer.receipt_url)
     if state.status != ChargeStatus.PROCESSING or state.sends != send:
         return Ignore("the sweep took it over: reconciliation decides")
     if answer.outcome == Outcome.DECLINED:
@@ -188,9 +189,9 @@ def after_answer(state: ChargeState, answer: ChargeAnswer, send: int, timing: Ti
 def after_lookup(state: ChargeState, lookup: Lookup, timing: Timing) -> Step:
     """PortOne was asked about the merchant_uid (a reconciliation, or a verified notice)."""
     if lookup.found == Found.PAID and lookup.imp_uid is not None:
-        return Settle(lookup.imp_uid)
+        return Settle(lookup.imp_uid, receipt_url=lookup.receipt_url)
     if lookup.found == Found.REFUNDED and lookup.imp_uid is not None:
-        return Settle(lookup.imp_uid, lookup.refunded, lookup.reason)
+        return Settle(lookup.imp_uid, lookup.refunded, lookup.reason, lookup.receipt_url)
     if state.status != ChargeStatus.UNKNOWN:
         return Ignore("settled or sent again meanwhile")
     if lookup.found == Found.DECLINED:

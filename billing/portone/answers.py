@@ -23,6 +23,8 @@ from typing import Any
 
 from billing.domain.answers import MAX_REASON, ChargeAnswer, Found, Lookup, Outcome, clip
 
+MAX_RECEIPT_URL = 2048
+
 __all__ = [
     "MAX_REASON",
     "ChargeAnswer",
@@ -102,11 +104,19 @@ def _classify_payment(
         if imp_uid is None or not same_amount(payment.get("amount"), amount):
             reason = "paid answer without imp_uid or with another amount"
             return ChargeAnswer(Outcome.UNKNOWN, reason, imp_uid, 0, status)
-        return ChargeAnswer(Outcome.APPROVED, "", imp_uid, 0, status)
+        return ChargeAnswer(Outcome.APPROVED, "", imp_uid, 0, status, receipt_of(payment))
     if state == "failed":
         why = payment.get("fail_reason")
         return ChargeAnswer(Outcome.DECLINED, clip(str(why or "declined")), imp_uid, 0, status)
     return ChargeAnswer(Outcome.UNKNOWN, clip(f"payment status {state!r}"), imp_uid, 0, status)
+
+
+def receipt_of(payment: dict[str, Any]) -> str | None:
+    """``receipt_url`` when it is an http(s) URL of a sane length, else None."""
+    url = payment.get("receipt_url")
+    if not isinstance(url, str) or len(url) > MAX_RECEIPT_URL:
+        return None
+    return url if url.startswith(("https://", "http://")) and url.isprintable() else None
 
 
 def same_amount(value: object, amount: int) -> bool:
@@ -154,7 +164,8 @@ def classify_find_paid(exchange: Exchange, merchant_uid: str, amount: int) -> Lo
     imp_uid = payment.get("imp_uid")
     if payment.get("status") != "paid" or not isinstance(imp_uid, str):
         return Lookup(Found.ERROR, reason=f"lookup for paid answered {payment.get('status')!r}")
-    return Lookup(Found.PAID, imp_uid, "", same_amount(payment.get("amount"), amount))
+    matches = same_amount(payment.get("amount"), amount)
+    return Lookup(Found.PAID, imp_uid, "", matches, receipt_url=receipt_of(payment))
 
 
 def classify_find_all(exchange: Exchange, merchant_uid: str, amount: int) -> Lookup:
@@ -210,9 +221,13 @@ def _refunded(payment: dict[str, Any], amount: int) -> Lookup:
     refunded = min(amount, int(cancelled)) if cancelled >= 1 else amount
     reason = clip(f"cancelled at PortOne after it was paid: {payment.get('cancel_reason') or ''}")
     return Lookup(
-        Found.REFUNDED, payment.get("imp_uid"), reason.rstrip(": "),
-        same_amount(payment.get("amount"), amount), refunded,
-    )  # fmt: skip
+        Found.REFUNDED,
+        payment.get("imp_uid"),
+        reason.rstrip(": "),
+        same_amount(payment.get("amount"), amount),
+        refunded,
+        receipt_of(payment),
+    )
 
 
 def _when(payment: dict[str, Any]) -> float:

@@ -143,6 +143,7 @@ def _payload(
             "attempt": charge.attempt,
             "fail_reason": charge.fail_reason,
             "decline_class": charge.decline_class,
+            "receipt_url": charge.receipt_url,
         }
     return {"id": event_id, "type": str(kind), "created_at": now.isoformat(), "data": data}
 

@@ -90,9 +90,11 @@ def store_step(
 ) -> FollowUp:
     """Carry out what the charge state machine decided, in the caller's transaction."""
     match step:
-        case Settle(imp_uid, refunded, reason) if refunded:
+        case Settle(imp_uid, refunded, reason, receipt_url) if refunded:
+            keep_receipt(charge, receipt_url)
             settle_refunded(session, charge, imp_uid, refunded, reason, now, wall, plans)
-        case Settle(imp_uid):
+        case Settle(imp_uid, _, _, receipt_url):
+            keep_receipt(charge, receipt_url)
             settle_paid(session, charge, imp_uid, now, wall, plans)
         case Fail(reason):
             settle_failed(session, charge, reason, now, wall, plans)
@@ -116,6 +118,12 @@ LATE_PAYMENT_EVENTS = {
     SubscriptionStatus.CANCELED: "paid_after_cancel",
     SubscriptionStatus.PAUSED: "paid_after_pause",
 }
+
+
+def keep_receipt(charge: Charge, receipt_url: str | None) -> None:
+    """The card sales slip (매출전표) PortOne named for this payment, once known."""
+    if receipt_url:
+        charge.receipt_url = receipt_url
 
 
 def settle_paid(

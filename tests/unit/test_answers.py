@@ -136,3 +136,35 @@ def test_a_console_refund_carries_the_refunded_amount() -> None:
     partial = {**REFUNDED, "cancel_amount": 4000}
     assert classify_find_all(Exchange(200, listing(REFUNDED)), UID, 9900).refunded == 9900
     assert classify_find_all(Exchange(200, listing(partial)), UID, 9900).refunded == 4000
+
+
+RECEIPT = "https://iniweb.inicis.com/receipt/imps_000000000001"
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        (RECEIPT, RECEIPT),
+        ("http://admin.kcp.co.kr/receipt?no=1", "http://admin.kcp.co.kr/receipt?no=1"),
+        (None, None),
+        ("", None),
+        ("javascript:alert(1)", None),  # shown as a link in the console and in notices
+        ("https://x/\nSet-Cookie: a=b", None),
+        ("https://x/" + "a" * 3000, None),
+        (12345, None),
+    ],
+)
+def test_a_paid_answer_keeps_its_receipt_url_when_it_is_a_web_address(
+    given: object, kept: str | None
+) -> None:
+    answer = classify_again(Exchange(200, body(response=payment(receipt_url=given))), UID, 9900)
+    assert answer.outcome == Outcome.APPROVED
+    assert answer.receipt_url == kept
+    found = classify_find_paid(Exchange(200, body(response=payment(receipt_url=given))), UID, 9900)
+    assert (found.found, found.receipt_url) == (Found.PAID, kept)
+
+
+def test_a_console_refund_found_by_find_all_keeps_the_receipt() -> None:
+    refunded = payment("cancelled", paid_at=100, cancel_amount=9900, receipt_url=RECEIPT)
+    found = classify_find_all(Exchange(200, body(response={"list": [refunded]})), UID, 9900)
+    assert (found.found, found.receipt_url) == (Found.REFUNDED, RECEIPT)

@@ -73,6 +73,11 @@ def test_a_card_pays_the_first_period_and_issues_the_key_renewals_use(api: Api) 
     api.charge_due()
     assert [c.status for c in api.charges()] == ["paid", "paid"]
     assert len(paid_at_portone(api)) == 2
+    # each payment's card sales slip, as PortOne named it, for the merchant's customers
+    slips = {p["merchant_uid"]: p["receipt_url"] for p in paid_at_portone(api)}
+    assert [c.receipt_url for c in api.charges()] == [slips[c.merchant_uid] for c in api.charges()]
+    listed = api.get("/v1/charges").json()["data"]
+    assert {c["receipt_url"] for c in listed} == set(slips.values())
     # the same request again is the first answer, not a second payment
     replay = with_card(api, "cust-k", idem="k-1")
     assert replay.status_code == 201 and replay.json()["id"] == sub["id"]
@@ -106,6 +111,7 @@ def test_an_answer_lost_after_portone_paid_is_looked_up_and_recorded_paid(api: A
     [charge] = api.charges()
     assert (charge.status, charge.sends) == ("paid", 1)
     assert len(paid_at_portone(api)) == 1
+    assert charge.receipt_url == paid_at_portone(api)[0]["receipt_url"]  # from the lookup
     [answer_event] = api.events("gateway_answer")
     assert answer_event.data["outcome"] == "unknown"  # the answer never came
     [found] = api.events("reconciled")  # a lookup by merchant_uid found the payment
