@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-STEPS = ("sandbox", "claims", "zero", "latency", "idle", "ops", "api")
+STEPS = ("sandbox", "claims", "zero", "latency", "rate", "idle", "ops", "api")
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class Options:
     idle_sizes: tuple[int, ...]
     api_requests: int
     api_clients: int
+    rate_rps: float
+    rate_charges: int
     skip: frozenset[str]
 
 
@@ -86,9 +88,23 @@ def parse(argv: list[str] | None = None) -> Options:
         default=8,
         help="client threads for the HTTP API (default 8)",
     )
+    parser.add_argument(
+        "--rate-rps",
+        type=float,
+        default=150.0,
+        help="BILLING_PORTONE_MAX_RPS of the rate ceiling run (default 150)",
+    )
+    parser.add_argument(
+        "--rate-charges",
+        type=_positive,
+        default=6000,
+        help="charges of each rate ceiling run (default 6000)",
+    )
     parser.add_argument("--skip", default="", help=f"comma-separated: {', '.join(STEPS)}")
     args = parser.parse_args(argv)
     skip = frozenset(part for part in args.skip.split(",") if part)
+    if not args.rate_rps > 0:
+        parser.error(f"--rate-rps: must be greater than 0, got {args.rate_rps}")
     unknown = sorted(skip - set(STEPS))
     if unknown:
         parser.error(f"--skip: unknown step {unknown[0]!r} (known: {', '.join(STEPS)})")
@@ -101,5 +117,5 @@ def parse(argv: list[str] | None = None) -> Options:
         workers=args.workers, concurrency_zero=args.concurrency_zero,
         concurrency_latency=args.concurrency_latency, empty_tasks=args.empty_tasks,
         idle_sizes=sizes, api_requests=args.api_requests, api_clients=args.api_clients,
-        skip=skip,
+        rate_rps=args.rate_rps, rate_charges=args.rate_charges, skip=skip,
     )  # fmt: skip

@@ -83,6 +83,7 @@ class Results:
     idle: list[Idle] = field(default_factory=list)
     api: list[api.ApiRate] = field(default_factory=list)
     pages: list[ops.PageTimes] = field(default_factory=list)
+    rates: list[Throughput] = field(default_factory=list)  # BILLING_PORTONE_MAX_RPS runs
 
 
 class Bench:
@@ -193,9 +194,17 @@ class Bench:
             raise RuntimeError("claims: not all claimed in time")
         return count / max(claimed - first, progress.step)
 
-    def throughput(self, label: str, count: int, latency_ms: int, concurrency: int) -> Throughput:
+    def throughput(
+        self,
+        label: str,
+        count: int,
+        latency_ms: int,
+        concurrency: int,
+        extra: dict[str, str] | None = None,
+    ) -> Throughput:
         result = Throughput(label, count, latency_ms, concurrency)
-        env, sandbox = self.environment(f"bench_{label}", latency_ms)
+        env, sandbox = self.environment(f"bench_{label.replace('-', '_')}", latency_ms)
+        env.update(extra or {})
         result.import_rows_per_s = self.import_rows(env, count, DUE)
         workers = self.workers(env, label, concurrency)
         engine = create_engine(env["BILLING_DATABASE_URL"])
@@ -304,6 +313,7 @@ def render(results: Results) -> str:
         ]
     lines += _runs(results.runs)
     lines += _ceiling(results)
+    lines += _rates(results.rates, results.options.rate_rps)
     lines += _idle(results.idle)
     if results.pages:
         lines += ops.render(results.pages)
@@ -381,6 +391,34 @@ def _idle(idle: list[Idle]) -> list[str]:
     return lines
 
 
+def rate_runs(bench: Bench, options: Options) -> list[Throughput]:
+    """The same charges without a ceiling, under one far above what they reach (its cost),
+    and under ``rate_rps`` (it holds across the worker processes)."""
+    runs = []
+    ceilings = [("rate-none", None), ("rate-high", 100_000.0), ("rate-held", options.rate_rps)]
+    for label, rps in ceilings:
+        extra = {"BILLING_PORTONE_MAX_RPS": f"{rps:g}"} if rps else {}
+        count, concurrency = options.rate_charges, options.concurrency_zero
+        runs.append(bench.throughput(label, count, 0, concurrency, extra))
+    return runs
+
+
+def _rates(runs: list[Throughput], rps: float) -> list[str]:
+    if len(runs) != 3:
+        return []
+    free, high, held = runs
+    cost = 100 * (1 - high.charges_per_s / free.charges_per_s)
+    return [
+        "",
+        f"BILLING_PORTONE_MAX_RPS, {free.charges:,} charges due at once, 0 ms, "
+        f"{free.concurrency} threads x the worker processes:",
+        f"  no ceiling {free.charges_per_s:,.0f} charges/s; a ceiling of 100,000/s (not the "
+        f"limit) {high.charges_per_s:,.0f}/s (cost {cost:+.1f}%); a ceiling of {rps:g}/s "
+        f"{held.charges_per_s:,.1f}/s ({100 * held.charges_per_s / rps:.1f}% of it; one "
+        "again call per charge)",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse(argv)
     root = Path(tempfile.mkdtemp(prefix="billing-bench-"))
@@ -405,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         if "latency" not in options.skip:
             results.runs.append(bench.throughput("latency", options.slice, options.latency_ms,
                                                  options.concurrency_latency))  # fmt: skip
+        if "rate" not in options.skip:
+            results.rates = rate_runs(bench, options)
         if "idle" not in options.skip:
             results.idle = [bench.idle(size) for size in options.idle_sizes]
             results.pages = bench.pages

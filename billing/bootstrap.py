@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
+import redis
 from celery import Celery
 
 from billing.app import App, build_app
@@ -18,6 +19,7 @@ from billing.errors import ConfigError
 from billing.notify import Sender
 from billing.portone.client import PortOneClient
 from billing.portone.gateway import PortOneGateway
+from billing.portone.ratelimit import RateLimit, RedisBucket
 from billing.services.pipeline import Pipeline
 from billing.services.plan_cache import PlanCache
 from billing.services.ports import Publisher
@@ -52,7 +54,22 @@ def make_gateway(settings: Settings, connections: int, url: str | None = None) -
         secret,
         timeout=settings.portone_timeout,
         max_connections=connections,
+        limit=rate_limit(settings),
     )
+
+
+def rate_limit(settings: Settings) -> RateLimit | None:
+    """BILLING_PORTONE_MAX_RPS, shared by every process through the broker's Redis."""
+    if settings.portone_max_rps is None:
+        return None
+    url = settings.broker_url or ""
+    if not url.startswith(("redis://", "rediss://")):
+        raise ConfigError(
+            "BILLING_PORTONE_MAX_RPS: the ceiling is shared through Redis: it needs a "
+            "redis:// BILLING_BROKER_URL"
+        )
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return RedisBucket(client, settings.portone_max_rps)
 
 
 @dataclass

@@ -66,6 +66,9 @@ class Settings(BaseModel):
         None, alias="BILLING_PORTONE_IMP_SECRET"
     )
     portone_timeout: float = Field(30.0, alias="BILLING_PORTONE_TIMEOUT", gt=0, le=600)
+    portone_max_rps: Annotated[float | None, Optional] = Field(
+        None, alias="BILLING_PORTONE_MAX_RPS", gt=0, le=100_000
+    )
     reconcile_after: int = Field(300, alias="BILLING_RECONCILE_AFTER", ge=1, le=86400)
     plans: str = Field(DEFAULT_PLANS, alias="BILLING_PLANS", min_length=1)
     timezone: str = Field("Asia/Seoul", alias="BILLING_TIMEZONE")

@@ -23,6 +23,7 @@ import httpx
 
 from billing.domain.charges import ChargeRequest
 from billing.portone.answers import Exchange, Transport
+from billing.portone.ratelimit import NoLimit, RateLimit, retry_after
 
 TOKEN_MARGIN = 60.0  # seconds: a token this close to expiry is renewed before use
 CONNECT_TIMEOUT = 5.0
@@ -50,8 +51,10 @@ class PortOneClient:
         timeout: float = 30.0,
         max_connections: int = 10,
         transport: httpx.BaseTransport | None = None,
+        limit: RateLimit | None = None,
     ) -> None:
         self._credentials = {"imp_key": imp_key, "imp_secret": imp_secret}
+        self._limit = limit or NoLimit()
         total = max(1, max_connections)
         shards = -(-total // SHARD_CONNECTIONS)
         sizes = [total // shards + (1 if n < total % shards else 0) for n in range(shards)]
@@ -178,15 +181,23 @@ class PortOneClient:
         if deadline is not None and time.monotonic() > deadline:
             return Exchange(failure=Transport.NOT_SENT, detail="held back past its send deadline")
         headers = {"Authorization": f"Bearer {token}"}
-        return self._exchange(method, path, headers=headers, **options)
+        return self._exchange(method, path, deadline, headers=headers, **options)
 
-    def _exchange(self, method: str, path: str, **options: Any) -> Exchange:
+    def _exchange(
+        self, method: str, path: str, deadline: float | None = None, **options: Any
+    ) -> Exchange:
+        """One HTTP call, after a token of BILLING_PORTONE_MAX_RPS (not sent when it would
+        come after ``deadline``); a 429 pauses every caller of that ceiling."""
+        if not self._limit.take(deadline):
+            return Exchange(failure=Transport.NOT_SENT, detail="held back by the rate ceiling")
         try:
             response = self._http().request(method, path, **options)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             return Exchange(failure=Transport.NOT_SENT, detail=type(exc).__name__)
         except httpx.TransportError as exc:  # read/write timeout, reset, protocol error
             return Exchange(failure=Transport.NO_ANSWER, detail=type(exc).__name__)
+        if response.status_code == 429:
+            self._limit.pause(retry_after(response.headers.get("Retry-After")))
         return Exchange(response.status_code, response.content)
 
 

@@ -29,6 +29,7 @@ class BehaviorKind(StrEnum):
     ALREADY_PAID = "already_paid"  # paid, but answered with PortOne's "already paid" refusal
     NET_CANCEL = "net_cancel"  # approved, the approval answer lost, cancelled by the PG (망취소)
     PAID_THEN_REFUNDED = "paid_then_refunded"  # paid, answer lost, refunded in the console
+    RATE_LIMITED = "rate_limited"  # 429 before processing; rate_limited:N adds Retry-After: N
 
 
 TAKES_TEXT = frozenset({BehaviorKind.DECLINE, BehaviorKind.REFUSE})
@@ -90,6 +91,10 @@ def parse_behavior(text: str) -> Behavior:
     if kind is BehaviorKind.LATENCY:
         if not argument.strip().isdigit():
             raise BehaviorError("latency needs milliseconds: latency:MS")
+        return Behavior(kind, str(int(argument)))
+    if kind is BehaviorKind.RATE_LIMITED and argument:
+        if not argument.strip().isdigit():
+            raise BehaviorError("rate_limited takes whole seconds: rate_limited:N")
         return Behavior(kind, str(int(argument)))
     if argument and kind not in TAKES_TEXT:
         raise BehaviorError(f"behavior {kind.value!r} takes no argument")

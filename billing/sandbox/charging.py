@@ -102,6 +102,10 @@ def _before_processing(
         return refusal(behavior.argument or DEFAULT_REFUSE_MESSAGE)
     if kind is BehaviorKind.UNKNOWN_CUSTOMER:
         return unknown_customer(order.customer_uid)
+    if kind is BehaviorKind.RATE_LIMITED:
+        reply = refusal("Too Many Requests", 429)
+        wait = (("Retry-After", behavior.argument),) if behavior.argument else ()
+        return Reply(reply.status, reply.body, headers=wait)
     return None
 
 

@@ -32,6 +32,7 @@ class Reply:
     status: int
     body: JSONObject
     delivery: Delivery = Delivery.ANSWER
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

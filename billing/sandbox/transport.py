@@ -32,6 +32,7 @@ REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     413: "Payload Too Large",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     501: "Not Implemented",
 }
@@ -179,14 +180,15 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self._hang()
         else:
             body = json.dumps(reply.body, ensure_ascii=False, separators=(",", ":")).encode()
-            self._write(reply.status, body)
+            self._write(reply.status, body, reply.headers)
 
-    def _write(self, status: int, body: bytes) -> None:
+    def _write(self, status: int, body: bytes, headers: tuple[tuple[str, str], ...] = ()) -> None:
         closing = "Connection: close\r\n" if self.close_connection else ""
+        extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
         head = (
             f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n"
             "Content-Type: application/json; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\n{closing}\r\n"
+            f"Content-Length: {len(body)}\r\n{extra}{closing}\r\n"
         )
         self.wfile.write(head.encode("latin-1") + body)
         if self.server.state.config.verbose:
