@@ -174,7 +174,11 @@ def cancel_terms(fields: Fields) -> tuple[str | None, str | None, CancelTerms]:
     checksum = whole_number(fields, "checksum")
     if checksum is not None and checksum < 0:
         raise InvalidRequest("checksum: must not be negative")
-    terms = CancelTerms(krw(fields, "amount"), checksum, text(fields, "reason") or "")
+    amount = whole_number(fields, "amount")
+    if amount is not None and amount < 0:
+        raise InvalidRequest("amount: must not be negative")
+    # PortOne's document: 0 or no amount cancels everything that is left
+    terms = CancelTerms(amount or None, checksum, text(fields, "reason") or "")
     return imp_uid, merchant_uid, terms
 
 

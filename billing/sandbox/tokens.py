@@ -7,6 +7,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+LAST_MINUTE = 60  # seconds: a token asked for this close to its expiry is extended
+EXTENSION = 300  # by five minutes (PortOne's documented behaviour)
+
 
 @dataclass(frozen=True)
 class IssuedToken:
@@ -23,8 +26,9 @@ class IssuedToken:
 class TokenStore:
     """Owns the live tokens; thread-safe.
 
-    Asking again before expiry returns the current token with the same ``expired_at``; after
-    expiry or revocation, a new one. Tokens live ``ttl`` seconds.
+    Asking again before expiry returns the current token with the same ``expired_at``, except
+    in its last minute, when the same token is extended by ``EXTENSION`` (as PortOne does);
+    after expiry or revocation, a new one. Tokens live ``ttl`` seconds.
     """
 
     def __init__(self, ttl: int, clock: Callable[[], float]) -> None:
@@ -39,6 +43,8 @@ class TokenStore:
         with self._lock:
             current = self._current
             if current is not None and self._expiry.get(current, 0) > now:
+                if self._expiry[current] - now <= LAST_MINUTE:
+                    self._expiry[current] += EXTENSION
                 return IssuedToken(current, now, self._expiry[current])
             self._expiry = {t: at for t, at in self._expiry.items() if at > now}
             token = secrets.token_hex(20)

@@ -166,12 +166,14 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self.rfile.readline(8)  # CRLF after the chunk
 
     def _token(self) -> str | None:
-        """``Authorization: Bearer <token>``, a bare token, or ``X-ImpTokenHeader``."""
+        """``Authorization: Bearer <token>``, ``Basic <token>`` (the form of the document's
+        own examples for some channels), a bare token, or ``X-ImpTokenHeader``."""
         value = self.headers.get("Authorization") or self.headers.get("X-ImpTokenHeader")
         if not value:
             return None
         scheme, _, rest = value.strip().partition(" ")
-        return rest.strip() if rest and scheme.lower() == "bearer" else value.strip()
+        named = rest and scheme.lower() in ("bearer", "basic")
+        return rest.strip() if named else value.strip()
 
     def _deliver(self, reply: Reply) -> None:
         if reply.delivery is Delivery.RESET:

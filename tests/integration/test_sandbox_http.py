@@ -198,11 +198,12 @@ def test_get_token(client: httpx.Client, schemas: Schemas) -> None:
     schemas.check_error(bad, 401)
 
 
-@pytest.mark.parametrize("style", ["bearer", "raw", "imp-header"])
+@pytest.mark.parametrize("style", ["bearer", "basic", "raw", "imp-header"])
 def test_token_header_styles(client: httpx.Client, schemas: Schemas, style: str) -> None:
     token = get_token(client)
     headers = {
         "bearer": {"Authorization": f"Bearer {token}"},
+        "basic": {"Authorization": f"Basic {token}"},  # the form of some of PortOne's examples
         "raw": {"Authorization": token},
         "imp-header": {"X-ImpTokenHeader": token},
     }[style]
@@ -300,16 +301,16 @@ def test_validation_errors(
     server: SandboxServer,
     body: dict[str, object],
 ) -> None:
-    schemas.check_error(client.post(AGAIN, json=body, headers=auth), 400)
+    schemas.check_error(client.post(AGAIN, json=body, headers=auth), 200)
     assert server.ledger() == []
 
 
 def test_malformed_bodies(client: httpx.Client, schemas: Schemas, auth: dict[str, str]) -> None:
     json_headers = {**auth, "Content-Type": "application/json"}
-    schemas.check_error(client.post(AGAIN, content=b"{not json", headers=json_headers), 400)
-    schemas.check_error(client.post(AGAIN, content=b"[1]", headers=json_headers), 400)
+    schemas.check_error(client.post(AGAIN, content=b"{not json", headers=json_headers), 200)
+    schemas.check_error(client.post(AGAIN, content=b"[1]", headers=json_headers), 200)
     form_headers = {**auth, "Content-Type": "application/x-www-form-urlencoded"}
-    schemas.check_error(client.post(AGAIN, content=b"a=%FF", headers=form_headers), 400)
+    schemas.check_error(client.post(AGAIN, content=b"a=%FF", headers=form_headers), 200)
 
 
 def test_unknown_paths_are_json_404(client: httpx.Client, schemas: Schemas) -> None:
@@ -515,7 +516,7 @@ def test_lookups(
     )
     schemas.check_error(client.get("/payments/find/m1/cancelled", headers=auth), 404)
     schemas.check_error(client.get("/payments/find/nothing/paid", headers=auth), 404)
-    schemas.check_error(client.get("/payments/find/m1/bogus", headers=auth), 400)
+    schemas.check_error(client.get("/payments/find/m1/bogus", headers=auth), 200)
 
     page = schemas.check_ok(client.get("/payments/findAll/m1", headers=auth), "PaymentListResponse")
     assert page["total"] == 2 and {p["imp_uid"] for p in page["list"]} == {
@@ -529,7 +530,7 @@ def test_lookups(
     )
     assert (one["total"], one["previous"], one["next"]) == (1, 0, 0)
     schemas.check_error(client.get("/payments/findAll/nothing", headers=auth), 404)
-    schemas.check_error(client.get("/payments/findAll/m1?limit=5000", headers=auth), 400)
+    schemas.check_error(client.get("/payments/findAll/m1?limit=5000", headers=auth), 200)
 
     by_imp = client.get(f"/payments/{paid['imp_uid']}?include_sandbox=true", headers=auth)
     assert check_payment(schemas, by_imp) == paid
@@ -688,6 +689,8 @@ def test_cancel(client: httpx.Client, schemas: Schemas, auth: dict[str, str]) ->
     )
     schemas.check_error(over, 200)
     wrong_checksum = {"merchant_uid": "m1", "checksum": 9900}
+    negative = {"merchant_uid": "m1", "amount": -1}
+    schemas.check_error(client.post("/payments/cancel", json=negative, headers=auth), 200)
     schemas.check_error(client.post("/payments/cancel", json=wrong_checksum, headers=auth), 200)
     full = check_payment(
         schemas,
@@ -703,7 +706,7 @@ def test_cancel(client: httpx.Client, schemas: Schemas, auth: dict[str, str]) ->
     schemas.check_error(
         client.post("/payments/cancel", json={"imp_uid": paid["imp_uid"]}, headers=auth), 200
     )
-    schemas.check_error(client.post("/payments/cancel", json={}, headers=auth), 400)
+    schemas.check_error(client.post("/payments/cancel", json={}, headers=auth), 200)
     assert check_payment(schemas, client.get("/payments/find/m1/cancelled", headers=auth))
 
 

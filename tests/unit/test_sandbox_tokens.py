@@ -62,3 +62,17 @@ def test_expire_all() -> None:
 def test_repr_hides_the_token() -> None:
     issued = TokenStore(1800, Clock()).issue()
     assert issued.access_token not in repr(issued)
+
+
+def test_a_token_asked_for_in_its_last_minute_is_extended_by_five_minutes() -> None:
+    clock = Clock()
+    store = TokenStore(1800, clock)
+    first = store.issue()
+    clock.now += 1800 - 61
+    assert store.issue().expired_at == first.expired_at  # not yet its last minute
+    clock.now += 2
+    later = store.issue()
+    assert later.access_token == first.access_token
+    assert later.expired_at == first.expired_at + 300
+    clock.now += 120  # past the first expiry, within the extension
+    assert store.valid(first.access_token)
