@@ -156,22 +156,45 @@ def _compare_one(
     query = select(Charge).where(Charge.merchant_uid == payment.merchant_uid)
     charge = session.scalar(query.with_for_update())
     if not payment.moved_money:
-        if charge is not None and charge.status == ChargeStatus.PAID:
-            return _finding(
-                payment,
-                charge,
-                Verdict.REPORTED,
-                "PortOne cancelled it before it was paid; here it is paid",
-            )
-        return None
+        return _never_paid(payment, charge)
     if charge is None:
         return _adopt(session, payment, match, now, wall, plans)
+    if payment.amount != charge.amount:
+        return _other_amount(session, payment, charge, now, wall, plans)
     if charge.status != ChargeStatus.PAID:
         return _record_paid(session, payment, charge, now, wall, plans)
     if charge.imp_uid != payment.imp_uid:
         detail = f"recorded paid as {charge.imp_uid}, PortOne holds {payment.imp_uid} paid too"
         return _finding(payment, charge, Verdict.REPORTED, detail)
     return _console_refund(session, payment, charge, now)
+
+
+def _never_paid(payment: LedgerPayment, charge: Charge | None) -> Finding | None:
+    """A net-cancelled (or failed) payment: only a charge recorded paid disagrees."""
+    if charge is None or charge.status != ChargeStatus.PAID:
+        return None
+    detail = "PortOne cancelled it before it was paid; here it is paid"
+    return _finding(payment, charge, Verdict.REPORTED, detail)
+
+
+def _other_amount(
+    session: Session,
+    payment: LedgerPayment,
+    charge: Charge,
+    now: datetime,
+    wall: datetime,
+    plans: PlanCache,
+) -> Finding:
+    """PortOne holds our merchant_uid paid with another amount than the charge's: a person
+    must look. A charge not yet paid here is recorded paid all the same (money PortOne holds
+    as paid is always recorded, invariant 3); nothing else is changed."""
+    before = _ours(charge)
+    if charge.status != ChargeStatus.PAID:
+        settle_paid(session, charge, payment.imp_uid, now, wall, plans)
+    detail = f"PortOne holds {payment.amount:,} KRW, the charge is {charge.amount:,} KRW"
+    return Finding(
+        payment.merchant_uid, payment.imp_uid, _portone(payment), before, Verdict.REPORTED, detail
+    )
 
 
 def _record_paid(

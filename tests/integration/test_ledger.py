@@ -192,3 +192,46 @@ def test_a_worker_runs_the_daily_ledger_reconciliation(product: Product) -> None
     with product.app.transaction() as session:
         run = last_run(session, "ledger")
         assert run is not None and run.summary is not None and run.summary["ours"] == 1
+
+
+def test_a_partial_refund_made_in_portones_console_is_recorded(world: World) -> None:
+    sid = world.subscribe()
+    world.cycle()
+    [charge] = world.charges()
+    [payment] = world.gateway.ledger[charge.merchant_uid]
+    payment["cancel_amount"] = 4000  # still paid, 4,000 KRW given back in the console
+    assert reconcile(world) == [(charge.merchant_uid, Verdict.RECORDED_REFUND)]
+    after = world.charges()[0]
+    assert (after.status, after.refunded_amount) == ("paid", 4000)
+    assert "charge_refunded" in world.events(sid)
+    assert reconcile(world) == []
+
+
+def test_a_paid_charge_portone_holds_with_another_amount_is_reported(world: World) -> None:
+    world.subscribe()
+    world.cycle()
+    [charge] = world.charges()
+    [payment] = world.gateway.ledger[charge.merchant_uid]
+    payment["amount"] = 99000
+    report = reconcile_ledger(world.app, world.gateway, SINCE, UNTIL, PlanCache())
+    [finding] = report.findings
+    assert finding.verdict == Verdict.REPORTED and "99,000" in finding.detail
+    assert not report.agree
+    assert world.charges()[0].amount == 9900  # nothing rewritten
+
+
+def test_an_open_charge_portone_holds_paid_with_another_amount_is_recorded_and_reported(
+    world: World,
+) -> None:
+    world.subscribe()
+    world.gateway.script = ["timeout_after_commit"]
+    world.scheduler.run_pass()
+    world.pipeline.charge(world.publisher.take()[0][0])
+    [charge] = world.charges()
+    [payment] = world.gateway.ledger[charge.merchant_uid]
+    payment["amount"] = 99000
+    report = reconcile_ledger(world.app, world.gateway, SINCE, UNTIL, PlanCache())
+    [finding] = report.findings
+    assert finding.verdict == Verdict.REPORTED and "99,000" in finding.detail
+    assert world.charges()[0].status == "paid"  # PortOne holds it paid: recorded (invariant 3)
+    assert not report.agree
