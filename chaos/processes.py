@@ -138,7 +138,10 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def stop_on_termination() -> None:
     """SIGTERM and SIGHUP interrupt like Ctrl-C, so that a harness's ``finally`` stops every
-    process it started (its PostgreSQL cluster, Redis, the sandbox, workers)."""
+    process it started (its PostgreSQL cluster, Redis, the sandbox, workers). Ctrl-C itself
+    is taken even when the harness inherited it ignored (a shell starts background jobs with
+    SIGINT ignored, and Python then leaves it so): it would run to the end instead."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
 

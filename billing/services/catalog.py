@@ -68,7 +68,7 @@ def load_catalog(
 ) -> LoadReport:
     """Upsert every plan of ``catalog`` (all or nothing: the caller's transaction)."""
     report = LoadReport()
-    session.execute(select(func.pg_advisory_xact_lock(CATALOG_LOCK)))
+    _lock_catalog(session)
     rows = {row.id: row for row in session.scalars(select(PlanRow).with_for_update())}
     versions: dict[str, int] = {}
     for plan in catalog.plans:
@@ -194,12 +194,19 @@ def ensure_catalog(session: Session, settings: Settings, now: datetime) -> None:
     """
     if _catalog_loaded(session):
         return
-    session.execute(select(func.pg_advisory_xact_lock(CATALOG_LOCK)))
+    _lock_catalog(session)
     if _catalog_loaded(session):
         return
     path = catalog_path(settings)
     catalog, digest = read_catalog(path, settings)
     load_catalog(session, catalog, str(path), digest, now)
+
+
+def _lock_catalog(session: Session) -> None:
+    """One catalog load at a time, until the transaction ends. SQLite needs none: it lets one
+    writer at a time into the whole database."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(CATALOG_LOCK)))
 
 
 def _catalog_loaded(session: Session) -> bool:

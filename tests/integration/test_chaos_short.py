@@ -28,13 +28,17 @@ pytestmark = pytest.mark.timeout(600)
 class ChaosProcess:
     """``python -m chaos`` in a subprocess, remembering every process it started."""
 
-    def __init__(self, tmp_path: Path, *args: str) -> None:
+    def __init__(self, tmp_path: Path, *args: str, sigint_ignored: bool = False) -> None:
         self.out, self.err = tmp_path / "chaos.out", tmp_path / "chaos.err"
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "chaos", *args], cwd=ROOT, env=product_env({}),
-                stdout=out, stderr=err,
-            )  # fmt: skip
+                [sys.executable, "-m", "chaos", *args],
+                cwd=ROOT,
+                env=product_env({}),
+                stdout=out,
+                stderr=err,
+                preexec_fn=_ignore_sigint if sigint_ignored else None,  # noqa: PLW1509
+            )
         self.seen: dict[int, bytes] = {}  # pid -> command line
 
     def watch(self, timeout: float) -> int:
@@ -83,8 +87,19 @@ def test_a_small_chaos_run_keeps_every_money_invariant_and_cleans_up(tmp_path: P
     assert run.leftovers() == []
 
 
-def test_an_interrupted_chaos_run_stops_everything_it_started(tmp_path: Path) -> None:
-    run = ChaosProcess(tmp_path, "--subscriptions", "30", "--months", "1")
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_an_interrupted_chaos_run_stops_everything_it_started(
+    tmp_path: Path, inherited: str
+) -> None:
+    """Ctrl-C stops it, also when started where SIGINT is ignored (a shell's background job:
+    the whole suite once ran the chaos run to its end instead)."""
+    run = ChaosProcess(
+        tmp_path, "--subscriptions", "30", "--months", "1", sigint_ignored=inherited == "ignored"
+    )
     wait_for(lambda: "product processes up" in run.err.read_text(), 120, "the product")
     for pid in descendants(run.process.pid):
         run.seen.setdefault(pid, cmdline(pid))
