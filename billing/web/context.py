@@ -20,6 +20,7 @@ from billing.portone.client import PortOneClient
 from billing.services.metrics import MonthlyRates
 from billing.services.plan_cache import PlanCache
 from billing.services.portone_webhook import NoticeHandler
+from billing.web.access import InsightAccess
 from billing.web.config import WebConfig
 from billing.web.verifier import Verifier
 
@@ -35,6 +36,7 @@ class WebContext:
     verifier: Verifier | None  # None: no PortOne to ask (``portone_error`` says why)
     portone_error: str | None = None
     rates: MonthlyRates = field(default_factory=MonthlyRates)
+    insight: InsightAccess = field(default_factory=InsightAccess)  # /metrics, /readyz details
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     checks: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="readyz")
