@@ -8,11 +8,21 @@ from dataclasses import dataclass
 from billing.errors import ConfigError
 
 ALLOW_VARIABLE = "BILLING_WEBHOOK_ALLOW"
+FORWARDED_VARIABLE = "FORWARDED_ALLOW_IPS"  # uvicorn's name; unset here means nobody
 # The addresses PortOne publishes as the sources of V1 webhooks (3.35.36.134 appears in
 # some of its documents only; allowing one more PortOne address costs nothing, since every
 # notice is verified by re-fetching the payment anyway).
 PORTONE_SOURCES = ("52.78.100.19", "52.78.48.223", "52.78.5.241", "3.35.36.134")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Seconds a client has for its headers, for its body, and idle between requests."""
+
+    header_seconds: float = 10.0
+    body_seconds: float = 30.0
+    keep_alive_seconds: int = 5
 
 
 @dataclass(frozen=True)

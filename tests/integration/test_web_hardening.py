@@ -5,7 +5,10 @@ Uses the ``world`` of ``test_web`` (database, sandbox, web process)."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import time
 
 import httpx
 import pytest
@@ -14,7 +17,7 @@ from billing.config import load_settings
 from billing.web import WebConfig, create_app
 from billing.web.listener import listen
 from tests.integration import test_web as web_tests
-from tests.integration.test_web import WebServer, World
+from tests.integration.test_web import WEBHOOK, WebServer, World, start_serve
 
 world = web_tests.world  # the same fixture
 
@@ -33,8 +36,9 @@ def outside_address() -> str:
     return host
 
 
-def serve_outside(env: dict[str, str], environ: dict[str, str] | None = None,
-                  config: WebConfig | None = None) -> WebServer:  # fmt: skip
+def serve_outside(
+    env: dict[str, str], environ: dict[str, str] | None = None, config: WebConfig | None = None
+) -> WebServer:
     web = create_app(load_settings(env), config, environ or {})
     return WebServer(listen(outside_address(), 0)).start(web)
 
@@ -74,3 +78,81 @@ def test_with_a_token_only_its_bearer_gets_the_figures(world: World) -> None:
         assert detailed == {"status": "ready", "database": "ok", "broker": "ok"}
     finally:
         server.stop()
+
+
+# -- forwarded headers (item 6) --------------------------------------------------------------
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGTERM)
+    _out, err = process.communicate(timeout=30)
+    return err
+
+
+def test_billing_serve_believes_forwarded_headers_from_nobody_by_default(world: World) -> None:
+    env = {**world.env, "BILLING_WEBHOOK_ALLOW": "203.0.113.0/24"}
+    notice = {"imp_uid": "imps_000000000001", "merchant_uid": "m"}
+    spoofed = {"X-Forwarded-For": "203.0.113.5"}
+    process, url = start_serve(env)
+    try:  # a local process claims to be a proxy forwarding an allowed source
+        assert httpx.post(url + WEBHOOK, json=notice, headers=spoofed).status_code == 403
+    finally:
+        stop(process)
+    process, url = start_serve({**env, "FORWARDED_ALLOW_IPS": "127.0.0.1"})
+    try:  # configured: this proxy is believed
+        answer = httpx.post(url + WEBHOOK, json=notice, headers=spoofed)
+        assert (answer.status_code, answer.json()["result"]) == (200, "forged")
+    finally:
+        stop(process)
+
+
+# -- slow and aborted clients (item 9) -------------------------------------------------------
+
+
+def raw_exchange(url: str, request: bytes, wait: float) -> tuple[bytes, float]:
+    """Sends ``request`` and reads until the server closes; (what it said, seconds)."""
+    host, port = url.removeprefix("http://").split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=wait) as sock:
+        sock.sendall(request)
+        answer = b""
+        try:
+            while chunk := sock.recv(4096):
+                answer += chunk
+        except TimeoutError:
+            return answer + b"<still open>", time.monotonic() - started
+    return answer, time.monotonic() - started
+
+
+def test_slow_clients_are_cut_off(world: World) -> None:
+    process, url = start_serve(world.env, "--header-timeout", "1", "--body-timeout", "1")
+    try:
+        headers = b"POST /portone/webhook HTTP/1.1\r\nHost: x\r\n"  # never finished
+        answer, seconds = raw_exchange(url, headers, wait=4)
+        assert answer.startswith(b"HTTP/1.1 408") and seconds < 3, (answer, seconds)
+        body = b"POST /portone/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
+        answer, seconds = raw_exchange(url, body, wait=4)
+        assert answer.startswith(b"HTTP/1.1 408") and seconds < 3, (answer, seconds)
+        idle, seconds = raw_exchange(url, b"", wait=4)  # connects, says nothing
+        assert idle.startswith(b"HTTP/1.1 408") and seconds < 3, (idle, seconds)
+        assert httpx.get(url + "/healthz", timeout=5).status_code == 200  # others are served
+    finally:
+        err = stop(process)
+    assert '"action": "client_too_slow"' in err
+
+
+def test_an_aborted_upload_is_an_info_line(world: World) -> None:
+    process, url = start_serve(world.env)
+    try:
+        host, port = url.removeprefix("http://").split(":")
+        for _ in range(2):
+            with socket.create_connection((host, int(port)), timeout=5) as sock:
+                head = b"POST /portone/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n"
+                sock.sendall(head + b'Content-Type: application/json\r\n\r\n{"imp_uid": ')
+                time.sleep(0.3)
+        time.sleep(0.5)
+        assert httpx.get(url + "/healthz", timeout=5).status_code == 200
+    finally:
+        err = stop(process)
+    assert "Traceback" not in err and '"level": "error"' not in err, err
+    assert err.count('"action": "client_disconnected"') == 2, err
