@@ -10,6 +10,7 @@ import click
 from billing.cli.params import whole
 from billing.cli.runtime import Runtime
 from billing.logs import configure
+from billing.services.notice_guard import NoticeLimits
 from billing.web.config import (
     ALLOW_VARIABLE,
     FORWARDED_VARIABLE,
@@ -66,6 +67,21 @@ from billing.web.listener import address, listen
     help="Seconds a client has to send its request body after the headers.",
 )
 @click.option(
+    "--notice-rate",
+    type=click.FloatRange(min=0.1),
+    default=NoticeLimits.per_source,
+    show_default=True,
+    help="PortOne notices a second one source address may send (twice that at once); past it: 429.",
+)
+@click.option(
+    "--refetch-rate",
+    type=click.FloatRange(min=0.1),
+    default=NoticeLimits.refetches,
+    show_default=True,
+    help="Payments this process re-fetches from PortOne a second to verify notices (twice "
+    "that at once); past it: 429 (PortOne sends the notice again).",
+)
+@click.option(
     "--access-log/--no-access-log",
     default=False,
     show_default=True,
@@ -80,6 +96,8 @@ def serve(
     forwarded_allow_ips: str,
     header_timeout: float,
     body_timeout: float,
+    notice_rate: float,
+    refetch_rate: float,
     access_log: bool,
 ) -> None:
     """The web process: the merchant's HTTP API under /v1 (docs at /v1/docs, keys from
@@ -98,7 +116,8 @@ def serve(
 
     settings = runtime.settings
     configure(level=settings.log_level, secrets=settings.log_secrets)
-    config = WebConfig(webhook_allow=parse_allowlist(webhook_allow))
+    notices = NoticeLimits(per_source=notice_rate, refetches=refetch_rate)
+    config = WebConfig(webhook_allow=parse_allowlist(webhook_allow), notices=notices)
     web = create_app(settings, config)
     listener = listen(host, port)
     click.echo(f"billing serve: listening on {address(listener)}")

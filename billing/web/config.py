@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from billing.errors import ConfigError
+from billing.services.notice_guard import NoticeLimits
 
 ALLOW_VARIABLE = "BILLING_WEBHOOK_ALLOW"
 FORWARDED_VARIABLE = "FORWARDED_ALLOW_IPS"  # uvicorn's name; unset here means nobody
@@ -30,7 +31,9 @@ class WebConfig:
     """``webhook_allow`` None: any source may post a notice (the default; notices are
     verified with PortOne either way). ``answer_within``: seconds a notice waits for its
     verification before it is answered anyway (the verification goes on, bounded by
-    ``portone_timeout``, and the scheduler's reconciliation settles what it does not)."""
+    ``portone_timeout``, and the scheduler's reconciliation settles what it does not).
+    ``notices``: how many notices a source may send and how many re-fetches the process
+    makes a second (past either: 429, PortOne sends it again)."""
 
     webhook_allow: tuple[Network, ...] | None = None
     answer_within: float = 0.5
@@ -38,6 +41,7 @@ class WebConfig:
     verifiers: int = 8  # notices verified at once
     backlog: int = 64  # notices in verification before new ones are left to reconciliation
     max_body: int = 16_384
+    notices: NoticeLimits = field(default_factory=NoticeLimits)  # per source, re-fetches
 
     def allows(self, host: str | None) -> bool:
         if self.webhook_allow is None:

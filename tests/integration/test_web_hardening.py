@@ -9,11 +9,13 @@ import signal
 import socket
 import subprocess
 import time
+from collections import Counter
 
 import httpx
 import pytest
 
 from billing.config import load_settings
+from billing.services.notice_guard import NoticeLimits
 from billing.web import WebConfig, create_app
 from billing.web.listener import listen
 from tests.integration import test_web as web_tests
@@ -156,3 +158,69 @@ def test_an_aborted_upload_is_an_info_line(world: World) -> None:
         err = stop(process)
     assert "Traceback" not in err and '"level": "error"' not in err, err
     assert err.count('"action": "client_disconnected"') == 2, err
+
+
+# -- notice amplification (items 4 and 5) ----------------------------------------------------
+
+REFETCH = "GET /payments/{imp_uid}"
+
+
+def refetches(world: World) -> int:
+    return world.sandbox.stats()["requests"].get(REFETCH, 0)
+
+
+def forge(server: WebServer, n: int) -> httpx.Response:
+    return httpx.post(server.url + WEBHOOK, json={"imp_uid": f"imps_{n:012d}", "merchant_uid": "m"})
+
+
+def test_an_imp_uid_portone_does_not_know_is_asked_about_once(world: World) -> None:
+    before = refetches(world)
+    for _ in range(30):
+        forged = world.notify(imp_uid="imps_404404404404", merchant_uid="sub-1-1-1")
+        assert (forged.status_code, forged.json()["result"]) == (200, "forged")
+    assert refetches(world) - before == 1
+
+
+def test_a_flood_of_forged_notices_is_bounded(world: World) -> None:
+    limits = NoticeLimits(per_source=1000, refetches=5, unknown_seconds=60)
+    server = web_tests.serve_app(world.env, WebConfig(notices=limits))
+    try:
+        before = refetches(world)
+        started = time.monotonic()
+        answers = Counter(forge(server, n).status_code for n in range(60))
+        elapsed = time.monotonic() - started
+        assert answers[429] > 0 and set(answers) == {200, 429}, answers
+        assert refetches(world) - before <= 10 + 5 * elapsed + 1  # the burst, then 5 a second
+    finally:
+        server.stop()
+
+
+def test_one_source_is_limited(world: World) -> None:
+    limits = NoticeLimits(per_source=2, refetches=1000, unknown_seconds=60)
+    server = web_tests.serve_app(world.env, WebConfig(notices=limits))
+    try:
+        statuses = [forge(server, n).status_code for n in range(20)]
+        assert statuses[:4] == [200] * 4 and statuses.count(429) >= 14, statuses
+    finally:
+        server.stop()
+
+
+def test_a_notice_repeated_is_recorded_once(world: World) -> None:
+    charge = world.unknown_charge("cust-repeat")
+    imp_uid = world.pay_at_sandbox(charge, amount=100, notify=False)  # PortOne: another amount
+    for _ in range(20):
+        again = world.notify(imp_uid=imp_uid, merchant_uid=charge.merchant_uid, status="paid")
+        assert (again.status_code, again.json()["result"]) == (200, "mismatch")
+    assert len(world.events(charge.id, "portone_notice")) == 1
+
+
+def test_a_redelivered_notice_of_a_paid_charge_costs_no_portone_call(world: World) -> None:
+    charge = world.unknown_charge("cust-paid-twice")
+    imp_uid = world.pay_at_sandbox(charge, notify=False)
+    first = world.notify(imp_uid=imp_uid, merchant_uid=charge.merchant_uid, status="paid")
+    assert first.json()["result"] == "settled"
+    before = refetches(world)
+    for _ in range(10):
+        again = world.notify(imp_uid=imp_uid, merchant_uid=charge.merchant_uid, status="paid")
+        assert again.json()["result"] == "already_paid"
+    assert refetches(world) == before
