@@ -11,6 +11,7 @@ import reprlib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -26,6 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from billing.domain.charges import ORDER_NAME_MAX
 from billing.domain.dunning import MAX_DECLINES_PER_CARD, DunningPolicy, FinalAction
@@ -38,6 +40,12 @@ from billing.domain.plans import (
     Reminders,
 )
 from billing.errors import CatalogError
+
+NOT_ECHOED = "secret_in_url"  # an error type whose input never shows in the message
+SMTP_URL_REFUSAL = (
+    "a password inside smtp_url would be stored in the database: put it in an environment "
+    "variable and name that variable with password_env"
+)
 
 PLAN_ID = re.compile(r"^[a-z0-9_-]{1,64}$")
 MAX_CATALOG_BYTES = 4 * 1024 * 1024
@@ -100,9 +108,31 @@ class WebhookChannel(_Strict):
 
 
 class EmailChannel(_Strict):
+    """``smtp_url`` may name the user (``smtp://user@host:587``); the password is read from
+    the environment variable ``password_env`` names, never written in the catalog (the
+    catalog's channels are stored in the database)."""
+
     type: Literal["email"]
     smtp_url: Annotated[str, Field(pattern=r"^smtps?://\S+$")]
     from_: Annotated[str, Field(alias="from", pattern=r"^[^@\s]+@[^@\s]+$")]
+    password_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        try:
+            password = urlsplit(value).password
+        except ValueError:
+            raise PydanticCustomError(NOT_ECHOED, "not a valid URL") from None
+        if password is not None:
+            raise PydanticCustomError(NOT_ECHOED, SMTP_URL_REFUSAL)
+        return value
+
+    @model_validator(mode="after")
+    def _user_for_password(self) -> EmailChannel:
+        if self.password_env and not urlsplit(self.smtp_url).username:
+            raise ValueError("password_env needs a user in smtp_url (smtp://user@host:port)")
+        return self
 
 
 Channel = Annotated[LogChannel | WebhookChannel | EmailChannel, Field(discriminator="type")]
@@ -311,7 +341,7 @@ def _describe(exc: ValidationError, document: dict[str, Any], source: str) -> st
         message = "unknown key"
     elif error["type"] == "missing":
         message = "required"
-    if "input" in error and error["type"] not in ("missing", "extra_forbidden"):
+    if "input" in error and error["type"] not in ("missing", "extra_forbidden", NOT_ECHOED):
         message += f" (got {_short(error['input'])})"
     more = len(exc.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
@@ -378,5 +408,5 @@ def _to_plan(spec: PlanSpec, zone: ZoneInfo, dunning: DunningPolicy) -> Plan:
 
 
 def _to_channel(spec: LogChannel | WebhookChannel | EmailChannel) -> NotifyChannel:
-    fields = spec.model_dump(by_alias=True, exclude={"type"})
+    fields = spec.model_dump(by_alias=True, exclude={"type"}, exclude_none=True)
     return NotifyChannel(spec.type, tuple(sorted((k, str(v)) for k, v in fields.items())))

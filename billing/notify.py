@@ -2,8 +2,9 @@
 
 Webhooks carry a JSON body, ``X-Billing-Event-Id`` (stable across redeliveries: de-duplicate
 on it) and ``X-Billing-Signature: sha256=<hex>``, the HMAC-SHA256 of the raw body with the
-secret read from the environment variable the channel's ``secret_env`` names. Anything but a
-2xx answer is a failed delivery, retried later.
+secret read from the environment variable the channel's ``secret_env`` names. E-mail logs in
+with the user of ``smtp_url`` and the password of the variable ``password_env`` names.
+Anything but a 2xx answer is a failed delivery, retried later.
 """
 
 from __future__ import annotations
@@ -99,14 +100,26 @@ class Sender:
         message[EVENT_ID_HEADER] = work.event_id
         message.set_content(_email_text(work))
         url = urlsplit(work.config["smtp_url"])
+        password = self._smtp_password(work.config, url.password)
         smtp_class = smtplib.SMTP_SSL if url.scheme == "smtps" else smtplib.SMTP
         try:
             with smtp_class(url.hostname or "localhost", url.port or 25, timeout=TIMEOUT) as smtp:
                 if url.username:
-                    smtp.login(unquote(url.username), unquote(url.password or ""))
+                    smtp.login(unquote(url.username), password)
                 smtp.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
             raise DeliveryError(f"smtp: {type(exc).__name__}") from None
+
+    def _smtp_password(self, config: Mapping[str, Any], in_url: str | None) -> str:
+        """From ``password_env``; a password inside the URL only for notices queued before
+        catalogs refused one."""
+        name = config.get("password_env")
+        if not name:
+            return unquote(in_url or "")
+        password = self.environ.get(name)
+        if password is None:
+            raise DeliveryError(f"the environment variable {name} (password_env) is not set")
+        return password
 
 
 def _email_text(work: NoticeWork) -> str:

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 @dataclass
@@ -93,12 +94,29 @@ def free_port() -> int:
 
 
 class SmtpServer:
-    """aiosmtpd on a free port (it cannot listen on port 0 itself)."""
+    """aiosmtpd on a free port (it cannot listen on port 0 itself). With ``login``
+    ``(user, password)`` it requires that login (AUTH over plain text: a test server) and
+    records every attempt in ``logins``."""
 
-    def __init__(self) -> None:
+    def __init__(self, login: tuple[str, str] | None = None) -> None:
         self.inbox = _Inbox()
         self.port = free_port()
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self.login = login
+        self.logins: list[tuple[str, str]] = []
+        options: dict[str, Any] = {}
+        if login is not None:
+            options = {
+                "authenticator": self._authenticate,
+                "auth_require_tls": False,
+                "auth_required": True,
+            }
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, **options)
+
+    def _authenticate(self, *args: Any) -> AuthResult:
+        data = args[-1]
+        given = (data.login.decode(), data.password.decode())
+        self.logins.append(given)
+        return AuthResult(success=given == self.login)
 
     def start(self) -> SmtpServer:
         self.controller.start()

@@ -129,6 +129,27 @@ def test_a_bad_file_is_refused_in_one_line(text: str, expected: str) -> None:
     assert refusal(text).startswith(expected)
 
 
+@pytest.mark.parametrize(
+    "url", ["smtp://mailer:hunter2-pw@mail.example:587", "smtps://mailer:@mail.example"]
+)
+def test_a_password_inside_smtp_url_is_refused_without_repeating_it(url: str) -> None:
+    text = f"notify: [{{type: email, smtp_url: '{url}', from: b@m.example}}]\nplans: []\n"
+    message = refusal(text)
+    assert message.startswith("plans.yaml: notify[0].smtp_url: a password inside smtp_url")
+    assert "password_env" in message and "hunter2" not in message and "\n" not in message
+
+
+def test_smtp_password_env_needs_a_user_and_names_a_variable() -> None:
+    ok = "notify: [{type: email, smtp_url: 'smtp://mailer@m.example:587', from: b@m.example, "
+    text = ok + "password_env: SMTP_PASSWORD}]\nplans: []\n"
+    [channel] = parse_catalog(text, "plans.yaml", "Asia/Seoul").notify
+    assert dict(channel.settings)["password_env"] == "SMTP_PASSWORD"
+    userless = ok.replace("mailer@", "") + "password_env: SMTP_PASSWORD}]\nplans: []\n"
+    assert "password_env needs a user in smtp_url" in refusal(userless)
+    bad_name = ok + "password_env: x}]\nplans: []\n"
+    assert "notify[0].password_env: String should match" in refusal(bad_name)
+
+
 def test_several_problems_are_counted_after_the_first() -> None:
     text = catalog("- {id: a, name: A, amount: -1, interval: 1 month, colour: red, size: big}\n")
     assert refusal(text).endswith("(and 2 more problems)")
