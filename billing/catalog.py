@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import re
 import reprlib
+import unicodedata
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -47,6 +48,9 @@ SMTP_URL_REFUSAL = (
     "variable and name that variable with password_env"
 )
 
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
 PLAN_ID = re.compile(r"^[a-z0-9_-]{1,64}$")
 MAX_CATALOG_BYTES = 4 * 1024 * 1024
 MAX_AMOUNT = 10**12  # KRW; anything larger is a typo
@@ -164,6 +168,12 @@ class PlanSpec(_Strict):
             raise ValueError("must not be empty")
         if len(value) > ORDER_NAME_MAX:
             raise ValueError(f"is sent to PortOne as `name`: at most {ORDER_NAME_MAX} characters")
+        hidden = next((c for c in value if _is_control(c)), None)
+        if hidden is not None:
+            raise ValueError(
+                f"control characters (line breaks, terminal escapes, direction overrides) "
+                f"are not allowed: {hidden!r} (U+{ord(hidden):04X})"
+            )
         return value
 
     @field_validator("amount")
@@ -321,6 +331,11 @@ def _parse_yaml(raw: bytes | str, source: str) -> Any:
         raise CatalogError(f"{source}: {where}not valid YAML: {exc.problem}") from None
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
         raise CatalogError(f"{source}: not valid YAML: {type(exc).__name__}") from None
+
+
+def _is_control(char: str) -> bool:
+    """C0 and C1 controls (ESC starts a terminal escape) and the bidirectional overrides."""
+    return unicodedata.category(char) == "Cc" or char in BIDI_CONTROLS
 
 
 def _first_duplicate(ids: list[str]) -> str | None:
