@@ -41,6 +41,7 @@ from billing.domain.plans import (
     Reminders,
 )
 from billing.errors import CatalogError
+from billing.signing import literal_host_is_private
 
 NOT_ECHOED = "secret_in_url"  # an error type whose input never shows in the message
 SMTP_URL_REFUSAL = (
@@ -106,9 +107,23 @@ class LogChannel(_Strict):
 
 
 class WebhookChannel(_Strict):
+    """``url`` must reach a public address: a loopback, private or link-local one (the cloud's
+    metadata service, an internal admin port) only with ``allow_private: true``. Literal
+    addresses are checked here, names when each notice is sent (``billing.notify``)."""
+
     type: Literal["webhook"]
     url: Annotated[str, Field(pattern=r"^https?://\S+$")]
     secret_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+    allow_private: StrictBool = False
+
+    @model_validator(mode="after")
+    def _public_url(self) -> WebhookChannel:
+        if not self.allow_private and literal_host_is_private(self.url):
+            raise ValueError(
+                "url: not a public address (loopback, private or link-local): notices would "
+                "reach internal services; say allow_private: true if that is meant"
+            )
+        return self
 
 
 class EmailChannel(_Strict):
@@ -423,5 +438,5 @@ def _to_plan(spec: PlanSpec, zone: ZoneInfo, dunning: DunningPolicy) -> Plan:
 
 
 def _to_channel(spec: LogChannel | WebhookChannel | EmailChannel) -> NotifyChannel:
-    fields = spec.model_dump(by_alias=True, exclude={"type"}, exclude_none=True)
+    fields = spec.model_dump(by_alias=True, exclude={"type"}, exclude_defaults=True)
     return NotifyChannel(spec.type, tuple(sorted((k, str(v)) for k, v in fields.items())))
