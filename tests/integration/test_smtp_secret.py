@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
+from alembic import command
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from billing.app import App
+from billing.db import migrate
+from billing.db.engine import make_engine
+from billing.db.tables import CatalogLoad, Notice
 from billing.notify import Sender
 from tests.receivers import SmtpServer
 from tests.world import World
@@ -80,3 +88,60 @@ def test_without_the_variable_the_notice_waits_with_the_reason(app: App, smtp: S
     reason = "the environment variable TEST_SMTP_PASSWORD (password_env) is not set"
     assert notice.last_error == reason
     assert smtp.messages == []
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_an_upgrade_takes_stored_passwords_out_of_every_table(
+    dialect: str, fresh_pg_url: str, tmp_path: Path
+) -> None:
+    """Rows an earlier release wrote with ``smtp://user:password@host`` (migration 0010)."""
+    url = fresh_pg_url if dialect == "postgresql" else f"sqlite:///{tmp_path}/m.db"
+    engine = make_engine(url)
+    config = migrate.alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0008")
+    stored = f"smtp://mailer:{PASSWORD}@127.0.0.1:2525"
+    channel = {"type": "email", "smtp_url": stored, "from": "billing@merchant.example"}
+    wall = datetime(2027, 1, 1, tzinfo=UTC)
+    with Session(engine) as session, session.begin():
+        session.add(
+            CatalogLoad(
+                source="plans.yaml",
+                sha256="0" * 64,
+                timezone="Asia/Seoul",
+                notify={"channels": [{"type": "log"}, channel]},
+                plan_versions={},
+                loaded_at=wall,
+            )
+        )
+        for n, (kind, config_) in enumerate([("email", channel), ("log", {})]):
+            session.add(
+                Notice(
+                    event_id=f"evt_{n}",
+                    dedupe_key=f"d{n}",
+                    kind="payment_failed",
+                    channel=kind,
+                    channel_config=dict(config_),
+                    payload={},
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=wall,
+                    created_at=wall,
+                    updated_at=wall,
+                )
+            )
+    migrate.upgrade(engine)
+    with Session(engine) as session:
+        load = session.scalars(select(CatalogLoad)).one()
+        email = session.scalars(select(Notice).where(Notice.channel == "email")).one()
+        expected = {
+            **channel,
+            "smtp_url": "smtp://mailer@127.0.0.1:2525",
+            "password_env": "BILLING_SMTP_PASSWORD",
+        }
+        assert load.notify["channels"] == [{"type": "log"}, expected]
+        assert email.channel_config == expected
+    if dialect == "postgresql":
+        assert PASSWORD not in pg_dump(url)
+    engine.dispose()
