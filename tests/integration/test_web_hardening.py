@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import httpx
@@ -229,3 +230,16 @@ def test_a_redelivered_notice_of_a_paid_charge_costs_no_portone_call(world: Worl
         again = world.notify(imp_uid=imp_uid, merchant_uid=charge.merchant_uid, status="paid")
         assert again.json()["result"] == "already_paid"
     assert refetches(world) == before
+
+
+def test_notices_past_the_verification_backlog_are_429(world: World) -> None:
+    world.sandbox.set_latency(ms=1500)  # every re-fetch takes 1.5 s
+    config = WebConfig(verifiers=1, backlog=2, answer_within=0.1)
+    server = web_tests.serve_app(world.env, config)
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            statuses = sorted(pool.map(lambda n: forge(server, n).status_code, range(6)))
+        assert statuses.count(200) == 2 and statuses.count(429) == 4, statuses  # 2 deferred
+    finally:
+        world.sandbox.set_latency(ms=0)
+        server.stop()
