@@ -8,9 +8,11 @@ from __future__ import annotations
 import itertools
 import re
 import reprlib
+import unicodedata
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -26,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from billing.domain.charges import ORDER_NAME_MAX
 from billing.domain.dunning import MAX_DECLINES_PER_CARD, DunningPolicy, FinalAction
@@ -38,7 +41,17 @@ from billing.domain.plans import (
     Reminders,
 )
 from billing.errors import CatalogError
+from billing.signing import literal_host_is_private
 
+NOT_ECHOED = "secret_in_url"  # an error type whose input never shows in the message
+SMTP_URL_REFUSAL = (
+    "a password inside smtp_url would be stored in the database: put it in an environment "
+    "variable and name that variable with password_env"
+)
+
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
 PLAN_ID = re.compile(r"^[a-z0-9_-]{1,64}$")
 MAX_CATALOG_BYTES = 4 * 1024 * 1024
 MAX_AMOUNT = 10**12  # KRW; anything larger is a typo
@@ -94,15 +107,51 @@ class LogChannel(_Strict):
 
 
 class WebhookChannel(_Strict):
+    """``url`` must reach a public address: a loopback, private or link-local one (the cloud's
+    metadata service, an internal admin port) only with ``allow_private: true``. Literal
+    addresses are checked here, names when each notice is sent (``billing.notify``)."""
+
     type: Literal["webhook"]
     url: Annotated[str, Field(pattern=r"^https?://\S+$")]
     secret_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+    allow_private: StrictBool = False
+
+    @model_validator(mode="after")
+    def _public_url(self) -> WebhookChannel:
+        if not self.allow_private and literal_host_is_private(self.url):
+            raise ValueError(
+                "url: not a public address (loopback, private or link-local): notices would "
+                "reach internal services; say allow_private: true if that is meant"
+            )
+        return self
 
 
 class EmailChannel(_Strict):
+    """``smtp_url`` may name the user (``smtp://user@host:587``); the password is read from
+    the environment variable ``password_env`` names, never written in the catalog (the
+    catalog's channels are stored in the database)."""
+
     type: Literal["email"]
     smtp_url: Annotated[str, Field(pattern=r"^smtps?://\S+$")]
     from_: Annotated[str, Field(alias="from", pattern=r"^[^@\s]+@[^@\s]+$")]
+    password_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        try:
+            password = urlsplit(value).password
+        except ValueError:
+            raise PydanticCustomError(NOT_ECHOED, "not a valid URL") from None
+        if password is not None:
+            raise PydanticCustomError(NOT_ECHOED, SMTP_URL_REFUSAL)
+        return value
+
+    @model_validator(mode="after")
+    def _user_for_password(self) -> EmailChannel:
+        if self.password_env and not urlsplit(self.smtp_url).username:
+            raise ValueError("password_env needs a user in smtp_url (smtp://user@host:port)")
+        return self
 
 
 Channel = Annotated[LogChannel | WebhookChannel | EmailChannel, Field(discriminator="type")]
@@ -134,6 +183,12 @@ class PlanSpec(_Strict):
             raise ValueError("must not be empty")
         if len(value) > ORDER_NAME_MAX:
             raise ValueError(f"is sent to PortOne as `name`: at most {ORDER_NAME_MAX} characters")
+        hidden = next((c for c in value if _is_control(c)), None)
+        if hidden is not None:
+            raise ValueError(
+                f"control characters (line breaks, terminal escapes, direction overrides) "
+                f"are not allowed: {hidden!r} (U+{ord(hidden):04X})"
+            )
         return value
 
     @field_validator("amount")
@@ -293,6 +348,11 @@ def _parse_yaml(raw: bytes | str, source: str) -> Any:
         raise CatalogError(f"{source}: not valid YAML: {type(exc).__name__}") from None
 
 
+def _is_control(char: str) -> bool:
+    """C0 and C1 controls (ESC starts a terminal escape) and the bidirectional overrides."""
+    return unicodedata.category(char) == "Cc" or char in BIDI_CONTROLS
+
+
 def _first_duplicate(ids: list[str]) -> str | None:
     seen: set[str] = set()
     for plan_id in ids:
@@ -311,7 +371,7 @@ def _describe(exc: ValidationError, document: dict[str, Any], source: str) -> st
         message = "unknown key"
     elif error["type"] == "missing":
         message = "required"
-    if "input" in error and error["type"] not in ("missing", "extra_forbidden"):
+    if "input" in error and error["type"] not in ("missing", "extra_forbidden", NOT_ECHOED):
         message += f" (got {_short(error['input'])})"
     more = len(exc.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
@@ -378,5 +438,5 @@ def _to_plan(spec: PlanSpec, zone: ZoneInfo, dunning: DunningPolicy) -> Plan:
 
 
 def _to_channel(spec: LogChannel | WebhookChannel | EmailChannel) -> NotifyChannel:
-    fields = spec.model_dump(by_alias=True, exclude={"type"})
+    fields = spec.model_dump(by_alias=True, exclude={"type"}, exclude_defaults=True)
     return NotifyChannel(spec.type, tuple(sorted((k, str(v)) for k, v in fields.items())))

@@ -3,10 +3,11 @@
 Every log record of the process passes the one ``Redactor`` that ``configure`` installs:
 access tokens, ``Authorization`` headers, the API's keys (``bk_...``), imp_secret and the
 other configured secrets, card numbers and card fields (``pwd_2digit``, ``birth``,
-``expiry``) are replaced before any handler formats them, whoever logged them. The filter
-sits on every handler that exists when ``configure`` runs (ours, Celery's, a library's own),
-and the log-record factory redacts the message, arguments and traceback of records that
-reach a handler added later.
+``expiry``) are replaced before any handler formats them, whoever logged them (a run of 13-19
+digits only when it passes the Luhn check, as every card number does: task ids and timestamps
+stay). The filter sits on every handler that exists when ``configure`` runs (ours, Celery's,
+a library's own), and the log-record factory redacts the message, arguments and traceback of
+records that reach a handler added later.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ _PATTERNS = (
     ),
     # the API keys of /v1 (billing.services.api_keys), wherever they appear: a URL, a body
     re.compile(r"(?<![A-Za-z0-9_-])bk_[A-Za-z0-9_-]{8,}"),
-    # card numbers, dashed, spaced or not (not the digits of a fraction: 0.18396951100021397)
-    re.compile(r"(?<![0-9.])[0-9](?:[ -]?[0-9]){12,18}(?![0-9]|\.[0-9])"),
 )
+# what may be a card number, dashed, spaced or not (not the digits of a fraction:
+# 0.18396951100021397); only a run that passes the Luhn check is one
+_DIGIT_RUN = re.compile(r"(?<![0-9.])[0-9](?:[ -]?[0-9]){12,18}(?![0-9]|\.[0-9])")
 SENSITIVE_FIELDS = frozenset(
     {"access_token", "token", "imp_secret", "secret", "password", "authorization",
      "pwd_2digit", "birth", "card_number", "expiry"}
@@ -49,7 +51,20 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
                 text = text.replace(spelling, REDACTED)
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + REDACTED, text)
-    return text
+    return _DIGIT_RUN.sub(_card_number, text)
+
+
+def _card_number(match: re.Match[str]) -> str:
+    digits = [int(c) for c in match.group() if c.isdigit()]
+    return REDACTED if luhn_valid(digits) else match.group()
+
+
+def luhn_valid(digits: list[int]) -> bool:
+    total = 0
+    for position, digit in enumerate(reversed(digits)):
+        doubled = digit * 2 if position % 2 else digit
+        total += doubled - 9 if doubled > 9 else doubled
+    return total % 10 == 0
 
 
 class Redactor(logging.Filter):

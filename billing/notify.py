@@ -1,26 +1,30 @@
 """Sending notices: the ``log``, ``webhook`` and ``email`` channels of the catalog.
 
-Webhooks carry a JSON body, ``X-Billing-Event-Id`` (stable across redeliveries: de-duplicate
-on it) and ``X-Billing-Signature: sha256=<hex>``, the HMAC-SHA256 of the raw body with the
-secret read from the environment variable the channel's ``secret_env`` names. Anything but a
-2xx answer is a failed delivery, retried later.
+Webhooks carry a JSON body signed in the Standard Webhooks form (``billing.signing``):
+``webhook-id`` (stable across redeliveries: de-duplicate on it), ``webhook-timestamp`` and
+``webhook-signature``, keyed with the secret(s) of the environment variable the channel's
+``secret_env`` names; and, for one more release, ``X-Billing-Event-Id`` and
+``X-Billing-Signature: sha256=<hex>``. A webhook whose host resolves to a loopback, private or
+link-local address is not sent unless the channel says ``allow_private: true``. E-mail logs in
+with the user of ``smtp_url`` and the password of the variable ``password_env`` names.
+Anything but a 2xx answer is a failed delivery, retried later.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import os
 import smtplib
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from billing import signing
 from billing.logs import log
 from billing.services.delivery import NoticeWork
 from billing.services.ports import DeliveryError
@@ -46,13 +50,23 @@ def body_bytes(payload: Mapping[str, Any]) -> bytes:
 
 
 def signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    """``X-Billing-Signature`` (kept one release for receivers written against it)."""
+    return signing.legacy_signature(secret, body)
 
 
 class Sender:
-    def __init__(self, http: httpx.Client, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        http: httpx.Client,
+        environ: Mapping[str, str] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        resolver: signing.AddressResolver = signing.resolve,
+    ) -> None:
         self.http = http
         self.environ = os.environ if environ is None else environ
+        self.clock = clock
+        self.resolver = resolver
 
     def send(self, work: NoticeWork) -> None:
         if work.channel == "log":
@@ -71,15 +85,22 @@ class Sender:
 
     def _webhook(self, work: NoticeWork) -> None:
         name = work.config.get("secret_env", "")
-        secret = self.environ.get(name)
-        if not secret:
+        secrets = signing.secrets_of(self.environ.get(name, ""))
+        if not secrets:
             raise DeliveryError(f"the environment variable {name} (secret_env) is not set")
+        self._refuse_private(work.config)
         body = body_bytes(work.payload)
+        timestamp = int(self.clock())
         headers = {
             "Content-Type": "application/json",
+            "webhook-id": work.event_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signing.standard_signature(
+                secrets, work.event_id, timestamp, body
+            ),
             EVENT_ID_HEADER: work.event_id,
             "X-Billing-Event-Type": work.kind,
-            SIGNATURE_HEADER: signature(secret, body),
+            SIGNATURE_HEADER: signature(secrets[0], body),
         }
         try:
             response = self.http.post(work.config["url"], content=body, headers=headers,
@@ -88,6 +109,23 @@ class Sender:
             raise DeliveryError(f"webhook: {type(exc).__name__}") from None
         if not 200 <= response.status_code < 300:
             raise DeliveryError(f"webhook answered HTTP {response.status_code}")
+
+    def _refuse_private(self, config: Mapping[str, Any]) -> None:
+        """What the URL's host resolves to now: not loopback, private or link-local, unless
+        the catalog said ``allow_private: true``."""
+        if str(config.get("allow_private", "")).lower() == "true":
+            return
+        try:
+            private = signing.private_addresses(config["url"], self.resolver)
+        except OSError as exc:
+            raise DeliveryError(
+                f"webhook: cannot resolve the host: {exc.strerror or exc}"
+            ) from None
+        if private:
+            raise DeliveryError(
+                f"webhook: the URL's host resolves to {private[0]}, not a public address "
+                "(refused unless the catalog's channel says allow_private: true)"
+            )
 
     def _email(self, work: NoticeWork) -> None:
         if not work.recipient:
@@ -99,14 +137,26 @@ class Sender:
         message[EVENT_ID_HEADER] = work.event_id
         message.set_content(_email_text(work))
         url = urlsplit(work.config["smtp_url"])
+        password = self._smtp_password(work.config, url.password)
         smtp_class = smtplib.SMTP_SSL if url.scheme == "smtps" else smtplib.SMTP
         try:
             with smtp_class(url.hostname or "localhost", url.port or 25, timeout=TIMEOUT) as smtp:
                 if url.username:
-                    smtp.login(unquote(url.username), unquote(url.password or ""))
+                    smtp.login(unquote(url.username), password)
                 smtp.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
             raise DeliveryError(f"smtp: {type(exc).__name__}") from None
+
+    def _smtp_password(self, config: Mapping[str, Any], in_url: str | None) -> str:
+        """From ``password_env``; a password inside the URL only for notices queued before
+        catalogs refused one."""
+        name = config.get("password_env")
+        if not name:
+            return unquote(in_url or "")
+        password = self.environ.get(name)
+        if password is None:
+            raise DeliveryError(f"the environment variable {name} (password_env) is not set")
+        return password
 
 
 def _email_text(work: NoticeWork) -> str:

@@ -10,7 +10,14 @@ import click
 from billing.cli.params import whole
 from billing.cli.runtime import Runtime
 from billing.logs import configure
-from billing.web.config import ALLOW_VARIABLE, WebConfig, parse_allowlist
+from billing.services.notice_guard import NoticeLimits
+from billing.web.config import (
+    ALLOW_VARIABLE,
+    FORWARDED_VARIABLE,
+    ServerLimits,
+    WebConfig,
+    parse_allowlist,
+)
 from billing.web.listener import address, listen
 
 
@@ -38,6 +45,43 @@ from billing.web.listener import address, listen
     "(notices are verified with PortOne either way).",
 )
 @click.option(
+    "--forwarded-allow-ips",
+    envvar=FORWARDED_VARIABLE,
+    default="",
+    show_envvar=True,
+    help="Believe X-Forwarded-For and X-Forwarded-Proto only from these proxy addresses "
+    "(comma-separated, '*' for any). Default: from nobody.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0.1),
+    default=ServerLimits.header_seconds,
+    show_default=True,
+    help="Seconds a client has to send its request headers (then 408, connection closed).",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0.1),
+    default=ServerLimits.body_seconds,
+    show_default=True,
+    help="Seconds a client has to send its request body after the headers.",
+)
+@click.option(
+    "--notice-rate",
+    type=click.FloatRange(min=0.1),
+    default=NoticeLimits.per_source,
+    show_default=True,
+    help="PortOne notices a second one source address may send (twice that at once); past it: 429.",
+)
+@click.option(
+    "--refetch-rate",
+    type=click.FloatRange(min=0.1),
+    default=NoticeLimits.refetches,
+    show_default=True,
+    help="Payments this process re-fetches from PortOne a second to verify notices (twice "
+    "that at once); past it: 429 (PortOne sends the notice again).",
+)
+@click.option(
     "--access-log/--no-access-log",
     default=False,
     show_default=True,
@@ -45,30 +89,44 @@ from billing.web.listener import address, listen
 )
 @click.pass_obj
 def serve(
-    runtime: Runtime, host: str, port: int, webhook_allow: str, access_log: bool
-) -> None:  # fmt: skip
+    runtime: Runtime,
+    host: str,
+    port: int,
+    webhook_allow: str,
+    forwarded_allow_ips: str,
+    header_timeout: float,
+    body_timeout: float,
+    notice_rate: float,
+    refetch_rate: float,
+    access_log: bool,
+) -> None:
     """The web process: the merchant's HTTP API under /v1 (docs at /v1/docs, keys from
     `billing api-keys create`), POST /portone/webhook (PortOne's notice_url), GET /healthz,
     GET /readyz and GET /metrics (Prometheus); with BILLING_OPS_AUTH=user:password, the
     operator console under /ops.
 
     Behind a proxy, the client address comes from X-Forwarded-For only when the proxy's
-    address is in FORWARDED_ALLOW_IPS (default 127.0.0.1).
+    address is in FORWARDED_ALLOW_IPS (default: nobody's). /metrics and the details of
+    /readyz: BILLING_METRICS_TOKEN's bearer, or loopback clients when it is unset.
     """
     import uvicorn
 
     from billing.web import create_app
+    from billing.web.server import server_config
 
     settings = runtime.settings
     configure(level=settings.log_level, secrets=settings.log_secrets)
-    config = WebConfig(webhook_allow=parse_allowlist(webhook_allow))
+    notices = NoticeLimits(per_source=notice_rate, refetches=refetch_rate)
+    config = WebConfig(webhook_allow=parse_allowlist(webhook_allow), notices=notices)
     web = create_app(settings, config)
     listener = listen(host, port)
     click.echo(f"billing serve: listening on {address(listener)}")
+    limits = ServerLimits(header_seconds=header_timeout, body_seconds=body_timeout)
     server = uvicorn.Server(
-        uvicorn.Config(web, log_config=None, access_log=access_log, server_header=False,
-                       proxy_headers=True, timeout_graceful_shutdown=10, lifespan="on")
-    )  # fmt: skip
+        server_config(
+            web, forwarded_allow_ips=forwarded_allow_ips, limits=limits, access_log=access_log
+        )
+    )
     _exit_quietly_on_signals()
     server.run(sockets=[listener])
 

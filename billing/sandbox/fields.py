@@ -42,6 +42,14 @@ def decode_body(body: bytes, content_type: str) -> dict[str, object]:
     raise InvalidRequest(f"unsupported Content-Type {kind!r} (send JSON or a form)")
 
 
+def decode_control_body(body: bytes, content_type: str) -> dict[str, object]:
+    """The control endpoints' body: one that opens with ``{`` is JSON whatever its content
+    type says (``curl -d '{...}'`` labels it a form)."""
+    if body.lstrip()[:1] == b"{":
+        return _decode_json(body)
+    return decode_body(body, content_type)
+
+
 def _decode_json(body: bytes) -> dict[str, object]:
     try:
         value = json.loads(body)

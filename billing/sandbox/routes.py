@@ -15,7 +15,7 @@ from functools import cached_property
 from urllib.parse import parse_qsl, unquote
 
 from billing.sandbox import admin, charging, endpoints
-from billing.sandbox.fields import decode_body
+from billing.sandbox.fields import decode_body, decode_control_body
 from billing.sandbox.protocol import (
     InvalidRequest,
     Reply,
@@ -124,7 +124,8 @@ def dispatch(state: SandboxState, raw: RawRequest) -> Reply:
     if route.access is not Access.ADMIN and state.latency_ms:
         state.sleep(state.latency_ms / 1000)
     try:
-        fields = decode_body(raw.body, raw.content_type)
+        decode = decode_control_body if route.access is Access.ADMIN else decode_body
+        fields = decode(raw.body, raw.content_type)
         request = Request(params, dict(parse_qsl(query, keep_blank_values=True)), fields, raw.token)
         return route.endpoint(state, request)
     except InvalidRequest as exc:

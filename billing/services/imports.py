@@ -15,7 +15,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
+import re
+import reprlib
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from datetime import datetime
 from functools import lru_cache
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import Any, BinaryIO, TextIO, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, select, text
@@ -49,6 +50,18 @@ COLUMNS = ("customer_uid", "plan_id", "start", "name", "email", "phone")
 REQUIRED = ("customer_uid", "plan_id")
 CHUNK = 5000
 SHARED_VALUES = 10_000  # distinct start times kept parsed, at most
+MAX_BYTES = 1 << 30  # a file (or what a pipe sends) larger than this is refused: split it
+MAX_LINE = 1 << 20  # characters of one line (a CSV field or JSON line is bounded by it)
+MAX_LENGTHS = {
+    "customer_uid": 80,
+    "plan_id": 64,
+    "start": 64,
+    "name": 200,
+    "email": 254,
+    "phone": 32,
+}  # the columns' sizes
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # NUL, ESC...; not tab, CR, LF
+SPOOL_BLOCK = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +89,7 @@ def import_file(session: Session, path: Path, now: datetime) -> ImportReport:
     plans = {plan.id: plan for plan in current_plans(session)}
     with _readable_twice(path) as source:
         before = _identity(source, path)
+        _check_size(source, path)
         if sum(1 for _ in _valid_rows(source, path, plans, now)) == 0:  # every row, no write
             raise InvalidInput(f"{path}: no rows to import")
         report = _insert(session, _valid_rows(source, path, plans, now), now)
@@ -95,10 +109,29 @@ def _readable_twice(path: Path) -> Iterator[Path]:
         spool = Path(directory) / "rows"
         try:
             with path.open("rb") as incoming, spool.open("wb") as outgoing:
-                shutil.copyfileobj(incoming, outgoing)
+                _spool(incoming, outgoing, path)
         except OSError as exc:
             raise _unreadable(path, exc) from None
         yield spool
+
+
+def _spool(incoming: BinaryIO, outgoing: BinaryIO, path: Path) -> None:
+    """Copies at most MAX_BYTES; a NUL byte stops it at once (``import /dev/zero``)."""
+    size = lines = 0
+    while block := incoming.read(SPOOL_BLOCK):
+        if b"\0" in block:
+            line = lines + block[: block.index(b"\0")].count(b"\n") + 1
+            raise InvalidInput(f"{path}: line {line}: a NUL byte: not a text file")
+        size += len(block)
+        if size > MAX_BYTES:
+            raise InvalidInput(f"{path}: larger than {MAX_BYTES} bytes, the import limit: split it")
+        lines += block.count(b"\n")
+        outgoing.write(block)
+
+
+def _check_size(source: Path, path: Path) -> None:
+    if source.stat().st_size > MAX_BYTES:
+        raise InvalidInput(f"{path}: larger than {MAX_BYTES} bytes, the import limit: split it")
 
 
 def _identity(source: Path, path: Path) -> tuple[int, int]:
@@ -117,7 +150,7 @@ def _valid_rows(
     parsed: dict[tuple[str, ZoneInfo], datetime] = {}  # a start many rows share: parsed once
     try:
         with source.open(encoding="utf-8-sig", newline="") as handle:
-            is_json, lines = _lines(handle)
+            is_json, lines = _lines(handle, path)
             records = _json_lines(lines, path) if is_json else _csv(lines, path)
             for line, record in records:
                 row = _row(path, line, record)
@@ -133,33 +166,54 @@ def _unreadable(path: Path, exc: OSError) -> InvalidInput:
     return InvalidInput(f"{path}: cannot read: {exc.strerror or exc}")
 
 
-def _lines(handle: TextIO) -> tuple[bool, Iterator[str]]:
+def _lines(handle: TextIO, path: Path) -> tuple[bool, Iterator[str]]:
     """Whether the first character that is not white space opens a JSON object, and every line
-    of the file (read ahead only as far as that character's line, never rewound)."""
+    of the file (read ahead only as far as that character's line, never rewound), each at
+    most MAX_LINE characters."""
     head = ""
-    while not head.strip():
+    while not head.strip() and len(head) <= MAX_LINE:
         chunk = handle.read(4096)
         if not chunk:
             break
         head += chunk
-    head += handle.readline()
-    return head.lstrip().startswith("{"), chain(io.StringIO(head, newline=""), handle)
+    head += handle.readline(MAX_LINE + 2)
+    rest = iter(lambda: handle.readline(MAX_LINE + 2), "")
+    return head.lstrip().startswith("{"), _bounded(chain(io.StringIO(head, newline=""), rest), path)
+
+
+def _bounded(lines: Iterator[str], path: Path) -> Iterator[str]:
+    for number, line in enumerate(lines, start=1):
+        if len(line.rstrip("\r\n")) > MAX_LINE:
+            raise InvalidInput(f"{path}: line {number}: longer than {MAX_LINE} characters")
+        yield line
 
 
 def _csv(lines: Iterator[str], path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    if csv.field_size_limit() < MAX_LINE:
+        csv.field_size_limit(MAX_LINE)  # a field is bounded by its line; _row names the column
     reader = csv.DictReader(lines)
-    header = [name.strip() for name in reader.fieldnames or []]
-    unknown = [name for name in header if name not in COLUMNS]
+    try:
+        header = [name.strip() for name in reader.fieldnames or []]
+        _check_header(header, path)
+        reader.fieldnames = header
+        for record in reader:
+            if None in record:
+                raise InvalidInput(f"{path}: line {reader.line_num}: more fields than the header")
+            yield reader.line_num, record
+    except csv.Error as exc:
+        raise InvalidInput(f"{path}: line {reader.line_num}: not valid CSV: {exc}") from None
+
+
+def _check_header(header: list[str], path: Path) -> None:
+    unknown = [_shown(name) for name in header if name not in COLUMNS]
     if unknown or any(name not in header for name in REQUIRED):
         raise InvalidInput(
             f"{path}: line 1: the header needs {', '.join(REQUIRED)} and may have "
             f"{', '.join(COLUMNS[2:])}" + (f" (unknown: {', '.join(unknown)})" if unknown else "")
         )
-    reader.fieldnames = header
-    for record in reader:
-        if None in record:
-            raise InvalidInput(f"{path}: line {reader.line_num}: more fields than the header")
-        yield reader.line_num, record
+    twice = next((name for name in header if header.count(name) > 1), None)
+    if twice is not None:
+        raise InvalidInput(f"{path}: line 1: column {twice} appears more than once")
 
 
 def _json_lines(lines: Iterator[str], path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -168,13 +222,13 @@ def _json_lines(lines: Iterator[str], path: Path) -> Iterator[tuple[int, dict[st
             continue
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise InvalidInput(f"{path}: line {number}: not a JSON object") from None
         if not isinstance(record, dict):
             raise InvalidInput(f"{path}: line {number}: not a JSON object")
         unknown = sorted(set(record) - set(COLUMNS))
         if unknown:
-            raise InvalidInput(f"{path}: line {number}: unknown field {unknown[0]!r}")
+            raise InvalidInput(f"{path}: line {number}: unknown field {_shown(unknown[0])}")
         yield number, record
 
 
@@ -185,20 +239,40 @@ def _row(path: Path, line: int, record: dict[str, Any]) -> Row:
             return None
         if not isinstance(value, str):
             raise InvalidInput(f"{path}: line {line}: {name} must be text")
-        return value.strip()
+        return _checked(value.strip(), name, f"{path}: line {line}: {name}")
 
     uid, plan_id = field("customer_uid"), field("plan_id")
     if uid is None or not CUSTOMER_UID.match(uid):
-        raise InvalidInput(f"{path}: line {line}: customer_uid {uid!r} must be 1-80 characters "
-                           "of letters, digits and _ . : @ + = -")  # fmt: skip
+        raise InvalidInput(f"{path}: line {line}: customer_uid {_shown(uid)} must be 1-80 "
+                           "characters of letters, digits and _ . : @ + = -")  # fmt: skip
     if plan_id is None:
         raise InvalidInput(f"{path}: line {line}: plan_id is required")
     email, phone = field("email"), field("phone")
     if email is not None and not EMAIL.match(email):
-        raise InvalidInput(f"{path}: line {line}: email {email!r} is not an e-mail address")
+        raise InvalidInput(f"{path}: line {line}: email {_shown(email)} is not an e-mail address")
     if phone is not None and not PHONE.match(phone):
-        raise InvalidInput(f"{path}: line {line}: phone {phone!r} is not a phone number")
+        raise InvalidInput(f"{path}: line {line}: phone {_shown(phone)} is not a phone number")
     return Row(line, uid, plan_id, field("start"), field("name"), email, phone)
+
+
+def _checked(value: str, name: str, where: str) -> str:
+    """A field fit for the database and a terminal: no NUL or other control character (tab
+    and line breaks, inside a quoted CSV field, are fine), not longer than its column."""
+    control = CONTROL.search(value)
+    if control is not None:
+        what = "a NUL byte" if control.group() == "\0" else "a control character"
+        raise InvalidInput(f"{where}: {what} ({control.group()!r}) is not allowed")
+    limit = MAX_LENGTHS.get(name, 200)
+    if len(value) > limit:
+        raise InvalidInput(f"{where}: longer than {limit} characters ({len(value)})")
+    return value
+
+
+def _shown(value: object) -> str:
+    """A value quoted for an error line, shortened."""
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = 60
+    return short.repr(value)
 
 
 @lru_cache(maxsize=4096)

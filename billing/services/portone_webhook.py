@@ -25,13 +25,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.app import App
-from billing.db.tables import Charge
+from billing.db.tables import Charge, Event
 from billing.domain.answers import Found, Lookup
 from billing.domain.charges import ChargeStatus, Timing, after_lookup
 from billing.errors import InvalidInput
 from billing.logs import log
 from billing.portone.answers import Exchange, same_amount
 from billing.services.history import record_event
+from billing.services.notice_guard import NoticeGuard, NoticeLimits
 from billing.services.plan_cache import PlanCache
 from billing.services.settlement import charge_state, store_step
 
@@ -40,6 +41,7 @@ logger = logging.getLogger("billing.webhook")
 IMP_UID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_MERCHANT_UID = 100  # ours are at most 40; other payments of the account may differ
 MAX_STATUS = 32
+UNKNOWN_PAYMENT = "PortOne knows no payment with this imp_uid"
 
 
 class PaymentSource(Protocol):
@@ -75,6 +77,7 @@ class Verdict(StrEnum):
     NOT_OURS = "not_ours"  # a real payment, but no charge of ours has its merchant_uid
     FORGED = "forged"  # PortOne knows no such payment, or it contradicts the notice
     DEFERRED = "deferred"  # PortOne could not be asked: reconciliation decides later
+    THROTTLED = "throttled"  # too many notices: answered 429, PortOne sends it again
     ERROR = "error"  # our side failed (the database): PortOne should send it again
 
 
@@ -111,7 +114,7 @@ def read_payment(exchange: Exchange, notice: Notice) -> Payment | NoticeResult:
     document = _json(exchange.body)
     code = document.get("code") if isinstance(document, dict) else None
     if exchange.status == 404 and isinstance(code, int) and code != 0:
-        return NoticeResult(Verdict.FORGED, "PortOne knows no payment with this imp_uid")
+        return NoticeResult(Verdict.FORGED, UNKNOWN_PAYMENT)
     response = document.get("response") if isinstance(document, dict) else None
     if exchange.status != 200 or code != 0 or not isinstance(response, dict):
         return NoticeResult(Verdict.DEFERRED, f"PortOne answered HTTP {exchange.status}")
@@ -146,6 +149,8 @@ def apply_payment(
     if charge.status == ChargeStatus.PAID and charge.imp_uid == payment.imp_uid:
         return NoticeResult(Verdict.ALREADY_PAID, "", charge.id)
     result = _judge(charge, payment)
+    if result.verdict != Verdict.SETTLED and _recorded_before(session, charge, payment):
+        return result  # the same notice again: one event per (imp_uid, status) is enough
     record_event(
         session, "portone_notice", now, subscription_id=charge.subscription_id,
         charge_id=charge.id, merchant_uid=charge.merchant_uid, imp_uid=payment.imp_uid,
@@ -157,6 +162,28 @@ def apply_payment(
                             Timing(wall, timedelta(0)))  # fmt: skip
         store_step(session, charge, step, now, wall, plans)
     return result
+
+
+def _recorded_before(session: Session, charge: Charge, payment: Payment) -> bool:
+    query = select(Event.data).where(
+        Event.subscription_id == charge.subscription_id,
+        Event.charge_id == charge.id,
+        Event.kind == "portone_notice",
+    )
+    return any(
+        data.get("imp_uid") == payment.imp_uid and data.get("portone_status") == payment.status
+        for data in session.scalars(query)
+    )
+
+
+def already_paid(session: Session, notice: Notice) -> int | None:
+    """The id of our charge paid as the notice says (nothing to ask PortOne), or None."""
+    query = select(Charge.id).where(
+        Charge.merchant_uid == notice.merchant_uid,
+        Charge.status == ChargeStatus.PAID,
+        Charge.imp_uid == notice.imp_uid,
+    )
+    return session.scalar(query)
 
 
 def _judge(charge: Charge, payment: Payment) -> NoticeResult:
@@ -172,7 +199,11 @@ def _judge(charge: Charge, payment: Payment) -> NoticeResult:
 
 
 class NoticeHandler:
-    """Re-fetch, then one short transaction: no connection is held while PortOne answers."""
+    """Re-fetch, then one short transaction: no connection is held while PortOne answers.
+
+    Before the re-fetch, what costs PortOne nothing: an imp_uid PortOne did not know a moment
+    ago is forged again; a charge already paid as the notice says is ``already_paid``; past
+    the guard's ceiling on re-fetches a notice is ``throttled`` (answered 429)."""
 
     def __init__(
         self,
@@ -182,25 +213,42 @@ class NoticeHandler:
         *,
         include_sandbox: bool,
         wall: Callable[[], datetime] | None = None,
+        guard: NoticeGuard | None = None,
     ) -> None:
         self.app = app
+        self.guard = guard or NoticeGuard.from_limits(NoticeLimits())
         self.portone = portone
         self.plans = plans
         self.include_sandbox = include_sandbox
         self.wall = wall or app.system_clock.now
 
     def handle(self, notice: Notice) -> NoticeResult:
-        exchange = self.portone.payment(notice.imp_uid, include_sandbox=self.include_sandbox)
-        found = read_payment(exchange, notice)
-        if isinstance(found, Payment):
-            now = self.app.clock.now()  # before the transaction (see App.transaction)
-            with self.app.transaction() as session:
-                result = apply_payment(session, found, now, self.wall(), self.plans)
-        else:
-            result = found
+        result = self._without_portone(notice) or self._with_portone(notice)
         suspicious = result.verdict in (Verdict.FORGED, Verdict.MISMATCH)
         log(logger, "portone_notice", level=logging.WARNING if suspicious else logging.INFO,
             imp_uid=notice.imp_uid, merchant_uid=notice.merchant_uid,
             notice_status=notice.status, verdict=str(result.verdict), reason=result.reason,
             charge_id=result.charge_id)  # fmt: skip
         return result
+
+    def _without_portone(self, notice: Notice) -> NoticeResult | None:
+        if notice.imp_uid in self.guard.unknown:
+            return NoticeResult(Verdict.FORGED, UNKNOWN_PAYMENT + " (asked moments ago)")
+        with self.app.transaction() as session:
+            charge_id = already_paid(session, notice)
+        if charge_id is not None:
+            return NoticeResult(Verdict.ALREADY_PAID, "", charge_id)
+        if not self.guard.refetches.take():
+            return NoticeResult(Verdict.THROTTLED, "too many notices to verify: send it again")
+        return None
+
+    def _with_portone(self, notice: Notice) -> NoticeResult:
+        exchange = self.portone.payment(notice.imp_uid, include_sandbox=self.include_sandbox)
+        found = read_payment(exchange, notice)
+        if not isinstance(found, Payment):
+            if found.reason == UNKNOWN_PAYMENT:
+                self.guard.unknown.add(notice.imp_uid)
+            return found
+        now = self.app.clock.now()  # before the transaction (see App.transaction)
+        with self.app.transaction() as session:
+            return apply_payment(session, found, now, self.wall(), self.plans)

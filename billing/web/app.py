@@ -22,6 +22,7 @@ from billing.api.context import build_api_context
 from billing.api.errors import error_response
 from billing.config import Settings
 from billing.web import health, metrics, webhook
+from billing.web.access import load_insight_access
 from billing.web.config import WebConfig
 from billing.web.context import WebContext, build_context
 from billing.web.ops import OpsAuth, console_routes, load_ops_auth
@@ -33,9 +34,11 @@ def create_app(
     """Builds the context now (a bad database is an error here, not on the first request).
 
     ``environ`` (default ``os.environ``) gives BILLING_OPS_AUTH, the console's credentials,
-    checked before anything is built."""
+    checked before anything is built, and BILLING_METRICS_TOKEN (``billing.web.access``)."""
     ops = load_ops_auth(environ)
+    insight = load_insight_access(environ)
     context = build_context(settings, config or WebConfig())
+    context.insight = insight
     return app_for(context, ops)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from billing.errors import ConfigError
+from billing.services.notice_guard import NoticeLimits
 
 ALLOW_VARIABLE = "BILLING_WEBHOOK_ALLOW"
+FORWARDED_VARIABLE = "FORWARDED_ALLOW_IPS"  # uvicorn's name; unset here means nobody
 # The addresses PortOne publishes as the sources of V1 webhooks (3.35.36.134 appears in
 # some of its documents only; allowing one more PortOne address costs nothing, since every
 # notice is verified by re-fetching the payment anyway).
@@ -16,11 +18,22 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
+class ServerLimits:
+    """Seconds a client has for its headers, for its body, and idle between requests."""
+
+    header_seconds: float = 10.0
+    body_seconds: float = 30.0
+    keep_alive_seconds: int = 5
+
+
+@dataclass(frozen=True)
 class WebConfig:
     """``webhook_allow`` None: any source may post a notice (the default; notices are
     verified with PortOne either way). ``answer_within``: seconds a notice waits for its
     verification before it is answered anyway (the verification goes on, bounded by
-    ``portone_timeout``, and the scheduler's reconciliation settles what it does not)."""
+    ``portone_timeout``, and the scheduler's reconciliation settles what it does not).
+    ``notices``: how many notices a source may send and how many re-fetches the process
+    makes a second (past either: 429, PortOne sends it again)."""
 
     webhook_allow: tuple[Network, ...] | None = None
     answer_within: float = 0.5
@@ -28,6 +41,7 @@ class WebConfig:
     verifiers: int = 8  # notices verified at once
     backlog: int = 64  # notices in verification before new ones are left to reconciliation
     max_body: int = 16_384
+    notices: NoticeLimits = field(default_factory=NoticeLimits)  # per source, re-fetches
 
     def allows(self, host: str | None) -> bool:
         if self.webhook_allow is None:

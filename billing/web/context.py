@@ -18,8 +18,10 @@ from billing.config import Settings
 from billing.errors import ConfigError
 from billing.portone.client import PortOneClient
 from billing.services.metrics import MonthlyRates
+from billing.services.notice_guard import NoticeGuard, RateLimit
 from billing.services.plan_cache import PlanCache
 from billing.services.portone_webhook import NoticeHandler
+from billing.web.access import InsightAccess
 from billing.web.config import WebConfig
 from billing.web.verifier import Verifier
 
@@ -35,13 +37,17 @@ class WebContext:
     verifier: Verifier | None  # None: no PortOne to ask (``portone_error`` says why)
     portone_error: str | None = None
     rates: MonthlyRates = field(default_factory=MonthlyRates)
+    insight: InsightAccess = field(default_factory=InsightAccess)  # /metrics, /readyz details
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     checks: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="readyz")
     )
     notice_counter: Counter = field(init=False)
+    sources: RateLimit = field(init=False)  # notices per source address
 
     def __post_init__(self) -> None:
+        per_source = self.config.notices.per_source
+        self.sources = RateLimit(per_source, 2 * per_source)
         self.notice_counter = Counter(
             "billing_webhook_notices",
             "PortOne notices received by this web process, by verdict",
@@ -69,7 +75,9 @@ def build_context(settings: Settings, config: WebConfig) -> WebContext:
     except ConfigError as exc:
         reason = f"PortOne notices cannot be verified: {exc.message}"
         return WebContext(settings, config, app, None, None, reason)
-    handler = NoticeHandler(app, gateway, PlanCache(), include_sandbox=settings.sandbox_mode)
+    guard = NoticeGuard.from_limits(config.notices)
+    sandbox = settings.sandbox_mode
+    handler = NoticeHandler(app, gateway, PlanCache(), include_sandbox=sandbox, guard=guard)
     verifier = Verifier(handler, workers=config.verifiers, backlog=config.backlog,
                         answer_within=config.answer_within)  # fmt: skip
     return WebContext(settings, config, app, gateway, verifier)

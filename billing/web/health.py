@@ -1,5 +1,8 @@
 """``GET /healthz`` (the process answers; no I/O) and ``GET /readyz`` (database and broker).
 
+Anyone gets readiness as a status and an HTTP code; only those ``billing.web.access`` lets
+read the figures get the details (they name internal hosts and ports).
+
 Readiness runs both checks at once and gives them ``CHECK_SECONDS`` together; a check that
 has not answered by then counts as down. The body names each dependency and why it is down.
 """
@@ -27,10 +30,11 @@ def routes(context: WebContext) -> list[Route]:
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "alive"})
 
-    def readyz(_request: Request) -> JSONResponse:  # sync: Starlette runs it on a thread
+    def readyz(request: Request) -> JSONResponse:  # sync: Starlette runs it on a thread
         checks = readiness(context)
         ready = all(state == OK for state in checks.values())
-        body = {"status": "ready" if ready else "not ready", **checks}
+        details = checks if context.insight.allows(request) else {}
+        body = {"status": "ready" if ready else "not ready", **details}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return [

@@ -2,7 +2,8 @@
 Prometheus' text exposition format, followed by this process's own counters.
 
 A scrape that cannot read the database answers 503, which Prometheus records as a failed
-scrape (``up == 0``) rather than as figures of zero.
+scrape (``up == 0``) rather than as figures of zero. Only for the clients
+``billing.web.access`` allows (a token, or loopback): the figures are revenue.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ STATEMENT_TIMEOUT_MS = 10_000  # a scrape never holds the database longer than t
 
 
 def routes(context: WebContext) -> list[Route]:
-    def metrics(_request: Request) -> Response:  # sync: Starlette runs it on a thread
+    def metrics(request: Request) -> Response:  # sync: Starlette runs it on a thread
+        if not context.insight.allows(request):
+            return context.insight.refusal()
         try:
             figures = read_figures(context)
         except Exception as exc:

@@ -3,8 +3,8 @@
 PortOne wants an answer fast. A notice waits ``answer_within`` seconds for its verification
 (one re-fetch, one short transaction); past that it is answered ``deferred`` while the
 verification goes on in the background, bounded by the client's short timeout. When too many
-are in flight, a new notice is not verified at all: the scheduler's reconciliation settles
-its charge (a notice only makes that faster).
+are in flight, a new notice is not verified at all: it is answered ``throttled`` (429, so
+PortOne sends it again), and the scheduler's reconciliation settles its charge anyway.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Verifier:
 
     async def verify(self, notice: Notice) -> NoticeResult:
         if not self._slots.acquire(blocking=False):
-            return NoticeResult(Verdict.DEFERRED, "too many notices in verification")
+            return NoticeResult(Verdict.THROTTLED, "too many notices in verification")
         future = asyncio.wrap_future(self._pool.submit(self._run, notice))
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.answer_within)

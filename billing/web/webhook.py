@@ -6,8 +6,10 @@ at most ``max_body`` bytes), and the answer. What a notice means is decided by
 
 Answers: 200 with ``{"result": verdict}`` for every notice we could judge, whatever the
 verdict (PortOne stops sending it; a forged one learns nothing); 400 for a body that is no
-notice; 403 for a source outside the allowlist; 413 for a body too large; 503 when there is
-no PortOne to ask or the database could not record the result (PortOne sends it again).
+notice; 403 for a source outside the allowlist; 413 for a body too large; 429 past the
+per-source rate or the process's ceiling on re-fetches (``billing.services.notice_guard``);
+503 when there is no PortOne to ask or the database could not record the result (PortOne
+sends it again).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ MAX_FIELDS = 20
 _FORM = "application/x-www-form-urlencoded"
 
 
+STATUS = {Verdict.ERROR: 503, Verdict.THROTTLED: 429}  # every other verdict: 200
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -41,6 +46,8 @@ def routes(context: WebContext) -> list[Route]:
             return _answer(context, "refused", 403, error=f"source {host} is not allowed")
         if context.verifier is None:
             return _answer(context, "unavailable", 503, error=context.portone_error)
+        if not context.sources.take(host or ""):
+            return _answer(context, "throttled", 429, error="too many notices from this source")
         try:
             body = await read_body(request, context.config.max_body)
             notice = parse_notice(notice_fields(body, request.headers.get("content-type", "")))
@@ -49,7 +56,7 @@ def routes(context: WebContext) -> list[Route]:
         except InvalidInput as exc:
             return _answer(context, "invalid", 400, error=exc.message)
         result = await context.verifier.verify(notice)
-        status = 503 if result.verdict == Verdict.ERROR else 200
+        status = STATUS.get(result.verdict, 200)
         return _answer(context, str(result.verdict), status, reason=result.reason)
 
     return [Route(PATH, portone_webhook, methods=["POST"])]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -176,5 +178,97 @@ def test_a_file_changed_between_the_two_passes_imports_nothing(
     with pytest.raises(InvalidInput, match=changed), app.transaction() as session:
         ensure_catalog(session, app.settings, NOW)
         imports.import_file(session, path, NOW)
+    with app.transaction() as session:
+        assert session.scalar(select(func.count()).select_from(Subscription)) == 0
+
+
+# -- hostile files (issue 14, item 7): one line naming the line and column, exit 1, nothing written
+
+NESTED = "[" * 100_000 + "]" * 100_000
+MAX_LINE = 1 << 20  # imports.MAX_LINE
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "customer_uid,plan_id,name\nc1,basic-monthly,nu\0l\n",
+            "line 2: name: a NUL byte ('\\x00') is not allowed",
+        ),
+        (
+            "customer_uid,plan_id,name\nc1,basic-monthly,\x1b[31mred\n",
+            "line 2: name: a control character ('\\x1b') is not allowed",
+        ),
+        (
+            "customer_uid,plan_id,name\nc1,basic-monthly," + "가" * 300 + "\n",
+            "line 2: name: longer than 200 characters (300)",
+        ),
+        (
+            'customer_uid,plan_id,name\nc1,basic-monthly,"' + "x" * 200_000 + '"\n',
+            "line 2: name: longer than 200 characters (200000)",
+        ),
+        (
+            "customer_uid,plan_id,email\nc1,basic-monthly," + "y" * 200_000 + "@example.com\n",
+            "line 2: email: longer than 254 characters",
+        ),
+        (
+            "customer_uid,plan_id,name\nc1,basic-monthly," + "z" * (MAX_LINE + 1) + "\n",
+            f"line 2: longer than {MAX_LINE} characters",
+        ),
+        (
+            '{"customer_uid": "c1", "plan_id": "basic-monthly"}\n{"name": ' + NESTED + "}\n",
+            "line 2: not a JSON object",
+        ),
+        (
+            '{"customer_uid": "c1", "plan_id": "basic-monthly", "name": "a\\u0000b"}\n',
+            "line 1: name: a NUL byte",
+        ),
+        (
+            "customer_uid,plan_id,customer_uid\nc1,basic-monthly,c2\n",
+            "line 1: column customer_uid appears more than once",
+        ),
+        (
+            "customer_uid,plan_id,plan_id\nc1,basic-monthly,premium-yearly\n",
+            "line 1: column plan_id appears more than once",
+        ),
+    ],
+)
+def test_a_hostile_file_is_one_line_and_imports_nothing(
+    cli: CliRunner, db_url: str, tmp_path: Path, text: str, expected: str
+) -> None:
+    ok(cli("plans", "list"))
+    name = write(tmp_path, "bad.csv" if not text.startswith("{") else "bad.jsonl", text)
+    before = snapshot(db_url)
+    result = cli("subscriptions", "import", name)
+    line = refused(result, expected)
+    assert result.code == 1 and len(line) < 400, (result.code, line[:400])
+    assert "INSERT" not in line and "Traceback" not in result.err
+    assert snapshot(db_url) == before
+
+
+def test_import_dev_zero_stops_at_once(cli: CliRunner, db_url: str) -> None:
+    ok(cli("plans", "list"))
+    before = snapshot(db_url)
+    result = cli("subscriptions", "import", "/dev/zero")
+    assert result.code == 1
+    refused(result, "/dev/zero: line 1: a NUL byte: not a text file")
+    assert snapshot(db_url) == before
+
+
+def test_a_pipe_larger_than_the_limit_is_refused(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(imports, "MAX_BYTES", 10_000)
+    fifo = tmp_path / "rows"
+    os.mkfifo(fifo)
+    rows = "customer_uid,plan_id\n" + "".join(f"c{n},basic-monthly\n" for n in range(2000))
+    writer = threading.Thread(target=lambda: fifo.write_text(rows), daemon=True)
+    writer.start()
+    with app.transaction() as session:
+        ensure_catalog(session, app.settings, NOW)
+    refusal = pytest.raises(InvalidInput, match="larger than 10000 bytes, the import limit")
+    with refusal, app.transaction() as session:
+        imports.import_file(session, fifo, NOW)
+    writer.join(5)
     with app.transaction() as session:
         assert session.scalar(select(func.count()).select_from(Subscription)) == 0

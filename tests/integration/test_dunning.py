@@ -29,6 +29,7 @@ notify:
   - type: webhook
     url: {webhook}
     secret_env: TEST_WEBHOOK_SECRET
+    allow_private: true  # the test's receiver listens on 127.0.0.1
   - type: email
     smtp_url: {smtp}
     from: billing@merchant.example

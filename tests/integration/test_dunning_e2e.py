@@ -38,6 +38,7 @@ notify:
   - type: webhook
     url: {receiver.url}
     secret_env: E2E_WEBHOOK_SECRET
+    allow_private: true  # the test's receiver listens on 127.0.0.1
   - type: email
     smtp_url: {smtp.url}
     from: billing@merchant.example

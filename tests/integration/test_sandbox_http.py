@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -843,3 +845,29 @@ def test_verbose_logs_hold_no_card_data_or_secrets(capsys: pytest.CaptureFixture
     for secret in ("4111-1111-1111-1111", "4111111111111111", "900101", SECRET, token):
         assert secret not in logged
         assert secret not in ledger
+
+
+# -- the README's curl examples (issue 14, item 13) -----------------------------------------------
+
+
+def readme_sandbox_curls() -> list[str]:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    return [
+        line for line in readme.splitlines() if line.startswith("curl ") and "__sandbox__" in line
+    ]
+
+
+def test_the_readme_curl_examples_work(server: SandboxServer) -> None:
+    """``curl -d '{...}'`` sends ``application/x-www-form-urlencoded``: the control endpoints
+    read a body that opens with ``{`` as JSON whatever its content type says."""
+    examples = readme_sandbox_curls()
+    assert len(examples) >= 3
+    where = server.url.removeprefix("http://")
+    for example in examples:
+        command = [word.replace("localhost:8089", where) for word in shlex.split(example)]
+        quiet = ["-s", "-o", "/dev/null", "-w", "%{http_code}"]
+        done = subprocess.run(
+            [*command, *quiet], capture_output=True, text=True, timeout=10, check=False
+        )
+        assert done.stdout == "200", (example, done.stdout, done.stderr)
+    assert server.stats()["requests"]["POST /__sandbox__/latency"] == 1

@@ -47,6 +47,7 @@ from billing.services.subscriptions import create_subscription
 from billing.web import WebConfig, create_app
 from billing.web.config import parse_allowlist
 from billing.web.listener import address, listen
+from billing.web.server import server_config
 from billing.web.webhook import notice_fields
 from tests.conftest import create_database, drop_database
 from tests.fakes import ListPublisher, envelope
@@ -77,9 +78,9 @@ class WebServer:
         self.server: uvicorn.Server | None = None
         self.thread: threading.Thread | None = None
 
-    def start(self, web: Any) -> WebServer:
-        config = uvicorn.Config(web, log_config=None, access_log=False, lifespan="on")
-        self.server = uvicorn.Server(config)
+    def start(self, web: Any, forwarded_allow_ips: str | None = None) -> WebServer:
+        """Run as ``billing serve`` runs it (``server_config``)."""
+        self.server = uvicorn.Server(server_config(web, forwarded_allow_ips=forwarded_allow_ips))
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.listener]}, daemon=True
         )
@@ -202,8 +203,11 @@ def world(db_url: str, redis_url: str) -> Iterator[World]:
     app.close()
 
 
-def serve_app(settings_env: dict[str, str], config: WebConfig | None = None) -> WebServer:
-    return WebServer(free_socket()).start(create_app(load_settings(settings_env), config))
+def serve_app(
+    settings_env: dict[str, str], config: WebConfig | None = None, forwarded: str | None = None
+) -> WebServer:
+    web = create_app(load_settings(settings_env), config)
+    return WebServer(free_socket()).start(web, forwarded)
 
 
 # -- health and readiness -------------------------------------------------------------------
@@ -520,12 +524,13 @@ def test_webhook_503_in_sandbox_mode_without_a_sandbox_to_ask(world: World) -> N
 
 
 def test_source_allowlist(world: World) -> None:
-    server = serve_app(world.env, WebConfig(webhook_allow=parse_allowlist("portone")))
+    allow = WebConfig(webhook_allow=parse_allowlist("portone"))
+    server = serve_app(world.env, allow, forwarded="127.0.0.1")
     notice = {"imp_uid": "imps_000000000001", "merchant_uid": "m"}
     try:
         refused = httpx.post(server.url + WEBHOOK, json=notice)
         assert refused.status_code == 403
-        # through a proxy on this machine (FORWARDED_ALLOW_IPS defaults to 127.0.0.1)
+        # through a proxy on this machine (FORWARDED_ALLOW_IPS=127.0.0.1)
         forwarded = httpx.post(server.url + WEBHOOK, json=notice,
                                headers={"X-Forwarded-For": "52.78.100.19"})  # fmt: skip
         assert (forwarded.status_code, forwarded.json()["result"]) == (200, "forged")

@@ -129,6 +129,45 @@ def test_a_bad_file_is_refused_in_one_line(text: str, expected: str) -> None:
     assert refusal(text).startswith(expected)
 
 
+@pytest.mark.parametrize(
+    "url", ["smtp://mailer:hunter2-pw@mail.example:587", "smtps://mailer:@mail.example"]
+)
+def test_a_password_inside_smtp_url_is_refused_without_repeating_it(url: str) -> None:
+    text = f"notify: [{{type: email, smtp_url: '{url}', from: b@m.example}}]\nplans: []\n"
+    message = refusal(text)
+    assert message.startswith("plans.yaml: notify[0].smtp_url: a password inside smtp_url")
+    assert "password_env" in message and "hunter2" not in message and "\n" not in message
+
+
+def test_smtp_password_env_needs_a_user_and_names_a_variable() -> None:
+    ok = "notify: [{type: email, smtp_url: 'smtp://mailer@m.example:587', from: b@m.example, "
+    text = ok + "password_env: SMTP_PASSWORD}]\nplans: []\n"
+    [channel] = parse_catalog(text, "plans.yaml", "Asia/Seoul").notify
+    assert dict(channel.settings)["password_env"] == "SMTP_PASSWORD"
+    userless = ok.replace("mailer@", "") + "password_env: SMTP_PASSWORD}]\nplans: []\n"
+    assert "password_env needs a user in smtp_url" in refusal(userless)
+    bad_name = ok + "password_env: x}]\nplans: []\n"
+    assert "notify[0].password_env: String should match" in refusal(bad_name)
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        (r'"\e[31m빨강\e[0m"', "'\\x1b' (U+001B)"),
+        (r'"월간\r\n2"', "'\\r' (U+000D)"),
+        (r'"a\tb"', "'\\t' (U+0009)"),
+        (r'"\x9b2J"', "'\\x9b' (U+009B)"),
+        (r'"abc\u202Efdp.exe"', "'\\u202e' (U+202E)"),
+        (r'"nul\0"', "'\\x00' (U+0000)"),
+    ],
+)
+def test_a_plan_name_with_control_characters_is_refused(name: str, shown: str) -> None:
+    message = refusal(catalog(f"- {{id: a, name: {name}, amount: 9900, interval: 1 month}}\n"))
+    assert message.startswith("plans.yaml: plan 'a': name: control characters")
+    assert shown in message
+    assert not any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in message), message
+
+
 def test_several_problems_are_counted_after_the_first() -> None:
     text = catalog("- {id: a, name: A, amount: -1, interval: 1 month, colour: red, size: big}\n")
     assert refusal(text).endswith("(and 2 more problems)")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from billing import logs
-from billing.logs import REDACTED, configure, log, redact
+from billing.logs import REDACTED, Redactor, configure, log, redact
 
 SECRET = "imp-secret-9f8e7d6c5b4a"
 FLOWER_PASSWORD = "flower-pass-271828"
@@ -65,6 +65,20 @@ def test_redact_keeps_what_is_harmless() -> None:
             "task 1b608de3-f8e5-4d11-b3be-aea70583c707")  # fmt: skip
     assert redact(text) == text
     assert redact(f"card {CARD}, next") == f"card {REDACTED}, next"  # the separator stays
+
+
+def test_digits_that_cannot_be_a_card_stay() -> None:
+    """Only a Luhn-valid run of 13-19 digits can be a card number: task ids, timestamps and
+    error text keep theirs."""
+    text = (
+        "task 1764729600000 failed: order 1234567890123456 refused (ref "
+        "9876543210987654321, 2027-0130-1530-00123)"
+    )
+    assert redact(text) == text
+    record = logging.LogRecord("t", logging.INFO, "", 0, "x", None, None)
+    record.fields = {"ref": 1234567890123456, "card": 5105105105105100}
+    Redactor().filter(record)
+    assert record.fields == {"ref": 1234567890123456, "card": REDACTED}
 
 
 @pytest.mark.parametrize("leak", LEAKS, ids=lambda leak: leak.name)
