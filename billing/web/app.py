@@ -26,6 +26,7 @@ from billing.web.access import load_insight_access
 from billing.web.config import WebConfig
 from billing.web.context import WebContext, build_context
 from billing.web.ops import OpsAuth, console_routes, load_ops_auth
+from billing.web.ops.links import FlowerLinks, load_flower_links
 
 
 def create_app(
@@ -34,15 +35,19 @@ def create_app(
     """Builds the context now (a bad database is an error here, not on the first request).
 
     ``environ`` (default ``os.environ``) gives BILLING_OPS_AUTH, the console's credentials,
-    checked before anything is built, and BILLING_METRICS_TOKEN (``billing.web.access``)."""
+    and BILLING_FLOWER_URL, its links to Flower, checked before anything is built, and
+    BILLING_METRICS_TOKEN (``billing.web.access``)."""
     ops = load_ops_auth(environ)
+    flower = load_flower_links(environ)
     insight = load_insight_access(environ)
     context = build_context(settings, config or WebConfig())
     context.insight = insight
-    return app_for(context, ops)
+    return app_for(context, ops, flower)
 
 
-def app_for(context: WebContext, ops: OpsAuth | None = None) -> Starlette:
+def app_for(
+    context: WebContext, ops: OpsAuth | None = None, flower: FlowerLinks | None = None
+) -> Starlette:
     api = build_api_context(context.settings, context.app)
 
     @asynccontextmanager
@@ -57,7 +62,7 @@ def app_for(context: WebContext, ops: OpsAuth | None = None) -> Starlette:
 
     routes: list[BaseRoute] = [*health.routes(context), *metrics.routes(context)]
     routes += [*webhook.routes(context), Mount("/v1", app=create_api(api))]
-    routes += console_routes(context, api, ops)
+    routes += console_routes(context, api, ops, flower or FlowerLinks())
     web = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: _not_found})
     web.state.context = context
     return web

@@ -100,7 +100,7 @@ def test_an_upgrade_takes_stored_passwords_out_of_every_table(
     config = migrate.alembic_config(engine)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "0008")
+        command.upgrade(config, "0009")  # the release before 0010
     stored = f"smtp://mailer:{PASSWORD}@127.0.0.1:2525"
     channel = {"type": "email", "smtp_url": stored, "from": "billing@merchant.example"}
     wall = datetime(2027, 1, 1, tzinfo=UTC)

@@ -16,19 +16,25 @@ from billing.web.ops import actions, pages
 from billing.web.ops.auth import Guard, OpsAuth
 from billing.web.ops.console import Console, make_templates
 from billing.web.ops.csrf import CsrfTokens
+from billing.web.ops.links import FlowerLinks
 
 PREFIX = "/ops"
 
 
-def console_routes(context: WebContext, api: ApiContext, auth: OpsAuth | None) -> list[BaseRoute]:
+def console_routes(
+    context: WebContext, api: ApiContext, auth: OpsAuth | None, flower: FlowerLinks
+) -> list[BaseRoute]:
     """``[Mount("/ops", ...)]`` with credentials (BILLING_OPS_AUTH), else nothing (404)."""
     if auth is None:
         return []
-    return [Mount(PREFIX, app=console_app(context, api, auth))]
+    return [Mount(PREFIX, app=console_app(context, api, auth, flower))]
 
 
-def console_app(context: WebContext, api: ApiContext, auth: OpsAuth) -> Starlette:
-    console = Console(context, api, auth, CsrfTokens(auth), make_templates())
+def console_app(
+    context: WebContext, api: ApiContext, auth: OpsAuth, flower: FlowerLinks | None = None
+) -> Starlette:
+    links = flower or FlowerLinks()
+    console = Console(context, api, auth, CsrfTokens(auth), make_templates(), links)
     stylesheet = resources.files("billing.web.ops").joinpath("static/ops.css").read_text()
 
     def css(_request: Request) -> Response:

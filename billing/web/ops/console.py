@@ -3,7 +3,7 @@ tokens and the templates, and how a page or an error is answered."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,6 +18,7 @@ from billing.domain.times import format_time
 from billing.web.context import WebContext
 from billing.web.ops.auth import OpsAuth
 from billing.web.ops.csrf import FIELD, CsrfTokens
+from billing.web.ops.links import FlowerLinks
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Console:
     auth: OpsAuth
     tokens: CsrfTokens
     templates: Environment
+    flower: FlowerLinks = field(default_factory=FlowerLinks)
 
     @property
     def app(self) -> App:
@@ -45,6 +47,7 @@ class Console:
             csrf=self.tokens.issue(),
             csrf_field=FIELD,
             zone=self.zone,
+            flower=self.flower,
             query=values.pop("query", ""),
             **values,
         )

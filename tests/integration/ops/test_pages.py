@@ -442,3 +442,40 @@ def test_the_receipt_link_leads_to_portones_receipt(ops: Ops) -> None:
     assert missing.status_code == 502
     assert "PortOne did not show payment imps_unknown_to_portone" in text_of(missing)
     assert sid
+
+
+def test_the_console_links_to_flowers_workers_and_task_lists(ops: Ops) -> None:
+    sid, _charge = ops.paid("cust-flower")
+    env = {**ops.env, "BILLING_FLOWER_URL": "https://ops.merchant.example/flower/"}
+    web = WebServer(free_socket()).start(create_app(load_settings(env), environ=env))
+
+    def get(path: str) -> str:
+        return httpx.get(web.url + path, auth=(USER, PASSWORD), timeout=10).text
+
+    try:
+        overview, queues, page = get("/ops/"), get("/ops/queues"), get(f"/ops/subscriptions/{sid}")
+    finally:
+        web.stop()
+    flower = "https://ops.merchant.example/flower"
+    assert f'href="{flower}/workers"' in overview and f'href="{flower}/tasks"' in overview
+    assert f'href="{flower}/tasks?name=billing.charge"' in page
+    assert f'href="{flower}/tasks?name=billing.reconcile"' in page
+    assert 'id="flower-workers"' in queues
+    # without BILLING_FLOWER_URL the console names no Flower
+    assert "flower" not in ops.get(f"/ops/subscriptions/{sid}").text.lower()
+
+
+@pytest.mark.parametrize("url", ["flower.example", "javascript:alert(1)", "https://f/?a=b"])
+def test_billing_serve_refuses_a_flower_url_it_cannot_link_to(ops: Ops, url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE, "serve", "--port", "0"],
+        cwd=ROOT,
+        env=product_env({**ops.env, "BILLING_FLOWER_URL": url}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("billing: error: BILLING_FLOWER_URL: expected")
