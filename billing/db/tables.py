@@ -226,6 +226,12 @@ class Charge(Base):
         ),
         Index("ix_charges_customer_uid_created_at", "customer_uid", "created_at"),
         Index("ix_charges_subscription_id_id", "subscription_id", "id"),
+        Index(  # the console's search by PortOne's imp_uid
+            "ix_charges_imp_uid",
+            "imp_uid",
+            postgresql_where=text("imp_uid IS NOT NULL"),
+            sqlite_where=text("imp_uid IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)

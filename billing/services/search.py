@@ -53,7 +53,7 @@ def _candidates(session: Session, wanted: str) -> list[tuple[str, list[int]]]:
     ways.append(("customer_uid", _ids(session, by_customer)))
     by_merchant_uid = select(Charge.subscription_id).where(Charge.merchant_uid == wanted)
     ways.append(("merchant_uid", _ids(session, by_merchant_uid)))
-    if wanted.startswith("imp"):  # PortOne's imp_uid (not indexed: asked only when it may be)
+    if wanted.startswith("imp"):  # PortOne's imp_uid (ix_charges_imp_uid)
         by_imp_uid = select(Charge.subscription_id).where(Charge.imp_uid == wanted)
         ways.append(("imp_uid", _ids(session, by_imp_uid)))
     return ways
