@@ -18,6 +18,7 @@ from billing.errors import ConfigError
 from billing.notify import Sender
 from billing.portone.client import PortOneClient
 from billing.portone.gateway import PortOneGateway
+from billing.preflight import charging_problem
 from billing.services.pipeline import Pipeline
 from billing.services.plan_cache import PlanCache
 from billing.services.ports import Publisher
@@ -34,18 +35,12 @@ def make_gateway(settings: Settings, connections: int, url: str | None = None) -
     target = url or settings.portone_url
     key = settings.imp_key.get_secret_value() if settings.imp_key else None
     secret = settings.imp_secret.get_secret_value() if settings.imp_secret else None
+    problem = charging_problem(settings, url)
+    if problem is not None:
+        raise ConfigError(problem)
     if settings.sandbox_mode:
-        if target is None:
-            raise ConfigError(
-                "BILLING_PORTONE_URL: sandbox mode needs a sandbox to charge: run `billing "
-                "sandbox` and point BILLING_PORTONE_URL at it (or use `billing run`)"
-            )
         key, secret = key or SANDBOX_IMP_KEY, secret or SANDBOX_IMP_SECRET
-    elif key is None or secret is None:
-        raise ConfigError(
-            "BILLING_PORTONE_IMP_KEY: no PortOne credentials, so nothing is charged: set "
-            "BILLING_PORTONE_IMP_KEY and BILLING_PORTONE_IMP_SECRET, or BILLING_SANDBOX=1"
-        )
+    assert key is not None and secret is not None  # charging_problem checked them
     return PortOneClient(
         target or DEFAULT_PORTONE_URL,
         key,

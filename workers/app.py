@@ -3,14 +3,18 @@ are read on first use, and the worker's parts are built after any fork."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from celery import Celery
+from celery.signals import worker_init
 
 import workers.logging_setup  # noqa: F401 (setup_logging signal: JSON lines, one redacting filter)
 from billing import bootstrap, tasks
 from billing.broker import CeleryPublisher, celery_config
 from billing.config import load_settings
+from billing.errors import ConfigError
+from billing.preflight import Role, require
 from workers.compat import survive_redis_restarts
 
 
@@ -19,7 +23,21 @@ def create_app() -> Celery:
     celery = Celery("billing", set_as_current=False)
     celery.on_configure.connect(_configure, weak=False)
     tasks.register(celery, lambda concurrency: _parts(celery, concurrency))
+    worker_init.connect(_preflight, weak=False)
     return celery
+
+
+def _preflight(**_: Any) -> None:
+    """A worker that could not charge does not start: one line naming the variable."""
+    try:
+        require(load_settings(), Role.WORKER)
+    except ConfigError as exc:
+        refuse(exc.message)
+
+
+def refuse(message: str) -> None:
+    print(f"billing: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
 
 
 def _configure(sender: Celery, **_: Any) -> None:

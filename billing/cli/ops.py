@@ -10,11 +10,12 @@ from types import FrameType
 
 import click
 
+from billing import preflight
 from billing.cli.output import emit_json, emit_table, json_option
 from billing.cli.params import whole
 from billing.cli.runtime import Runtime
 from billing.domain.times import format_time
-from billing.errors import BillingError, ConfigError
+from billing.errors import BillingError
 from billing.logs import configure
 from billing.services import catalog as catalog_service
 from billing.services.status import outstanding, status_report
@@ -35,11 +36,7 @@ def scheduler(runtime: Runtime, once: bool, interval: float) -> None:
     from billing.broker import publisher_app
 
     settings = runtime.settings
-    if settings.broker_url is None:
-        raise ConfigError(
-            "BILLING_BROKER_URL: not set, so a separate scheduler has no workers to reach; "
-            "set it (redis://...) or use `billing run` for the embedded single process"
-        )
+    preflight.require(settings, preflight.Role.SCHEDULER)
     configure(level=runtime.settings.log_level, secrets=_secrets(runtime))
     app = runtime.app
     now = app.clock.now()
@@ -124,9 +121,11 @@ def status(runtime: Runtime, as_json: bool) -> None:
     with app.transaction() as session:
         report = status_report(session, now)
     report.queue_depth = _queue_depth(runtime)
+    problems = preflight.every_problem(runtime.settings)
     if as_json:
         document = asdict(report)
         document["now"] = format_time(report.now, runtime.settings_zone)
+        document["configuration"] = problems
         emit_json(document)
         return
     click.echo(f"now {format_time(report.now, runtime.settings_zone)}")
@@ -146,6 +145,8 @@ def status(runtime: Runtime, as_json: bool) -> None:
     emit_table(("WHAT", "STATUS", "COUNT"), rows, "")
     for subscription_id, reason in report.set_aside_reasons:
         click.echo(f"set aside: subscription {subscription_id}: {reason}")
+    for problem in problems or ["ok"]:
+        click.echo(f"configuration: {problem}")
 
 
 def _queue_depth(runtime: Runtime) -> int | None:

@@ -7,6 +7,7 @@ import signal
 
 import click
 
+from billing import preflight
 from billing.cli.params import whole
 from billing.cli.runtime import Runtime
 from billing.logs import configure
@@ -60,6 +61,7 @@ def serve(
     from billing.web import create_app
 
     settings = runtime.settings
+    preflight.require(settings, preflight.Role.WEB)
     configure(level=settings.log_level, secrets=settings.log_secrets)
     config = WebConfig(webhook_allow=parse_allowlist(webhook_allow))
     web = create_app(settings, config)

@@ -15,7 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from billing import preflight
 from billing.app import App
+from billing.config import Settings
 from billing.logs import redact
 from billing.web.context import WebContext
 
@@ -40,11 +42,12 @@ def routes(context: WebContext) -> list[Route]:
 
 
 def readiness(context: WebContext) -> dict[str, str]:
-    """``{"database": "ok" | why, "broker": "ok" | why}``."""
+    """``{"database": ..., "broker": ..., "configuration": ...}``, each "ok" or why not."""
     url = context.settings.broker_url
     futures = {
         "database": context.checks.submit(database_check, context.app),
         "broker": context.checks.submit(broker_check, url, CHECK_SECONDS),
+        "configuration": context.checks.submit(configuration_check, context.settings),
     }
     return {name: _outcome(future) for name, future in futures.items()}
 
@@ -54,6 +57,12 @@ def _outcome(future: Future[str]) -> str:
         return future.result(timeout=CHECK_SECONDS)
     except FutureTimeout:
         return f"no answer within {CHECK_SECONDS:g} s"
+
+
+def configuration_check(settings: Settings) -> str:
+    """What ``billing serve`` checked at start, again (the catalog file may have changed)."""
+    found = preflight.problems(settings, preflight.Role.WEB)
+    return "; ".join(found) if found else OK
 
 
 def database_check(app: App) -> str:
