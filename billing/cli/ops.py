@@ -5,8 +5,10 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from types import FrameType
+from typing import TypeVar
 
 import click
 
@@ -14,11 +16,15 @@ from billing import preflight
 from billing.cli.output import emit_json, emit_table, json_option
 from billing.cli.params import whole
 from billing.cli.runtime import Runtime
+from billing.db.capacity import measure_engine
 from billing.domain.times import format_time
 from billing.errors import BillingError
 from billing.logs import configure
+from billing.outages import Stopped, patiently
 from billing.services import catalog as catalog_service
 from billing.services.status import outstanding, status_report
+
+T = TypeVar("T")
 
 
 @click.command()
@@ -38,10 +44,14 @@ def scheduler(runtime: Runtime, once: bool, interval: float) -> None:
     settings = runtime.settings
     preflight.require(settings, preflight.Role.SCHEDULER)
     configure(level=runtime.settings.log_level, secrets=_secrets(runtime))
-    app = runtime.app
-    now = app.clock.now()
-    with app.transaction() as session:
-        catalog_service.ensure_catalog(session, settings, now)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    wait = _at_once if once else patiently  # a one-off pass reports an outage and exits
+    try:
+        app = wait(lambda: runtime.app, "database", stop)
+        wait(lambda: _ensure_catalog(runtime), "database", stop)
+    except Stopped:
+        return
     daemon = bootstrap.scheduler(app, publisher_app(settings))
     if once:
         report = daemon.run_pass()
@@ -50,9 +60,17 @@ def scheduler(runtime: Runtime, once: bool, interval: float) -> None:
             f"republished {report.republished}, reconciling {report.reconciling}"
         )
         return
-    stop = threading.Event()
-    _stop_on_signals(stop)
     daemon.run_forever(interval, stop)
+
+
+def _at_once(work: Callable[[], T], _what: str, _stop: threading.Event) -> T:
+    return work()
+
+
+def _ensure_catalog(runtime: Runtime) -> None:
+    now = runtime.app.clock.now()
+    with runtime.app.transaction() as session:
+        catalog_service.ensure_catalog(session, runtime.settings, now)
 
 
 @click.command()
@@ -122,8 +140,12 @@ def status(runtime: Runtime, as_json: bool) -> None:
         report = status_report(session, now)
     report.queue_depth = _queue_depth(runtime)
     problems = preflight.every_problem(runtime.settings)
+    capacity = measure_engine(app.engine)
+    if capacity is not None and capacity.warning is not None:
+        problems.append(f"database: {capacity.warning}")
     if as_json:
         document = asdict(report)
+        document["connections"] = None if capacity is None else asdict(capacity)
         document["now"] = format_time(report.now, runtime.settings_zone)
         document["configuration"] = problems
         emit_json(document)
@@ -142,6 +164,12 @@ def status(runtime: Runtime, as_json: bool) -> None:
         ("needs a person", "set aside by the scheduler", report.set_aside),
         ("needs a person", "duplicate payments to refund", report.duplicate_payments),
     ]
+    if capacity is not None:
+        rows += [
+            ("database", "connections open", capacity.open_connections),
+            ("database", "max_connections", capacity.max_connections),
+            ("database", "billing pools could open", capacity.pools),
+        ]
     emit_table(("WHAT", "STATUS", "COUNT"), rows, "")
     for subscription_id, reason in report.set_aside_reasons:
         click.echo(f"set aside: subscription {subscription_id}: {reason}")

@@ -16,7 +16,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from billing import preflight
-from billing.app import App
 from billing.config import Settings
 from billing.logs import redact
 from billing.web.context import WebContext
@@ -45,7 +44,7 @@ def readiness(context: WebContext) -> dict[str, str]:
     """``{"database": ..., "broker": ..., "configuration": ...}``, each "ok" or why not."""
     url = context.settings.broker_url
     futures = {
-        "database": context.checks.submit(database_check, context.app),
+        "database": context.checks.submit(database_check, context),
         "broker": context.checks.submit(broker_check, url, CHECK_SECONDS),
         "configuration": context.checks.submit(configuration_check, context.settings),
     }
@@ -65,9 +64,11 @@ def configuration_check(settings: Settings) -> str:
     return "; ".join(found) if found else OK
 
 
-def database_check(app: App) -> str:
+def database_check(context: WebContext) -> str:
+    if context.schema is not None and context.schema.problem is not None:
+        return f"down: {context.schema.problem}"
     try:
-        with app.engine.connect() as connection:
+        with context.app.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception as exc:
         return _why(exc)

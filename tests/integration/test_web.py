@@ -537,7 +537,9 @@ def test_webhook_503_in_sandbox_mode_without_a_sandbox_to_ask(world: World) -> N
         answer = httpx.post(server.url + WEBHOOK, json={"imp_uid": "imps_1", "merchant_uid": "m"})
         assert answer.status_code == 503
         assert "BILLING_PORTONE_URL" in answer.json()["error"]
-        assert httpx.get(server.url + "/readyz").status_code == 200
+        ready = httpx.get(server.url + "/readyz")  # not ready: it cannot verify a notice
+        assert ready.status_code == 503
+        assert ready.json()["configuration"].startswith("BILLING_PORTONE_URL: sandbox mode")
     finally:
         server.stop()
 
