@@ -15,11 +15,13 @@ from billing.broker import CeleryPublisher, celery_config
 from billing.config import load_settings
 from billing.errors import ConfigError
 from billing.preflight import Role, require
+from workers import dashboard
 from workers.compat import survive_redis_restarts
 
 
 def create_app() -> Celery:
     survive_redis_restarts()
+    dashboard.install()
     celery = Celery("billing", set_as_current=False)
     celery.on_configure.connect(_configure, weak=False)
     tasks.register(celery, lambda concurrency: _parts(celery, concurrency))
