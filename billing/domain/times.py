@@ -5,6 +5,16 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+# Times the product reads: far enough for any schedule, and far from datetime's year 9999, where
+# a period's end or a zone's offset overflows. Outside them a time is refused as input.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+RANGE = "between 1970 and 2999"
+
+
+def in_range(moment: datetime) -> bool:
+    return EARLIEST <= moment < LATEST
+
 
 def parse_time(text: str, zone: ZoneInfo) -> datetime:
     """Parse ISO 8601 (``2026-01-31T00:30:00+09:00``, ``...Z``) into an aware UTC datetime.
@@ -24,11 +34,20 @@ def parse_time(text: str, zone: ZoneInfo) -> datetime:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 beyond UTC
+        raise ValueError(f"{text!r} is not a time {RANGE}") from None
+    if not in_range(moment):
+        raise ValueError(f"{text!r} is not a time {RANGE}")
+    return moment
 
 
 def format_time(moment: datetime | None, zone: ZoneInfo) -> str | None:
     """ISO 8601 with the offset of ``zone``, to the second."""
     if moment is None:
         return None
-    return moment.astimezone(zone).isoformat(timespec="seconds")
+    try:
+        return moment.astimezone(zone).isoformat(timespec="seconds")
+    except OverflowError:  # a time stored before times were bounded: shown as it is
+        return moment.isoformat(timespec="seconds")

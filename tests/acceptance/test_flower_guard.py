@@ -22,8 +22,13 @@ from tests.processes import ROOT, product_env, wait_for
 def flower(env: dict[str, str], *options: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "celery", "-A", "workers", "flower", *options],
-        cwd=ROOT, env=product_env(env), capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=product_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -62,9 +67,12 @@ def running_flower(redis_url: str, tmp_path: Path) -> Iterator[tuple[int, Path]]
     env = {"BILLING_BROKER_URL": redis_url, "FLOWER_BASIC_AUTH": "ops:flower-pw"}
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers", "flower", f"--port={port}"],
-        cwd=ROOT, env=product_env(env), stdout=subprocess.DEVNULL, stderr=log.open("wb"),
+        cwd=ROOT,
+        env=product_env(env),
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
         start_new_session=True,
-    )  # fmt: skip
+    )
     try:
         wait_for(lambda: _answers(port) or process.poll() is not None, 60, "Flower to answer")
         assert process.poll() is None, log.read_text()

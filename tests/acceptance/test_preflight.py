@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliRunner
+from tests.conftest import CliRunner, snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_CREDENTIALS = "BILLING_PORTONE_IMP_KEY: no PortOne credentials, so nothing is charged"
@@ -45,10 +45,16 @@ WORKER = ["celery", "-A", "workers", "worker", "-c", "1", "--without-mingle", "-
         ({}, NO_CREDENTIALS),
         ({"BILLING_PORTONE_IMP_KEY": "k"}, NO_CREDENTIALS),  # a key without its secret
         ({"BILLING_SANDBOX": "1"}, NO_SANDBOX),
-        ({"BILLING_SANDBOX": "1", "BILLING_PORTONE_URL": "http://127.0.0.1:9",
-          "BILLING_PLANS": "/nonexistent.yaml"}, "BILLING_PLANS: /nonexistent.yaml: cannot read"),
+        (
+            {
+                "BILLING_SANDBOX": "1",
+                "BILLING_PORTONE_URL": "http://127.0.0.1:9",
+                "BILLING_PLANS": "/nonexistent.yaml",
+            },
+            "BILLING_PLANS: /nonexistent.yaml: cannot read",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_worker_that_could_not_charge_does_not_start(
     db_url: str, redis_url: str, tmp_path: Path, extra: dict[str, str], error: str
 ) -> None:
@@ -59,8 +65,11 @@ def test_a_worker_that_could_not_charge_does_not_start(
 
 
 def test_a_worker_without_a_broker_does_not_start(db_url: str, tmp_path: Path) -> None:
-    env = {"BILLING_DATABASE_URL": db_url, "BILLING_SANDBOX": "1",
-           "BILLING_PORTONE_URL": "http://127.0.0.1:9"}  # fmt: skip
+    env = {
+        "BILLING_DATABASE_URL": db_url,
+        "BILLING_SANDBOX": "1",
+        "BILLING_PORTONE_URL": "http://127.0.0.1:9",
+    }
     done = product(WORKER, env, tmp_path)
     assert done.returncode == 1
     assert last_line(done).startswith("billing: error: BILLING_BROKER_URL: not set")
@@ -83,8 +92,9 @@ def test_the_scheduler_refuses_an_invalid_catalog(
 ) -> None:
     plans = tmp_path / "plans.yaml"
     plans.write_text("plans:\n  - {id: p, name: P, amount: -1, interval: 1 month}\n")
-    done = cli("scheduler", "--once", env={"BILLING_BROKER_URL": redis_url,
-                                           "BILLING_PLANS": str(plans)})  # fmt: skip
+    done = cli(
+        "scheduler", "--once", env={"BILLING_BROKER_URL": redis_url, "BILLING_PLANS": str(plans)}
+    )
     assert done.code == 1
     assert done.err.startswith(f"billing: error: BILLING_PLANS: {plans}: plan 'p': amount")
     assert len(done.err.strip().splitlines()) == 1
@@ -101,8 +111,14 @@ def test_status_names_what_would_stop_the_workers(cli: CliRunner) -> None:
     assert done.code == 0, done.err
     assert f"configuration: worker, web: {NO_CREDENTIALS}" in done.out
     assert "configuration: worker, scheduler: BILLING_BROKER_URL: not set" in done.out
-    ready = cli("status", env={"BILLING_SANDBOX": "1", "BILLING_PORTONE_URL": "http://x.test",
-                               "BILLING_BROKER_URL": "redis://127.0.0.1:6379/15"})  # fmt: skip
+    ready = cli(
+        "status",
+        env={
+            "BILLING_SANDBOX": "1",
+            "BILLING_PORTONE_URL": "http://x.test",
+            "BILLING_BROKER_URL": "redis://127.0.0.1:6379/15",
+        },
+    )
     assert ready.out.strip().splitlines()[-1] == "configuration: ok"
 
 
@@ -123,3 +139,46 @@ def test_a_value_that_would_fail_later_is_refused_at_start(
     assert done.code == 1
     lines = done.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"billing: error: {variable}: {error}"), lines
+
+
+# -- values that used to end in exit 70 (issue 14, item 8) -----------------------------------
+
+HUGE = "9" * 5001
+LAST_SECOND = "9999-12-31T23:59:59+00:00"
+FIRST_DAY = "0001-01-01T00:00:00+09:00"
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        f"{{id: p, name: P, amount: {HUGE}, interval: 1 month}}",
+        f"{{id: p, name: P, amount: 100, interval: 1 month, trial_days: {HUGE}}}",
+    ],
+)
+def test_a_catalog_with_a_5001_digit_number_is_refused_in_one_line(
+    cli: CliRunner, db_url: str, tmp_path: Path, plan: str
+) -> None:
+    before = snapshot(db_url)
+    (tmp_path / "huge.yaml").write_text(f"plans:\n  - {plan}\n")
+    done = cli("plans", "load", "huge.yaml")
+    refusal = "billing: error: huge.yaml: not valid YAML: a number longer than 4300 digits\n"
+    assert (done.code, done.err) == (1, refusal)
+    assert snapshot(db_url) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        (("set", LAST_SECOND), f"TIME: {LAST_SECOND!r} is not a time between 1970 and 2999"),
+        (("set", FIRST_DAY), f"TIME: {FIRST_DAY!r} is not a time between 1970 and 2999"),
+        (("advance", "9000 years"), "DURATION '9000 years' would move the clock past 2999"),
+    ],
+)
+def test_a_clock_beyond_what_the_product_can_compute_is_refused(
+    cli: CliRunner, command: tuple[str, ...], error: str
+) -> None:
+    sandbox = {"BILLING_SANDBOX": "1"}
+    before = cli("clock", "set", "2027-01-31T00:30:00+09:00", env=sandbox).out
+    done = cli("clock", *command, env=sandbox)
+    assert (done.code, done.err) == (1, f"billing: error: {error}\n")
+    assert cli("clock", "show", env=sandbox).out == before  # nothing changed
