@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 # Times the product reads: far enough for any schedule, and far from datetime's year 9999, where
@@ -51,3 +53,20 @@ def format_time(moment: datetime | None, zone: ZoneInfo) -> str | None:
         return moment.astimezone(zone).isoformat(timespec="seconds")
     except OverflowError:  # a time stored before times were bounded: shown as it is
         return moment.isoformat(timespec="seconds")
+
+
+_STAMP = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([+-][0-9]{2}:[0-9]{2}|Z)"
+)
+
+
+def localize(value: Any, zone: ZoneInfo) -> Any:
+    """``value`` (an event's data, a notice's body) with every ISO 8601 time in it shown in
+    ``zone``: the database keeps UTC, a person reads the plan's offset."""
+    if isinstance(value, str) and _STAMP.fullmatch(value):
+        return format_time(datetime.fromisoformat(value), zone)
+    if isinstance(value, dict):
+        return {key: localize(item, zone) for key, item in value.items()}
+    if isinstance(value, list):
+        return [localize(item, zone) for item in value]
+    return value

@@ -158,3 +158,22 @@ def test_charges_list_shows_the_decline_class(cli: CliRunner, redis_url: str, db
     header, row = ok(cli("charges", "list")).strip().splitlines()
     assert header.split()[-2:] == ["DECLINE", "REASON"]
     assert row.split()[-2:] == ["hard", "분실카드"]
+
+
+def test_times_a_person_reads_are_in_the_plans_offset(cli: CliRunner, db_url: str) -> None:
+    """Event details and notice bodies (stored in UTC) are shown in Asia/Seoul, +09:00."""
+    from sqlalchemy import create_engine, text
+
+    ok(cli("customers", "add", "c1"))
+    ok(cli("subscriptions", "create", "--customer", "c1", "--plan", "basic-monthly"))
+    ok(cli("subscriptions", "pause", "1"))
+    history = ok(cli("subscriptions", "events", "1"))
+    assert "next_charge_at=" in history and "+00:00" not in history, history
+    assert history.count("+09:00") >= 3
+    details = [e["data"] for e in js(cli("subscriptions", "events", "1", "--json"))]
+    assert details[0]["next_charge_at"].endswith("+09:00")
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        [body] = connection.execute(text("SELECT payload FROM notices")).scalars()
+    engine.dispose()
+    assert body["created_at"].endswith("+09:00")
