@@ -178,6 +178,7 @@ class Settings(BaseModel):
         if self.flower_basic_auth is not None:
             auth = self.flower_basic_auth.get_secret_value()
             values += [auth, auth.partition(":")[2]]
+        values += [_password(url) for url in (self.database_url, self.broker_url) if url]
         return tuple(v for v in values if len(v) >= 4)
 
     @property
@@ -194,6 +195,14 @@ class Settings(BaseModel):
     def sandbox_mode(self) -> bool:
         """Test clock and sandbox-only commands: BILLING_SANDBOX=1, or the embedded default."""
         return self.sandbox or self.embedded
+
+
+def _password(url: str) -> str:
+    """The password inside a database or broker URL (compose puts them there), or ""."""
+    try:
+        return normalize_url(url).password or ""
+    except ArgumentError:
+        return ""
 
 
 VARIABLES = tuple(

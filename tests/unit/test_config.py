@@ -93,3 +93,14 @@ def test_postgres_urls_use_psycopg_3() -> None:
 
     assert normalize_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
     assert normalize_url("postgresql+psycopg://u@h/db").drivername == "postgresql+psycopg"
+
+
+def test_passwords_inside_the_store_urls_are_kept_out_of_logs() -> None:
+    """compose puts BILLING_DB_PASSWORD and BILLING_REDIS_PASSWORD into the two URLs."""
+    settings = load_settings(
+        {
+            "BILLING_DATABASE_URL": "postgresql+psycopg://billing:db-pw-1234@postgres/billing",
+            "BILLING_BROKER_URL": "redis://:redis-pw-5678@redis:6379/0",
+        }
+    )
+    assert {"db-pw-1234", "redis-pw-5678"} <= set(settings.log_secrets)
