@@ -48,6 +48,13 @@ class LoadReport:
         return "; ".join(parts)
 
 
+def _lock_catalog(session: Session) -> None:
+    """One catalog load at a time. SQLite (the embedded default) has no advisory locks and
+    needs none: its transactions begin IMMEDIATE, one writer at a time."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(CATALOG_LOCK)))
+
+
 def catalog_path(settings: Settings) -> Path:
     """BILLING_PLANS; the default falls back to the catalog shipped in the package."""
     path = settings.plans_path
@@ -68,7 +75,7 @@ def load_catalog(
 ) -> LoadReport:
     """Upsert every plan of ``catalog`` (all or nothing: the caller's transaction)."""
     report = LoadReport()
-    session.execute(select(func.pg_advisory_xact_lock(CATALOG_LOCK)))
+    _lock_catalog(session)
     rows = {row.id: row for row in session.scalars(select(PlanRow).with_for_update())}
     versions: dict[str, int] = {}
     for plan in catalog.plans:
@@ -194,7 +201,7 @@ def ensure_catalog(session: Session, settings: Settings, now: datetime) -> None:
     """
     if _catalog_loaded(session):
         return
-    session.execute(select(func.pg_advisory_xact_lock(CATALOG_LOCK)))
+    _lock_catalog(session)
     if _catalog_loaded(session):
         return
     path = catalog_path(settings)
