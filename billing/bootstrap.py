@@ -15,7 +15,7 @@ from celery import Celery
 from billing.app import App, build_app
 from billing.broker import CALLS_PER_THREAD, CeleryPublisher
 from billing.config import DEFAULT_PORTONE_URL, SANDBOX_IMP_KEY, SANDBOX_IMP_SECRET, Settings
-from billing.db.capacity import measure_engine
+from billing.db.capacity import Capacity, measure_engine
 from billing.errors import ConfigError
 from billing.logs import log
 from billing.notify import Sender
@@ -90,7 +90,10 @@ def worker_parts(
 
 def warn_about_capacity(app: App) -> None:
     """A warning when every billing pool together could exhaust PostgreSQL's connections."""
-    capacity = measure_engine(app.engine)
+    warn_if_short(measure_engine(app.engine))
+
+
+def warn_if_short(capacity: Capacity | None) -> None:
     if capacity is not None and capacity.warning is not None:
         fields = {"max_connections": capacity.max_connections, "pools": capacity.pools}
         log(logger, "pool_capacity", capacity.warning, level=logging.WARNING, **fields)

@@ -7,12 +7,14 @@ import sys
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_ready
 
 import workers.logging_setup  # noqa: F401 (setup_logging signal: JSON lines, one redacting filter)
 from billing import bootstrap, tasks
-from billing.broker import CeleryPublisher, celery_config
+from billing.broker import DEFAULT_CONCURRENCY, CeleryPublisher, celery_config
 from billing.config import load_settings
+from billing.db.capacity import check_before_opening
+from billing.db.engine import pool_overflow
 from billing.errors import ConfigError
 from billing.preflight import Role, require
 from workers import dashboard
@@ -26,7 +28,17 @@ def create_app() -> Celery:
     celery.on_configure.connect(_configure, weak=False)
     tasks.register(celery, lambda concurrency: _parts(celery, concurrency))
     worker_init.connect(_preflight, weak=False)
+    worker_ready.connect(_check_capacity, weak=False)
     return celery
+
+
+def _check_capacity(sender: Any = None, **_: Any) -> None:
+    """At start, before its pool opens: would this worker's pool, with every other billing
+    pool, exceed PostgreSQL's max_connections? A warning, never a refusal."""
+    concurrency = int(getattr(getattr(sender, "controller", None), "concurrency", 0) or 0)
+    concurrency = concurrency or DEFAULT_CONCURRENCY
+    planned = concurrency + pool_overflow(concurrency)
+    bootstrap.warn_if_short(check_before_opening(load_settings().database_url, planned))
 
 
 def _preflight(**_: Any) -> None:

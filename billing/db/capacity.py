@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 PREFIX = "billing "
 _POOL = re.compile(r" pool=([0-9]+)$")
@@ -79,3 +80,25 @@ def measure_engine(engine: Engine) -> Capacity | None:
             return measure(connection)
     except SQLAlchemyError:
         return None
+
+
+def check_before_opening(raw_url: str, planned: int) -> Capacity | None:
+    """What the pools seen now plus ``planned`` more connections (a worker's pool, not open
+    yet) could open, asked on one connection of its own; None on SQLite or in an outage."""
+    from billing.db.engine import normalize_url
+
+    url = normalize_url(raw_url)
+    if url.get_backend_name() != "postgresql":
+        return None
+    engine = create_engine(
+        url,
+        poolclass=NullPool,
+        connect_args={"connect_timeout": 5, "application_name": "preflight"},
+    )
+    try:
+        capacity = measure_engine(engine)
+    finally:
+        engine.dispose()
+    if capacity is None:
+        return None
+    return replace(capacity, pools=capacity.pools + planned)

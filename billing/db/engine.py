@@ -28,7 +28,7 @@ def make_engine(raw_url: str, pool_size: int = 5) -> Engine:
     url = normalize_url(raw_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    overflow = max(2, pool_size // 4)
+    overflow = pool_overflow(pool_size)
     return create_engine(
         url,
         pool_size=pool_size,
@@ -43,6 +43,11 @@ def make_engine(raw_url: str, pool_size: int = 5) -> Engine:
             "application_name": application_name(pool_size + overflow),
         },
     )
+
+
+def pool_overflow(pool_size: int) -> int:
+    """Connections a pool of ``pool_size`` may open beyond it, in a burst."""
+    return max(2, pool_size // 4)
 
 
 def _sqlite_engine(url: URL) -> Engine:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import CliRunner
 from tests.outage import Forwarder
-from tests.processes import product_env, wait_for
+from tests.processes import WorkerProcess, product_env, wait_for
 
 SANDBOX = {"BILLING_SANDBOX": "1", "BILLING_PORTONE_URL": "http://127.0.0.1:9"}
 
@@ -130,8 +130,6 @@ def test_status_warns_when_the_pools_could_exhaust_the_server(cli: CliRunner, db
         "configuration: database: the billing pools could open 50" in done.out
         and f"but PostgreSQL allows {usable} (max_connections" in done.out
     ), done.out
-    calm = cli("status")
-    assert "the billing pools could open" not in calm.out
 
 
 def js_status(cli: CliRunner) -> dict[str, Any]:
@@ -139,3 +137,20 @@ def js_status(cli: CliRunner) -> dict[str, Any]:
     assert done.code == 0, done.err
     document: dict[str, Any] = json.loads(done.out)
     return document
+
+
+def test_a_worker_warns_at_start_when_the_pools_could_exhaust_the_server(
+    db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    from sqlalchemy import create_engine
+
+    env = {**SANDBOX, "BILLING_DATABASE_URL": db_url, "BILLING_BROKER_URL": redis_url}
+    engine = create_engine(db_url, connect_args={"application_name": "billing other 1 pool=5000"})
+    with engine.connect():
+        worker = WorkerProcess(env, tmp_path / "worker.log", concurrency=2).start()
+        try:
+            wait_for(lambda: b"pool_capacity" in worker.log.read_bytes(), 30, "the warning")
+            assert "the billing pools could open 50" in worker.log.read_text()
+        finally:
+            worker.stop()
+    engine.dispose()
