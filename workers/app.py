@@ -3,7 +3,9 @@ are read on first use, and the worker's parts are built after any fork."""
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
@@ -11,14 +13,18 @@ from celery.signals import worker_init, worker_ready
 
 import workers.logging_setup  # noqa: F401 (setup_logging signal: JSON lines, one redacting filter)
 from billing import bootstrap, tasks
+from billing.app import build_app
 from billing.broker import DEFAULT_CONCURRENCY, CeleryPublisher, celery_config
 from billing.config import load_settings
 from billing.db.capacity import check_before_opening
 from billing.db.engine import pool_overflow
-from billing.errors import ConfigError
+from billing.errors import BillingError, DatabaseUnavailable
+from billing.logs import log
 from billing.preflight import Role, require
 from workers import dashboard
 from workers.compat import survive_redis_restarts
+
+logger = logging.getLogger("billing.worker")
 
 
 def create_app() -> Celery:
@@ -27,9 +33,19 @@ def create_app() -> Celery:
     celery = Celery("billing", set_as_current=False)
     celery.on_configure.connect(_configure, weak=False)
     tasks.register(celery, lambda concurrency: _parts(celery, concurrency))
-    worker_init.connect(_preflight, weak=False)
-    worker_ready.connect(_check_capacity, weak=False)
+    worker_init.connect(_ours(celery, _preflight), weak=False)
+    worker_ready.connect(_ours(celery, _check_capacity), weak=False)
     return celery
+
+
+def _ours(celery: Celery, receiver: Callable[..., None]) -> Callable[..., None]:
+    """``receiver`` for workers of this app only (signals are global to the process)."""
+
+    def receive(sender: Any = None, **kwargs: Any) -> None:
+        if getattr(sender, "app", None) is celery:
+            receiver(sender=sender, **kwargs)
+
+    return receive
 
 
 def _check_capacity(sender: Any = None, **_: Any) -> None:
@@ -44,8 +60,12 @@ def _check_capacity(sender: Any = None, **_: Any) -> None:
 def _preflight(**_: Any) -> None:
     """A worker that could not charge does not start: one line naming the variable."""
     try:
-        require(load_settings(), Role.WORKER)
-    except ConfigError as exc:
+        settings = load_settings()
+        require(settings, Role.WORKER)
+        build_app(settings, pool_size=1).close()  # a wrong URL or an old schema: refused now
+    except DatabaseUnavailable as exc:  # an outage: its tasks wait for the database
+        log(logger, "store_unavailable", exc.message, level=logging.WARNING, store="database")
+    except BillingError as exc:
         refuse(exc.message)
 
 

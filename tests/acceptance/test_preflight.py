@@ -182,3 +182,22 @@ def test_a_clock_beyond_what_the_product_can_compute_is_refused(
     done = cli("clock", *command, env=sandbox)
     assert (done.code, done.err) == (1, f"billing: error: {error}\n")
     assert cli("clock", "show", env=sandbox).out == before  # nothing changed
+
+
+def test_a_worker_with_a_wrong_database_url_does_not_start(
+    db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    wrong = make_url(db_url).set(database="billing_no_such_database")
+    env = {
+        "BILLING_DATABASE_URL": wrong.render_as_string(hide_password=False),
+        "BILLING_BROKER_URL": redis_url,
+        "BILLING_SANDBOX": "1",
+        "BILLING_PORTONE_URL": "http://127.0.0.1:9",
+    }
+    done = product(WORKER, env, tmp_path)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert last_line(done).startswith(
+        "billing: error: BILLING_DATABASE_URL: the database refuses it:"
+    ), done.stderr[-2000:]
