@@ -36,7 +36,8 @@ def scheduler(runtime: Runtime, once: bool, interval: float) -> None:
     """The scheduler daemon: claims due work and publishes it to the broker.
 
     Run as many as you like; they never claim the same row. Needs BILLING_BROKER_URL
-    (the in-process broker only exists inside `billing run`).
+    (the in-process broker only exists inside `billing run`) and a catalog that reads. A
+    database or broker that cannot be reached is waited for (logged), never a reason to exit.
     """
     from billing import bootstrap
     from billing.broker import publisher_app
@@ -133,7 +134,9 @@ def drain(runtime: Runtime, timeout: float) -> None:
 @json_option
 @click.pass_obj
 def status(runtime: Runtime, as_json: bool) -> None:
-    """Counts by status, what is due, recent failures and the queue depth."""
+    """Counts by status, what is due, recent failures and the queue depth; the database's
+    connections against max_connections; and what would stop a worker, the scheduler or the
+    web process from starting with this environment (`configuration: ...`)."""
     app = runtime.app
     now = app.clock.now()
     with app.transaction() as session:

@@ -53,6 +53,9 @@ def serve(
     GET /readyz and GET /metrics (Prometheus); with BILLING_OPS_AUTH=user:password, the
     operator console under /ops.
 
+    Starts while the database cannot be reached (GET /readyz answers 503 until it can); a
+    wrong BILLING_DATABASE_URL, or no PortOne to verify notices with, stops it at once.
+
     Behind a proxy, the client address comes from X-Forwarded-For only when the proxy's
     address is in FORWARDED_ALLOW_IPS (default 127.0.0.1).
     """

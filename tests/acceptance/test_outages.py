@@ -154,3 +154,37 @@ def test_a_worker_warns_at_start_when_the_pools_could_exhaust_the_server(
         finally:
             worker.stop()
     engine.dispose()
+
+
+def test_the_scheduler_rides_out_a_redis_outage(
+    cli: CliRunner, db_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Redis down when the scheduler starts: it stays up, and once Redis is back the due
+    charge reaches the queue."""
+    import redis
+
+    real = make_url(redis_url)
+    forwarder = Forwarder(real.port or 6379)
+    broker = real.set(port=forwarder.port).render_as_string(hide_password=False)
+    env = {
+        **SANDBOX,
+        "BILLING_DATABASE_URL": db_url,
+        "BILLING_BROKER_URL": broker,
+        "BILLING_PORTONE_TIMEOUT": "1",
+        "BILLING_RECONCILE_AFTER": "3",
+    }  # republished soon
+    assert cli("customers", "add", "c1").code == 0
+    assert cli("subscriptions", "create", "--customer", "c1", "--plan", "basic-monthly").code == 0
+    log = tmp_path / "scheduler.log"
+    scheduler = daemon(["scheduler", "--interval", "0.2"], env, log)
+    queue = redis.Redis.from_url(redis_url)
+    try:
+        time.sleep(5)
+        assert scheduler.poll() is None, log.read_text()[-3000:]
+        assert queue.llen("billing") == 0
+        forwarder.open()
+        wait_for(lambda: queue.llen("billing") > 0 or scheduler.poll() is not None, 60, "Redis")
+        assert scheduler.poll() is None
+    finally:
+        forwarder.close()
+        assert stop(scheduler) == 0, log.read_text()[-3000:]
