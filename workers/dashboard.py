@@ -15,6 +15,8 @@ import os
 import sys
 from typing import Any
 
+from billing.errors import BillingError
+
 FLOWER_COMMAND = "flower.command"
 LOOPBACK = "127.0.0.1"
 OPEN = (
@@ -50,10 +52,14 @@ def guard(options: Any) -> None:
     """Refuse an open Flower (one line, exit 1); bind loopback unless an address was given."""
     problem = auth_problem(options)
     if problem is not None:
-        print(f"billing: error: {problem}", file=sys.stderr, flush=True)
-        raise SystemExit(1)
+        refuse(problem)
     if not options.address and not options.unix_socket:
         options.address = LOOPBACK
+
+
+def refuse(message: str) -> None:
+    print(f"billing: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
 
 
 def json_logging() -> None:
@@ -83,7 +89,10 @@ def install() -> None:
 
         def __init__(self, options: Any = None, **kwargs: Any) -> None:
             guard(options)
-            json_logging()
+            try:
+                json_logging()
+            except BillingError as exc:  # a bad BILLING_* value: one line, as everywhere
+                refuse(exc.message)
             super().__init__(options=options, **kwargs)
 
     setattr(command, "Flower", GuardedFlower)  # noqa: B010 (a module attribute mypy cannot see)

@@ -108,3 +108,19 @@ def test_flower_binds_loopback_asks_for_a_login_and_logs_json(
     assert all(document["action"] for document in documents), documents
     assert any(f"127.0.0.1:{port}" in document["message"] for document in documents)
     assert "flower-pw" not in log.read_text()
+
+
+def test_flower_refuses_a_bad_setting_in_one_line(redis_url: str) -> None:
+    env = {
+        "BILLING_BROKER_URL": redis_url,
+        "FLOWER_BASIC_AUTH": "ops:pw",
+        "BILLING_PORTONE_TIMEOUT": "abc",
+    }
+    done = flower(env, f"--port={spare_port()}")
+    assert done.returncode == 1
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith("billing: error: BILLING_PORTONE_TIMEOUT: Input should be a valid number")
+    )
+    assert "Traceback" not in done.stderr
