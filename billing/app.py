@@ -19,7 +19,7 @@ from billing.clock import Clock, DatabaseClock, SystemClock
 from billing.config import Settings
 from billing.db import migrate
 from billing.db.engine import make_engine, make_sessions
-from billing.errors import BillingError
+from billing.errors import BillingError, ConfigError, DatabaseUnavailable
 
 
 @dataclass
@@ -50,8 +50,26 @@ def build_app(settings: Settings, *, pool_size: int = 5, check_schema: bool = Tr
     clock: Clock = DatabaseClock(sessions) if settings.sandbox_mode else SystemClock()
     app = App(settings, engine, sessions, clock)
     if check_schema:
-        prepare_schema(engine)
+        try:
+            prepare_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
     return app
+
+
+# What the server or the driver says when BILLING_DATABASE_URL itself is wrong: trying again
+# gives the same answer. Anything else (refused, timed out, too many clients, starting up,
+# a host name that does not resolve while its container restarts) is an outage to wait out.
+WRONG_VALUE = (
+    "does not exist",
+    "authentication failed",
+    "no password supplied",
+    "no pg_hba.conf entry",
+    "invalid connection option",
+    "invalid dsn",
+    "unable to open database file",
+)
 
 
 def prepare_schema(engine: Engine) -> None:
@@ -62,7 +80,15 @@ def prepare_schema(engine: Engine) -> None:
         else:
             migrate.require_head(engine)
     except OperationalError as exc:
-        raise BillingError(f"cannot reach the database: {_reason(exc)}") from None
+        raise database_error(exc) from None
+
+
+def database_error(exc: OperationalError) -> BillingError:
+    """A wrong BILLING_DATABASE_URL (ConfigError), or an outage (DatabaseUnavailable)."""
+    reason = _reason(exc)
+    if any(marker in reason for marker in WRONG_VALUE):
+        return ConfigError(f"BILLING_DATABASE_URL: the database refuses it: {reason}")
+    return DatabaseUnavailable(f"BILLING_DATABASE_URL: cannot reach the database: {reason}")
 
 
 def _reason(exc: OperationalError) -> str:

@@ -5,6 +5,7 @@ and nothing below this module imports it: the services receive what they use.
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -15,15 +16,20 @@ from celery import Celery
 from billing.app import App, build_app
 from billing.broker import CALLS_PER_THREAD, CeleryPublisher
 from billing.config import DEFAULT_PORTONE_URL, SANDBOX_IMP_KEY, SANDBOX_IMP_SECRET, Settings
+from billing.db.capacity import Capacity, measure_engine
 from billing.errors import ConfigError
+from billing.logs import log
 from billing.notify import Sender
 from billing.portone.client import PortOneClient
 from billing.portone.gateway import PortOneGateway
 from billing.portone.ratelimit import RateLimit, RedisBucket
+from billing.preflight import charging_problem
 from billing.services.pipeline import Pipeline
 from billing.services.plan_cache import PlanCache
 from billing.services.ports import Publisher
 from billing.services.scheduling import Scheduler
+
+logger = logging.getLogger("billing.worker")
 
 
 def make_gateway(settings: Settings, connections: int, url: str | None = None) -> PortOneClient:
@@ -36,18 +42,12 @@ def make_gateway(settings: Settings, connections: int, url: str | None = None) -
     target = url or settings.portone_url
     key = settings.imp_key.get_secret_value() if settings.imp_key else None
     secret = settings.imp_secret.get_secret_value() if settings.imp_secret else None
+    problem = charging_problem(settings, url)
+    if problem is not None:
+        raise ConfigError(problem)
     if settings.sandbox_mode:
-        if target is None:
-            raise ConfigError(
-                "BILLING_PORTONE_URL: sandbox mode needs a sandbox to charge: run `billing "
-                "sandbox` and point BILLING_PORTONE_URL at it (or use `billing run`)"
-            )
         key, secret = key or SANDBOX_IMP_KEY, secret or SANDBOX_IMP_SECRET
-    elif key is None or secret is None:
-        raise ConfigError(
-            "BILLING_PORTONE_IMP_KEY: no PortOne credentials, so nothing is charged: set "
-            "BILLING_PORTONE_IMP_KEY and BILLING_PORTONE_IMP_SECRET, or BILLING_SANDBOX=1"
-        )
+    assert key is not None and secret is not None  # charging_problem checked them
     return PortOneClient(
         target or DEFAULT_PORTONE_URL,
         key,
@@ -97,11 +97,23 @@ def worker_parts(
     """The worker's dependencies: a database pool of ``concurrency`` connections (one per
     task thread), and a call pool and HTTP pool of ``concurrency * CALLS_PER_THREAD``."""
     app = build_app(settings, pool_size=concurrency)
+    warn_about_capacity(app)
     calls = concurrency * CALLS_PER_THREAD
     client = make_gateway(settings, connections=calls, url=portone_url)
     pool = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="portone")
     pipeline = Pipeline(app, PortOneGateway(client), publisher, PlanCache(), calls=pool)
     return Container(app, client, pipeline, make_sender(concurrency))
+
+
+def warn_about_capacity(app: App) -> None:
+    """A warning when every billing pool together could exhaust PostgreSQL's connections."""
+    warn_if_short(measure_engine(app.engine))
+
+
+def warn_if_short(capacity: Capacity | None) -> None:
+    if capacity is not None and capacity.warning is not None:
+        fields = {"max_connections": capacity.max_connections, "pools": capacity.pools}
+        log(logger, "pool_capacity", capacity.warning, level=logging.WARNING, **fields)
 
 
 def scheduler(app: App, celery: Celery, plans: PlanCache | None = None) -> Scheduler:

@@ -45,6 +45,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.broker_url or "memory://",
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,  # a Redis outage is waited out, never an exit
         "broker_connection_timeout": 10,
         "task_default_queue": QUEUE,
         "task_serializer": "json",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import re
 import reprlib
+import sys
 import unicodedata
 from datetime import timedelta
 from pathlib import Path
@@ -346,6 +347,11 @@ def _parse_yaml(raw: bytes | str, source: str) -> Any:
         raise CatalogError(f"{source}: {where}not valid YAML: {exc.problem}") from None
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
         raise CatalogError(f"{source}: not valid YAML: {type(exc).__name__}") from None
+    except ValueError:  # a number longer than Python reads (4300 digits): nothing is that big
+        limit = sys.get_int_max_str_digits()
+        raise CatalogError(
+            f"{source}: not valid YAML: a number longer than {limit} digits"
+        ) from None
 
 
 def _is_control(char: str) -> bool:

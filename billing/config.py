@@ -6,6 +6,7 @@ A wrong value is a one-line ``ConfigError`` that names the variable.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
@@ -32,6 +33,9 @@ SANDBOX_IMP_SECRET = "sandbox_secret"  # noqa: S105 (a public sandbox credential
 DEFAULT_PLANS = "schedules/plans.yaml"
 BROKER_SCHEMES = ("redis://", "rediss://", "memory://", "amqp://", "amqps://")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+HTTP_URL = re.compile(r"https?://[!-~]+")  # printable ASCII: no space, newline or control
+SITE_CODE = re.compile(r"[A-Za-z0-9]{1,20}")
+MERCHANT_CODE = re.compile(r"imp[0-9]{1,20}")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -74,6 +78,12 @@ class Settings(BaseModel):
     timezone: str = Field("Asia/Seoul", alias="BILLING_TIMEZONE")
     sandbox: Flag = Field(False, alias="BILLING_SANDBOX")
     site_code: Annotated[str | None, Optional] = Field(None, alias="BILLING_PORTONE_SITE_CODE")
+    merchant_code: Annotated[str | None, Optional] = Field(
+        None, alias="BILLING_PORTONE_MERCHANT_CODE"
+    )
+    checkout_redirect_url: Annotated[str | None, Optional] = Field(
+        None, alias="BILLING_CHECKOUT_REDIRECT_URL"
+    )
     flower_basic_auth: Annotated[SecretStr | None, Optional] = Field(
         None, alias="FLOWER_BASIC_AUTH"
     )
@@ -97,12 +107,30 @@ class Settings(BaseModel):
             raise ValueError("must be a redis://, rediss://, amqp:// or memory:// URL")
         return value
 
-    @field_validator("portone_url")
+    @field_validator("portone_url", "checkout_redirect_url")
     @classmethod
-    def _portone(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/") if value else value
+        if not HTTP_URL.fullmatch(value):
+            raise ValueError("must be one URL without spaces or control characters")
+        return value.rstrip("/")
+
+    @field_validator("site_code")
+    @classmethod
+    def _site_code(cls, value: str | None) -> str | None:
+        if value is not None and not SITE_CODE.fullmatch(value):
+            raise ValueError("must be a KCP site code: 1 to 20 letters and digits")
+        return value
+
+    @field_validator("merchant_code")
+    @classmethod
+    def _merchant_code(cls, value: str | None) -> str | None:
+        if value is not None and not MERCHANT_CODE.fullmatch(value):
+            raise ValueError("must be PortOne's merchant code (가맹점 식별코드): imp and digits")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -153,6 +181,7 @@ class Settings(BaseModel):
         if self.flower_basic_auth is not None:
             auth = self.flower_basic_auth.get_secret_value()
             values += [auth, auth.partition(":")[2]]
+        values += [_password(url) for url in (self.database_url, self.broker_url) if url]
         return tuple(v for v in values if len(v) >= 4)
 
     @property
@@ -169,6 +198,14 @@ class Settings(BaseModel):
     def sandbox_mode(self) -> bool:
         """Test clock and sandbox-only commands: BILLING_SANDBOX=1, or the embedded default."""
         return self.sandbox or self.embedded
+
+
+def _password(url: str) -> str:
+    """The password inside a database or broker URL (compose puts them there), or ""."""
+    try:
+        return normalize_url(url).password or ""
+    except ArgumentError:
+        return ""
 
 
 VARIABLES = tuple(

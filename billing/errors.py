@@ -43,3 +43,8 @@ class SchemaOutOfDate(BillingError):
 class BrokerUnavailable(BillingError):
     """The broker could not be reached: a publish did not happen (the rows are the truth; the
     scheduler's sweep publishes again what was lost)."""
+
+
+class DatabaseUnavailable(BillingError):
+    """The database could not be reached just now (refused, timed out, out of connections):
+    daemons wait and try again; a command exits with this one line."""

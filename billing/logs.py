@@ -124,7 +124,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "action": getattr(record, "action", None),
+            "action": getattr(record, "action", None) or record.name,  # a library's: its logger
             "message": record.getMessage(),
             **(getattr(record, "fields", None) or {}),
         }

@@ -20,13 +20,14 @@ from sqlalchemy.exc import DBAPIError
 
 from billing.bootstrap import Container
 from billing.broker import CHARGE, DEFAULT_CONCURRENCY, LEDGER, NOTIFY, RECONCILE, REFUND
+from billing.errors import DatabaseUnavailable
 from billing.services.jobs import LEDGER as LEDGER_JOB
 from billing.services.jobs import LEDGER_WINDOW, finish_job
 from billing.services.ledger import reconcile_ledger as compare_ledgers
 from billing.services.refunds import reconcile_refund
 
 DATABASE_RETRY: dict[str, Any] = {
-    "autoretry_for": (DBAPIError,),
+    "autoretry_for": (DBAPIError, DatabaseUnavailable),
     "retry_backoff": 2,
     "retry_backoff_max": 60,
     "max_retries": 10,

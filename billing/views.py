@@ -12,7 +12,7 @@ from billing.db.tables import Charge, Customer, Event, Refund, Subscription
 from billing.domain.calendar import period_amount
 from billing.domain.plans import Plan
 from billing.domain.state import Period
-from billing.domain.times import format_time
+from billing.domain.times import format_time, localize
 from billing.services.catalog import plan_version
 from billing.services.subscriptions import customer_uid_of
 
@@ -114,7 +114,7 @@ def refund_view(row: Refund, charge: Charge, zone: ZoneInfo) -> dict[str, Any]:
 
 def event_view(event: Event, zone: ZoneInfo) -> dict[str, Any]:
     return {"id": event.id, "at": format_time(event.occurred_at, zone), "kind": event.kind,
-            "charge_id": event.charge_id, "data": event.data}  # fmt: skip
+            "charge_id": event.charge_id, "data": localize(event.data, zone)}  # fmt: skip
 
 
 def customer_view(customer: Customer, zone: ZoneInfo) -> dict[str, Any]:

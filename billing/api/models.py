@@ -151,7 +151,7 @@ class CheckoutParams(Answer):
     buyer_name: str | None
     buyer_email: str | None
     buyer_tel: str | None
-    m_redirect_url: str
+    m_redirect_url: str | None  # BILLING_CHECKOUT_REDIRECT_URL; null when it is not set
 
 
 # -- subscriptions -------------------------------------------------------------------------------

@@ -49,10 +49,20 @@ def list_(
     if as_json:
         emit_json(views)
         return
-    columns = ("ID", "SUB", "MERCHANT_UID", "KRW", "STATUS", "ATTEMPT", "PERIOD START", "REASON")
+    columns = (
+        "ID",
+        "SUB",
+        "MERCHANT_UID",
+        "KRW",
+        "STATUS",
+        "ATTEMPT",
+        "PERIOD START",
+        "DECLINE",
+        "REASON",
+    )
     table = [
         (v["id"], v["subscription_id"], v["merchant_uid"], f"{v['amount']:,}", v["status"],
-         v["attempt"], v["period_start"], v["fail_reason"])
+         v["attempt"], v["period_start"], v["decline_class"], v["fail_reason"])
         for v in views
     ]  # fmt: skip
     emit_table(columns, table, "no charges")

@@ -5,19 +5,26 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from types import FrameType
+from typing import TypeVar
 
 import click
 
+from billing import preflight
 from billing.cli.output import emit_json, emit_table, json_option
 from billing.cli.params import whole
 from billing.cli.runtime import Runtime
+from billing.db.capacity import measure_engine
 from billing.domain.times import format_time
-from billing.errors import BillingError, ConfigError
+from billing.errors import BillingError
 from billing.logs import configure
+from billing.outages import Stopped, patiently
 from billing.services import catalog as catalog_service
 from billing.services.status import outstanding, status_report
+
+T = TypeVar("T")
 
 
 @click.command()
@@ -29,22 +36,23 @@ def scheduler(runtime: Runtime, once: bool, interval: float) -> None:
     """The scheduler daemon: claims due work and publishes it to the broker.
 
     Run as many as you like; they never claim the same row. Needs BILLING_BROKER_URL
-    (the in-process broker only exists inside `billing run`).
+    (the in-process broker only exists inside `billing run`) and a catalog that reads. A
+    database or broker that cannot be reached is waited for (logged), never a reason to exit.
     """
     from billing import bootstrap
     from billing.broker import publisher_app
 
     settings = runtime.settings
-    if settings.broker_url is None:
-        raise ConfigError(
-            "BILLING_BROKER_URL: not set, so a separate scheduler has no workers to reach; "
-            "set it (redis://...) or use `billing run` for the embedded single process"
-        )
+    preflight.require(settings, preflight.Role.SCHEDULER)
     configure(level=runtime.settings.log_level, secrets=_secrets(runtime))
-    app = runtime.app
-    now = app.clock.now()
-    with app.transaction() as session:
-        catalog_service.ensure_catalog(session, settings, now)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    wait = _at_once if once else patiently  # a one-off pass reports an outage and exits
+    try:
+        app = wait(lambda: runtime.app, "database", stop)
+        wait(lambda: _ensure_catalog(runtime), "database", stop)
+    except Stopped:
+        return
     daemon = bootstrap.scheduler(app, publisher_app(settings))
     if once:
         report = daemon.run_pass()
@@ -53,9 +61,17 @@ def scheduler(runtime: Runtime, once: bool, interval: float) -> None:
             f"republished {report.republished}, reconciling {report.reconciling}"
         )
         return
-    stop = threading.Event()
-    _stop_on_signals(stop)
     daemon.run_forever(interval, stop)
+
+
+def _at_once(work: Callable[[], T], _what: str, _stop: threading.Event) -> T:
+    return work()
+
+
+def _ensure_catalog(runtime: Runtime) -> None:
+    now = runtime.app.clock.now()
+    with runtime.app.transaction() as session:
+        catalog_service.ensure_catalog(session, runtime.settings, now)
 
 
 @click.command()
@@ -118,15 +134,23 @@ def drain(runtime: Runtime, timeout: float) -> None:
 @json_option
 @click.pass_obj
 def status(runtime: Runtime, as_json: bool) -> None:
-    """Counts by status, what is due, recent failures and the queue depth."""
+    """Counts by status, what is due, recent failures and the queue depth; the database's
+    connections against max_connections; and what would stop a worker, the scheduler or the
+    web process from starting with this environment (`configuration: ...`)."""
     app = runtime.app
     now = app.clock.now()
     with app.transaction() as session:
         report = status_report(session, now)
     report.queue_depth = _queue_depth(runtime)
+    problems = preflight.every_problem(runtime.settings)
+    capacity = measure_engine(app.engine)
+    if capacity is not None and capacity.warning is not None:
+        problems.append(f"database: {capacity.warning}")
     if as_json:
         document = asdict(report)
+        document["connections"] = None if capacity is None else asdict(capacity)
         document["now"] = format_time(report.now, runtime.settings_zone)
+        document["configuration"] = problems
         emit_json(document)
         return
     click.echo(f"now {format_time(report.now, runtime.settings_zone)}")
@@ -143,9 +167,17 @@ def status(runtime: Runtime, as_json: bool) -> None:
         ("needs a person", "set aside by the scheduler", report.set_aside),
         ("needs a person", "duplicate payments to refund", report.duplicate_payments),
     ]
+    if capacity is not None:
+        rows += [
+            ("database", "connections open", capacity.open_connections),
+            ("database", "max_connections", capacity.max_connections),
+            ("database", "billing pools could open", capacity.pools),
+        ]
     emit_table(("WHAT", "STATUS", "COUNT"), rows, "")
     for subscription_id, reason in report.set_aside_reasons:
         click.echo(f"set aside: subscription {subscription_id}: {reason}")
+    for problem in problems or ["ok"]:
+        click.echo(f"configuration: {problem}")
 
 
 def _queue_depth(runtime: Runtime) -> int | None:

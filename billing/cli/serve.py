@@ -7,6 +7,7 @@ import signal
 
 import click
 
+from billing import preflight
 from billing.cli.params import whole
 from billing.cli.runtime import Runtime
 from billing.logs import configure
@@ -105,6 +106,9 @@ def serve(
     GET /readyz and GET /metrics (Prometheus); with BILLING_OPS_AUTH=user:password, the
     operator console under /ops.
 
+    Starts while the database cannot be reached (GET /readyz answers 503 until it can); a
+    wrong BILLING_DATABASE_URL, or no PortOne to verify notices with, stops it at once.
+
     Behind a proxy, the client address comes from X-Forwarded-For only when the proxy's
     address is in FORWARDED_ALLOW_IPS (default: nobody's). /metrics and the details of
     /readyz: BILLING_METRICS_TOKEN's bearer, or loopback clients when it is unset.
@@ -115,6 +119,7 @@ def serve(
     from billing.web.server import server_config
 
     settings = runtime.settings
+    preflight.require(settings, preflight.Role.WEB)
     configure(level=settings.log_level, secrets=settings.log_secrets)
     notices = NoticeLimits(per_source=notice_rate, refetches=refetch_rate)
     config = WebConfig(webhook_allow=parse_allowlist(webhook_allow), notices=notices)

@@ -10,6 +10,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from billing.db.capacity import application_name
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -26,17 +28,26 @@ def make_engine(raw_url: str, pool_size: int = 5) -> Engine:
     url = normalize_url(raw_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
+    overflow = pool_overflow(pool_size)
     return create_engine(
         url,
         pool_size=pool_size,
-        max_overflow=max(2, pool_size // 4),
+        max_overflow=overflow,
         # No pre-ping: it costs a round trip per checkout. A connection that died with its
         # server fails one statement; the pool is then invalidated and the caller retries.
         pool_pre_ping=False,
         pool_recycle=1800,
         pool_timeout=30,
-        connect_args={"connect_timeout": 10, "application_name": "billing"},
+        connect_args={
+            "connect_timeout": 10,
+            "application_name": application_name(pool_size + overflow),
+        },
     )
+
+
+def pool_overflow(pool_size: int) -> int:
+    """Connections a pool of ``pool_size`` may open beyond it, in a burst."""
+    return max(2, pool_size // 4)
 
 
 def _sqlite_engine(url: URL) -> Engine:

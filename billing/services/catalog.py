@@ -48,6 +48,13 @@ class LoadReport:
         return "; ".join(parts)
 
 
+def _lock_catalog(session: Session) -> None:
+    """One catalog load at a time. SQLite (the embedded default) has no advisory locks and
+    needs none: its transactions begin IMMEDIATE, one writer at a time."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(CATALOG_LOCK)))
+
+
 def catalog_path(settings: Settings) -> Path:
     """BILLING_PLANS; the default falls back to the catalog shipped in the package."""
     path = settings.plans_path
@@ -200,13 +207,6 @@ def ensure_catalog(session: Session, settings: Settings, now: datetime) -> None:
     path = catalog_path(settings)
     catalog, digest = read_catalog(path, settings)
     load_catalog(session, catalog, str(path), digest, now)
-
-
-def _lock_catalog(session: Session) -> None:
-    """One catalog load at a time, until the transaction ends. SQLite needs none: it lets one
-    writer at a time into the whole database."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(CATALOG_LOCK)))
 
 
 def _catalog_loaded(session: Session) -> bool:

@@ -22,7 +22,6 @@ from billing.services.customers import check_customer_uid, find_customer
 
 NAME_MAX = 40  # PortOne V1 `name`
 NAME_SUFFIX = " 정기결제 등록"
-REDIRECT_URL = "https://merchant.example/billing/return"  # placeholder for mobile redirects
 
 
 def issue_merchant_uid() -> str:
@@ -37,9 +36,10 @@ def order_name(plan_name: str) -> str:
 
 def checkout_params_for(
     site_code: str, customer_uid: str, plan_name: str, merchant_uid: str,
-    buyer: tuple[str | None, str | None, str | None],
+    buyer: tuple[str | None, str | None, str | None], redirect_url: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The ``IMP.request_pay`` parameters (pure)."""
+    """The ``IMP.request_pay`` parameters (pure); ``m_redirect_url`` is where a mobile
+    browser returns (BILLING_CHECKOUT_REDIRECT_URL), None when the merchant has none."""
     name, email, tel = buyer
     return {
         "pg": f"kcp_billing.{site_code}",
@@ -51,12 +51,17 @@ def checkout_params_for(
         "buyer_name": name,
         "buyer_email": email,
         "buyer_tel": tel,
-        "m_redirect_url": REDIRECT_URL,
+        "m_redirect_url": redirect_url,
     }
 
 
 def checkout_params(
-    session: Session, settings: Settings, customer_uid: str, plan_id: str, now: datetime
+    session: Session,
+    settings: Settings,
+    customer_uid: str,
+    plan_id: str,
+    now: datetime,
+    redirect_url: str | None = None,
 ) -> dict[str, Any]:
     """The parameters for ``customer_uid`` and ``plan_id``; ConfigError without a site code."""
     if not settings.site_code:
@@ -69,6 +74,7 @@ def checkout_params(
     plan = catalog_service.current_plan(session, plan_id)
     customer = find_customer(session, customer_uid)
     buyer = (customer.name, customer.email, customer.phone) if customer else (None,) * 3
+    redirect = redirect_url or settings.checkout_redirect_url
     return checkout_params_for(
-        settings.site_code, customer_uid, plan.name, issue_merchant_uid(), buyer
+        settings.site_code, customer_uid, plan.name, issue_merchant_uid(), buyer, redirect
     )

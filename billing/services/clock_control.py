@@ -10,6 +10,7 @@ from billing.clock import Clock, DatabaseClock
 from billing.config import Settings
 from billing.domain.calendar import shift
 from billing.domain.durations import parse_interval, parse_offset
+from billing.domain.times import LATEST, in_range
 from billing.errors import Conflict, InvalidInput
 
 
@@ -22,6 +23,16 @@ def sandbox_clock(settings: Settings, clock: Clock) -> DatabaseClock:
 
 def forward(now: datetime, duration: str, zone: ZoneInfo, field: str = "DURATION") -> datetime:
     """``now`` moved forward by ``duration`` (calendar units in ``zone``)."""
+    try:
+        moved = _moved(now, duration, zone, field)
+    except (OverflowError, ValueError):  # beyond datetime's year 9999
+        moved = LATEST
+    if not in_range(moved):
+        raise InvalidInput(f"{field} {duration!r} would move the clock past 2999")
+    return moved
+
+
+def _moved(now: datetime, duration: str, zone: ZoneInfo, field: str) -> datetime:
     try:
         return now + parse_offset(duration)
     except ValueError:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,6 +23,8 @@ from billing.db.tables import CatalogLoad, Charge, Customer, Notice, Subscriptio
 from billing.domain.notices import NoticeKind
 from billing.domain.plans import NotifyChannel, Reminders
 from billing.domain.statuses import SubscriptionStatus
+from billing.domain.times import localize
+from billing.errors import NotFound
 from billing.services.history import record_event
 
 
@@ -89,11 +92,14 @@ def queue_notice(
     customer = session.get(Customer, subscription.customer_id)
     assert customer is not None
     rows = []
+    zone = _zone(session, subscription) if settings.channels else UTC_ZONE
     for index, channel in enumerate(settings.channels):
         if channel.type == "email" and not customer.email:
             continue  # nowhere to send it
         event_id = f"evt_{secrets.token_hex(12)}"
-        body = _payload(event_id, kind, subscription, customer, charge, now, details)
+        body = localize(
+            _payload(event_id, kind, subscription, customer, charge, now, details), zone
+        )
         unique = dedupe or event_id
         rows.append(
             Notice(
@@ -146,6 +152,19 @@ def _payload(
             "receipt_url": charge.receipt_url,
         }
     return {"id": event_id, "type": str(kind), "created_at": now.isoformat(), "data": data}
+
+
+UTC_ZONE = ZoneInfo("UTC")
+
+
+def _zone(session: Session, subscription: Subscription) -> ZoneInfo:
+    """The plan's zone: the times of a notice are read by people."""
+    from billing.services.catalog import plan_version
+
+    try:
+        return plan_version(session, subscription.plan_id, subscription.plan_version).zone
+    except NotFound:
+        return UTC_ZONE
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -7,15 +7,19 @@ counters.
 
 from __future__ import annotations
 
+import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter
 
-from billing.app import App, build_app
+from billing.app import App, build_app, prepare_schema
 from billing.bootstrap import make_gateway
 from billing.config import Settings
-from billing.errors import ConfigError
+from billing.errors import BillingError, ConfigError, DatabaseUnavailable
+from billing.logs import log
+from billing.outages import Stopped, patiently
 from billing.portone.client import PortOneClient
 from billing.services.metrics import MonthlyRates
 from billing.services.notice_guard import NoticeGuard, RateLimit
@@ -25,6 +29,7 @@ from billing.web.access import InsightAccess
 from billing.web.config import WebConfig
 from billing.web.verifier import Verifier
 
+logger = logging.getLogger("billing.web")
 API_CONNECTIONS = 16  # requests of the HTTP API (/v1) using the database at once
 
 
@@ -44,6 +49,7 @@ class WebContext:
     )
     notice_counter: Counter = field(init=False)
     sources: RateLimit = field(init=False)  # notices per source address
+    schema: SchemaWatch | None = None  # set while the database was unreachable at start
 
     def __post_init__(self) -> None:
         per_source = self.config.notices.per_source
@@ -56,6 +62,8 @@ class WebContext:
         )
 
     def close(self) -> None:
+        if self.schema is not None:
+            self.schema.stop.set()
         if self.verifier is not None:
             self.verifier.close()
         self.checks.shutdown(wait=False, cancel_futures=True)
@@ -64,20 +72,59 @@ class WebContext:
         self.app.close()
 
 
+@dataclass
+class SchemaWatch:
+    """The schema check of a web process that started while the database was unreachable:
+    tried again in the background (``/readyz`` answers 503 meanwhile)."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    problem: str | None = None  # a schema that turned out wrong: /readyz says so
+
+    def start(self, app: App) -> None:
+        threading.Thread(target=self._check, args=(app,), name="schema", daemon=True).start()
+
+    def _check(self, app: App) -> None:
+        try:
+            patiently(lambda: prepare_schema(app.engine), "database", self.stop)
+        except Stopped:
+            return
+        except BillingError as exc:
+            self.problem = exc.message
+            log(logger, "schema_refused", exc.message, level=logging.ERROR)
+
+
+def open_database(settings: Settings, pool_size: int) -> tuple[App, SchemaWatch | None]:
+    """The App; a database that cannot be reached yet is waited for in the background,
+    while a wrong BILLING_DATABASE_URL or an old schema is an error now."""
+    app = build_app(settings, pool_size=pool_size, check_schema=False)
+    try:
+        prepare_schema(app.engine)
+    except DatabaseUnavailable as exc:
+        log(logger, "store_unavailable", exc.message, level=logging.WARNING, store="database")
+        watch = SchemaWatch()
+        watch.start(app)
+        return app, watch
+    except BaseException:
+        app.close()
+        raise
+    return app, None
+
+
 def build_context(settings: Settings, config: WebConfig) -> WebContext:
-    """Connects to the database (schema checked, as every command does) and builds the
-    PortOne client; without a PortOne to ask, the webhook answers 503 and says why."""
-    app = build_app(settings, pool_size=config.verifiers + 4 + API_CONNECTIONS)
+    """Opens the database pool (schema checked, as every command does; an unreachable
+    database is waited for) and builds the PortOne client; without a PortOne to ask, the
+    webhook answers 503 and says why."""
+    app, schema = open_database(settings, config.verifiers + 4 + API_CONNECTIONS)
     try:
         timeout = min(config.portone_timeout, settings.portone_timeout)
         short = settings.model_copy(update={"portone_timeout": timeout})
         gateway = make_gateway(short, connections=config.verifiers)
     except ConfigError as exc:
         reason = f"PortOne notices cannot be verified: {exc.message}"
-        return WebContext(settings, config, app, None, None, reason)
+        return WebContext(settings, config, app, None, None, reason, schema=schema)
     guard = NoticeGuard.from_limits(config.notices)
     sandbox = settings.sandbox_mode
     handler = NoticeHandler(app, gateway, PlanCache(), include_sandbox=sandbox, guard=guard)
     verifier = Verifier(handler, workers=config.verifiers, backlog=config.backlog,
                         answer_within=config.answer_within)  # fmt: skip
-    return WebContext(settings, config, app, gateway, verifier)
+    return WebContext(settings, config, app, gateway, verifier, schema=schema)

@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from billing.app import App
+from billing import preflight
+from billing.config import Settings
 from billing.logs import redact
 from billing.web.context import WebContext
 
@@ -44,11 +45,12 @@ def routes(context: WebContext) -> list[Route]:
 
 
 def readiness(context: WebContext) -> dict[str, str]:
-    """``{"database": "ok" | why, "broker": "ok" | why}``."""
+    """``{"database": ..., "broker": ..., "configuration": ...}``, each "ok" or why not."""
     url = context.settings.broker_url
     futures = {
-        "database": context.checks.submit(database_check, context.app),
+        "database": context.checks.submit(database_check, context),
         "broker": context.checks.submit(broker_check, url, CHECK_SECONDS),
+        "configuration": context.checks.submit(configuration_check, context.settings),
     }
     return {name: _outcome(future) for name, future in futures.items()}
 
@@ -60,9 +62,17 @@ def _outcome(future: Future[str]) -> str:
         return f"no answer within {CHECK_SECONDS:g} s"
 
 
-def database_check(app: App) -> str:
+def configuration_check(settings: Settings) -> str:
+    """What ``billing serve`` checked at start, again (the catalog file may have changed)."""
+    found = preflight.problems(settings, preflight.Role.WEB)
+    return "; ".join(found) if found else OK
+
+
+def database_check(context: WebContext) -> str:
+    if context.schema is not None and context.schema.problem is not None:
+        return f"down: {context.schema.problem}"
     try:
-        with app.engine.connect() as connection:
+        with context.app.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception as exc:
         return _why(exc)

@@ -138,3 +138,42 @@ def test_status_shows_a_subscription_set_aside_and_why(
     assert "set aside by the scheduler" in shown
     assert "set aside: subscription 1: no 'premium-yearly' where one was expected" in shown
     assert js(cli("status", "--json"))["set_aside"] == 1
+
+
+def test_charges_list_shows_the_decline_class(cli: CliRunner, redis_url: str, db_url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    env = {"BILLING_BROKER_URL": redis_url, "BILLING_SANDBOX": "1"}
+    ok(cli("customers", "add", "c1"))
+    ok(cli("subscriptions", "create", "--customer", "c1", "--plan", "basic-monthly"))
+    assert "claimed 1" in ok(cli("scheduler", "--once", env=env))
+    engine = create_engine(db_url)
+    with engine.begin() as connection:  # as a worker records PortOne's decline
+        connection.execute(
+            text(
+                "UPDATE charges SET status = 'failed', fail_reason = '분실카드', decline_class = 'hard'"
+            )
+        )
+    engine.dispose()
+    header, row = ok(cli("charges", "list")).strip().splitlines()
+    assert header.split()[-2:] == ["DECLINE", "REASON"]
+    assert row.split()[-2:] == ["hard", "분실카드"]
+
+
+def test_times_a_person_reads_are_in_the_plans_offset(cli: CliRunner, db_url: str) -> None:
+    """Event details and notice bodies (stored in UTC) are shown in Asia/Seoul, +09:00."""
+    from sqlalchemy import create_engine, text
+
+    ok(cli("customers", "add", "c1"))
+    ok(cli("subscriptions", "create", "--customer", "c1", "--plan", "basic-monthly"))
+    ok(cli("subscriptions", "pause", "1"))
+    history = ok(cli("subscriptions", "events", "1"))
+    assert "next_charge_at=" in history and "+00:00" not in history, history
+    assert history.count("+09:00") >= 3
+    details = [e["data"] for e in js(cli("subscriptions", "events", "1", "--json"))]
+    assert details[0]["next_charge_at"].endswith("+09:00")
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        [body] = connection.execute(text("SELECT payload FROM notices")).scalars()
+    engine.dispose()
+    assert body["created_at"].endswith("+09:00")

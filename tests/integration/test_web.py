@@ -218,7 +218,30 @@ def test_healthz_and_readyz(world: World) -> None:
     assert (alive.status_code, alive.json()) == (200, {"status": "alive"})
     ready = world.http.get(world.web.url + "/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "database": "ok", "broker": "ok"}
+    assert ready.json() == {
+        "status": "ready",
+        "database": "ok",
+        "broker": "ok",
+        "configuration": "ok",
+    }
+
+
+def test_readyz_is_503_and_names_the_variable_when_the_catalog_goes_missing(
+    world: World, tmp_path: Path
+) -> None:
+    plans = tmp_path / "plans.yaml"
+    plans.write_text(CATALOG)
+    server = serve_app({**world.env, "BILLING_PLANS": str(plans)})
+    try:
+        assert httpx.get(server.url + "/readyz", timeout=10).status_code == 200
+        plans.unlink()
+        ready = httpx.get(server.url + "/readyz", timeout=10)
+        assert ready.status_code == 503
+        assert ready.json()["configuration"] == (
+            f"BILLING_PLANS: {plans}: cannot read: No such file or directory"
+        )
+    finally:
+        server.stop()
 
 
 def test_readyz_is_503_and_names_the_broker_when_it_is_down(world: World) -> None:
@@ -518,7 +541,9 @@ def test_webhook_503_in_sandbox_mode_without_a_sandbox_to_ask(world: World) -> N
         answer = httpx.post(server.url + WEBHOOK, json={"imp_uid": "imps_1", "merchant_uid": "m"})
         assert answer.status_code == 503
         assert "BILLING_PORTONE_URL" in answer.json()["error"]
-        assert httpx.get(server.url + "/readyz").status_code == 200
+        ready = httpx.get(server.url + "/readyz")  # not ready: it cannot verify a notice
+        assert ready.status_code == 503
+        assert ready.json()["configuration"].startswith("BILLING_PORTONE_URL: sandbox mode")
     finally:
         server.stop()
 

@@ -80,7 +80,12 @@ def test_with_a_token_only_its_bearer_gets_the_figures(world: World) -> None:
         assert figures.status_code == 200 and "billing_mrr_krw" in figures.text
         assert httpx.get(url + "/readyz", timeout=10).json() == {"status": "ready"}
         detailed = httpx.get(url + "/readyz", headers=right, timeout=10).json()
-        assert detailed == {"status": "ready", "database": "ok", "broker": "ok"}
+        assert detailed == {
+            "status": "ready",
+            "database": "ok",
+            "broker": "ok",
+            "configuration": "ok",
+        }
     finally:
         server.stop()
 

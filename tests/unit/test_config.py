@@ -32,8 +32,9 @@ def test_every_spec_variable_is_read() -> None:
         "BILLING_DATABASE_URL", "BILLING_BROKER_URL", "BILLING_PORTONE_URL",
         "BILLING_PORTONE_IMP_KEY", "BILLING_PORTONE_IMP_SECRET", "BILLING_PORTONE_TIMEOUT",
         "BILLING_RECONCILE_AFTER", "BILLING_PLANS", "BILLING_TIMEZONE", "BILLING_SANDBOX",
-        "BILLING_PORTONE_SITE_CODE", "FLOWER_BASIC_AUTH", "BILLING_PORTONE_MAX_RPS",
-        "BILLING_LOG_LEVEL",  # ours, beyond SPEC section 3
+        "BILLING_PORTONE_SITE_CODE", "BILLING_PORTONE_MERCHANT_CODE", "FLOWER_BASIC_AUTH",
+        "BILLING_PORTONE_MAX_RPS",
+        "BILLING_LOG_LEVEL", "BILLING_CHECKOUT_REDIRECT_URL",  # ours, beyond SPEC section 3
     }  # fmt: skip
 
 
@@ -93,3 +94,14 @@ def test_postgres_urls_use_psycopg_3() -> None:
 
     assert normalize_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
     assert normalize_url("postgresql+psycopg://u@h/db").drivername == "postgresql+psycopg"
+
+
+def test_passwords_inside_the_store_urls_are_kept_out_of_logs() -> None:
+    """compose puts BILLING_DB_PASSWORD and BILLING_REDIS_PASSWORD into the two URLs."""
+    settings = load_settings(
+        {
+            "BILLING_DATABASE_URL": "postgresql+psycopg://billing:db-pw-1234@postgres/billing",
+            "BILLING_BROKER_URL": "redis://:redis-pw-5678@redis:6379/0",
+        }
+    )
+    assert {"db-pw-1234", "redis-pw-5678"} <= set(settings.log_secrets)

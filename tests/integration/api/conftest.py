@@ -122,6 +122,7 @@ def api_environment(db_url: str, sandbox_url: str) -> dict[str, str]:
     return {
         "BILLING_DATABASE_URL": db_url, "BILLING_PORTONE_URL": sandbox_url,
         "BILLING_SANDBOX": "1", "BILLING_PORTONE_SITE_CODE": "A52CY",
+        "BILLING_CHECKOUT_REDIRECT_URL": "https://merchant.example/billing/return",
         "BILLING_PORTONE_TIMEOUT": "5", "BILLING_RECONCILE_AFTER": "300",
     }  # fmt: skip
 
