@@ -61,7 +61,9 @@ def create_subscription(
 
 def get_subscription(session: Session, subscription_id: int, *, lock: bool = False) -> Subscription:
     query = select(Subscription).where(Subscription.id == subscription_id)
-    row = session.scalar(query.with_for_update() if lock else query)
+    if lock:  # the row as it is now, not as this session first read it (a lost cancel)
+        query = query.with_for_update().execution_options(populate_existing=True)
+    row = session.scalar(query)
     if row is None:
         raise NotFound(f"no subscription with id {subscription_id}")
     return row

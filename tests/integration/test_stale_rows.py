@@ -1,0 +1,33 @@
+"""A subscription locked for a lifecycle action is read as it is now.
+
+The chaos run found a pause that undid a cancel: the operator's transaction had read the
+subscription before a cancel committed, then locked it and still saw it active (SQLAlchemy
+keeps the values of an object it already holds), so the pause wrote "paused" over
+"canceled", a resume made it active and its renewals were charged.
+"""
+
+from __future__ import annotations
+
+from billing.app import App
+from billing.catalog import parse_catalog
+from billing.services import catalog
+from billing.services import subscriptions as service
+from billing.services.customers import add_customer
+from tests.conftest import NOW
+
+CATALOG = "plans:\n  - {id: monthly, name: 월간, amount: 9900, interval: 1 month}\n"
+
+
+def test_a_locked_read_sees_a_cancel_committed_after_this_session_read_the_row(app: App) -> None:
+    with app.transaction() as session:
+        parsed = parse_catalog(CATALOG, "c.yaml", "Asia/Seoul")
+        catalog.load_catalog(session, parsed, "c", "x", NOW)
+        add_customer(session, "cust-stale", NOW)
+        sid = service.create_subscription(session, "cust-stale", "monthly", NOW, NOW).id
+    with app.transaction() as operator:
+        page = service.get_subscription(operator, sid)  # the operator's page, still held
+        with app.transaction() as other:
+            service.cancel(other, sid, NOW, at_period_end=False)  # commits meanwhile
+        service.get_subscription(operator, sid)  # read again, unlocked
+        assert service.get_subscription(operator, sid, lock=True).status == "canceled"
+        assert page.status == "canceled"  # the one object the session holds, refreshed
