@@ -195,8 +195,12 @@ def test_status_links_what_needs_a_person_to_the_console_queues(
     engine.dispose()
     ok(cli("scheduler", "--once", env=env))
     shown = ok(cli("status", env=console))
-    assert "console: set aside by the scheduler: https://billing.example/ops/queues#set-aside" in shown
+    assert (
+        "console: set aside by the scheduler: https://billing.example/ops/queues#set-aside" in shown
+    )
     links = js(cli("status", "--json", env=console))["console"]
     assert links == {"set aside by the scheduler": "https://billing.example/ops/queues#set-aside"}
     assert "console:" not in ok(cli("status"))  # no address, no link
-    refused(cli("status", env={"BILLING_CONSOLE_URL": "billing.example/ops"}), "BILLING_CONSOLE_URL")
+    refused(
+        cli("status", env={"BILLING_CONSOLE_URL": "billing.example/ops"}), "BILLING_CONSOLE_URL"
+    )

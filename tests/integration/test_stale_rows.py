@@ -53,7 +53,9 @@ def test_every_row_locked_through_the_orm_is_read_as_it_is_now(app: App) -> None
             before = held.status
             with app.transaction() as other:
                 after = "paused" if before != "paused" else "active"
-                other.execute(update(Subscription).where(Subscription.id == sid).values(status=after))
+                other.execute(
+                    update(Subscription).where(Subscription.id == sid).values(status=after)
+                )
             if lock == "select":
                 lock_subscriptions(reader, [sid])
             else:
