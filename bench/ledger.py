@@ -144,7 +144,7 @@ def serve_sandbox(argv: list[str]) -> int:
     # every option spelled out: the benchmark must not change with the sandbox's defaults
     config = SandboxConfig(port=0, seed=SEED, auto_register=True, latency_ms=0, token_ttl=1800)
     server = SandboxServer(config)
-    imp_uids = list(_load(server, population(count, first)))
+    imp_uids = list(load_ledger(server, population(count, first)))
     out.write_text("\n".join(imp_uids) + "\n")
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -156,7 +156,8 @@ def serve_sandbox(argv: list[str]) -> int:
     return 0
 
 
-def _load(server: Any, specs: Iterable[Spec]) -> Iterator[str]:
+def load_ledger(server: Any, specs: Iterable[Spec]) -> Iterator[str]:
+    """Record ``specs`` in the sandbox's ledger (refunds too); yields their imp_uids."""
     from billing.sandbox.cards import TEST_CARD
     from billing.sandbox.ledger import CancelTerms, ChargeOrder, PaymentStatus
 
