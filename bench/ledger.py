@@ -33,7 +33,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -47,6 +47,7 @@ from billing.domain import subscriptions as lifecycle
 from billing.domain.plans import Plan
 from billing.domain.state import BillingState
 from billing.domain.statuses import SubscriptionStatus
+from billing.services.rows import state_values
 
 if TYPE_CHECKING:
     from bench.run import Bench
@@ -175,7 +176,8 @@ def load_ledger(server: Any, specs: Iterable[Spec]) -> Iterator[str]:
 # -- this database ------------------------------------------------------------------------------
 
 
-def _plan(env: dict[str, str]) -> Plan:
+def load_plan(env: dict[str, str]) -> Plan:
+    """The plan every subscription of the population is on (the catalog loaded first)."""
     from billing.app import build_app
     from billing.config import load_settings
     from billing.services.catalog import current_plan, ensure_catalog
@@ -191,172 +193,103 @@ def _plan(env: dict[str, str]) -> Plan:
 
 def fill(url: str, plan: Plan, specs: list[Spec], imp_uids: list[str]) -> None:
     """Customers, subscriptions and charges for our payments, by COPY, then the sequences
-    moved past them and the planner's statistics refreshed."""
+    moved past them and the planner's statistics refreshed. Ids are ``n + 1``."""
     ours = [spec for spec in specs if spec.kind is not Kind.NOT_OURS]
     now = datetime.now(UTC)
+    charged = [(s, imp_uids[s.n]) for s in ours if s.kind is not Kind.MISSING]
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn) as connection, connection.cursor() as cursor:
-        _copy(cursor, "customers", CUSTOMER_COLUMNS, (_customer(s, now) for s in ours))
-        rows = (_subscription(s, plan, now) for s in ours)
-        _copy(cursor, "subscriptions", SUBSCRIPTION_COLUMNS, rows)
-        charged = [(s, imp_uids[s.n]) for s in ours if s.kind is not Kind.MISSING]
-        rows = (_charge(s, imp_uid, plan, now) for s, imp_uid in charged)
-        _copy(cursor, "charges", CHARGE_COLUMNS, rows)
+        _copy(cursor, "customers", (_customer(s) for s in ours))
+        _copy(cursor, "subscriptions", (_subscription(s, plan, now) for s in ours))
+        _copy(cursor, "charges", (_charge(s, imp_uid, plan, now) for s, imp_uid in charged))
         for table in ("customers", "subscriptions", "charges"):
             cursor.execute(SETVAL.format(table=sql.Identifier(table), name=sql.Literal(table)))
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute("VACUUM ANALYZE customers, subscriptions, charges")
 
 
-def _copy(cursor: psycopg.Cursor[Any], table: str, columns: tuple[str, ...], rows: Any) -> None:
-    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-
-
 SETVAL = sql.SQL("SELECT setval(pg_get_serial_sequence({name}, 'id'), max(id)) FROM {table}")
-CUSTOMER_COLUMNS = ("id", "customer_uid", "name", "email", "phone", "created_at")
-SUBSCRIPTION_COLUMNS = (
-    "id",
-    "key",
-    "customer_id",
-    "plan_id",
-    "plan_version",
-    "next_plan_id",
-    "status",
-    "started_at",
-    "trial_end",
-    "anchor_at",
-    "current_period_start",
-    "current_period_end",
-    "current_cycle",
-    "period_no",
-    "due_period_start",
-    "due_period_end",
-    "due_cycle",
-    "attempt",
-    "next_charge_at",
-    "first_failed_at",
-    "cancel_at_period_end",
-    "awaiting_new_card",
-    "reminded_period_no",
-    "created_at",
-    "updated_at",
-)
-CHARGE_COLUMNS = (
-    "id",
-    "subscription_id",
-    "period_no",
-    "attempt",
-    "merchant_uid",
-    "customer_uid",
-    "plan_id",
-    "plan_version",
-    "name",
-    "amount",
-    "period_start",
-    "period_end",
-    "status",
-    "imp_uid",
-    "fail_reason",
-    "sends",
-    "refunded_amount",
-    "paid_at",
-    "created_at",
-    "updated_at",
-    "sent_at",
-)
 
 
-def _customer(spec: Spec, now: datetime) -> tuple[Any, ...]:
-    return (spec.n + 1, spec.customer_uid, None, None, None, _at(spec))
+def _copy(cursor: psycopg.Cursor[Any], table: str, rows: Iterator[dict[str, Any]]) -> None:
+    """COPY ``rows`` (dicts with the same keys, the columns) into ``table``."""
+    first = next(rows, None)
+    if first is None:
+        return
+    columns = sql.SQL(", ").join(sql.Identifier(column) for column in first)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), columns)
+    with cursor.copy(statement) as copy:
+        copy.write_row(tuple(first.values()))
+        for row in rows:
+            copy.write_row(tuple(row.values()))
 
 
 def _at(spec: Spec) -> datetime:
     return datetime.fromtimestamp(spec.started_at, UTC)
 
 
+def _customer(spec: Spec) -> dict[str, Any]:
+    return {"id": spec.n + 1, "customer_uid": spec.customer_uid, "created_at": _at(spec)}
+
+
 def _state(spec: Spec, plan: Plan) -> BillingState:
-    """The subscription as the product would hold it after its first charge (the missing
-    one: as a restore from a backup taken before that charge left it)."""
+    """The subscription as the product holds it after its first charge (the missing one:
+    as a restore from a backup taken before that charge left it)."""
     started = lifecycle.start(plan, _at(spec))
     if spec.kind is Kind.MISSING:
         return started
     if spec.kind is Kind.NET_CANCEL:  # the attempt failed: past due, a retry tomorrow
-        return BillingState(
-            SubscriptionStatus.PAST_DUE,
-            plan.id,
-            started.anchor,
-            started.due,
-            started.due,
-            1,
-            2,
-            _at(spec) + timedelta(days=1),
+        return replace(
+            started,
+            status=SubscriptionStatus.PAST_DUE,
+            current=started.due,
+            attempt=2,
+            next_charge_at=_at(spec) + timedelta(days=1),
             first_failed_at=_at(spec),
         )
     return lifecycle.record_payment(lifecycle.begin_period(started), plan, None)
 
 
-def _subscription(spec: Spec, plan: Plan, now: datetime) -> tuple[Any, ...]:
-    state = _state(spec, plan)
-    current, due = state.current, state.due
-    return (
-        spec.n + 1,
-        spec.key,
-        spec.n + 1,
-        plan.id,
-        plan.version,
-        None,
-        str(state.status),
-        _at(spec),
-        None,
-        state.anchor,
-        current.start if current else None,
-        current.end if current else None,
-        current.cycle if current else None,
-        state.period_no,
-        due.start,
-        due.end,
-        due.cycle,
-        state.attempt,
-        state.next_charge_at,
-        state.first_failed_at,
-        False,
-        False,
-        0,
-        _at(spec),
-        now,
-    )
+def _subscription(spec: Spec, plan: Plan, now: datetime) -> dict[str, Any]:
+    return {
+        "id": spec.n + 1,
+        "key": spec.key,
+        "customer_id": spec.n + 1,
+        "plan_version": plan.version,
+        "started_at": _at(spec),
+        "reminded_period_no": 0,
+        "created_at": _at(spec),
+        "updated_at": now,
+        **state_values(_state(spec, plan)),
+    }
 
 
-def _charge(spec: Spec, imp_uid: str, plan: Plan, now: datetime) -> tuple[Any, ...]:
+def _charge(spec: Spec, imp_uid: str, plan: Plan, now: datetime) -> dict[str, Any]:
     period = lifecycle.start(plan, _at(spec)).due
-    failed = spec.kind is Kind.NET_CANCEL
-    status, paid_at = ("failed", None) if failed else ("paid", _at(spec))
-    reason = "PG가 승인을 취소했습니다 (net cancel)" if failed else None
-    return (
-        spec.n + 1,
-        spec.n + 1,
-        1,
-        1,
-        spec.merchant_uid,
-        spec.customer_uid,
-        plan.id,
-        plan.version,
-        plan.name,
-        plan.amount,
-        period.start,
-        period.end,
-        status,
-        None if failed else imp_uid,
-        reason,
-        1,
-        0,
-        paid_at,
-        _at(spec),
-        now,
-        _at(spec),
-    )
+    paid = spec.kind is not Kind.NET_CANCEL
+    return {
+        "id": spec.n + 1,
+        "subscription_id": spec.n + 1,
+        "period_no": 1,
+        "attempt": 1,
+        "merchant_uid": spec.merchant_uid,
+        "customer_uid": spec.customer_uid,
+        "plan_id": plan.id,
+        "plan_version": plan.version,
+        "name": plan.name,
+        "amount": plan.amount,
+        "period_start": period.start,
+        "period_end": period.end,
+        "status": "paid" if paid else "failed",
+        "imp_uid": imp_uid if paid else None,
+        "fail_reason": None if paid else "PG가 승인을 취소했습니다 (net cancel)",
+        "sends": 1,
+        "refunded_amount": 0,
+        "paid_at": _at(spec) if paid else None,
+        "created_at": _at(spec),
+        "updated_at": now,
+        "sent_at": _at(spec),
+    }
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -494,8 +427,10 @@ def expected(specs: list[Spec], first: bool) -> dict[str, set[str]]:
     return wanted
 
 
-def check(report: dict[str, Any], wanted: dict[str, set[str]], specs: list[Spec]) -> None:
-    label = "first run" if len(wanted) > 1 else "second run"
+def check(
+    report: dict[str, Any], wanted: dict[str, set[str]], specs: list[Spec], label: str
+) -> None:
+    """Exactly the findings ``wanted`` (verdict -> merchant_uids), or LedgerDisagrees."""
     ours = sum(1 for spec in specs if spec.kind is not Kind.NOT_OURS)
     if (report["read"], report["ours"]) != (len(specs), ours):
         raise LedgerDisagrees(
@@ -569,12 +504,12 @@ def ledger_step(bench: Bench, count: int) -> LedgerResult:
             }
             bench.billing(env, "db", "upgrade")
             started = time.monotonic()
-            fill(database_url, _plan(env), specs, imp_uids)
+            fill(database_url, load_plan(env), specs, imp_uids)
             result.fill_s = time.monotonic() - started
             window = (datetime.fromtimestamp(first - 3_600, UTC), datetime.now(UTC))
             for label, first_run in (("first", True), ("again", False)):
                 report, run = measured(label, env, window, (url, pid))
-                check(report, expected(specs, first_run), specs)
+                check(report, expected(specs, first_run), specs, f"{label} run")
                 result.runs.append(run)
                 result.ours = int(report["ours"])
                 if first_run:
