@@ -5,6 +5,7 @@ imports subscriptions that are all due at the same moment with `billing subscrip
 then runs the real `billing scheduler` and K `celery -A workers worker` processes against the
 sandbox, sampling the database to time the first claim, the last claim and the last recorded
 outcome. In the same run, on the same broker, one Celery worker process runs empty tasks.
+The ledger step (bench/ledger.py) times `billing reconcile ledger` over N payments.
 """
 
 from __future__ import annotations
