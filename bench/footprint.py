@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
-from sqlalchemy import Connection, Engine, create_engine, func, select, table, text
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, table, text
 from sqlalchemy.engine import make_url
 
 from billing.app import App, build_app
@@ -77,11 +77,49 @@ class Counters:
 
 
 @dataclass(frozen=True)
+class Billed:
+    before: Counters
+    after: Counters
+    seconds: float
+    in_transactions: float  # seconds, summed over every connection
+    transactions: int
+
+
+@dataclass(frozen=True)
 class QueueCost:
     messages: int
     ids_per_message: int
     used_memory: int  # INFO memory, delta
     queue_bytes: int  # MEMORY USAGE of the queue's list
+
+
+class TransactionClock:
+    """Seconds spent inside transactions by every engine of this process (the scheduler's and
+    the worker's): behind PgBouncer in transaction mode, a server connection is taken only for
+    that long, so their sum over the wall time is how many server connections were busy."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.transactions = 0
+
+    def install(self) -> None:
+        event.listen(Engine, "begin", self._begin)
+        event.listen(Engine, "commit", self._end)
+        event.listen(Engine, "rollback", self._end)
+
+    def remove(self) -> None:
+        event.remove(Engine, "begin", self._begin)
+        event.remove(Engine, "commit", self._end)
+        event.remove(Engine, "rollback", self._end)
+
+    def _begin(self, connection: Connection) -> None:
+        connection.info["footprint_began"] = time.perf_counter()
+
+    def _end(self, connection: Connection) -> None:
+        began = connection.info.pop("footprint_began", None)
+        if began is not None:
+            self.seconds += time.perf_counter() - began
+            self.transactions += 1
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -144,24 +182,27 @@ def prepare(settings: Settings, subscriptions: int) -> None:
     app.close()
 
 
-def bill(settings: Settings, months: int) -> tuple[Counters, Counters, float]:
-    """Bill ``months`` renewals of every subscription; counters before and after, and the
-    seconds the billing took."""
+def bill(settings: Settings, months: int) -> Billed:
+    """Bill ``months`` renewals of every subscription: counters before and after, the seconds
+    it took and the time spent inside transactions."""
     embedded = Embedded(settings, concurrency=8)
+    clock = TransactionClock()
+    clock.install()
     embedded.start(scheduler_interval=0.2)
     try:
         app = embedded.app
         assert isinstance(app.clock, DatabaseClock)
         before = counters(app.engine)
-        began = time.monotonic()
+        clock.seconds, clock.transactions, began = 0.0, 0, time.monotonic()
         for month in range(months):
             if month:
                 app.clock.set(START + timedelta(days=31 * month + 1))
             settle(app)
         took = time.monotonic() - began
-        return before, counters(app.engine), took
+        return Billed(before, counters(app.engine), took, clock.seconds, clock.transactions)
     finally:
         embedded.stop()
+        clock.remove()
 
 
 def settle(app: App, timeout: float = 1800) -> None:
@@ -266,11 +307,11 @@ def _used_memory(client: redis.Redis) -> int:
 def report(
     options: argparse.Namespace,
     tables: tuple[list[TableSize], list[TableSize], dict[str, int]],
-    billed: tuple[Counters, Counters, float],
+    billed: Billed,
     queues: list[QueueCost],
 ) -> None:
     left, compact, kinds = tables
-    before, after, took = billed
+    took = billed.seconds
     charges = next(t.rows for t in left if t.name == "charges")
     print(
         f"{options.subscriptions:,} subscriptions billed for {options.months} month(s): "
@@ -288,7 +329,7 @@ def report(
     print(f"  events per charge: {events / charges:.2f}" if charges else "  no charges")
     print("  events by kind: " + ", ".join(f"{kind} {n:,}" for kind, n in kinds.items()))
     if charges:
-        _per_charge(before, after, charges)
+        _per_charge(billed, charges)
     print("\nRedis, the queue of billing.charge messages:")
     for cost in queues:
         print(
@@ -300,7 +341,8 @@ def report(
     _at_ten_million(left, compact, queues, events / charges if charges else 0.0)
 
 
-def _per_charge(before: Counters, after: Counters, charges: int) -> None:
+def _per_charge(billed: Billed, charges: int) -> None:
+    before, after = billed.before, billed.after
     commits = (after.commits - before.commits) / charges
     inserted = (after.inserted - before.inserted) / charges
     updated = (after.updated - before.updated) / charges
@@ -308,6 +350,12 @@ def _per_charge(before: Counters, after: Counters, charges: int) -> None:
     print(
         f"  per charge billed: {commits:.2f} commits, {inserted:.2f} rows inserted, "
         f"{updated:.2f} updated, {wal:,.0f} B of WAL (server-wide)"
+    )
+    busy = billed.in_transactions / billed.seconds
+    print(
+        f"  inside transactions: {billed.in_transactions * 1000 / charges:.2f} ms per charge "
+        f"({billed.transactions / charges:.2f} transactions, every engine of the process); "
+        f"{busy:.2f} connections busy on average at {charges / billed.seconds:.0f} charges/s"
     )
 
 
