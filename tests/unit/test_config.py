@@ -31,9 +31,9 @@ def test_pgbouncer_is_read_for_postgresql_only() -> None:
     postgres = {"BILLING_DATABASE_URL": "postgresql://billing@pgbouncer:6432/billing"}
     assert load_settings(postgres).database_pgbouncer is False
     assert load_settings({**postgres, "BILLING_DATABASE_PGBOUNCER": "yes"}).database_pgbouncer
-    with pytest.raises(ConfigError, match="^BILLING_DATABASE_PGBOUNCER: is for PostgreSQL"):
+    with pytest.raises(ConfigError, match=r"^BILLING_DATABASE_PGBOUNCER: is for PostgreSQL"):
         load_settings({"BILLING_DATABASE_PGBOUNCER": "1"})  # the SQLite default
-    with pytest.raises(ConfigError, match="^BILLING_DATABASE_PGBOUNCER: must be 1 or 0"):
+    with pytest.raises(ConfigError, match=r"^BILLING_DATABASE_PGBOUNCER: must be 1 or 0"):
         load_settings({**postgres, "BILLING_DATABASE_PGBOUNCER": "transaction"})
 
 
