@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-STEPS = ("sandbox", "claims", "zero", "latency", "rate", "idle", "ops", "api")
+STEPS = ("sandbox", "claims", "zero", "latency", "rate", "idle", "ops", "api", "ledger")
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class Options:
     api_clients: int
     rate_rps: float
     rate_charges: int
+    ledger_payments: int  # PortOne's ledger for `billing reconcile ledger`
     skip: frozenset[str]
 
 
@@ -100,6 +101,12 @@ def parse(argv: list[str] | None = None) -> Options:
         default=6000,
         help="charges of each rate ceiling run (default 6000)",
     )
+    parser.add_argument(
+        "--ledger-payments",
+        type=_positive,
+        default=100_000,
+        help="payments at the sandbox for `billing reconcile ledger` (default 100000)",
+    )
     parser.add_argument("--skip", default="", help=f"comma-separated: {', '.join(STEPS)}")
     args = parser.parse_args(argv)
     skip = frozenset(part for part in args.skip.split(",") if part)
@@ -117,5 +124,6 @@ def parse(argv: list[str] | None = None) -> Options:
         workers=args.workers, concurrency_zero=args.concurrency_zero,
         concurrency_latency=args.concurrency_latency, empty_tasks=args.empty_tasks,
         idle_sizes=sizes, api_requests=args.api_requests, api_clients=args.api_clients,
-        rate_rps=args.rate_rps, rate_charges=args.rate_charges, skip=skip,
+        rate_rps=args.rate_rps, rate_charges=args.rate_charges,
+        ledger_payments=args.ledger_payments, skip=skip,
     )  # fmt: skip

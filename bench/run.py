@@ -5,6 +5,7 @@ imports subscriptions that are all due at the same moment with `billing subscrip
 then runs the real `billing scheduler` and K `celery -A workers worker` processes against the
 sandbox, sampling the database to time the first claim, the last claim and the last recorded
 outcome. In the same run, on the same broker, one Celery worker process runs empty tasks.
+The ledger step (bench/ledger.py) times `billing reconcile ledger` over N payments.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import redis
 from sqlalchemy import create_engine
 
-from bench import api, ops
+from bench import api, ledger, ops
 from bench.capacity import sandbox_calls_per_s
 from bench.measure import Progress, machine, median_ms, rss_mib, wait_until
 from bench.options import Options, parse
@@ -84,6 +85,7 @@ class Results:
     api: list[api.ApiRate] = field(default_factory=list)
     pages: list[ops.PageTimes] = field(default_factory=list)
     rates: list[Throughput] = field(default_factory=list)  # BILLING_PORTONE_MAX_RPS runs
+    ledger: ledger.LedgerResult | None = None
 
 
 class Bench:
@@ -319,6 +321,7 @@ def render(results: Results) -> str:
         lines += ops.render(results.pages)
     if results.api:
         lines += api.render(results.api)
+    lines += ledger.render(results.ledger)
     return "\n".join(lines)
 
 
@@ -450,6 +453,11 @@ def main(argv: list[str] | None = None) -> int:
             results.pages = bench.pages
         if "api" not in options.skip:
             results.api = api.api_rates(bench, options.api_requests, options.api_clients)
+        if "ledger" not in options.skip:
+            results.ledger = ledger.ledger_step(bench, options.ledger_payments)
+    except ledger.LedgerDisagrees as exc:
+        print(f"benchmark aborted: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; stopping what the benchmark started", file=sys.stderr)
         return 130

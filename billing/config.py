@@ -89,6 +89,12 @@ class Settings(BaseModel):
     flower_basic_auth: Annotated[SecretStr | None, Optional] = Field(
         None, alias="FLOWER_BASIC_AUTH"
     )
+    console_url: Annotated[str | None, Optional] = Field(None, alias="BILLING_CONSOLE_URL")
+    # read and checked by the web process (billing.web); here so that logs never show them
+    ops_auth: Annotated[SecretStr | None, Optional] = Field(None, alias="BILLING_OPS_AUTH")
+    metrics_token: Annotated[SecretStr | None, Optional] = Field(
+        None, alias="BILLING_METRICS_TOKEN"
+    )
     log_level: str = Field("INFO", alias="BILLING_LOG_LEVEL")  # beyond SPEC: see README
 
     @field_validator("database_url")
@@ -117,7 +123,7 @@ class Settings(BaseModel):
             raise ValueError("must be a redis://, rediss://, amqp:// or memory:// URL")
         return value
 
-    @field_validator("portone_url", "checkout_redirect_url")
+    @field_validator("portone_url", "checkout_redirect_url", "console_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -184,13 +190,17 @@ class Settings(BaseModel):
 
     @property
     def log_secrets(self) -> tuple[str, ...]:
-        """What no log line may show: PortOne credentials and Flower's password."""
-        values = [v.get_secret_value() for v in (self.imp_secret, self.imp_key) if v]
+        """What no log line may show: PortOne credentials, the metrics token, and the
+        passwords of Flower, the console and the two stores."""
+        values = [
+            v.get_secret_value() for v in (self.imp_secret, self.imp_key, self.metrics_token) if v
+        ]
         if self.sandbox_mode and self.imp_secret is None:
             values.append(SANDBOX_IMP_SECRET)
-        if self.flower_basic_auth is not None:
-            auth = self.flower_basic_auth.get_secret_value()
-            values += [auth, auth.partition(":")[2]]
+        for basic in (self.flower_basic_auth, self.ops_auth):
+            if basic is not None:
+                auth = basic.get_secret_value()
+                values += [auth, auth.partition(":")[2]]
         values += [_password(url) for url in (self.database_url, self.broker_url) if url]
         return tuple(v for v in values if len(v) >= 4)
 

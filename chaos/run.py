@@ -49,8 +49,8 @@ from chaos.report import Figures, render
 SEOUL = ZoneInfo("Asia/Seoul")
 START = datetime(2027, 1, 1, tzinfo=SEOUL).astimezone(UTC)  # a 31-day month
 CATALOG = ROOT / "chaos" / "plans.yaml"
-PORTONE_TIMEOUT = 2  # seconds; the sandbox holds a commit_then_timeout answer longer
-RECONCILE_AFTER = 4
+PORTONE_TIMEOUT = 1.5  # seconds; the sandbox holds a commit_then_timeout answer longer
+RECONCILE_AFTER = 3
 HANG_SECONDS = 5.0
 DB_OUTAGE = 180.0  # seconds the driver keeps retrying while PostgreSQL is down
 

@@ -22,7 +22,7 @@ from billing.errors import BillingError
 from billing.logs import configure
 from billing.outages import Stopped, patiently
 from billing.services import catalog as catalog_service
-from billing.services.status import outstanding, status_report
+from billing.services.status import StatusReport, outstanding, status_report
 
 T = TypeVar("T")
 
@@ -136,7 +136,8 @@ def drain(runtime: Runtime, timeout: float) -> None:
 def status(runtime: Runtime, as_json: bool) -> None:
     """Counts by status, what is due, recent failures and the queue depth; the database's
     connections against max_connections; and what would stop a worker, the scheduler or the
-    web process from starting with this environment (`configuration: ...`)."""
+    web process from starting with this environment (`configuration: ...`). With
+    BILLING_CONSOLE_URL, a link to the console's queue of each count that needs a person."""
     app = runtime.app
     now = app.clock.now()
     with app.transaction() as session:
@@ -146,8 +147,10 @@ def status(runtime: Runtime, as_json: bool) -> None:
     capacity = measure_engine(app.engine)
     if capacity is not None and capacity.warning is not None:
         problems.append(f"database: {capacity.warning}")
+    console = console_links(report, runtime.settings.console_url)
     if as_json:
         document = asdict(report)
+        document["console"] = console
         document["connections"] = None if capacity is None else asdict(capacity)
         document["now"] = format_time(report.now, runtime.settings_zone)
         document["configuration"] = problems
@@ -176,8 +179,24 @@ def status(runtime: Runtime, as_json: bool) -> None:
     emit_table(("WHAT", "STATUS", "COUNT"), rows, "")
     for subscription_id, reason in report.set_aside_reasons:
         click.echo(f"set aside: subscription {subscription_id}: {reason}")
+    for queue, link in console.items():
+        click.echo(f"console: {queue}: {link}")
     for problem in problems or ["ok"]:
         click.echo(f"configuration: {problem}")
+
+
+def console_links(report: StatusReport, console_url: str | None) -> dict[str, str]:
+    """The console's queue (``BILLING_CONSOLE_URL``/queues#...) of each count that needs a
+    person and is not zero; nothing without the console's address."""
+    if console_url is None:
+        return {}
+    counts = (
+        ("past due", "past-due", report.subscriptions.get("past_due", 0)),
+        ("unknown charges", "unknown", report.charges.get("unknown", 0)),
+        ("set aside by the scheduler", "set-aside", report.set_aside),
+        ("duplicate payments to refund", "duplicates", report.duplicate_payments),
+    )
+    return {what: f"{console_url}/queues#{anchor}" for what, anchor, count in counts if count}
 
 
 def _queue_depth(runtime: Runtime) -> int | None:

@@ -8,7 +8,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
 from billing.db.capacity import PGBOUNCER, application_name
 
@@ -87,7 +87,25 @@ def _sqlite_begin_immediate(connection: Any) -> None:
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    event.listen(sessions, "do_orm_execute", _reread_locked_rows)
+    return sessions
+
+
+def _reread_locked_rows(state: ORMExecuteState) -> None:
+    """A row locked FOR UPDATE is read as it is now, also when this session already holds
+    the object: SQLAlchemy would otherwise keep the values it first read, from before a
+    commit that the lock waited for (a pause once wrote "paused" over a cancel that way).
+
+    Not inside ``no_autoflush``: there the session may hold changes not yet flushed, which
+    a re-read would discard; code that writes there locks its rows before it changes them
+    (``finish_charges``). With autoflush on, the changes are flushed before the select."""
+    if state.is_select and state.session.autoflush and _locks(state.statement):
+        state.update_execution_options(populate_existing=True)
+
+
+def _locks(statement: Any) -> bool:
+    return getattr(statement, "_for_update_arg", None) is not None
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -17,14 +17,23 @@ for a window, and for every payment of one of our merchant_uids (``sub-<key>-<p>
 
 A net-cancelled payment (PortOne cancelled it before it was ever paid) moved no money and
 must not be recorded paid. The ledger is read in full before anything is written, and each
-payment is compared in a savepoint: one that fails is reported and the others go on.
+payment that may differ is compared in a savepoint: one that fails is reported and the others
+go on.
+
+A window holds every renewal of up to 90 days (three million payments for a million monthly
+subscriptions), and nearly all of them agree. So each page is checked as it is read, in one
+short read-only query for its merchant_uids (no lock, no connection held while PortOne is
+asked for the next page), and only the payments that may differ are kept: memory grows with
+the differences, not the window, and only those are locked and compared one by one, against
+a fresh read under the lock. A charge that agrees cannot stop agreeing: a paid charge is
+never unpaid again and ``refunded_amount`` only grows.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -54,6 +63,7 @@ from billing.services.settlement import (
 logger = logging.getLogger("billing.ledger")
 OUR_MERCHANT_UID = re.compile(r"^sub-([a-z0-9]{12})-(\d+)-(\d+)$")
 OPEN_REFUNDS = ("pending", "processing", "unknown")
+LOOKUP = 500  # merchant_uids per IN (...): a page of 1,000 in two queries
 
 
 class LedgerSource(Protocol):
@@ -100,35 +110,89 @@ class LedgerReport:
         return sum(1 for finding in self.findings if finding.verdict != Verdict.REPORTED)
 
 
-def read_ledger(source: LedgerSource, since: datetime, until: datetime) -> list[LedgerPayment]:
-    """Every paid or cancelled payment PortOne holds for the window (LedgerUnreadable if a
-    page cannot be read)."""
-    payments: list[LedgerPayment] = []
+def read_pages(
+    source: LedgerSource, since: datetime, until: datetime
+) -> Iterator[list[LedgerPayment]]:
+    """Every page of paid, then of cancelled payments PortOne holds for the window
+    (LedgerUnreadable if a page cannot be read)."""
     first, last = int(since.timestamp()), int(until.timestamp())
     for status in ("paid", "cancelled"):
         page = 1
         while page:
             result = read_page(source.payments_by_status(status, first, last, page))
-            payments += result.payments
+            yield result.payments
             page = result.next_page
-    return payments
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What this database holds for a merchant_uid, as far as agreeing goes."""
+
+    status: str
+    imp_uid: str | None
+    amount: int
+    refunded_amount: int
+
+
+Suspect = tuple[LedgerPayment, re.Match[str]]
+
+
+def find_suspects(
+    app: App, source: LedgerSource, since: datetime, until: datetime, report: LedgerReport
+) -> list[Suspect]:
+    """Read the whole ledger, page by page, and keep our payments that may differ."""
+    suspects: list[Suspect] = []
+    for payments in read_pages(source, since, until):
+        report.read += len(payments)
+        ours = [(p, m) for p in payments if (m := OUR_MERCHANT_UID.match(p.merchant_uid))]
+        report.ours += len(ours)
+        if ours:
+            held = _held(app, [payment.merchant_uid for payment, _ in ours])
+            suspects += [(p, m) for p, m in ours if not agrees(p, held.get(p.merchant_uid))]
+    return suspects
+
+
+def _held(app: App, merchant_uids: list[str]) -> dict[str, Held]:
+    """Our charges of one page, in one short read-only transaction."""
+    query = select(
+        Charge.merchant_uid, Charge.status, Charge.imp_uid, Charge.amount, Charge.refunded_amount
+    )
+    held: dict[str, Held] = {}
+    with app.transaction() as session:
+        for offset in range(0, len(merchant_uids), LOOKUP):
+            part = merchant_uids[offset : offset + LOOKUP]
+            for row in session.execute(query.where(Charge.merchant_uid.in_(part))):
+                held[row.merchant_uid] = Held(
+                    row.status, row.imp_uid, row.amount, row.refunded_amount
+                )
+    return held
+
+
+def agrees(payment: LedgerPayment, held: Held | None) -> bool:
+    """Both ledgers agree on this payment: ``_compare_one`` would change and report nothing
+    (False when it might; it then decides under the lock)."""
+    if not payment.moved_money:
+        return held is None or held.status != ChargeStatus.PAID
+    return (
+        held is not None
+        and held.status == ChargeStatus.PAID
+        and held.amount == payment.amount
+        and held.imp_uid == payment.imp_uid
+        and _refunded_at_portone(payment) <= held.refunded_amount
+    )
 
 
 def compare(
     session: Session,
-    payments: Iterable[LedgerPayment],
+    suspects: Iterable[Suspect],
     report: LedgerReport,
     now: datetime,
     wall: datetime,
     plans: PlanCache,
 ) -> None:
-    """Compare (and repair) every payment, each in a savepoint, in the caller's transaction."""
-    for payment in payments:
-        report.read += 1
-        match = OUR_MERCHANT_UID.match(payment.merchant_uid)
-        if match is None:
-            continue
-        report.ours += 1
+    """Compare (and repair) every payment that may differ, each in a savepoint, in the
+    caller's transaction."""
+    for payment, match in suspects:
         try:
             with session.begin_nested():
                 finding = _compare_one(session, payment, match, now, wall, plans)
@@ -227,7 +291,7 @@ def _record_paid(
 def _console_refund(
     session: Session, payment: LedgerPayment, charge: Charge, now: datetime
 ) -> Finding | None:
-    refunded = _refunded(payment) if payment.status == "cancelled" else payment.cancel_amount
+    refunded = _refunded_at_portone(payment)
     if refunded <= charge.refunded_amount or _refund_in_progress(session, charge):
         return None  # agrees (or our own refund is on its way and will record itself)
     before = _ours(charge)
@@ -350,6 +414,11 @@ def _refunded(payment: LedgerPayment) -> int:
     return payment.cancel_amount or payment.amount
 
 
+def _refunded_at_portone(payment: LedgerPayment) -> int:
+    """What PortOne has given back of a payment that moved money, in all."""
+    return _refunded(payment) if payment.status == "cancelled" else payment.cancel_amount
+
+
 def _portone(payment: LedgerPayment) -> str:
     if payment.status == "cancelled":
         return f"paid {payment.amount:,}, refunded {_refunded(payment):,}"
@@ -382,17 +451,19 @@ def reconcile_ledger(
     plans: PlanCache,
     wall: Callable[[], datetime] | None = None,
 ) -> LedgerReport:
-    """Read PortOne's ledger for [since, until] (no connection held meanwhile), then compare
-    and repair in one transaction. LedgerUnreadable when a page cannot be read."""
+    """Read PortOne's ledger for [since, until] (each page checked in a short read-only
+    transaction, no connection held while PortOne answers), then compare and repair the
+    payments that may differ in one transaction. LedgerUnreadable when a page cannot be
+    read (nothing is then written)."""
     if until - since > timedelta(days=MAX_DAYS):
         raise InvalidInput(f"--since: PortOne keeps its ledger searchable {MAX_DAYS} days back")
     if until < since:
         raise InvalidInput("--since: must be before --until")
-    payments = read_ledger(source, since, until)
     report = LedgerReport(since, until)
+    suspects = find_suspects(app, source, since, until, report)
     now = app.clock.now()
     with app.transaction() as session:
-        compare(session, payments, report, now, (wall or app.system_clock.now)(), plans)
+        compare(session, suspects, report, now, (wall or app.system_clock.now)(), plans)
     log(
         logger,
         "ledger_reconciled",

@@ -177,3 +177,30 @@ def test_times_a_person_reads_are_in_the_plans_offset(cli: CliRunner, db_url: st
         [body] = connection.execute(text("SELECT payload FROM notices")).scalars()
     engine.dispose()
     assert body["created_at"].endswith("+09:00")
+
+
+def test_status_links_what_needs_a_person_to_the_console_queues(
+    cli: CliRunner, redis_url: str, db_url: str
+) -> None:
+    from sqlalchemy import create_engine, text
+
+    env = {"BILLING_BROKER_URL": redis_url, "BILLING_SANDBOX": "1"}
+    console = {"BILLING_CONSOLE_URL": "https://billing.example/ops/"}
+    ok(cli("customers", "add", "c1"))
+    ok(cli("subscriptions", "create", "--customer", "c1", "--plan", "premium-yearly"))
+    assert "console:" not in ok(cli("status", env=console))  # nothing needs a person yet
+    engine = create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE plans SET archived_at = now() WHERE id = 'premium-yearly'"))
+    engine.dispose()
+    ok(cli("scheduler", "--once", env=env))
+    shown = ok(cli("status", env=console))
+    assert (
+        "console: set aside by the scheduler: https://billing.example/ops/queues#set-aside" in shown
+    )
+    links = js(cli("status", "--json", env=console))["console"]
+    assert links == {"set aside by the scheduler": "https://billing.example/ops/queues#set-aside"}
+    assert "console:" not in ok(cli("status"))  # no address, no link
+    refused(
+        cli("status", env={"BILLING_CONSOLE_URL": "billing.example/ops"}), "BILLING_CONSOLE_URL"
+    )

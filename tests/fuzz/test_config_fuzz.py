@@ -13,8 +13,15 @@ from billing.errors import ConfigError
 
 # Variables whose values may carry credentials (the product hides their values in messages).
 # BILLING_PORTONE_URL is one too, but see test_a_refused_portone_url_is_not_echoed below.
-SECRET_VARIABLES = ("BILLING_PORTONE_IMP_KEY", "BILLING_PORTONE_IMP_SECRET", "FLOWER_BASIC_AUTH",
-                    "BILLING_DATABASE_URL", "BILLING_BROKER_URL")  # fmt: skip
+SECRET_VARIABLES = (
+    "BILLING_PORTONE_IMP_KEY",
+    "BILLING_PORTONE_IMP_SECRET",
+    "FLOWER_BASIC_AUTH",
+    "BILLING_OPS_AUTH",
+    "BILLING_METRICS_TOKEN",
+    "BILLING_DATABASE_URL",
+    "BILLING_BROKER_URL",
+)
 TRICKY = [
     "", " ", "0", "-1", "1", "30", " 30 ", "1e309", "-0", "nan", "NaN", "inf", "-inf", "1_000",
     "0x10", "٣٠", "30s", "1.5", "600.0000001", "86401", "true", "yes", "on", "off", "2",

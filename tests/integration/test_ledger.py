@@ -6,20 +6,24 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import create_engine, delete, select, text, update
+from sqlalchemy import create_engine, delete, event, func, select, text, update
 
+from bench.ledger import PARTIAL, Kind, Spec, fill, load_ledger, population
 from billing.app import App
 from billing.db.tables import Charge, Event, Subscription
 from billing.domain.charges import ChargeRequest
 from billing.errors import InvalidInput
+from billing.portone.answers import Exchange, Transport
 from billing.portone.client import PortOneClient
+from billing.portone.ledger import LedgerUnreadable
 from billing.sandbox import SandboxServer
+from billing.services.catalog import current_plan, ensure_catalog
 from billing.services.jobs import last_run
 from billing.services.ledger import Verdict, reconcile_ledger
 from billing.services.plan_cache import PlanCache
 from billing.services.scheduling import Scheduler
 from tests.acceptance.test_cli import js, ok, refused
-from tests.conftest import CliRunner
+from tests.conftest import NOW, CliRunner
 from tests.integration.conftest import Product
 from tests.processes import wait_for
 from tests.world import START, World
@@ -235,3 +239,81 @@ def test_an_open_charge_portone_holds_paid_with_another_amount_is_recorded_and_r
     assert finding.verdict == Verdict.REPORTED and "99,000" in finding.detail
     assert world.charges()[0].status == "paid"  # PortOne holds it paid: recorded (invariant 3)
     assert not report.agree
+
+
+def _statements(app: App) -> list[str]:
+    """Every SQL statement ``app`` sends from now on."""
+    sent: list[str] = []
+
+    @event.listens_for(app.engine, "before_cursor_execute")
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        sent.append(statement)
+
+    return sent
+
+
+def _window(count: int) -> tuple[list[Spec], datetime, datetime]:
+    now = int(datetime.now(UTC).timestamp())
+    specs = population(count, now - 29 * 86_400)
+    return specs, datetime.fromtimestamp(now - 30 * 86_400, UTC), datetime.now(UTC)
+
+
+def test_thousands_of_payments_that_agree_cost_a_query_a_page_and_only_differences_are_repaired(
+    app: App, sandbox: SandboxServer, db_url: str
+) -> None:
+    specs, since, until = _window(3_000)  # 3 pages of paid payments, 1 of cancelled ones
+    imp_uids = list(load_ledger(sandbox, specs))
+    with app.transaction() as session:
+        ensure_catalog(session, app.settings, NOW)
+        plan = current_plan(session, "basic-monthly")
+    fill(db_url, plan, specs, imp_uids)
+    portone = PortOneClient(sandbox.url, "sandbox_key", "sandbox_secret")
+    sent = _statements(app)
+    report = reconcile_ledger(app, portone, since, until, PlanCache())
+    wanted = {
+        Kind.MISSING: Verdict.CREATED,
+        Kind.REFUNDED: Verdict.RECORDED_REFUND,
+        Kind.PARTIAL: Verdict.RECORDED_REFUND,
+        Kind.AMOUNT: Verdict.REPORTED,
+    }
+    found = {(f.merchant_uid, f.verdict) for f in report.findings}
+    assert found == {(s.merchant_uid, wanted[s.kind]) for s in specs if s.kind in wanted}
+    assert (report.read, report.ours) == (3_000, 2_999)
+    # the 2,990 that agree: a read of each page's merchant_uids, no lock, no savepoint each
+    assert len(sent) < 200 and sum("SAVEPOINT" in s for s in sent) == 2 * len(found)
+    with app.transaction() as session:
+        paid = session.scalar(select(func.count()).where(Charge.status == "paid"))
+        refunded = session.scalar(select(func.sum(Charge.refunded_amount)))
+    assert (paid, refunded) == (2_998, 9_900 + PARTIAL)  # all ours but the net-cancelled
+    again = reconcile_ledger(app, portone, since, until, PlanCache())
+    portone.close()
+    assert [(f.merchant_uid, f.verdict) for f in again.findings] == [
+        (s.merchant_uid, Verdict.REPORTED) for s in specs if s.kind is Kind.AMOUNT
+    ]
+
+
+class Unanswered:
+    """PortOne answers the paid pages and then stops answering."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def payments_by_status(
+        self, status: str, since: int, until: int, page: int, limit: int = 1000
+    ) -> Exchange:
+        if status == "cancelled":
+            return Exchange(failure=Transport.NO_ANSWER, detail="ReadTimeout")
+        return self.world.gateway.payments_by_status(status, since, until, page, limit)
+
+
+def test_a_page_that_cannot_be_read_repairs_nothing_the_pages_before_it_showed(
+    world: World,
+) -> None:
+    world.subscribe()
+    world.cycle()
+    [charge] = world.charges()
+    forget(world, charge.merchant_uid)  # the paid page holds a payment to repair
+    with pytest.raises(LedgerUnreadable, match="did not answer: ReadTimeout"):
+        reconcile_ledger(world.app, Unanswered(world), SINCE, UNTIL, PlanCache())
+    assert world.charges() == []
+    assert reconcile(world) == [(charge.merchant_uid, Verdict.CREATED)]

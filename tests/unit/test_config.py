@@ -43,8 +43,9 @@ def test_every_spec_variable_is_read() -> None:
         "BILLING_PORTONE_IMP_KEY", "BILLING_PORTONE_IMP_SECRET", "BILLING_PORTONE_TIMEOUT",
         "BILLING_RECONCILE_AFTER", "BILLING_PLANS", "BILLING_TIMEZONE", "BILLING_SANDBOX",
         "BILLING_PORTONE_SITE_CODE", "BILLING_PORTONE_MERCHANT_CODE", "FLOWER_BASIC_AUTH",
-        "BILLING_PORTONE_MAX_RPS",
-        "BILLING_LOG_LEVEL", "BILLING_DATABASE_PGBOUNCER", "BILLING_CHECKOUT_REDIRECT_URL",  # ours, beyond SPEC section 3
+        "BILLING_PORTONE_MAX_RPS", "BILLING_OPS_AUTH", "BILLING_METRICS_TOKEN",
+        "BILLING_LOG_LEVEL", "BILLING_CHECKOUT_REDIRECT_URL", "BILLING_CONSOLE_URL",  # ours, beyond SPEC section 3
+        "BILLING_DATABASE_PGBOUNCER",
     }  # fmt: skip
 
 
@@ -115,3 +116,16 @@ def test_passwords_inside_the_store_urls_are_kept_out_of_logs() -> None:
         }
     )
     assert {"db-pw-1234", "redis-pw-5678"} <= set(settings.log_secrets)
+
+
+def test_the_console_password_and_the_metrics_token_are_kept_out_of_logs() -> None:
+    """A web process logs with these secrets: a line quoting either shows neither."""
+    from billing.logs import redact
+
+    settings = load_settings(
+        {"BILLING_OPS_AUTH": "oncall:console-pw-9876", "BILLING_METRICS_TOKEN": "scrape-tok-4321"}
+    )
+    line = redact("auth oncall:console-pw-9876 bearer scrape-tok-4321", settings.log_secrets)
+    assert "console-pw-9876" not in line
+    assert "scrape-tok-4321" not in line
+    assert "console-pw-9876" not in repr(settings)
