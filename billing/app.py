@@ -45,7 +45,9 @@ class App:
 
 
 def build_app(settings: Settings, *, pool_size: int = 5, check_schema: bool = True) -> App:
-    engine = make_engine(settings.database_url, pool_size=pool_size)
+    engine = make_engine(
+        settings.database_url, pool_size=pool_size, pgbouncer=settings.database_pgbouncer
+    )
     sessions = make_sessions(engine)
     clock: Clock = DatabaseClock(sessions) if settings.sandbox_mode else SystemClock()
     app = App(settings, engine, sessions, clock)

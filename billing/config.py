@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -63,6 +64,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
     database_url: str = Field("sqlite:///billing.db", alias="BILLING_DATABASE_URL")
+    database_pgbouncer: Flag = Field(False, alias="BILLING_DATABASE_PGBOUNCER")
     broker_url: Annotated[str | None, Optional] = Field(None, alias="BILLING_BROKER_URL")
     portone_url: Annotated[str | None, Optional] = Field(None, alias="BILLING_PORTONE_URL")
     imp_key: Annotated[SecretStr | None, Optional] = Field(None, alias="BILLING_PORTONE_IMP_KEY")
@@ -104,6 +106,14 @@ class Settings(BaseModel):
             raise ValueError("is not a database URL such as sqlite:///billing.db") from None
         if url.get_backend_name() not in ("sqlite", "postgresql"):
             raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        return value
+
+    @field_validator("database_pgbouncer")
+    @classmethod
+    def _pgbouncer(cls, value: bool, info: ValidationInfo) -> bool:
+        url = info.data.get("database_url")  # absent when BILLING_DATABASE_URL itself is wrong
+        if value and url is not None and normalize_url(url).get_backend_name() != "postgresql":
+            raise ValueError("is for PostgreSQL behind PgBouncer: BILLING_DATABASE_URL is not one")
         return value
 
     @field_validator("broker_url")

@@ -54,7 +54,11 @@ def _check_capacity(sender: Any = None, **_: Any) -> None:
     concurrency = int(getattr(getattr(sender, "controller", None), "concurrency", 0) or 0)
     concurrency = concurrency or DEFAULT_CONCURRENCY
     planned = concurrency + pool_overflow(concurrency)
-    bootstrap.warn_if_short(check_before_opening(load_settings().database_url, planned))
+    settings = load_settings()
+    capacity = check_before_opening(
+        settings.database_url, planned, pgbouncer=settings.database_pgbouncer
+    )
+    bootstrap.warn_if_short(capacity)
 
 
 def _preflight(**_: Any) -> None:

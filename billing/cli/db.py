@@ -18,7 +18,8 @@ def db() -> None:
 @click.pass_obj
 def upgrade(runtime: Runtime) -> None:
     """Apply every migration up to this release's schema."""
-    engine = make_engine(runtime.settings.database_url, pool_size=1)
+    settings = runtime.settings
+    engine = make_engine(settings.database_url, pool_size=1, pgbouncer=settings.database_pgbouncer)
     try:
         before, after = migrate.upgrade(engine)
     finally:

@@ -5,6 +5,11 @@ being the most that pool opens (pool_size + max_overflow). Summing N over the pr
 in ``pg_stat_activity`` tells whether the pools together could exhaust the server: then a
 burst ends in "too many clients already". A worker checks it when it builds its pool and
 logs a warning; ``billing status`` shows it.
+
+Behind PgBouncer (BILLING_DATABASE_PGBOUNCER) the pools open client connections to PgBouncer,
+which opens at most its own pool size to PostgreSQL, and ``pg_stat_activity`` shows each
+server connection under the name of the last client that used it: the sum says nothing, so
+it is not made (PgBouncer's ``max_client_conn`` and ``SHOW POOLS`` are the figures there).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 PREFIX = "billing "
+PGBOUNCER = "billing_pgbouncer"  # an engine's execution option: its URL points at PgBouncer
 _POOL = re.compile(r" pool=([0-9]+)$")
 
 
@@ -72,8 +78,9 @@ def _capacity(name: str) -> int:
 
 
 def measure_engine(engine: Engine) -> Capacity | None:
-    """``measure`` on PostgreSQL; None on SQLite or when the database cannot be asked now."""
-    if engine.dialect.name != "postgresql":
+    """``measure`` on PostgreSQL; None on SQLite, behind PgBouncer, or when the database cannot
+    be asked now."""
+    if engine.dialect.name != "postgresql" or engine.get_execution_options().get(PGBOUNCER):
         return None
     try:
         with engine.connect() as connection:
@@ -82,13 +89,14 @@ def measure_engine(engine: Engine) -> Capacity | None:
         return None
 
 
-def check_before_opening(raw_url: str, planned: int) -> Capacity | None:
+def check_before_opening(raw_url: str, planned: int, *, pgbouncer: bool = False) -> Capacity | None:
     """What the pools seen now plus ``planned`` more connections (a worker's pool, not open
-    yet) could open, asked on one connection of its own; None on SQLite or in an outage."""
+    yet) could open, asked on one connection of its own; None on SQLite, behind PgBouncer or
+    in an outage."""
     from billing.db.engine import normalize_url
 
     url = normalize_url(raw_url)
-    if url.get_backend_name() != "postgresql":
+    if url.get_backend_name() != "postgresql" or pgbouncer:
         return None
     engine = create_engine(
         url,

@@ -10,7 +10,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 
-from billing.db.capacity import application_name
+from billing.db.capacity import PGBOUNCER, application_name
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -23,12 +23,28 @@ def normalize_url(raw: str) -> URL:
     return url
 
 
-def make_engine(raw_url: str, pool_size: int = 5) -> Engine:
-    """An engine whose pool fits ``pool_size`` concurrent users (a worker's concurrency)."""
+def make_engine(raw_url: str, pool_size: int = 5, *, pgbouncer: bool = False) -> Engine:
+    """An engine whose pool fits ``pool_size`` concurrent users (a worker's concurrency).
+
+    ``pgbouncer`` (BILLING_DATABASE_PGBOUNCER): the URL points at PgBouncer in transaction
+    mode, where consecutive transactions of one client connection may run on different server
+    connections. psycopg then must not prepare statements: after ``prepare_threshold``
+    executions it names one ``_pg3_0`` on whichever server connection it has at that moment,
+    and the next use fails with ``prepared statement "_pg3_0" does not exist`` (another
+    server) or ``already exists`` (another client's, same server). Nothing else the product
+    does needs a session: ``SET LOCAL``, ``pg_advisory_xact_lock`` and ``FOR UPDATE`` all end
+    with their transaction, and it uses no LISTEN, temporary tables or WITH HOLD cursors.
+    """
     url = normalize_url(raw_url)
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     overflow = pool_overflow(pool_size)
+    connect_args: dict[str, Any] = {
+        "connect_timeout": 10,
+        "application_name": application_name(pool_size + overflow),
+    }
+    if pgbouncer:
+        connect_args["prepare_threshold"] = None
     return create_engine(
         url,
         pool_size=pool_size,
@@ -38,10 +54,8 @@ def make_engine(raw_url: str, pool_size: int = 5) -> Engine:
         pool_pre_ping=False,
         pool_recycle=1800,
         pool_timeout=30,
-        connect_args={
-            "connect_timeout": 10,
-            "application_name": application_name(pool_size + overflow),
-        },
+        connect_args=connect_args,
+        execution_options={PGBOUNCER: True} if pgbouncer else {},
     )
 
 

@@ -27,6 +27,16 @@ def test_log_level_is_read_in_any_case(value: str, expected: str) -> None:
     assert load_settings({"BILLING_LOG_LEVEL": value}).log_level == expected
 
 
+def test_pgbouncer_is_read_for_postgresql_only() -> None:
+    postgres = {"BILLING_DATABASE_URL": "postgresql://billing@pgbouncer:6432/billing"}
+    assert load_settings(postgres).database_pgbouncer is False
+    assert load_settings({**postgres, "BILLING_DATABASE_PGBOUNCER": "yes"}).database_pgbouncer
+    with pytest.raises(ConfigError, match=r"^BILLING_DATABASE_PGBOUNCER: is for PostgreSQL"):
+        load_settings({"BILLING_DATABASE_PGBOUNCER": "1"})  # the SQLite default
+    with pytest.raises(ConfigError, match=r"^BILLING_DATABASE_PGBOUNCER: must be 1 or 0"):
+        load_settings({**postgres, "BILLING_DATABASE_PGBOUNCER": "transaction"})
+
+
 def test_every_spec_variable_is_read() -> None:
     assert set(VARIABLES) == {
         "BILLING_DATABASE_URL", "BILLING_BROKER_URL", "BILLING_PORTONE_URL",
@@ -35,6 +45,7 @@ def test_every_spec_variable_is_read() -> None:
         "BILLING_PORTONE_SITE_CODE", "BILLING_PORTONE_MERCHANT_CODE", "FLOWER_BASIC_AUTH",
         "BILLING_PORTONE_MAX_RPS", "BILLING_OPS_AUTH", "BILLING_METRICS_TOKEN",
         "BILLING_LOG_LEVEL", "BILLING_CHECKOUT_REDIRECT_URL", "BILLING_CONSOLE_URL",  # ours, beyond SPEC section 3
+        "BILLING_DATABASE_PGBOUNCER",
     }  # fmt: skip
 
 
