@@ -33,7 +33,10 @@ from billing.sandbox import SandboxConfig, SandboxError, SandboxServer
     help="Seconds an access token lives.",
 )
 @click.option(
-    "--no-auto-register", is_flag=True, help="Only registered customer_uids have a billing key."
+    "--auto-register",
+    is_flag=True,
+    help="Issue a test card's billing key to any customer_uid on first use (for demos and "
+    "benchmarks). Without it, as at PortOne, only registered customer_uids can be charged.",
 )
 @click.option(
     "--hang-seconds",
@@ -60,7 +63,7 @@ def sandbox(
     imp_key: str,
     imp_secret: str,
     token_ttl: int,
-    no_auto_register: bool,
+    auto_register: bool,
     hang_seconds: float,
     latency_ms: int,
     notice_url: str | None,
@@ -74,7 +77,7 @@ def sandbox(
         imp_key=imp_key,
         imp_secret=imp_secret,
         token_ttl=token_ttl,
-        auto_register=not no_auto_register,
+        auto_register=auto_register,
         hang_seconds=hang_seconds,
         seed=seed,
         notice_url=notice_url,

@@ -146,7 +146,8 @@ def test_the_schema_helper_catches_wrong_shapes(schemas: Schemas) -> None:
 
 @pytest.fixture
 def server() -> Iterator[SandboxServer]:
-    sandbox = SandboxServer(SandboxConfig(hang_seconds=3.0, seed=1))
+    """Auto-registering: most tests here charge customer_uids they never registered."""
+    sandbox = SandboxServer(SandboxConfig(hang_seconds=3.0, seed=1, auto_register=True))
     sandbox.start()
     yield sandbox
     sandbox.stop()
@@ -474,7 +475,7 @@ def test_concurrent_charges_of_one_merchant_uid_pay_once(
 
 
 def test_stop_releases_held_connections() -> None:
-    sandbox = SandboxServer(SandboxConfig(hang_seconds=60.0)).start()
+    sandbox = SandboxServer(SandboxConfig(hang_seconds=60.0, auto_register=True)).start()
     token = get_token(httpx.Client(base_url=sandbox.url))
     sandbox.script(customer_uid=None, behaviors=["commit_then_timeout"])
     errors: list[BaseException] = []
@@ -592,14 +593,31 @@ def test_bad_cards_are_refused(
     schemas.check_error(answer, 200)
 
 
-def test_no_auto_register(schemas: Schemas) -> None:
-    config = SandboxConfig(auto_register=False)
-    with SandboxServer(config) as sandbox, httpx.Client(base_url=sandbox.url) as client:
+def test_by_default_a_customer_never_registered_is_refused_as_portone_refuses_it(
+    schemas: Schemas,
+) -> None:
+    with SandboxServer(SandboxConfig()) as sandbox, httpx.Client(base_url=sandbox.url) as client:
         headers = {"Authorization": get_token(client)}
-        schemas.check_error(client.post(AGAIN, json=charge(), headers=headers), 200)
+        refused = schemas.check_error(client.post(AGAIN, json=charge(), headers=headers), 200)
+        assert refused["code"] == -1 and "등록되지 않은 구매자입니다" in refused["message"]
         schemas.check_error(client.get("/subscribe/customers/c1", headers=headers), 404)
+        schemas.check_error(
+            client.request("DELETE", "/subscribe/customers/c1", headers=headers), 404
+        )
+        assert sandbox.ledger() == []
         sandbox.register_customer("c1")
         check_payment(schemas, client.post(AGAIN, json=charge(), headers=headers))
+
+
+def test_auto_register_invents_a_test_card_key_for_any_customer(
+    client: httpx.Client, schemas: Schemas, auth: dict[str, str]
+) -> None:
+    paid = check_payment(
+        schemas, client.post(AGAIN, json=charge(customer_uid="anyone"), headers=auth)
+    )
+    assert (paid["status"], paid["card_number"]) == ("paid", "411111******1111")
+    key = check_customer(schemas, client.get("/subscribe/customers/other", headers=auth))
+    assert key["customer_uid"] == "other"
 
 
 # -- onetime (key-in payment, key issued with it) ------------------------------------------------
@@ -616,7 +634,7 @@ def onetime(customer_uid: str | None = "new1", merchant_uid: str = "first1") -> 
 
 def test_onetime_pays_and_issues_the_key_the_next_again_uses(schemas: Schemas) -> None:
     with (
-        SandboxServer(SandboxConfig(auto_register=False)) as sandbox,
+        SandboxServer(SandboxConfig()) as sandbox,
         httpx.Client(base_url=sandbox.url) as client,
     ):
         auth = {"Authorization": get_token(client)}
@@ -647,7 +665,7 @@ def test_onetime_without_customer_uid_pays_and_issues_nothing(
 
 def test_a_declined_onetime_issues_no_key(schemas: Schemas) -> None:
     with (
-        SandboxServer(SandboxConfig(auto_register=False)) as sandbox,
+        SandboxServer(SandboxConfig()) as sandbox,
         httpx.Client(base_url=sandbox.url) as client,
     ):
         auth = {"Authorization": get_token(client)}
@@ -751,7 +769,7 @@ def test_admin_endpoints(client: httpx.Client, auth: dict[str, str]) -> None:
 
 def test_seeded_faults_over_http_are_reproducible() -> None:
     def run() -> list[tuple[int, object]]:
-        with SandboxServer(SandboxConfig(seed=9)) as sandbox:
+        with SandboxServer(SandboxConfig(seed=9, auto_register=True)) as sandbox:
             sandbox.set_faults({"error_500": 0.3, "decline": 0.3}, seed=7)
             with httpx.Client(base_url=sandbox.url, timeout=5) as client:
                 headers = {"Authorization": get_token(client)}
@@ -805,7 +823,7 @@ class Receiver:
 
 def test_webhooks() -> None:
     receiver = Receiver()
-    config = SandboxConfig(notice_url=receiver.url, hang_seconds=0.2)
+    config = SandboxConfig(notice_url=receiver.url, hang_seconds=0.2, auto_register=True)
     try:
         with SandboxServer(config) as sandbox, httpx.Client(base_url=sandbox.url) as client:
             headers = {"Authorization": get_token(client)}
