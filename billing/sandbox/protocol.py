@@ -79,7 +79,7 @@ def payment_json(payment: Payment) -> JSONObject:
         "emb_pg_provider": None,
         "pg_tid": f"sandbox{digits}",
         "pg_id": PG_ID,
-        "sandbox": False,
+        "sandbox": True,  # a test channel's payment or key (PortOne's "테스트 결제 여부")
         "escrow": False,
         "apply_num": digits[-8:] if paid else None,
         "bank_code": None,
@@ -151,7 +151,7 @@ def customer_json(key: BillingKey) -> JSONObject:
         "customer_uid": key.customer_uid,
         "pg_provider": PG_PROVIDER,
         "pg_id": PG_ID,
-        "sandbox": False,
+        "sandbox": True,  # a test channel's payment or key (PortOne's "테스트 결제 여부")
         "customer_id": None,
         "card_name": card.name,
         "card_code": card.code,

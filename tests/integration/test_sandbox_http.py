@@ -236,6 +236,16 @@ def test_approve(
     assert server.ledger() == [payment]
 
 
+def test_every_payment_and_key_says_it_is_a_test_one(
+    client: httpx.Client, schemas: Schemas, auth: dict[str, str]
+) -> None:
+    """PortOne's ``sandbox`` field (테스트 결제 여부 / 테스트 빌링키 여부): true for a test channel."""
+    paid = check_payment(schemas, client.post(AGAIN, json=charge(), headers=auth))
+    looked_up = check_payment(schemas, client.get(f"/payments/{paid['imp_uid']}", headers=auth))
+    key = check_customer(schemas, client.get("/subscribe/customers/c1", headers=auth))
+    assert paid["sandbox"] is looked_up["sandbox"] is key["sandbox"] is True
+
+
 def test_form_encoded_again(client: httpx.Client, schemas: Schemas, auth: dict[str, str]) -> None:
     body = {**charge(amount="55000", card_quota="3"), "buyer_tel": "010-1234-5678"}
     payment = check_payment(schemas, client.post(AGAIN, data=body, headers=auth))
