@@ -3,7 +3,7 @@ Payment and Customer objects exactly as the OpenAPI document lists their fields.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from billing.sandbox.customers import BillingKey
@@ -37,12 +37,14 @@ class Reply:
 
 @dataclass(frozen=True)
 class Request:
-    """One routed request: path parameters, query, decoded body fields and the bearer token."""
+    """One routed request: path parameters, query (last value of each name), decoded body
+    fields, the bearer token, and every value of each query name (``imp_uid[]=a&imp_uid[]=b``)."""
 
     params: dict[str, str]
     query: dict[str, str]
     fields: dict[str, object]
     token: str | None = None
+    lists: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class InvalidRequest(Exception):

@@ -899,3 +899,99 @@ def test_the_readme_curl_examples_work(server: SandboxServer) -> None:
         )
         assert done.stdout == "200", (example, done.stdout, done.stderr)
     assert server.stats()["requests"]["POST /__sandbox__/latency"] == 1
+
+
+# -- several at once: /payments, /subscribe/customers, a key's payments (issue 15.2) ---------
+
+
+def test_payments_by_several_imp_uids_and_merchant_uids(
+    client: httpx.Client, schemas: Schemas, auth: dict[str, str]
+) -> None:
+    first, second = (
+        check_payment(schemas, client.post(AGAIN, json=charge(m), headers=auth)) for m in "ab"
+    )
+    query = f"imp_uid[]={first['imp_uid']}&imp_uid[]={second['imp_uid']}"
+    both = client.get(f"/payments?{query}", headers=auth)
+    assert both.status_code == 200
+    schemas.check("MultiplePaymentsResponse", both.json())
+    assert [p["imp_uid"] for p in both.json()["response"]] == [first["imp_uid"], second["imp_uid"]]
+    by_merchant_uid = client.get("/payments?merchant_uid[]=b", headers=auth)
+    assert [p["imp_uid"] for p in by_merchant_uid.json()["response"]] == [second["imp_uid"]]
+    partly = client.get(f"/payments?imp_uid[]={first['imp_uid']}&imp_uid[]=imps_0", headers=auth)
+    assert partly.status_code == 207  # some found (the document's 207)
+    schemas.check("MultiplePaymentsResponse", partly.json())
+    assert [p["imp_uid"] for p in partly.json()["response"]] == [first["imp_uid"]]
+    schemas.check_error(client.get("/payments?imp_uid[]=imps_0", headers=auth), 404)
+
+
+@pytest.mark.parametrize(
+    "query", ["", "?imp_uid[]=", "?" + "&".join(f"imp_uid[]=imps_{n}" for n in range(101))]
+)
+def test_payments_by_several_ids_refuses_bad_parameters(
+    client: httpx.Client, schemas: Schemas, auth: dict[str, str], query: str
+) -> None:
+    schemas.check_error(client.get(f"/payments{query}", headers=auth), 200)
+    schemas.check_error(client.get("/payments?imp_uid[]=x"), 401)
+
+
+def test_several_customers(
+    client: httpx.Client, schemas: Schemas, auth: dict[str, str], server: SandboxServer
+) -> None:
+    for uid in ("k1", "k2"):
+        server.register_customer(uid)
+    strict = SandboxServer(SandboxConfig()).start()
+    try:
+        strict.register_customer("k1")
+        with httpx.Client(base_url=strict.url, timeout=5) as other:
+            headers = {"Authorization": get_token(other)}
+            both = other.get("/subscribe/customers?customer_uid[]=k1", headers=headers)
+            assert both.status_code == 200
+            schemas.check("MultipleCustomersResponse", both.json())
+            assert [c["customer_uid"] for c in both.json()["response"]] == ["k1"]
+            partly = other.get(
+                "/subscribe/customers?customer_uid[]=k1&customer_uid[]=no", headers=headers
+            )
+            assert partly.status_code == 207
+            schemas.check("MultipleCustomersResponse", partly.json())
+            assert [c["customer_uid"] for c in partly.json()["response"]] == ["k1"]
+            none = other.get("/subscribe/customers?customer_uid[]=no", headers=headers)
+            schemas.check_error(none, 404)
+            schemas.check_error(other.get("/subscribe/customers", headers=headers), 200)
+            too_long = "x" * 81
+            answer = other.get(f"/subscribe/customers?customer_uid[]={too_long}", headers=headers)
+            schemas.check_error(answer, 200)
+    finally:
+        strict.stop()
+
+
+def test_a_billing_keys_payments_paged_newest_first(schemas: Schemas) -> None:
+    with SandboxServer(SandboxConfig()) as sandbox, httpx.Client(base_url=sandbox.url) as client:
+        auth = {"Authorization": get_token(client)}
+        sandbox.register_customer("k1")
+        sandbox.register_customer("idle")
+        for n in range(22):
+            client.post(AGAIN, json=charge(f"m{n}", "k1"), headers=auth)
+        client.post(AGAIN, json=charge("other", "k2"), headers=auth)  # refused: not k1's
+        path = "/subscribe/customers/k1/payments"
+        first = schemas.check_ok(client.get(path, headers=auth), "PaymentListResponse")
+        assert (first["total"], first["previous"], first["next"]) == (22, 0, 2)
+        assert len(first["list"]) == 20 and first["list"][0]["merchant_uid"] == "m21"
+        second = schemas.check_ok(client.get(f"{path}?page=2", headers=auth), "PaymentListResponse")
+        assert (second["previous"], second["next"]) == (1, 0)
+        assert [p["merchant_uid"] for p in second["list"]] == ["m1", "m0"]
+        empty = client.get("/subscribe/customers/idle/payments", headers=auth)
+        assert schemas.check_ok(empty, "PaymentListResponse")["total"] == 0
+        schemas.check_error(client.get("/subscribe/customers/nobody/payments", headers=auth), 404)
+        schemas.check_error(client.get(f"{path}?page=0", headers=auth), 200)
+        schemas.check_error(client.get(f"{path}?page=x", headers=auth), 200)
+        schemas.check_error(client.get(path), 401)
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/payments/status/lost", "/payments/status/paid?limit=1001", "/payments/status/all?sorting=x"],
+)
+def test_status_lookups_refuse_bad_parameters_with_the_documents_400(
+    client: httpx.Client, schemas: Schemas, auth: dict[str, str], target: str
+) -> None:
+    schemas.check_error(client.get(target, headers=auth), 400)
