@@ -55,6 +55,13 @@ from billing.sandbox import SandboxConfig, SandboxError, SandboxServer
 @click.option(
     "--notice-url", default=None, help="Webhook receiver for paid and cancelled payments."
 )
+@click.option(
+    "--notice-retries",
+    default=0,
+    show_default=True,
+    type=whole(0, 4),
+    help="Send every notice again this many times, a minute apart (PortOne: up to 4).",
+)
 @click.option("--seed", default=None, type=whole(), help="Seed of the fault dice and imp_uids.")
 @click.option("--verbose", is_flag=True, help="Log every request line to stderr.")
 def sandbox(
@@ -67,6 +74,7 @@ def sandbox(
     hang_seconds: float,
     latency_ms: int,
     notice_url: str | None,
+    notice_retries: int,
     seed: int | None,
     verbose: bool,
 ) -> None:
@@ -81,6 +89,7 @@ def sandbox(
         hang_seconds=hang_seconds,
         seed=seed,
         notice_url=notice_url,
+        notice_retries=notice_retries,
         latency_ms=latency_ms,
         verbose=verbose,
     )

@@ -26,6 +26,8 @@ class SandboxConfig:
     hang_seconds: float = 60.0
     seed: int | None = None
     notice_url: str | None = None
+    notice_retries: int = 0  # each notice sent again this many times (PortOne: up to 4 more)
+    notice_retry_seconds: float = 60.0  # apart (PortOne: a minute)
     latency_ms: int = 0
     verbose: bool = False
 

@@ -71,7 +71,7 @@ def not_found(message: str) -> Reply:
 def payment_json(payment: Payment) -> JSONObject:
     """A PortOne ``PaymentAnnotation`` (every field it lists, null where it does not apply)."""
     order, card, digits = payment.order, payment.card, payment.imp_uid[5:]
-    paid = payment.status is not PaymentStatus.FAILED
+    paid = payment.status in (PaymentStatus.PAID, PaymentStatus.CANCELLED)  # approved once
     return {
         "imp_uid": payment.imp_uid,
         "merchant_uid": order.merchant_uid,

@@ -995,3 +995,60 @@ def test_status_lookups_refuse_bad_parameters_with_the_documents_400(
     client: httpx.Client, schemas: Schemas, auth: dict[str, str], target: str
 ) -> None:
     schemas.check_error(client.get(target, headers=auth), 400)
+
+
+# -- faults PortOne really has (issue 15.4) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("scripted", ["customer", "rate"])
+def test_ready_stays_ready_when_looked_up(
+    client: httpx.Client,
+    schemas: Schemas,
+    auth: dict[str, str],
+    server: SandboxServer,
+    scripted: str,
+) -> None:
+    if scripted == "customer":
+        server.script(customer_uid="c1", behaviors=["ready"])
+    else:
+        server.set_faults({"ready": 1.0}, seed=1)
+    with pytest.raises(httpx.ReadTimeout):
+        client.post(AGAIN, json=charge(), headers=auth, timeout=0.5)
+    found = check_payment(schemas, client.get("/payments/find/m1", headers=auth))
+    assert (found["status"], found["paid_at"], found["apply_num"]) == ("ready", 0, None)
+    schemas.check_error(client.get("/payments/find/m1/paid", headers=auth), 404)
+    assert server.stats()["faults"]["ready"] == 1
+
+
+def test_notices_are_sent_again_when_asked_for() -> None:
+    receiver = Receiver()
+    config = SandboxConfig(
+        notice_url=receiver.url, notice_retries=2, notice_retry_seconds=0.3, auto_register=True
+    )
+    try:
+        with SandboxServer(config) as sandbox, httpx.Client(base_url=sandbox.url) as client:
+            headers = {"Authorization": get_token(client)}
+            paid = client.post(AGAIN, json=charge("m1"), headers=headers).json()["response"]
+            notices = receiver.wait_for(3)
+            time.sleep(0.5)
+            assert len(receiver.notices) == 3  # once and twice again, no more
+    finally:
+        receiver.httpd.shutdown()
+        receiver.httpd.server_close()
+    expected = {"imp_uid": paid["imp_uid"], "merchant_uid": "m1", "status": "paid"}
+    assert notices == [expected] * 3
+
+
+def test_notices_are_sent_once_by_default() -> None:
+    receiver = Receiver()
+    config = SandboxConfig(notice_url=receiver.url, auto_register=True)
+    try:
+        with SandboxServer(config) as sandbox, httpx.Client(base_url=sandbox.url) as client:
+            headers = {"Authorization": get_token(client)}
+            client.post(AGAIN, json=charge("m1"), headers=headers)
+            receiver.wait_for(1)
+            time.sleep(0.5)
+    finally:
+        receiver.httpd.shutdown()
+        receiver.httpd.server_close()
+    assert [n["status"] for n in receiver.notices] == ["paid"]
