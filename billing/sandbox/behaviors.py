@@ -46,6 +46,7 @@ FAULT_KINDS: tuple[BehaviorKind, ...] = (
     BehaviorKind.NET_CANCEL,
     BehaviorKind.PAID_THEN_REFUNDED,
     BehaviorKind.READY,
+    BehaviorKind.RATE_LIMITED,  # rolled: a 429 without Retry-After
 )
 DEFAULT_DECLINE_REASON = "잔액부족"
 DEFAULT_REFUSE_MESSAGE = "카드사 요청에 의해 결제가 거절되었습니다"

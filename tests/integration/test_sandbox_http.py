@@ -3,6 +3,7 @@ OpenAPI document, and the faults happen at the socket (held connection, TCP rese
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -1052,3 +1053,51 @@ def test_notices_are_sent_once_by_default() -> None:
         receiver.httpd.shutdown()
         receiver.httpd.server_close()
     assert [n["status"] for n in receiver.notices] == ["paid"]
+
+
+@pytest.mark.parametrize("scripted", ["customer", "rate"])
+def test_already_paid_net_cancel_and_console_refund_per_customer_and_by_rate(
+    client: httpx.Client,
+    schemas: Schemas,
+    auth: dict[str, str],
+    server: SandboxServer,
+    scripted: str,
+) -> None:
+    """The fault table: each of PortOne's faults scripted for one customer_uid, or rolled."""
+    expected = {
+        "already_paid": "paid",
+        "net_cancel": "cancelled",
+        "paid_then_refunded": "cancelled",
+    }
+    for n, fault in enumerate(expected):
+        if scripted == "customer":
+            server.script(customer_uid="c1", behaviors=[fault])
+        else:
+            server.set_faults({fault: 1.0}, seed=1)
+        with contextlib.suppress(httpx.ReadTimeout):
+            client.post(AGAIN, json=charge(f"f{n}"), headers=auth, timeout=0.5)
+        found = check_payment(schemas, client.get(f"/payments/find/f{n}", headers=auth))
+        assert found["status"] == expected[fault], fault
+    server.set_faults({})
+    assert set(expected) <= set(server.stats()["faults"])
+
+
+@pytest.mark.parametrize(
+    ("scripted", "retry_after"), [("rate_limited:7", "7"), ("rate_limited", None), (None, None)]
+)
+def test_429_with_and_without_retry_after(
+    client: httpx.Client,
+    schemas: Schemas,
+    auth: dict[str, str],
+    server: SandboxServer,
+    scripted: str | None,
+    retry_after: str | None,
+) -> None:
+    if scripted:
+        server.script(customer_uid="c1", behaviors=[scripted])
+    else:
+        server.set_faults({"rate_limited": 1.0}, seed=1)
+    answer = client.post(AGAIN, json=charge(), headers=auth)
+    schemas.check_error(answer, 429)
+    assert answer.headers.get("Retry-After") == retry_after
+    assert server.ledger() == []
