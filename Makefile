@@ -10,6 +10,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# PortOne's official client for the contract test; --no-deps: it pins requests==2.26.0,
+	# which needs urllib3 1.x (selenium needs 2.x); it works with the requests we have
+	$(BIN)/python -m pip install --quiet --no-deps 'iamport-rest-client==0.9.0'
 	touch $@
 
 install: $(VENV)/.installed

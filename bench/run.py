@@ -42,6 +42,13 @@ DUE = "2027-01-01T09:00:00+09:00"
 LATER = "2028-06-01T09:00:00+09:00"  # for the idle tables: nothing due
 
 
+def sandbox_command(latency_ms: int) -> list[str]:
+    """``billing sandbox`` on a free port; it issues a key to every bench customer on first use
+    (the bench imports customer_uids that were never registered)."""
+    options = ["--port", "0", "--latency-ms", str(latency_ms), "--auto-register"]
+    return [sys.executable, "-m", "billing", "sandbox", *options]
+
+
 @dataclass
 class Throughput:
     label: str
@@ -129,8 +136,7 @@ class Bench:
     def environment(self, database: str, latency_ms: int) -> tuple[dict[str, str], Managed]:
         url = self.postgres.create_database(database)
         redis.Redis.from_url(self.redis.url).flushdb()
-        sandbox = self.spawn(f"sandbox-{database}", [sys.executable, "-m", "billing", "sandbox",
-                             "--port", "0", "--latency-ms", str(latency_ms)], {})  # fmt: skip
+        sandbox = self.spawn(f"sandbox-{database}", sandbox_command(latency_ms), {})
         env = {
             "BILLING_DATABASE_URL": url, "BILLING_BROKER_URL": self.redis.url,
             "BILLING_SANDBOX": "1", "BILLING_PORTONE_URL": sandbox_url(sandbox),
@@ -165,9 +171,7 @@ class Bench:
 
     def sandbox_capacity(self, latency_ms: int, processes: int, threads: int) -> Capacity:
         """The sandbox alone, before anything of the product runs against it."""
-        command = [sys.executable, "-m", "billing", "sandbox", "--port", "0",
-                   "--latency-ms", str(latency_ms)]  # fmt: skip
-        sandbox = self.spawn(f"sandbox-capacity-{latency_ms}", command, {})
+        sandbox = self.spawn(f"sandbox-capacity-{latency_ms}", sandbox_command(latency_ms), {})
         # about ten seconds of calls at what the connections can carry
         ceiling = processes * threads * (1000 / latency_ms if latency_ms else 100)
         calls = int(min(20_000, ceiling * 10)) // processes * processes

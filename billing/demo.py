@@ -62,7 +62,7 @@ def run_demo(config: DemoConfig, console: Console) -> int:
         "BILLING_DATABASE_URL": f"sqlite:///{directory}/demo.db", "BILLING_SANDBOX": "1",
         "BILLING_PORTONE_TIMEOUT": "1", "BILLING_RECONCILE_AFTER": "2",
     })  # fmt: skip
-    sandbox = SandboxConfig(port=0, hang_seconds=2.5, seed=config.seed)
+    sandbox = SandboxConfig(port=0, hang_seconds=2.5, seed=config.seed, auto_register=True)
     embedded = Embedded(settings, concurrency=config.concurrency, sandbox_config=sandbox)
     embedded.start(scheduler_interval=None)
     try:

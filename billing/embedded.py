@@ -78,7 +78,9 @@ class Embedded:
     def _start_sandbox(self) -> str | None:
         if not self.settings.sandbox_mode or self.settings.portone_url is not None:
             return None
-        self.sandbox = SandboxServer(self.sandbox_config or SandboxConfig(port=0))
+        # in this process only, so no other process can register a key: it issues them itself
+        config = self.sandbox_config or SandboxConfig(port=0, auto_register=True)
+        self.sandbox = SandboxServer(config)
         self.sandbox.start()
         return self.sandbox.url
 

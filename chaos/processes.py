@@ -107,8 +107,8 @@ class Managed:
 
 
 def sandbox(env: dict[str, str], log: Path, hang_seconds: float, seed: int) -> Managed:
-    command = [sys.executable, "-m", "billing", "sandbox", "--port", "0",
-               "--hang-seconds", f"{hang_seconds:g}", "--seed", str(seed)]  # fmt: skip
+    options = ["--port", "0", "--hang-seconds", f"{hang_seconds:g}", "--seed", str(seed)]
+    command = [sys.executable, "-m", "billing", "sandbox", *options, "--auto-register"]
     return Managed("sandbox", command, product_env(env), log)
 
 

@@ -33,7 +33,10 @@ from billing.sandbox import SandboxConfig, SandboxError, SandboxServer
     help="Seconds an access token lives.",
 )
 @click.option(
-    "--no-auto-register", is_flag=True, help="Only registered customer_uids have a billing key."
+    "--auto-register",
+    is_flag=True,
+    help="Issue a test card's billing key to any customer_uid on first use (for demos and "
+    "benchmarks). Without it, as at PortOne, only registered customer_uids can be charged.",
 )
 @click.option(
     "--hang-seconds",
@@ -52,6 +55,13 @@ from billing.sandbox import SandboxConfig, SandboxError, SandboxServer
 @click.option(
     "--notice-url", default=None, help="Webhook receiver for paid and cancelled payments."
 )
+@click.option(
+    "--notice-retries",
+    default=0,
+    show_default=True,
+    type=whole(0, 4),
+    help="Send every notice again this many times, a minute apart (PortOne: up to 4).",
+)
 @click.option("--seed", default=None, type=whole(), help="Seed of the fault dice and imp_uids.")
 @click.option("--verbose", is_flag=True, help="Log every request line to stderr.")
 def sandbox(
@@ -60,10 +70,11 @@ def sandbox(
     imp_key: str,
     imp_secret: str,
     token_ttl: int,
-    no_auto_register: bool,
+    auto_register: bool,
     hang_seconds: float,
     latency_ms: int,
     notice_url: str | None,
+    notice_retries: int,
     seed: int | None,
     verbose: bool,
 ) -> None:
@@ -74,10 +85,11 @@ def sandbox(
         imp_key=imp_key,
         imp_secret=imp_secret,
         token_ttl=token_ttl,
-        auto_register=not no_auto_register,
+        auto_register=auto_register,
         hang_seconds=hang_seconds,
         seed=seed,
         notice_url=notice_url,
+        notice_retries=notice_retries,
         latency_ms=latency_ms,
         verbose=verbose,
     )

@@ -29,6 +29,7 @@ class BehaviorKind(StrEnum):
     ALREADY_PAID = "already_paid"  # paid, but answered with PortOne's "already paid" refusal
     NET_CANCEL = "net_cancel"  # approved, the approval answer lost, cancelled by the PG (망취소)
     PAID_THEN_REFUNDED = "paid_then_refunded"  # paid, answer lost, refunded in the console
+    READY = "ready"  # recorded but never paid: stays ready when looked up, the answer lost
     RATE_LIMITED = "rate_limited"  # 429 before processing; rate_limited:N adds Retry-After: N
 
 
@@ -44,6 +45,8 @@ FAULT_KINDS: tuple[BehaviorKind, ...] = (
     BehaviorKind.ALREADY_PAID,
     BehaviorKind.NET_CANCEL,
     BehaviorKind.PAID_THEN_REFUNDED,
+    BehaviorKind.READY,
+    BehaviorKind.RATE_LIMITED,  # rolled: a 429 without Retry-After
 )
 DEFAULT_DECLINE_REASON = "잔액부족"
 DEFAULT_REFUSE_MESSAGE = "카드사 요청에 의해 결제가 거절되었습니다"

@@ -38,10 +38,12 @@ DELIVERIES = {
     BehaviorKind.COMMIT_THEN_RESET: Delivery.RESET,
     BehaviorKind.NET_CANCEL: Delivery.HANG,
     BehaviorKind.PAID_THEN_REFUNDED: Delivery.HANG,
+    BehaviorKind.READY: Delivery.HANG,
 }
 STATUSES = {
     BehaviorKind.DECLINE: PaymentStatus.FAILED,
     BehaviorKind.NET_CANCEL: PaymentStatus.CANCELLED,
+    BehaviorKind.READY: PaymentStatus.READY,
 }
 SERVER_ERROR = "sandbox: simulated internal server error"
 CONSOLE_REFUND = "관리자 콘솔에서 환불"

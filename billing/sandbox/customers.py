@@ -1,8 +1,8 @@
 """Billing keys: which customer_uids may be charged, and with what (masked) card.
 
-With ``auto_register`` on, every customer_uid that was not deleted has a key (a test card,
-issued on first use: a charge, a lookup or a delete); with it off, only registered
-customer_uids have one.
+Only registered customer_uids have a key, as at PortOne. With ``auto_register`` on (an
+explicit option for demos and benchmarks), every customer_uid that was not deleted has one too
+(a test card, issued on first use: a charge, a lookup or a delete).
 """
 
 from __future__ import annotations

@@ -208,15 +208,20 @@ def sorting(query: Fields) -> str:
 
 def paging(query: Fields) -> tuple[int, int]:
     """(page, limit) of findAll: page from 1, limit 1..1000 (default 20)."""
-    page = whole_number(query, "page")
+    page_number = page(query)
     limit = whole_number(query, "limit")
-    page = 1 if page is None else page
     limit = 20 if limit is None else limit
-    if page < 1:
-        raise InvalidRequest("page: must be 1 or more")
     if not 1 <= limit <= PAGE_LIMIT_MAX:
         raise InvalidRequest(f"limit: between 1 and {PAGE_LIMIT_MAX}")
-    return page, limit
+    return page_number, limit
+
+
+def page(query: Fields) -> int:
+    """``page``: from 1 (the default)."""
+    number = whole_number(query, "page")
+    if number is not None and number < 1:
+        raise InvalidRequest("page: must be 1 or more")
+    return 1 if number is None else number
 
 
 def registration(fields: Fields, today: date) -> tuple[CardFace, Contact]:

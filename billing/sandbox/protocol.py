@@ -3,7 +3,7 @@ Payment and Customer objects exactly as the OpenAPI document lists their fields.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from billing.sandbox.customers import BillingKey
@@ -37,12 +37,14 @@ class Reply:
 
 @dataclass(frozen=True)
 class Request:
-    """One routed request: path parameters, query, decoded body fields and the bearer token."""
+    """One routed request: path parameters, query (last value of each name), decoded body
+    fields, the bearer token, and every value of each query name (``imp_uid[]=a&imp_uid[]=b``)."""
 
     params: dict[str, str]
     query: dict[str, str]
     fields: dict[str, object]
     token: str | None = None
+    lists: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class InvalidRequest(Exception):
@@ -69,7 +71,7 @@ def not_found(message: str) -> Reply:
 def payment_json(payment: Payment) -> JSONObject:
     """A PortOne ``PaymentAnnotation`` (every field it lists, null where it does not apply)."""
     order, card, digits = payment.order, payment.card, payment.imp_uid[5:]
-    paid = payment.status is not PaymentStatus.FAILED
+    paid = payment.status in (PaymentStatus.PAID, PaymentStatus.CANCELLED)  # approved once
     return {
         "imp_uid": payment.imp_uid,
         "merchant_uid": order.merchant_uid,
@@ -79,7 +81,7 @@ def payment_json(payment: Payment) -> JSONObject:
         "emb_pg_provider": None,
         "pg_tid": f"sandbox{digits}",
         "pg_id": PG_ID,
-        "sandbox": False,
+        "sandbox": True,  # a test channel's payment or key (PortOne's "테스트 결제 여부")
         "escrow": False,
         "apply_num": digits[-8:] if paid else None,
         "bank_code": None,
@@ -151,7 +153,7 @@ def customer_json(key: BillingKey) -> JSONObject:
         "customer_uid": key.customer_uid,
         "pg_provider": PG_PROVIDER,
         "pg_id": PG_ID,
-        "sandbox": False,
+        "sandbox": True,  # a test channel's payment or key (PortOne's "테스트 결제 여부")
         "customer_id": None,
         "card_name": card.name,
         "card_code": card.code,

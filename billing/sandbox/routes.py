@@ -14,7 +14,7 @@ from enum import Enum
 from functools import cached_property
 from urllib.parse import parse_qsl, unquote
 
-from billing.sandbox import admin, charging, endpoints
+from billing.sandbox import admin, charging, endpoints, lookups
 from billing.sandbox.fields import decode_body, decode_control_body
 from billing.sandbox.protocol import (
     InvalidRequest,
@@ -41,6 +41,7 @@ class Route:
     path: str  # "/payments/find/{merchant_uid}"
     endpoint: Endpoint
     access: Access = Access.TOKEN
+    invalid: int = 200  # the HTTP status of a field error (the document's, where it has one)
 
     @cached_property
     def name(self) -> str:
@@ -84,7 +85,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/payments/find/{merchant_uid}/{payment_status}", endpoints.find),
     Route("GET", "/payments/findAll/{merchant_uid}", endpoints.find_all),
     Route("GET", "/payments/findAll/{merchant_uid}/{payment_status}", endpoints.find_all),
-    Route("GET", "/payments/status/{payment_status}", endpoints.by_status),
+    Route("GET", "/payments/status/{payment_status}", endpoints.by_status, invalid=400),
+    Route("GET", "/payments", lookups.payments),
+    Route("GET", "/subscribe/customers", lookups.customers),
+    Route("GET", "/subscribe/customers/{customer_uid}/payments", lookups.customer_payments),
     Route("GET", "/payments/{imp_uid}", endpoints.payment),
     Route("GET", "/subscribe/customers/{customer_uid}", endpoints.customer_get),
     Route("POST", "/subscribe/customers/{customer_uid}", endpoints.customer_post),
@@ -126,9 +130,19 @@ def dispatch(state: SandboxState, raw: RawRequest) -> Reply:
     try:
         decode = decode_control_body if route.access is Access.ADMIN else decode_body
         fields = decode(raw.body, raw.content_type)
-        request = Request(params, dict(parse_qsl(query, keep_blank_values=True)), fields, raw.token)
-        return route.endpoint(state, request)
+        return route.endpoint(state, _request(params, query, fields, raw.token))
     except InvalidRequest as exc:
-        # PortOne's document lists only 200 and 401 (and 404) for its endpoints: a field error
-        # is code -1 in a 200, where a client reads the message; the admin routes are ours
-        return refusal(str(exc), 400 if route.access is Access.ADMIN else 200)
+        # PortOne's document lists only 200 and 401 (and 404) for most endpoints: a field error
+        # is code -1 in a 200, where a client reads the message; where it lists a 400 (status
+        # lookups), a 400; the admin routes are ours: 400
+        return refusal(str(exc), 400 if route.access is Access.ADMIN else route.invalid)
+
+
+def _request(
+    params: dict[str, str], query: str, fields: dict[str, object], token: str | None
+) -> Request:
+    pairs = parse_qsl(query, keep_blank_values=True)
+    lists: dict[str, tuple[str, ...]] = {}
+    for name, value in pairs:
+        lists[name] = (*lists.get(name, ()), value)
+    return Request(params, dict(pairs), fields, token, lists)

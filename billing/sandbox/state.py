@@ -39,7 +39,9 @@ class SandboxState:
         self.tokens = TokenStore(config.token_ttl, clock)
         self.behaviors = Script(config.seed)
         self.counters = Stats()
-        self.webhooks = WebhookSender()
+        self.webhooks = WebhookSender(
+            retries=config.notice_retries, retry_seconds=config.notice_retry_seconds
+        )
         self.latency_ms = config.latency_ms
         self.closing = threading.Event()  # set on stop: releases held connections
 

@@ -27,6 +27,7 @@ log = logging.getLogger("billing.sandbox")
 MAX_BODY = 1 << 20
 REASONS = {
     200: "OK",
+    207: "Multi-Status",
     400: "Bad Request",
     401: "Unauthorized",
     404: "Not Found",

@@ -81,7 +81,7 @@ class Product:
 
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
-    server = SandboxServer(SandboxConfig(port=0, hang_seconds=3.0))
+    server = SandboxServer(SandboxConfig(port=0, hang_seconds=3.0, auto_register=True))
     server.start()
     yield server
     server.stop()

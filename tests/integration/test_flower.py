@@ -87,7 +87,7 @@ def env(db_url: str, redis_url: str) -> Iterator[dict[str, str]]:
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
-    sandbox = SandboxServer(SandboxConfig(port=0)).start()
+    sandbox = SandboxServer(SandboxConfig(port=0, auto_register=True)).start()
     yield {
         "BILLING_DATABASE_URL": db_url, "BILLING_BROKER_URL": redis_url,
         "BILLING_PORTONE_URL": sandbox.url, "BILLING_SANDBOX": "1",

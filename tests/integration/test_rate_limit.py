@@ -53,7 +53,7 @@ def key() -> str:
 
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(SandboxConfig()) as server:
+    with SandboxServer(SandboxConfig(auto_register=True)) as server:
         yield server
 
 

@@ -149,7 +149,7 @@ class Shop:
 
 @pytest.fixture
 def sandbox() -> Iterator[SandboxServer]:
-    server = SandboxServer(SandboxConfig(port=0))
+    server = SandboxServer(SandboxConfig(port=0, auto_register=True))
     server.start()
     yield server
     server.stop()

@@ -3,6 +3,7 @@ OpenAPI document, and the faults happen at the socket (held connection, TCP rese
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -146,7 +147,8 @@ def test_the_schema_helper_catches_wrong_shapes(schemas: Schemas) -> None:
 
 @pytest.fixture
 def server() -> Iterator[SandboxServer]:
-    sandbox = SandboxServer(SandboxConfig(hang_seconds=3.0, seed=1))
+    """Auto-registering: most tests here charge customer_uids they never registered."""
+    sandbox = SandboxServer(SandboxConfig(hang_seconds=3.0, seed=1, auto_register=True))
     sandbox.start()
     yield sandbox
     sandbox.stop()
@@ -233,6 +235,16 @@ def test_approve(
     assert payment["imp_uid"].startswith("imps_") and len(payment["imp_uid"]) == 17
     assert (payment["customer_uid"], payment["buyer_name"]) == ("c1", "홍길동")
     assert server.ledger() == [payment]
+
+
+def test_every_payment_and_key_says_it_is_a_test_one(
+    client: httpx.Client, schemas: Schemas, auth: dict[str, str]
+) -> None:
+    """PortOne's ``sandbox`` field (테스트 결제 여부 / 테스트 빌링키 여부): true for a test channel."""
+    paid = check_payment(schemas, client.post(AGAIN, json=charge(), headers=auth))
+    looked_up = check_payment(schemas, client.get(f"/payments/{paid['imp_uid']}", headers=auth))
+    key = check_customer(schemas, client.get("/subscribe/customers/c1", headers=auth))
+    assert paid["sandbox"] is looked_up["sandbox"] is key["sandbox"] is True
 
 
 def test_form_encoded_again(client: httpx.Client, schemas: Schemas, auth: dict[str, str]) -> None:
@@ -474,7 +486,7 @@ def test_concurrent_charges_of_one_merchant_uid_pay_once(
 
 
 def test_stop_releases_held_connections() -> None:
-    sandbox = SandboxServer(SandboxConfig(hang_seconds=60.0)).start()
+    sandbox = SandboxServer(SandboxConfig(hang_seconds=60.0, auto_register=True)).start()
     token = get_token(httpx.Client(base_url=sandbox.url))
     sandbox.script(customer_uid=None, behaviors=["commit_then_timeout"])
     errors: list[BaseException] = []
@@ -592,14 +604,31 @@ def test_bad_cards_are_refused(
     schemas.check_error(answer, 200)
 
 
-def test_no_auto_register(schemas: Schemas) -> None:
-    config = SandboxConfig(auto_register=False)
-    with SandboxServer(config) as sandbox, httpx.Client(base_url=sandbox.url) as client:
+def test_by_default_a_customer_never_registered_is_refused_as_portone_refuses_it(
+    schemas: Schemas,
+) -> None:
+    with SandboxServer(SandboxConfig()) as sandbox, httpx.Client(base_url=sandbox.url) as client:
         headers = {"Authorization": get_token(client)}
-        schemas.check_error(client.post(AGAIN, json=charge(), headers=headers), 200)
+        refused = schemas.check_error(client.post(AGAIN, json=charge(), headers=headers), 200)
+        assert refused["code"] == -1 and "등록되지 않은 구매자입니다" in refused["message"]
         schemas.check_error(client.get("/subscribe/customers/c1", headers=headers), 404)
+        schemas.check_error(
+            client.request("DELETE", "/subscribe/customers/c1", headers=headers), 404
+        )
+        assert sandbox.ledger() == []
         sandbox.register_customer("c1")
         check_payment(schemas, client.post(AGAIN, json=charge(), headers=headers))
+
+
+def test_auto_register_invents_a_test_card_key_for_any_customer(
+    client: httpx.Client, schemas: Schemas, auth: dict[str, str]
+) -> None:
+    paid = check_payment(
+        schemas, client.post(AGAIN, json=charge(customer_uid="anyone"), headers=auth)
+    )
+    assert (paid["status"], paid["card_number"]) == ("paid", "411111******1111")
+    key = check_customer(schemas, client.get("/subscribe/customers/other", headers=auth))
+    assert key["customer_uid"] == "other"
 
 
 # -- onetime (key-in payment, key issued with it) ------------------------------------------------
@@ -616,7 +645,7 @@ def onetime(customer_uid: str | None = "new1", merchant_uid: str = "first1") -> 
 
 def test_onetime_pays_and_issues_the_key_the_next_again_uses(schemas: Schemas) -> None:
     with (
-        SandboxServer(SandboxConfig(auto_register=False)) as sandbox,
+        SandboxServer(SandboxConfig()) as sandbox,
         httpx.Client(base_url=sandbox.url) as client,
     ):
         auth = {"Authorization": get_token(client)}
@@ -647,7 +676,7 @@ def test_onetime_without_customer_uid_pays_and_issues_nothing(
 
 def test_a_declined_onetime_issues_no_key(schemas: Schemas) -> None:
     with (
-        SandboxServer(SandboxConfig(auto_register=False)) as sandbox,
+        SandboxServer(SandboxConfig()) as sandbox,
         httpx.Client(base_url=sandbox.url) as client,
     ):
         auth = {"Authorization": get_token(client)}
@@ -751,7 +780,7 @@ def test_admin_endpoints(client: httpx.Client, auth: dict[str, str]) -> None:
 
 def test_seeded_faults_over_http_are_reproducible() -> None:
     def run() -> list[tuple[int, object]]:
-        with SandboxServer(SandboxConfig(seed=9)) as sandbox:
+        with SandboxServer(SandboxConfig(seed=9, auto_register=True)) as sandbox:
             sandbox.set_faults({"error_500": 0.3, "decline": 0.3}, seed=7)
             with httpx.Client(base_url=sandbox.url, timeout=5) as client:
                 headers = {"Authorization": get_token(client)}
@@ -805,7 +834,7 @@ class Receiver:
 
 def test_webhooks() -> None:
     receiver = Receiver()
-    config = SandboxConfig(notice_url=receiver.url, hang_seconds=0.2)
+    config = SandboxConfig(notice_url=receiver.url, hang_seconds=0.2, auto_register=True)
     try:
         with SandboxServer(config) as sandbox, httpx.Client(base_url=sandbox.url) as client:
             headers = {"Authorization": get_token(client)}
@@ -871,3 +900,204 @@ def test_the_readme_curl_examples_work(server: SandboxServer) -> None:
         )
         assert done.stdout == "200", (example, done.stdout, done.stderr)
     assert server.stats()["requests"]["POST /__sandbox__/latency"] == 1
+
+
+# -- several at once: /payments, /subscribe/customers, a key's payments (issue 15.2) ---------
+
+
+def test_payments_by_several_imp_uids_and_merchant_uids(
+    client: httpx.Client, schemas: Schemas, auth: dict[str, str]
+) -> None:
+    first, second = (
+        check_payment(schemas, client.post(AGAIN, json=charge(m), headers=auth)) for m in "ab"
+    )
+    query = f"imp_uid[]={first['imp_uid']}&imp_uid[]={second['imp_uid']}"
+    both = client.get(f"/payments?{query}", headers=auth)
+    assert both.status_code == 200
+    schemas.check("MultiplePaymentsResponse", both.json())
+    assert [p["imp_uid"] for p in both.json()["response"]] == [first["imp_uid"], second["imp_uid"]]
+    by_merchant_uid = client.get("/payments?merchant_uid[]=b", headers=auth)
+    assert [p["imp_uid"] for p in by_merchant_uid.json()["response"]] == [second["imp_uid"]]
+    partly = client.get(f"/payments?imp_uid[]={first['imp_uid']}&imp_uid[]=imps_0", headers=auth)
+    assert partly.status_code == 207  # some found (the document's 207)
+    schemas.check("MultiplePaymentsResponse", partly.json())
+    assert [p["imp_uid"] for p in partly.json()["response"]] == [first["imp_uid"]]
+    schemas.check_error(client.get("/payments?imp_uid[]=imps_0", headers=auth), 404)
+
+
+@pytest.mark.parametrize(
+    "query", ["", "?imp_uid[]=", "?" + "&".join(f"imp_uid[]=imps_{n}" for n in range(101))]
+)
+def test_payments_by_several_ids_refuses_bad_parameters(
+    client: httpx.Client, schemas: Schemas, auth: dict[str, str], query: str
+) -> None:
+    schemas.check_error(client.get(f"/payments{query}", headers=auth), 200)
+    schemas.check_error(client.get("/payments?imp_uid[]=x"), 401)
+
+
+def test_several_customers(
+    client: httpx.Client, schemas: Schemas, auth: dict[str, str], server: SandboxServer
+) -> None:
+    for uid in ("k1", "k2"):
+        server.register_customer(uid)
+    strict = SandboxServer(SandboxConfig()).start()
+    try:
+        strict.register_customer("k1")
+        with httpx.Client(base_url=strict.url, timeout=5) as other:
+            headers = {"Authorization": get_token(other)}
+            both = other.get("/subscribe/customers?customer_uid[]=k1", headers=headers)
+            assert both.status_code == 200
+            schemas.check("MultipleCustomersResponse", both.json())
+            assert [c["customer_uid"] for c in both.json()["response"]] == ["k1"]
+            partly = other.get(
+                "/subscribe/customers?customer_uid[]=k1&customer_uid[]=no", headers=headers
+            )
+            assert partly.status_code == 207
+            schemas.check("MultipleCustomersResponse", partly.json())
+            assert [c["customer_uid"] for c in partly.json()["response"]] == ["k1"]
+            none = other.get("/subscribe/customers?customer_uid[]=no", headers=headers)
+            schemas.check_error(none, 404)
+            schemas.check_error(other.get("/subscribe/customers", headers=headers), 200)
+            too_long = "x" * 81
+            answer = other.get(f"/subscribe/customers?customer_uid[]={too_long}", headers=headers)
+            schemas.check_error(answer, 200)
+    finally:
+        strict.stop()
+
+
+def test_a_billing_keys_payments_paged_newest_first(schemas: Schemas) -> None:
+    with SandboxServer(SandboxConfig()) as sandbox, httpx.Client(base_url=sandbox.url) as client:
+        auth = {"Authorization": get_token(client)}
+        sandbox.register_customer("k1")
+        sandbox.register_customer("idle")
+        for n in range(22):
+            client.post(AGAIN, json=charge(f"m{n}", "k1"), headers=auth)
+        client.post(AGAIN, json=charge("other", "k2"), headers=auth)  # refused: not k1's
+        path = "/subscribe/customers/k1/payments"
+        first = schemas.check_ok(client.get(path, headers=auth), "PaymentListResponse")
+        assert (first["total"], first["previous"], first["next"]) == (22, 0, 2)
+        assert len(first["list"]) == 20 and first["list"][0]["merchant_uid"] == "m21"
+        second = schemas.check_ok(client.get(f"{path}?page=2", headers=auth), "PaymentListResponse")
+        assert (second["previous"], second["next"]) == (1, 0)
+        assert [p["merchant_uid"] for p in second["list"]] == ["m1", "m0"]
+        empty = client.get("/subscribe/customers/idle/payments", headers=auth)
+        assert schemas.check_ok(empty, "PaymentListResponse")["total"] == 0
+        schemas.check_error(client.get("/subscribe/customers/nobody/payments", headers=auth), 404)
+        schemas.check_error(client.get(f"{path}?page=0", headers=auth), 200)
+        schemas.check_error(client.get(f"{path}?page=x", headers=auth), 200)
+        schemas.check_error(client.get(path), 401)
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/payments/status/lost", "/payments/status/paid?limit=1001", "/payments/status/all?sorting=x"],
+)
+def test_status_lookups_refuse_bad_parameters_with_the_documents_400(
+    client: httpx.Client, schemas: Schemas, auth: dict[str, str], target: str
+) -> None:
+    schemas.check_error(client.get(target, headers=auth), 400)
+
+
+# -- faults PortOne really has (issue 15.4) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("scripted", ["customer", "rate"])
+def test_ready_stays_ready_when_looked_up(
+    client: httpx.Client,
+    schemas: Schemas,
+    auth: dict[str, str],
+    server: SandboxServer,
+    scripted: str,
+) -> None:
+    if scripted == "customer":
+        server.script(customer_uid="c1", behaviors=["ready"])
+    else:
+        server.set_faults({"ready": 1.0}, seed=1)
+    with pytest.raises(httpx.ReadTimeout):
+        client.post(AGAIN, json=charge(), headers=auth, timeout=0.5)
+    found = check_payment(schemas, client.get("/payments/find/m1", headers=auth))
+    assert (found["status"], found["paid_at"], found["apply_num"]) == ("ready", 0, None)
+    schemas.check_error(client.get("/payments/find/m1/paid", headers=auth), 404)
+    assert server.stats()["faults"]["ready"] == 1
+
+
+def test_notices_are_sent_again_when_asked_for() -> None:
+    receiver = Receiver()
+    config = SandboxConfig(
+        notice_url=receiver.url, notice_retries=2, notice_retry_seconds=0.3, auto_register=True
+    )
+    try:
+        with SandboxServer(config) as sandbox, httpx.Client(base_url=sandbox.url) as client:
+            headers = {"Authorization": get_token(client)}
+            paid = client.post(AGAIN, json=charge("m1"), headers=headers).json()["response"]
+            notices = receiver.wait_for(3)
+            time.sleep(0.5)
+            assert len(receiver.notices) == 3  # once and twice again, no more
+    finally:
+        receiver.httpd.shutdown()
+        receiver.httpd.server_close()
+    expected = {"imp_uid": paid["imp_uid"], "merchant_uid": "m1", "status": "paid"}
+    assert notices == [expected] * 3
+
+
+def test_notices_are_sent_once_by_default() -> None:
+    receiver = Receiver()
+    config = SandboxConfig(notice_url=receiver.url, auto_register=True)
+    try:
+        with SandboxServer(config) as sandbox, httpx.Client(base_url=sandbox.url) as client:
+            headers = {"Authorization": get_token(client)}
+            client.post(AGAIN, json=charge("m1"), headers=headers)
+            receiver.wait_for(1)
+            time.sleep(0.5)
+    finally:
+        receiver.httpd.shutdown()
+        receiver.httpd.server_close()
+    assert [n["status"] for n in receiver.notices] == ["paid"]
+
+
+@pytest.mark.parametrize("scripted", ["customer", "rate"])
+def test_already_paid_net_cancel_and_console_refund_per_customer_and_by_rate(
+    client: httpx.Client,
+    schemas: Schemas,
+    auth: dict[str, str],
+    server: SandboxServer,
+    scripted: str,
+) -> None:
+    """The fault table: each of PortOne's faults scripted for one customer_uid, or rolled."""
+    expected = {
+        "already_paid": "paid",
+        "net_cancel": "cancelled",
+        "paid_then_refunded": "cancelled",
+    }
+    for n, fault in enumerate(expected):
+        if scripted == "customer":
+            server.script(customer_uid="c1", behaviors=[fault])
+        else:
+            server.set_faults({fault: 1.0}, seed=1)
+        with contextlib.suppress(httpx.ReadTimeout):
+            client.post(AGAIN, json=charge(f"f{n}"), headers=auth, timeout=0.5)
+        found = check_payment(schemas, client.get(f"/payments/find/f{n}", headers=auth))
+        assert found["status"] == expected[fault], fault
+    server.set_faults({})
+    assert set(expected) <= set(server.stats()["faults"])
+
+
+@pytest.mark.parametrize(
+    ("scripted", "retry_after"), [("rate_limited:7", "7"), ("rate_limited", None), (None, None)]
+)
+def test_429_with_and_without_retry_after(
+    client: httpx.Client,
+    schemas: Schemas,
+    auth: dict[str, str],
+    server: SandboxServer,
+    scripted: str | None,
+    retry_after: str | None,
+) -> None:
+    if scripted:
+        server.script(customer_uid="c1", behaviors=[scripted])
+    else:
+        server.set_faults({"rate_limited": 1.0}, seed=1)
+    answer = client.post(AGAIN, json=charge(), headers=auth)
+    schemas.check_error(answer, 429)
+    assert answer.headers.get("Retry-After") == retry_after
+    assert server.ledger() == []

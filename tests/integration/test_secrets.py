@@ -119,7 +119,10 @@ def cycle(
 
     redis.Redis.from_url(redis_url).flushdb()
     key, secret = credentials
-    server = SandboxServer(SandboxConfig(port=0, imp_key=key, imp_secret=secret, hang_seconds=3))
+    config = SandboxConfig(
+        port=0, imp_key=key, imp_secret=secret, hang_seconds=3, auto_register=True
+    )
+    server = SandboxServer(config)
     server.start()
     env = {
         "BILLING_DATABASE_URL": db_url, "BILLING_BROKER_URL": redis_url,

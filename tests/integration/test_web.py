@@ -184,7 +184,8 @@ def product_environment(db_url: str, redis_url: str, sandbox_url: str) -> dict[s
 def world(db_url: str, redis_url: str) -> Iterator[World]:
     listener = free_socket()
     web = WebServer(listener)
-    sandbox = SandboxServer(SandboxConfig(port=0, hang_seconds=8, notice_url=web.url + WEBHOOK))
+    config = SandboxConfig(port=0, hang_seconds=8, notice_url=web.url + WEBHOOK, auto_register=True)
+    sandbox = SandboxServer(config)
     sandbox.start()
     env = product_environment(db_url, redis_url, sandbox.url)
     settings = load_settings(env)

@@ -63,7 +63,7 @@ def test_seeded_ledgers_give_the_same_imp_uids() -> None:
 
 
 def test_twenty_concurrent_charges_of_one_merchant_uid_pay_exactly_once() -> None:
-    state = SandboxState(SandboxConfig())
+    state = SandboxState(SandboxConfig(auto_register=True))
     start = threading.Barrier(20)
     answers: list[dict[str, object]] = []
     lock = threading.Lock()

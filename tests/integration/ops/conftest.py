@@ -202,7 +202,7 @@ def ops_environment(db_url: str, sandbox_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def ops_sandbox() -> Iterator[SandboxServer]:
-    server = SandboxServer(SandboxConfig(port=0, hang_seconds=2))
+    server = SandboxServer(SandboxConfig(port=0, hang_seconds=2, auto_register=True))
     server.start()
     yield server
     server.stop()
