@@ -60,7 +60,7 @@ from billing.domain.events import (
     event_data,
 )
 from billing.services.history import acting_as, record_event
-from billing.services.timeline import details
+from billing.services.timeline import answer_line, details
 from billing.views import event_view
 
 NEXT = "2027-02-01T00:00:00+00:00"
@@ -261,3 +261,10 @@ def test_an_event_of_a_kind_this_version_does_not_know_still_renders() -> None:
     assert view["data"]["case"] == "K-17"
     assert "case=K-17" in _summary(view["data"])
     assert ("case", "K-17") in details(row.data, zone)
+
+
+def test_the_console_shows_the_step_a_lookup_took_and_the_verdict_of_older_rows() -> None:
+    new = {"found": "paid", "step": "Settle", "reason": ""}
+    old = {"found": "paid", "verdict": "paid", "reason": ""}  # written before the charge machine
+    assert answer_line(EventKind.RECONCILED, new) == "looked up: paid -> Settle"
+    assert answer_line(EventKind.RECONCILED, old) == "looked up: paid -> paid"
