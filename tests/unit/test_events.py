@@ -65,128 +65,358 @@ from billing.views import event_view
 
 NEXT = "2027-02-01T00:00:00+00:00"
 REFUND = RefundFields(
-    refund_id=7, merchant_uid="sub-k-1-1", imp_uid="imp_1", amount=3000, checksum=9900,
+    refund_id=7,
+    merchant_uid="sub-k-1-1",
+    imp_uid="imp_1",
+    amount=3000,
+    checksum=9900,
     refund_reason="customer asked",
-)  # fmt: skip
-REFUND_DATA = {"refund_id": 7, "merchant_uid": "sub-k-1-1", "imp_uid": "imp_1", "amount": 3000,
-               "checksum": 9900, "refund_reason": "customer asked"}  # fmt: skip
+)
+REFUND_DATA = {
+    "refund_id": 7,
+    "merchant_uid": "sub-k-1-1",
+    "imp_uid": "imp_1",
+    "amount": 3000,
+    "checksum": 9900,
+    "refund_reason": "customer asked",
+}
 TRANSITION: dict[str, Any] = {
-    "status_before": "active", "status": "paused", "plan_id": "monthly", "next_plan_id": None,
-    "cancel_at_period_end": False, "next_charge_at": None,
-}  # fmt: skip
+    "status_before": "active",
+    "status": "paused",
+    "plan_id": "monthly",
+    "next_plan_id": None,
+    "cancel_at_period_end": False,
+    "next_charge_at": None,
+}
 
 # (payload as a call site builds it, the object that call site stored before)
 ROWS: list[tuple[EventPayload, dict[str, Any]]] = [
-    (SubscriptionCreated(customer_uid="c1", plan_id="monthly", plan_version=2, status="active",
-                         next_charge_at=NEXT),
-     {"customer_uid": "c1", "plan_id": "monthly", "plan_version": 2, "status": "active",
-      "next_charge_at": NEXT}),
-    (CancelScheduled(**TRANSITION, detail="cancel at period end"),
-     {**TRANSITION, "detail": "cancel at period end"}),
-    (SubscriptionCanceled(**TRANSITION, detail="canceled by the merchant"),
-     {**TRANSITION, "detail": "canceled by the merchant"}),
+    (
+        SubscriptionCreated(
+            customer_uid="c1",
+            plan_id="monthly",
+            plan_version=2,
+            status="active",
+            next_charge_at=NEXT,
+        ),
+        {
+            "customer_uid": "c1",
+            "plan_id": "monthly",
+            "plan_version": 2,
+            "status": "active",
+            "next_charge_at": NEXT,
+        },
+    ),
+    (
+        CancelScheduled(**TRANSITION, detail="cancel at period end"),
+        {**TRANSITION, "detail": "cancel at period end"},
+    ),
+    (
+        SubscriptionCanceled(**TRANSITION, detail="canceled by the merchant"),
+        {**TRANSITION, "detail": "canceled by the merchant"},
+    ),
     (SubscriptionPaused(**TRANSITION), TRANSITION),
     (SubscriptionResumed(**TRANSITION), TRANSITION),
-    (PlanChanged(**{**TRANSITION, "next_plan_id": "yearly"}),
-     {**TRANSITION, "next_plan_id": "yearly"}),
-    (CardUpdated(next_charge_at=NEXT, retry_when_in_flight_charge_fails=False),
-     {"next_charge_at": NEXT, "retry_when_in_flight_charge_fails": False}),
+    (
+        PlanChanged(**{**TRANSITION, "next_plan_id": "yearly"}),
+        {**TRANSITION, "next_plan_id": "yearly"},
+    ),
+    (
+        CardUpdated(next_charge_at=NEXT, retry_when_in_flight_charge_fails=False),
+        {"next_charge_at": NEXT, "retry_when_in_flight_charge_fails": False},
+    ),
     (RetryNow(next_charge_at=NEXT, attempt=2), {"next_charge_at": NEXT, "attempt": 2}),
     (SetAside(reason="KeyError: 'gone'"), {"reason": "KeyError: 'gone'"}),
     (PeriodSkipped(reason="0 KRW"), {"reason": "0 KRW"}),
-    (AttemptPostponed(reason="15 declined attempts on this card in 30 days", until=NEXT),
-     {"reason": "15 declined attempts on this card in 30 days", "until": NEXT}),
-    (ChargeCreated(merchant_uid="sub-k-1-1", amount=9900, period_no=1, attempt=1,
-                   source="ledger reconciliation"),
-     {"merchant_uid": "sub-k-1-1", "amount": 9900, "period_no": 1, "attempt": 1,
-      "source": "ledger reconciliation"}),
-    (LookupBeforeSend(merchant_uid="sub-k-1-1", reason="charged late"),
-     {"merchant_uid": "sub-k-1-1", "reason": "charged late"}),
-    (GatewayAnswer(merchant_uid="sub-k-1-1", amount=9900, send=1, outcome="approved",
-                   http_status=200, code=0, reason="", imp_uid="imp_1"),
-     {"merchant_uid": "sub-k-1-1", "amount": 9900, "send": 1, "outcome": "approved",
-      "http_status": 200, "code": 0, "reason": "", "imp_uid": "imp_1"}),
+    (
+        AttemptPostponed(reason="15 declined attempts on this card in 30 days", until=NEXT),
+        {"reason": "15 declined attempts on this card in 30 days", "until": NEXT},
+    ),
+    (
+        ChargeCreated(
+            merchant_uid="sub-k-1-1",
+            amount=9900,
+            period_no=1,
+            attempt=1,
+            source="ledger reconciliation",
+        ),
+        {
+            "merchant_uid": "sub-k-1-1",
+            "amount": 9900,
+            "period_no": 1,
+            "attempt": 1,
+            "source": "ledger reconciliation",
+        },
+    ),
+    (
+        LookupBeforeSend(merchant_uid="sub-k-1-1", reason="charged late"),
+        {"merchant_uid": "sub-k-1-1", "reason": "charged late"},
+    ),
+    (
+        GatewayAnswer(
+            merchant_uid="sub-k-1-1",
+            amount=9900,
+            send=1,
+            outcome="approved",
+            http_status=200,
+            code=0,
+            reason="",
+            imp_uid="imp_1",
+        ),
+        {
+            "merchant_uid": "sub-k-1-1",
+            "amount": 9900,
+            "send": 1,
+            "outcome": "approved",
+            "http_status": 200,
+            "code": 0,
+            "reason": "",
+            "imp_uid": "imp_1",
+        },
+    ),
     (ChargeStuck(merchant_uid="sub-k-1-1"), {"merchant_uid": "sub-k-1-1"}),
-    (Reconciled(merchant_uid="sub-k-1-1", found="paid", step="Settle", imp_uid="imp_1",
-                reason="", amount_matches=True, refusal=None, lookup=1),
-     {"merchant_uid": "sub-k-1-1", "found": "paid", "step": "Settle", "imp_uid": "imp_1",
-      "reason": "", "amount_matches": True, "refusal": None, "lookup": 1}),
-    (PortoneNotice(merchant_uid="sub-k-1-1", imp_uid="imp_1", portone_status="paid",
-                   charge_status="unknown", verdict="settled", reason=""),
-     {"merchant_uid": "sub-k-1-1", "imp_uid": "imp_1", "portone_status": "paid",
-      "charge_status": "unknown", "verdict": "settled", "reason": ""}),
-    (ChargePaid(merchant_uid="sub-k-1-1", amount=9900, imp_uid="imp_1", period_no=1, attempt=1),
-     {"merchant_uid": "sub-k-1-1", "amount": 9900, "imp_uid": "imp_1", "period_no": 1,
-      "attempt": 1}),
-    (DuplicatePayment(merchant_uid="sub-k-1-2", imp_uid="imp_2", amount=9900, first_charge_id=1,
-                      action="refund it: billing charges refund 2 --reason duplicate"),
-     {"merchant_uid": "sub-k-1-2", "imp_uid": "imp_2", "amount": 9900, "first_charge_id": 1,
-      "action": "refund it: billing charges refund 2 --reason duplicate"}),
-    (PaidAfterCancel(merchant_uid="sub-k-1-1", amount=9900, imp_uid="imp_1", action="refund"),
-     {"merchant_uid": "sub-k-1-1", "amount": 9900, "imp_uid": "imp_1", "action": "refund"}),
-    (PaidAfterPause(merchant_uid="sub-k-1-1", amount=9900, imp_uid=None, action="refund"),
-     {"merchant_uid": "sub-k-1-1", "amount": 9900, "imp_uid": None, "action": "refund"}),
+    (
+        Reconciled(
+            merchant_uid="sub-k-1-1",
+            found="paid",
+            step="Settle",
+            imp_uid="imp_1",
+            reason="",
+            amount_matches=True,
+            refusal=None,
+            lookup=1,
+        ),
+        {
+            "merchant_uid": "sub-k-1-1",
+            "found": "paid",
+            "step": "Settle",
+            "imp_uid": "imp_1",
+            "reason": "",
+            "amount_matches": True,
+            "refusal": None,
+            "lookup": 1,
+        },
+    ),
+    (
+        PortoneNotice(
+            merchant_uid="sub-k-1-1",
+            imp_uid="imp_1",
+            portone_status="paid",
+            charge_status="unknown",
+            verdict="settled",
+            reason="",
+        ),
+        {
+            "merchant_uid": "sub-k-1-1",
+            "imp_uid": "imp_1",
+            "portone_status": "paid",
+            "charge_status": "unknown",
+            "verdict": "settled",
+            "reason": "",
+        },
+    ),
+    (
+        ChargePaid(merchant_uid="sub-k-1-1", amount=9900, imp_uid="imp_1", period_no=1, attempt=1),
+        {
+            "merchant_uid": "sub-k-1-1",
+            "amount": 9900,
+            "imp_uid": "imp_1",
+            "period_no": 1,
+            "attempt": 1,
+        },
+    ),
+    (
+        DuplicatePayment(
+            merchant_uid="sub-k-1-2",
+            imp_uid="imp_2",
+            amount=9900,
+            first_charge_id=1,
+            action="refund it: billing charges refund 2 --reason duplicate",
+        ),
+        {
+            "merchant_uid": "sub-k-1-2",
+            "imp_uid": "imp_2",
+            "amount": 9900,
+            "first_charge_id": 1,
+            "action": "refund it: billing charges refund 2 --reason duplicate",
+        },
+    ),
+    (
+        PaidAfterCancel(merchant_uid="sub-k-1-1", amount=9900, imp_uid="imp_1", action="refund"),
+        {"merchant_uid": "sub-k-1-1", "amount": 9900, "imp_uid": "imp_1", "action": "refund"},
+    ),
+    (
+        PaidAfterPause(merchant_uid="sub-k-1-1", amount=9900, imp_uid=None, action="refund"),
+        {"merchant_uid": "sub-k-1-1", "amount": 9900, "imp_uid": None, "action": "refund"},
+    ),
     (PaymentForSupersededPeriod(period_no=3), {"period_no": 3}),
     (PaymentRecovered(attempt=3), {"attempt": 3}),
-    (ChargeFailed(merchant_uid="sub-k-1-1", amount=9900, reason="잔액부족", decline_class="soft",
-                  period_no=1, attempt=1),
-     {"merchant_uid": "sub-k-1-1", "amount": 9900, "reason": "잔액부족", "decline_class": "soft",
-      "period_no": 1, "attempt": 1}),
-    (ChargeVoided(merchant_uid="sub-k-1-1", amount=9900, reason="voided: canceled"),
-     {"merchant_uid": "sub-k-1-1", "amount": 9900, "reason": "voided: canceled"}),
-    *[(dunning_event(action, "past_due", NEXT), {"status": "past_due", "next_charge_at": NEXT})
-      for action in DeclineAction],
+    (
+        ChargeFailed(
+            merchant_uid="sub-k-1-1",
+            amount=9900,
+            reason="잔액부족",
+            decline_class="soft",
+            period_no=1,
+            attempt=1,
+        ),
+        {
+            "merchant_uid": "sub-k-1-1",
+            "amount": 9900,
+            "reason": "잔액부족",
+            "decline_class": "soft",
+            "period_no": 1,
+            "attempt": 1,
+        },
+    ),
+    (
+        ChargeVoided(merchant_uid="sub-k-1-1", amount=9900, reason="voided: canceled"),
+        {"merchant_uid": "sub-k-1-1", "amount": 9900, "reason": "voided: canceled"},
+    ),
+    *[
+        (dunning_event(action, "past_due", NEXT), {"status": "past_due", "next_charge_at": NEXT})
+        for action in DeclineAction
+    ],
     (RefundRequested(**REFUND), REFUND_DATA),
-    (RefundAnswer(**REFUND, send=1, outcome="done", http_status=200, code=0, reason="",
-                  gateway_cancelled=3000),
-     {**REFUND_DATA, "send": 1, "outcome": "done", "http_status": 200, "code": 0, "reason": "",
-      "gateway_cancelled": 3000}),
-    (RefundReconciled(**REFUND, found="applied", verdict="succeeded", gateway_cancelled=3000,
-                      reason=""),
-     {**REFUND_DATA, "found": "applied", "verdict": "succeeded", "gateway_cancelled": 3000,
-      "reason": ""}),
-    (RefundFailed(**REFUND, reason="already cancelled"),
-     {**REFUND_DATA, "reason": "already cancelled"}),
-    (ChargeRefunded(**REFUND, cancellation_id=None, refunded_amount=3000, refundable=6900),
-     {**REFUND_DATA, "cancellation_id": None, "refunded_amount": 3000, "refundable": 6900}),
-    (NoticeQueued(notice="payment_failed", channels=("log", "webhook"), event_ids=("e1", "e2")),
-     {"notice": "payment_failed", "channels": ["log", "webhook"], "event_ids": ["e1", "e2"]}),
-    (NoticeDelivered(notice="payment_failed", channel="log", event_id="e1", attempts=1),
-     {"notice": "payment_failed", "channel": "log", "event_id": "e1", "attempts": 1}),
-    (NoticeResend(notice="payment_failed", channel="log", event_id="e1", status_before="failed"),
-     {"notice": "payment_failed", "channel": "log", "event_id": "e1", "status_before": "failed"}),
+    (
+        RefundAnswer(
+            **REFUND,
+            send=1,
+            outcome="done",
+            http_status=200,
+            code=0,
+            reason="",
+            gateway_cancelled=3000,
+        ),
+        {
+            **REFUND_DATA,
+            "send": 1,
+            "outcome": "done",
+            "http_status": 200,
+            "code": 0,
+            "reason": "",
+            "gateway_cancelled": 3000,
+        },
+    ),
+    (
+        RefundReconciled(
+            **REFUND, found="applied", verdict="succeeded", gateway_cancelled=3000, reason=""
+        ),
+        {
+            **REFUND_DATA,
+            "found": "applied",
+            "verdict": "succeeded",
+            "gateway_cancelled": 3000,
+            "reason": "",
+        },
+    ),
+    (
+        RefundFailed(**REFUND, reason="already cancelled"),
+        {**REFUND_DATA, "reason": "already cancelled"},
+    ),
+    (
+        ChargeRefunded(**REFUND, cancellation_id=None, refunded_amount=3000, refundable=6900),
+        {**REFUND_DATA, "cancellation_id": None, "refunded_amount": 3000, "refundable": 6900},
+    ),
+    (
+        NoticeQueued(notice="payment_failed", channels=("log", "webhook"), event_ids=("e1", "e2")),
+        {"notice": "payment_failed", "channels": ["log", "webhook"], "event_ids": ["e1", "e2"]},
+    ),
+    (
+        NoticeDelivered(notice="payment_failed", channel="log", event_id="e1", attempts=1),
+        {"notice": "payment_failed", "channel": "log", "event_id": "e1", "attempts": 1},
+    ),
+    (
+        NoticeResend(notice="payment_failed", channel="log", event_id="e1", status_before="failed"),
+        {"notice": "payment_failed", "channel": "log", "event_id": "e1", "status_before": "failed"},
+    ),
     (CustomerSaved(customer_uid="c1", created=True), {"customer_uid": "c1", "created": True}),
-    (BillingKeyRegistered(customer_uid="c1", card_name=None, card_number="****1111", pg=None),
-     {"customer_uid": "c1", "card_name": None, "card_number": "****1111", "pg": None}),
-    (BillingKeyDeleted(customer_uid="c1", card_name="신한", card_number="****1111", reason=None,
-                       forced=False),
-     {"customer_uid": "c1", "card_name": "신한", "card_number": "****1111", "reason": None,
-      "forced": False}),
-    (BillingKeyVerified(customer_uid="c1", card_name="신한", card_number="****1111"),
-     {"customer_uid": "c1", "card_name": "신한", "card_number": "****1111"}),
-]  # fmt: skip
+    (
+        BillingKeyRegistered(customer_uid="c1", card_name=None, card_number="****1111", pg=None),
+        {"customer_uid": "c1", "card_name": None, "card_number": "****1111", "pg": None},
+    ),
+    (
+        BillingKeyDeleted(
+            customer_uid="c1", card_name="신한", card_number="****1111", reason=None, forced=False
+        ),
+        {
+            "customer_uid": "c1",
+            "card_name": "신한",
+            "card_number": "****1111",
+            "reason": None,
+            "forced": False,
+        },
+    ),
+    (
+        BillingKeyVerified(customer_uid="c1", card_name="신한", card_number="****1111"),
+        {"customer_uid": "c1", "card_name": "신한", "card_number": "****1111"},
+    ),
+]
 
 # The kinds with a second writer that stores other fields than the first.
 SECOND_WRITERS: list[tuple[EventPayload, dict[str, Any]]] = [
-    (SubscriptionCreated(plan_id="monthly", plan_version=2, status="active", imported=True,
-                         next_charge_at=None),  # subscriptions import
-     {"plan_id": "monthly", "plan_version": 2, "status": "active", "imported": True,
-      "next_charge_at": None}),
-    (SubscriptionCanceled(reason="canceled at period end"),  # the claim, at the renewal
-     {"reason": "canceled at period end"}),
-    (ChargeCreated(merchant_uid="sub-k-2-1", amount=9900, period_no=2, attempt=1,
-                   lookup_before_send="charged late"),  # the claim's bulk insert
-     {"merchant_uid": "sub-k-2-1", "amount": 9900, "period_no": 2, "attempt": 1,
-      "lookup_before_send": "charged late"}),
-    (ChargeRefunded(merchant_uid="sub-k-1-1", imp_uid="imp_1", amount=9900, refunded_amount=9900,
-                    source="portone", reason="refunded at PortOne"),  # found at PortOne
-     {"merchant_uid": "sub-k-1-1", "imp_uid": "imp_1", "amount": 9900, "refunded_amount": 9900,
-      "source": "portone", "reason": "refunded at PortOne"}),
-    (BillingKeyRegistered(customer_uid="c1", card_number="****1111", via="onetime",
-                          merchant_uid="sub-k-1-1"),  # a key-in first payment
-     {"customer_uid": "c1", "card_number": "****1111", "via": "onetime",
-      "merchant_uid": "sub-k-1-1"}),
-]  # fmt: skip
+    (
+        SubscriptionCreated(
+            plan_id="monthly", plan_version=2, status="active", imported=True, next_charge_at=None
+        ),  # subscriptions import
+        {
+            "plan_id": "monthly",
+            "plan_version": 2,
+            "status": "active",
+            "imported": True,
+            "next_charge_at": None,
+        },
+    ),
+    (
+        SubscriptionCanceled(reason="canceled at period end"),  # the claim, at the renewal
+        {"reason": "canceled at period end"},
+    ),
+    (
+        ChargeCreated(
+            merchant_uid="sub-k-2-1",
+            amount=9900,
+            period_no=2,
+            attempt=1,
+            lookup_before_send="charged late",
+        ),  # the claim's bulk insert
+        {
+            "merchant_uid": "sub-k-2-1",
+            "amount": 9900,
+            "period_no": 2,
+            "attempt": 1,
+            "lookup_before_send": "charged late",
+        },
+    ),
+    (
+        ChargeRefunded(
+            merchant_uid="sub-k-1-1",
+            imp_uid="imp_1",
+            amount=9900,
+            refunded_amount=9900,
+            source="portone",
+            reason="refunded at PortOne",
+        ),  # found at PortOne
+        {
+            "merchant_uid": "sub-k-1-1",
+            "imp_uid": "imp_1",
+            "amount": 9900,
+            "refunded_amount": 9900,
+            "source": "portone",
+            "reason": "refunded at PortOne",
+        },
+    ),
+    (
+        BillingKeyRegistered(
+            customer_uid="c1", card_number="****1111", via="onetime", merchant_uid="sub-k-1-1"
+        ),  # a key-in first payment
+        {
+            "customer_uid": "c1",
+            "card_number": "****1111",
+            "via": "onetime",
+            "merchant_uid": "sub-k-1-1",
+        },
+    ),
+]
 
 
 def payload_types() -> list[type[EventPayload]]:
@@ -243,18 +473,26 @@ def test_record_event_stores_the_kind_as_a_string_and_who_acted() -> None:
     assert event.data == {"reason": "x", "actor": "ops:kim"}  # its own reason is kept
     with acting_as("cli", "moving house"):
         event = record_event(session, RetryNow(next_charge_at=NEXT, attempt=1), now)  # type: ignore[arg-type]
-    assert event.data == {"next_charge_at": NEXT, "attempt": 1, "actor": "cli",
-                          "reason": "moving house"}  # fmt: skip
+    assert event.data == {
+        "next_charge_at": NEXT,
+        "attempt": 1,
+        "actor": "cli",
+        "reason": "moving house",
+    }
 
 
 def test_an_event_of_a_kind_this_version_does_not_know_still_renders() -> None:
     """A row written by an older or a newer version: the CLI, the API and the console show
     its kind and data as recorded."""
     row = Event(
-        id=9, subscription_id=1, charge_id=None, kind="refund_disputed_by_bank",
+        id=9,
+        subscription_id=1,
+        charge_id=None,
+        kind="refund_disputed_by_bank",
         data={"case": "K-17", "at": "2027-01-02T00:00:00+00:00"},
-        occurred_at=datetime(2027, 1, 2, tzinfo=UTC), recorded_at=datetime(2027, 1, 2, tzinfo=UTC),
-    )  # fmt: skip
+        occurred_at=datetime(2027, 1, 2, tzinfo=UTC),
+        recorded_at=datetime(2027, 1, 2, tzinfo=UTC),
+    )
     zone = ZoneInfo("Asia/Seoul")
     view = event_view(row, zone)
     assert view["kind"] == "refund_disputed_by_bank"
