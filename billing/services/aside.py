@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from billing.db.tables import Charge, Subscription
 from billing.domain.charges import ChargeStatus
+from billing.domain.events import SetAside
 from billing.logs import log
 from billing.services.history import record_event
 
@@ -44,7 +45,7 @@ def set_aside(
         .execution_options(synchronize_session=False)
     )
     if reason != previous:
-        record_event(session, "set_aside", now, subscription_id=subscription_id, reason=reason)
+        record_event(session, SetAside(reason=reason), now, subscription_id=subscription_id)
         log(logger, "set_aside", level=logging.ERROR, subscription_id=subscription_id,
             reason=reason)  # fmt: skip
 

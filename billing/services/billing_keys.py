@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from billing.app import App
 from billing.db.api_tables import CustomerCard
 from billing.db.tables import Customer, Subscription
+from billing.domain.events import BillingKeyDeleted, BillingKeyRegistered, BillingKeyVerified
 from billing.errors import BillingError, Conflict, InvalidInput, NotFound
 from billing.logs import log
 from billing.portone import keys
@@ -159,8 +160,8 @@ def register_key(
         raise _refusal("register a billing key for", customer_uid, answer)
     now = app.clock.now()
     with app.transaction() as session:
-        record_event(session, "billing_key_registered", now, customer_uid=customer_uid,
-                     card_name=answer.card_name, card_number=card.masked, pg=pg)  # fmt: skip
+        record_event(session, BillingKeyRegistered(customer_uid=customer_uid,
+                     card_name=answer.card_name, card_number=card.masked, pg=pg), now)  # fmt: skip
         card_updated(session, customer_uid, now)  # a new card: retry what is past due at once
         remember_card(session, customer_uid, answer.card_name, card.masked, now)
     return KeyResult(customer_uid, "registered", answer.card_name, card.masked)
@@ -188,9 +189,9 @@ def delete_key(
         raise _refusal("delete the billing key of", customer_uid, answer)
     now = app.clock.now()
     with app.transaction() as session:
-        record_event(session, "billing_key_deleted", now, customer_uid=customer_uid,
+        record_event(session, BillingKeyDeleted(customer_uid=customer_uid,
                      card_name=answer.card_name, card_number=answer.card_number, reason=reason,
-                     forced=bool(live))  # fmt: skip
+                     forced=bool(live)), now)  # fmt: skip
         forget_card(session, customer_uid, now)
     return KeyResult(customer_uid, "deleted", answer.card_name, answer.card_number)
 
@@ -213,8 +214,8 @@ def verify_key(app: App, client: PortOneClient, customer_uid: str) -> VerifiedKe
         raise _refusal("look up the billing key of", customer_uid, answer)
     now = app.clock.now()
     with app.transaction() as session:
-        record_event(session, "billing_key_verified", now, customer_uid=customer_uid,
-                     card_name=answer.card_name, card_number=answer.card_number)  # fmt: skip
+        record_event(session, BillingKeyVerified(customer_uid=customer_uid,
+                     card_name=answer.card_name, card_number=answer.card_number), now)  # fmt: skip
         remember_card(session, customer_uid, answer.card_name, answer.card_number, now)
         retried = [row.id for row in card_updated(session, customer_uid, now)]
     result = KeyResult(customer_uid, "verified", answer.card_name, answer.card_number)

@@ -27,6 +27,7 @@ from billing.domain.charges import (
     voided,
 )
 from billing.domain.dunning import needs_lookup
+from billing.domain.events import GatewayAnswer, LookupBeforeSend
 from billing.domain.retry import lookup_lease
 from billing.domain.statuses import CHARGEABLE_STATUSES
 from billing.services.history import record_event
@@ -119,8 +120,8 @@ def _look_first(session: Session, charge_id: int, why: str, now: datetime, timin
     assert charge is not None
     charge.status, charge.updated_at = ChargeStatus.UNKNOWN, timing.wall
     charge.retry_at = timing.wall + lookup_lease(timing.window)
-    record_event(session, "lookup_before_send", now, subscription_id=charge.subscription_id,
-                 charge_id=charge.id, merchant_uid=charge.merchant_uid, reason=why)  # fmt: skip
+    record_event(session, LookupBeforeSend(merchant_uid=charge.merchant_uid, reason=why), now,
+                 subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
 
 
 def begin_charge(
@@ -191,11 +192,10 @@ def _finish(
 ) -> FollowUp:
     charge = session.get(Charge, work.charge_id)
     assert charge is not None
-    record_event(
-        session, "gateway_answer", now, subscription_id=charge.subscription_id,
-        charge_id=charge.id, merchant_uid=charge.merchant_uid, amount=charge.amount,
+    record_event(session, GatewayAnswer(
+        merchant_uid=charge.merchant_uid, amount=charge.amount,
         send=work.sends, outcome=str(answer.outcome), http_status=answer.http_status,
         code=answer.code, reason=answer.reason, imp_uid=answer.imp_uid,
-    )  # fmt: skip
+    ), now, subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
     step = after_answer(charge_state(charge), answer, work.sends, timing)
     return store_step(session, charge, step, now, timing.wall, plans)

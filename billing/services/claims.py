@@ -36,6 +36,13 @@ from billing.domain.dunning import (
     end_dunning,
     needs_lookup,
 )
+from billing.domain.events import (
+    AttemptPostponed,
+    ChargeStuck,
+    LookupBeforeSend,
+    PeriodSkipped,
+    SubscriptionCanceled,
+)
 from billing.domain.notices import NoticeKind
 from billing.domain.plans import Plan
 from billing.domain.retry import lookup_lease
@@ -189,8 +196,8 @@ def _claim_one(batch: Batch, row: Row[Any]) -> None:
     amount = period_amount(plan, state.due)
     if amount <= 0:
         _stage(batch, row, lifecycle.skip_period(state, plan), row.plan_version)
-        record_event(batch.session, "period_skipped", batch.now, subscription_id=row.id,
-                     reason="0 KRW")  # fmt: skip
+        record_event(batch.session, PeriodSkipped(reason="0 KRW"), batch.now,
+                     subscription_id=row.id)  # fmt: skip
         batch.result.skipped += 1
         return
     uid = merchant_uid(row.key, state.period_no, state.attempt)
@@ -221,8 +228,8 @@ def _end_at_renewal(batch: Batch, subscription_id: int, state: BillingState) -> 
     if state.cancel_at_period_end:
         store_state(sub, lifecycle.cancel_at_renewal(state))
         sub.canceled_at = now
-        record_event(session, "subscription_canceled", now, subscription_id=sub.id,
-                     reason="canceled at period end")  # fmt: skip
+        record_event(session, SubscriptionCanceled(reason="canceled at period end"), now,
+                     subscription_id=sub.id)  # fmt: skip
         queue_notice(session, batch.cache.notice_settings(session),
                      NoticeKind.SUBSCRIPTION_CANCELED, sub, now, batch.wall,
                      reason="canceled at period end")  # fmt: skip
@@ -242,9 +249,9 @@ def _stage(batch: Batch, row: Row[Any], state: BillingState, plan_version: int) 
 
 def _postpone(batch: Batch, row: Row[Any], later: datetime) -> None:
     _stage(batch, row, replace(load_state(row), next_charge_at=later), row.plan_version)
-    record_event(batch.session, "attempt_postponed", batch.now, subscription_id=row.id,
+    record_event(batch.session, AttemptPostponed(
                  reason=f"{MAX_DECLINES_PER_CARD} declined attempts on this card in 30 days",
-                 until=later.isoformat())  # fmt: skip
+                 until=later.isoformat()), batch.now, subscription_id=row.id)  # fmt: skip
     batch.result.skipped += 1
 
 
@@ -332,9 +339,8 @@ def pending_to_republish(
             continue
         charge.status = ChargeStatus.UNKNOWN
         charge.retry_at = wall + lookup_lease(window)
-        record_event(session, "lookup_before_send", now, subscription_id=charge.subscription_id,
-                     charge_id=charge.id, merchant_uid=charge.merchant_uid,
-                     reason=why)  # fmt: skip
+        record_event(session, LookupBeforeSend(merchant_uid=charge.merchant_uid, reason=why),
+                     now, subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
         found.lookup_ids.append(charge.id)
     return found
 
@@ -359,8 +365,8 @@ def unknown_to_reconcile(
     charges = session.scalars(query).all()
     for charge in charges:
         if charge.status == ChargeStatus.PROCESSING:
-            record_event(session, "charge_stuck", now, subscription_id=charge.subscription_id,
-                         charge_id=charge.id, merchant_uid=charge.merchant_uid)  # fmt: skip
+            record_event(session, ChargeStuck(merchant_uid=charge.merchant_uid), now,
+                         subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
         charge.status, charge.updated_at = ChargeStatus.UNKNOWN, wall
         charge.retry_at = wall + lookup_lease(window)  # not published again meanwhile
     return [charge.id for charge in charges]

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.db.tables import Customer
+from billing.domain.events import CustomerSaved
 from billing.errors import Conflict, InvalidInput, NotFound
 from billing.services.history import record_event
 
@@ -88,5 +89,5 @@ def save_customer(
         customer = add_customer(session, customer_uid, now, name=name, email=email, phone=phone)
     else:
         customer.name, customer.email, customer.phone = name, email, phone
-    record_event(session, "customer_saved", now, customer_uid=customer_uid, created=created)
+    record_event(session, CustomerSaved(customer_uid=customer_uid, created=created), now)
     return customer, created

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from billing.db.tables import Notice
 from billing.domain import notices
+from billing.domain.events import NoticeDelivered
 from billing.domain.notices import DeliveryStatus
 from billing.services.history import record_event
 
@@ -81,9 +82,9 @@ def finish_delivery(
     if error is None:
         row.status, row.delivered_at = DeliveryStatus.DELIVERED, wall
         row.updated_at, row.last_error = wall, None
-        record_event(session, "notice_delivered", now, subscription_id=row.subscription_id,
-                     charge_id=row.charge_id, notice=row.kind, channel=row.channel,
-                     event_id=row.event_id, attempts=row.attempts)  # fmt: skip
+        record_event(session, NoticeDelivered(notice=row.kind, channel=row.channel,
+                     event_id=row.event_id, attempts=row.attempts), now,
+                     subscription_id=row.subscription_id, charge_id=row.charge_id)  # fmt: skip
         return
     row.status, row.last_error = DeliveryStatus.PENDING, error[:500]
     row.next_attempt_at = wall + notices.next_attempt_after(work.attempt, jitter)

@@ -33,6 +33,7 @@ from billing.config import Settings
 from billing.db.tables import Charge
 from billing.db.tables import Subscription as SubscriptionRow
 from billing.domain.charges import ChargeStatus, Timing
+from billing.domain.events import BillingKeyRegistered
 from billing.domain.retry import FIRST_LOOKUP_DELAY
 from billing.errors import BillingError, Conflict, InvalidInput
 from billing.portone.client import PortOneClient
@@ -160,12 +161,13 @@ def _after(
         if status == ChargeStatus.PAID:
             record_event(
                 session,
-                "billing_key_registered",
+                BillingKeyRegistered(
+                    customer_uid=charge.customer_uid,
+                    card_number=card.masked,
+                    via="onetime",
+                    merchant_uid=charge.merchant_uid,
+                ),
                 now,
-                customer_uid=charge.customer_uid,
-                card_number=card.masked,
-                via="onetime",
-                merchant_uid=charge.merchant_uid,
             )
             remember_card(session, charge.customer_uid, None, card.masked, now)
             return status, None

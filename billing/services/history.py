@@ -1,10 +1,12 @@
 """Writing to the append-only event log, and who is acting.
 
-``acting_as(actor, reason)`` names who asks for the writes made inside it (``cli``,
-``api:<key name>``, ``ops:<user>``) and the reason they gave; ``record_event`` adds both to
-every event it writes there. It is a context variable, not a session attribute, because some
-use cases (a refund, a billing key) open several transactions of their own. Outside of it
-(the scheduler, the workers) events carry no actor: the product acted on its own schedule.
+``record_event(session, payload, now, ...)`` writes one event: its kind and fields are the
+payload's (``billing.domain.events``). ``acting_as(actor, reason)`` names who asks for the
+writes made inside it (``cli``, ``api:<key name>``, ``ops:<user>``) and the reason they
+gave; ``record_event`` adds both to every event it writes there. It is a context variable,
+not a session attribute, because some use cases (a refund, a billing key) open several
+transactions of their own. Outside of it (the scheduler, the workers) events carry no actor:
+the product acted on its own schedule.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from billing.clock import system_now
 from billing.db.tables import Event
+from billing.domain.events import EventPayload, event_data
 
 _ACTING: ContextVar[tuple[str, str | None] | None] = ContextVar("billing_actor", default=None)
 
@@ -49,19 +52,18 @@ def _who(data: dict[str, Any]) -> dict[str, Any]:
 
 def record_event(
     session: Session,
-    kind: str,
+    payload: EventPayload,
     now: datetime,
     *,
     subscription_id: int | None = None,
     charge_id: int | None = None,
-    **data: Any,
 ) -> Event:
     """Append one event in the caller's transaction (it commits with the state change)."""
     event = Event(
         subscription_id=subscription_id,
         charge_id=charge_id,
-        kind=kind,
-        data=_who(data),
+        kind=payload.kind.value,
+        data=_who(event_data(payload)),
         occurred_at=now,
         recorded_at=system_now(),
     )

@@ -46,6 +46,7 @@ from billing.app import App
 from billing.db.tables import Charge, Customer, Refund, Subscription
 from billing.domain import subscriptions as lifecycle
 from billing.domain.charges import ChargeStatus
+from billing.domain.events import ChargeCreated
 from billing.errors import InvalidInput
 from billing.logs import log
 from billing.portone.answers import Exchange
@@ -391,15 +392,16 @@ def _charge_for(
     session.flush()
     record_event(
         session,
-        "charge_created",
+        ChargeCreated(
+            merchant_uid=charge.merchant_uid,
+            amount=charge.amount,
+            period_no=period_no,
+            attempt=attempt,
+            source="ledger reconciliation: PortOne holds it paid, this database did not know it",
+        ),
         now,
         subscription_id=sub.id,
         charge_id=charge.id,
-        merchant_uid=charge.merchant_uid,
-        amount=charge.amount,
-        period_no=period_no,
-        attempt=attempt,
-        source="ledger reconciliation: PortOne holds it paid, this database did not know it",
     )
     return charge
 

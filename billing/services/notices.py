@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.db.tables import CatalogLoad, Charge, Customer, Notice, Subscription
+from billing.domain.events import NoticeQueued
 from billing.domain.notices import NoticeKind
 from billing.domain.plans import NotifyChannel, Reminders
 from billing.domain.statuses import SubscriptionStatus
@@ -113,10 +114,11 @@ def queue_notice(
         )  # fmt: skip
     session.add_all(rows)
     session.flush()
-    record_event(session, "notice_queued", now, subscription_id=subscription.id,
-                 charge_id=charge.id if charge else None, notice=str(kind),
-                 channels=[row.channel for row in rows],
-                 event_ids=[row.event_id for row in rows])  # fmt: skip
+    record_event(session, NoticeQueued(notice=str(kind),
+                 channels=tuple(row.channel for row in rows),
+                 event_ids=tuple(row.event_id for row in rows)), now,
+                 subscription_id=subscription.id,
+                 charge_id=charge.id if charge else None)  # fmt: skip
     return rows
 
 

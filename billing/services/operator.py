@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from billing.db.tables import Notice, Subscription
 from billing.domain import subscriptions as lifecycle
+from billing.domain.events import NoticeResend, RetryNow
 from billing.errors import Conflict, NotFound
 from billing.services.history import record_event
 from billing.services.locks import lock_open_charges
@@ -41,11 +42,9 @@ def retry_now(session: Session, subscription_id: int, now: datetime) -> Subscrip
     row.set_aside_at = row.set_aside_reason = None
     record_event(
         session,
-        "retry_now",
+        RetryNow(next_charge_at=now.isoformat(), attempt=row.attempt),
         now,
         subscription_id=row.id,
-        next_charge_at=now.isoformat(),
-        attempt=row.attempt,
     )
     return row
 
@@ -64,13 +63,11 @@ def resend_notice(session: Session, notice_id: int, now: datetime, wall: datetim
     row.status, row.next_attempt_at, row.updated_at = "pending", wall, wall
     record_event(
         session,
-        "notice_resend",
+        NoticeResend(
+            notice=row.kind, channel=row.channel, event_id=row.event_id, status_before=before
+        ),
         now,
         subscription_id=row.subscription_id,
         charge_id=row.charge_id,
-        notice=row.kind,
-        channel=row.channel,
-        event_id=row.event_id,
-        status_before=before,
     )
     return row

@@ -28,6 +28,7 @@ from billing.app import App
 from billing.db.tables import Charge, Event
 from billing.domain.answers import Found, Lookup
 from billing.domain.charges import ChargeStatus, Timing, after_lookup
+from billing.domain.events import EventKind, PortoneNotice
 from billing.errors import InvalidInput
 from billing.logs import log
 from billing.portone.answers import Exchange, same_amount
@@ -151,12 +152,11 @@ def apply_payment(
     result = _judge(charge, payment)
     if result.verdict != Verdict.SETTLED and _recorded_before(session, charge, payment):
         return result  # the same notice again: one event per (imp_uid, status) is enough
-    record_event(
-        session, "portone_notice", now, subscription_id=charge.subscription_id,
-        charge_id=charge.id, merchant_uid=charge.merchant_uid, imp_uid=payment.imp_uid,
+    record_event(session, PortoneNotice(
+        merchant_uid=charge.merchant_uid, imp_uid=payment.imp_uid,
         portone_status=payment.status, charge_status=str(charge.status),
         verdict=str(result.verdict), reason=result.reason,
-    )  # fmt: skip
+    ), now, subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
     if result.verdict == Verdict.SETTLED:  # what a lookup finding it paid does, exactly
         step = after_lookup(charge_state(charge), Lookup(Found.PAID, payment.imp_uid),
                             Timing(wall, timedelta(0)))  # fmt: skip
@@ -168,7 +168,7 @@ def _recorded_before(session: Session, charge: Charge, payment: Payment) -> bool
     query = select(Event.data).where(
         Event.subscription_id == charge.subscription_id,
         Event.charge_id == charge.id,
-        Event.kind == "portone_notice",
+        Event.kind == EventKind.PORTONE_NOTICE,
     )
     return any(
         data.get("imp_uid") == payment.imp_uid and data.get("portone_status") == payment.status

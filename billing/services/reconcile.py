@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from billing.db.tables import Charge
 from billing.domain.answers import Found, Lookup
 from billing.domain.charges import ChargeStatus, Timing, after_lookup, is_stuck
+from billing.domain.events import Reconciled
 from billing.domain.retry import lookup_lease
 from billing.services.history import record_event
 from billing.services.locks import lock_subscription
@@ -62,12 +63,11 @@ def finish_reconcile(
     sub = lock_subscription(session, charge.subscription_id)
     state = charge_state(charge, sub)
     step = after_lookup(state, lookup, timing)
-    record_event(
-        session, "reconciled", now, subscription_id=charge.subscription_id, charge_id=charge.id,
+    record_event(session, Reconciled(
         merchant_uid=charge.merchant_uid, found=str(lookup.found), step=type(step).__name__,
         imp_uid=lookup.imp_uid, reason=lookup.reason, amount_matches=lookup.amount_matches,
         refusal=state.refusal, lookup=state.lookups + 1,
-    )  # fmt: skip
+    ), now, subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
     charge.lookups = state.lookups + 1
     if lookup.found != Found.ERROR:
         charge.looked_up_at = timing.wall  # PortOne answered: a resend is not looked up again

@@ -30,6 +30,15 @@ from billing.app import App
 from billing.db.tables import Charge, Refund
 from billing.domain import retry
 from billing.domain.charges import ChargeStatus
+from billing.domain.events import (
+    ChargeRefunded,
+    EventPayload,
+    RefundAnswer,
+    RefundFailed,
+    RefundFields,
+    RefundReconciled,
+    RefundRequested,
+)
 from billing.domain.refunds import (
     OPEN_REFUND_STATUSES,
     CancelAnswer,
@@ -125,7 +134,7 @@ def request_refund(
         session.flush()
     except IntegrityError:
         raise Conflict(f"charge {charge.id} already has a refund in progress") from None
-    _event(session, "refund_requested", now, charge, refund)
+    _event(session, now, charge, RefundRequested(**_refund_fields(charge, refund)))
     return refund
 
 
@@ -174,9 +183,9 @@ def finish_refund(
     """Record PortOne's answer; returns the refund's status. A success is always recorded;
     anything else only while the row is still the processing send this caller made."""
     charge, refund = _lock(session, work.charge_id, work.refund_id)
-    _event(session, "refund_answer", now, charge, refund, send=work.sends,
+    _event(session, now, charge, RefundAnswer(**_refund_fields(charge, refund), send=work.sends,
            outcome=str(answer.outcome), http_status=answer.http_status, code=answer.code,
-           reason=answer.reason, gateway_cancelled=answer.cancelled)  # fmt: skip
+           reason=answer.reason, gateway_cancelled=answer.cancelled))  # fmt: skip
     verdict = after_cancel(RefundStatus(refund.status), refund.sends == work.sends, answer,
                            resend=work.resend)  # fmt: skip
     if verdict == Verdict.SUCCEEDED:
@@ -198,9 +207,9 @@ def settle_refunded(
         return
     refund.status, refund.fail_reason, refund.updated_at = RefundStatus.SUCCEEDED, None, wall
     charge.refunded_amount = min(charge.amount, charge.refunded_amount + refund.amount)
-    _event(session, "charge_refunded", now, charge, refund, cancellation_id=cancellation_id,
-           refunded_amount=charge.refunded_amount,
-           refundable=charge.amount - charge.refunded_amount)  # fmt: skip
+    _event(session, now, charge, ChargeRefunded(**_refund_fields(charge, refund),
+           cancellation_id=cancellation_id, refunded_amount=charge.refunded_amount,
+           refundable=charge.amount - charge.refunded_amount))  # fmt: skip
 
 
 def settle_refund_failed(
@@ -208,7 +217,7 @@ def settle_refund_failed(
 ) -> None:
     """Refused, or never sent: no money moved."""
     refund.status, refund.fail_reason, refund.updated_at = RefundStatus.FAILED, reason, wall
-    _event(session, "refund_failed", now, charge, refund, reason=reason)
+    _event(session, now, charge, RefundFailed(**_refund_fields(charge, refund), reason=reason))
 
 
 # -- reconciliation ------------------------------------------------------------------------------
@@ -266,9 +275,9 @@ def finish_lookup(
     """Act on the lookup; None when another process settled the refund meanwhile."""
     charge, refund = _lock(session, work.charge_id, work.refund_id)
     verdict = after_refund_lookup(lookup, work.sent_at, wall, window)
-    _event(session, "refund_reconciled", now, charge, refund, found=str(lookup.applied),
-           verdict=str(verdict), gateway_cancelled=lookup.cancelled,
-           reason=lookup.reason)  # fmt: skip
+    _event(session, now, charge, RefundReconciled(**_refund_fields(charge, refund),
+           found=str(lookup.applied), verdict=str(verdict), gateway_cancelled=lookup.cancelled,
+           reason=lookup.reason))  # fmt: skip
     if verdict == Verdict.SUCCEEDED:
         settle_refunded(session, charge, refund, lookup.cancellation_id, now, wall)
         return verdict
@@ -381,11 +390,12 @@ def _lock(session: Session, charge_id: int, refund_id: int) -> tuple[Charge, Ref
     return charge, refund
 
 
-def _event(
-    session: Session, kind: str, now: datetime, charge: Charge, refund: Refund, **data: object
-) -> None:
-    record_event(
-        session, kind, now, subscription_id=charge.subscription_id, charge_id=charge.id,
+def _event(session: Session, now: datetime, charge: Charge, payload: EventPayload) -> None:
+    record_event(session, payload, now, subscription_id=charge.subscription_id, charge_id=charge.id)
+
+
+def _refund_fields(charge: Charge, refund: Refund) -> RefundFields:
+    return RefundFields(
         refund_id=refund.id, merchant_uid=charge.merchant_uid, imp_uid=charge.imp_uid,
-        amount=refund.amount, checksum=refund.checksum, refund_reason=refund.reason, **data,
+        amount=refund.amount, checksum=refund.checksum, refund_reason=refund.reason,
     )  # fmt: skip

@@ -36,6 +36,18 @@ from billing.domain.dunning import (
     final_notice,
     record_decline,
 )
+from billing.domain.events import (
+    ChargeFailed,
+    ChargePaid,
+    ChargeRefunded,
+    ChargeVoided,
+    DuplicatePayment,
+    PaidAfterCancel,
+    PaidAfterPause,
+    PaymentForSupersededPeriod,
+    PaymentRecovered,
+    dunning_event,
+)
 from billing.domain.notices import NoticeKind
 from billing.domain.statuses import CHARGEABLE_STATUSES, SubscriptionStatus
 from billing.domain.subscriptions import record_payment
@@ -114,9 +126,9 @@ def store_step(
     return FollowUp()
 
 
-LATE_PAYMENT_EVENTS = {
-    SubscriptionStatus.CANCELED: "paid_after_cancel",
-    SubscriptionStatus.PAUSED: "paid_after_pause",
+LATE_PAYMENT_EVENTS: dict[SubscriptionStatus, type[PaidAfterCancel | PaidAfterPause]] = {
+    SubscriptionStatus.CANCELED: PaidAfterCancel,
+    SubscriptionStatus.PAUSED: PaidAfterPause,
 }
 
 
@@ -137,18 +149,17 @@ def settle_paid(
     charge.paid_at, charge.updated_at, charge.retry_at = now, wall, None
     charge.refusal = None
     sub = lock_subscription(session, charge.subscription_id)
-    record_event(
-        session, "charge_paid", now, subscription_id=sub.id, charge_id=charge.id,
+    record_event(session, ChargePaid(
         merchant_uid=charge.merchant_uid, amount=charge.amount, imp_uid=imp_uid,
         period_no=charge.period_no, attempt=charge.attempt,
-    )  # fmt: skip
+    ), now, subscription_id=sub.id, charge_id=charge.id)  # fmt: skip
     if first is not None:
         _raise_duplicate(session, charge, first, now)
         return
     _show_late_payment(session, sub, charge, now)
     if sub.period_no != charge.period_no:
-        record_event(session, "payment_for_superseded_period", now, subscription_id=sub.id,
-                     charge_id=charge.id, period_no=charge.period_no)  # fmt: skip
+        record_event(session, PaymentForSupersededPeriod(period_no=charge.period_no), now,
+                     subscription_id=sub.id, charge_id=charge.id)  # fmt: skip
         return
     _supersede_unsent(session, charge, wall)
     _advance(session, sub, charge, now, wall, plans)
@@ -168,12 +179,11 @@ def _paid_sibling(session: Session, charge: Charge) -> int | None:
 
 def _raise_duplicate(session: Session, charge: Charge, first: int, now: datetime) -> None:
     """Invariant 1 was broken at PortOne: keep the truth, and put it in front of a person."""
-    record_event(
-        session, "duplicate_payment", now, subscription_id=charge.subscription_id,
-        charge_id=charge.id, merchant_uid=charge.merchant_uid, imp_uid=charge.imp_uid,
+    record_event(session, DuplicatePayment(
+        merchant_uid=charge.merchant_uid, imp_uid=charge.imp_uid,
         amount=charge.amount, first_charge_id=first,
         action=f"refund it: billing charges refund {charge.id} --reason duplicate",
-    )  # fmt: skip
+    ), now, subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
     log(logger, "duplicate_payment", level=logging.ERROR, charge_id=charge.id,
         merchant_uid=charge.merchant_uid, first_charge_id=first)  # fmt: skip
 
@@ -182,11 +192,10 @@ def _show_late_payment(session: Session, sub: Subscription, charge: Charge, now:
     """A charge sent before a cancel or pause was paid after it: the operator may refund."""
     kind = LATE_PAYMENT_EVENTS.get(SubscriptionStatus(sub.status))
     if kind is not None:
-        record_event(
-            session, kind, now, subscription_id=sub.id, charge_id=charge.id,
+        record_event(session, kind(
             merchant_uid=charge.merchant_uid, amount=charge.amount, imp_uid=charge.imp_uid,
             action=f"refund it if it should not stand: billing charges refund {charge.id}",
-        )  # fmt: skip
+        ), now, subscription_id=sub.id, charge_id=charge.id)  # fmt: skip
 
 
 def _advance(
@@ -202,8 +211,8 @@ def _advance(
         sub.plan_version = next_plan.version
     sub.updated_at, sub.retry_at_once = now, False
     if before.status == SubscriptionStatus.PAST_DUE:
-        record_event(session, "payment_recovered", now, subscription_id=sub.id,
-                     charge_id=charge.id, attempt=charge.attempt)  # fmt: skip
+        record_event(session, PaymentRecovered(attempt=charge.attempt), now,
+                     subscription_id=sub.id, charge_id=charge.id)  # fmt: skip
         queue_notice(session, plans.notice_settings(session), NoticeKind.PAYMENT_RECOVERED, sub,
                      now, wall, charge=charge, attempts=charge.attempt)  # fmt: skip
 
@@ -227,12 +236,11 @@ def record_refund_at_portone(
         return False
     before = charge.refunded_amount
     charge.refunded_amount = min(charge.amount, refunded)
-    record_event(
-        session, "charge_refunded", now, subscription_id=charge.subscription_id,
-        charge_id=charge.id, merchant_uid=charge.merchant_uid, imp_uid=charge.imp_uid,
+    record_event(session, ChargeRefunded(
+        merchant_uid=charge.merchant_uid, imp_uid=charge.imp_uid,
         amount=charge.refunded_amount - before, refunded_amount=charge.refunded_amount,
         source="portone", reason=reason,
-    )  # fmt: skip
+    ), now, subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
     return True
 
 
@@ -245,11 +253,10 @@ def settle_failed(
     charge.decline_class = str(decline_class)
     charge.updated_at, charge.retry_at, charge.refusal = wall, None, None
     sub = lock_subscription(session, charge.subscription_id)
-    record_event(
-        session, "charge_failed", now, subscription_id=sub.id, charge_id=charge.id,
+    record_event(session, ChargeFailed(
         merchant_uid=charge.merchant_uid, amount=charge.amount, reason=reason,
         decline_class=str(decline_class), period_no=charge.period_no, attempt=charge.attempt,
-    )  # fmt: skip
+    ), now, subscription_id=sub.id, charge_id=charge.id)  # fmt: skip
     if (sub.period_no, sub.attempt) != (charge.period_no, charge.attempt):
         return
     policy = plans.version(session, charge.plan_id, charge.plan_version).dunning
@@ -284,8 +291,8 @@ def apply_decline(session: Session, sub: Subscription, decline: Decline, now: da
     elif decline.action == DeclineAction.PAUSE:
         sub.paused_at = now
     retry_at = sub.next_charge_at.isoformat() if sub.next_charge_at else None
-    record_event(session, f"dunning_{decline.action}", now, subscription_id=sub.id,
-                 status=sub.status, next_charge_at=retry_at)  # fmt: skip
+    record_event(session, dunning_event(decline.action, sub.status, retry_at), now,
+                 subscription_id=sub.id)  # fmt: skip
 
 
 def queue_final_notice(
@@ -315,9 +322,8 @@ def void_charge(
     reason = f"voided: {sub.status}"
     charge.status, charge.fail_reason, charge.decline_class = ChargeStatus.FAILED, reason, None
     charge.updated_at, charge.retry_at, charge.refusal = wall, None, None
-    record_event(session, "charge_voided", now, subscription_id=sub.id, charge_id=charge.id,
-                 merchant_uid=charge.merchant_uid, amount=charge.amount,
-                 reason=reason)  # fmt: skip
+    record_event(session, ChargeVoided(merchant_uid=charge.merchant_uid, amount=charge.amount,
+                 reason=reason), now, subscription_id=sub.id, charge_id=charge.id)  # fmt: skip
 
 
 def _supersede_unsent(session: Session, paid: Charge, wall: datetime) -> None:

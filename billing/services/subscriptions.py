@@ -6,7 +6,6 @@ import base64
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,6 +14,16 @@ from billing.clock import system_now
 from billing.db.tables import CatalogLoad, Charge, Customer, Subscription
 from billing.domain import subscriptions as lifecycle
 from billing.domain.charges import OPEN_CHARGE_STATUSES, ChargeStatus
+from billing.domain.events import (
+    ABSENT,
+    CancelScheduled,
+    CardUpdated,
+    PlanChanged,
+    SubscriptionCanceled,
+    SubscriptionCreated,
+    SubscriptionPaused,
+    SubscriptionResumed,
+)
 from billing.domain.notices import NoticeKind
 from billing.domain.plans import Plan
 from billing.domain.state import BillingState
@@ -29,6 +38,9 @@ from billing.services.rows import load_state, store_state
 from billing.services.settlement import void_charge
 
 STATUSES = [str(status) for status in SubscriptionStatus]
+Transition = type[
+    SubscriptionCanceled | CancelScheduled | SubscriptionPaused | SubscriptionResumed | PlanChanged
+]  # the events of a lifecycle action
 
 
 def new_key() -> str:
@@ -51,11 +63,10 @@ def create_subscription(
     store_state(row, state)
     session.add(row)
     session.flush()
-    record_event(
-        session, "subscription_created", now, subscription_id=row.id,
+    record_event(session, SubscriptionCreated(
         customer_uid=customer_uid, plan_id=plan.id, plan_version=plan.version,
         status=row.status, next_charge_at=_iso(row.next_charge_at),
-    )  # fmt: skip
+    ), now, subscription_id=row.id)  # fmt: skip
     return row
 
 
@@ -94,8 +105,8 @@ def cancel(
     A charge claimed but not sent is voided; one already sent is settled normally."""
     charges = lock_open_charges(session, subscription_id)
 
-    def kind(state: BillingState) -> str:
-        return "subscription_canceled" if state.status == "canceled" else "cancel_scheduled"
+    def kind(state: BillingState) -> Transition:
+        return SubscriptionCanceled if state.status == "canceled" else CancelScheduled
 
     row = _change(
         session, subscription_id, now, kind,
@@ -122,7 +133,7 @@ def end_unpaid_start(
         session,
         subscription_id,
         now,
-        "subscription_canceled",
+        SubscriptionCanceled,
         lambda state, _plan: lifecycle.cancel(state, at_period_end=False),
         reason=lambda _state: why,
     )
@@ -143,7 +154,7 @@ def pause(session: Session, subscription_id: int, now: datetime) -> Subscription
     """No charges while paused: a charge claimed but not sent is voided."""
     charges = lock_open_charges(session, subscription_id)
     row = _change(
-        session, subscription_id, now, "subscription_paused",
+        session, subscription_id, now, SubscriptionPaused,
         lambda state, _plan: lifecycle.pause(state),
     )  # fmt: skip
     row.paused_at = now
@@ -187,9 +198,9 @@ def card_updated(session: Session, customer_uid: str, now: datetime) -> list[Sub
         else:
             continue
         row.updated_at = now
-        record_event(session, "card_updated", now, subscription_id=row.id,
-                     next_charge_at=_iso(row.next_charge_at),
-                     retry_when_in_flight_charge_fails=row.retry_at_once)  # fmt: skip
+        record_event(session, CardUpdated(next_charge_at=_iso(row.next_charge_at),
+                     retry_when_in_flight_charge_fails=row.retry_at_once), now,
+                     subscription_id=row.id)  # fmt: skip
         retried.append(row)
     return [row for row in retried if row.status == SubscriptionStatus.PAST_DUE]
 
@@ -222,7 +233,7 @@ def _notify(
 def resume(session: Session, subscription_id: int, now: datetime) -> Subscription:
     _refuse_while_open(session, subscription_id, "resume")
     row = _change(
-        session, subscription_id, now, "subscription_resumed",
+        session, subscription_id, now, SubscriptionResumed,
         lambda state, plan: lifecycle.resume(state, plan, now),
         plan_id_of=lambda row: row.next_plan_id or row.plan_id,
     )  # fmt: skip
@@ -235,7 +246,7 @@ def change_plan(
 ) -> Subscription:
     new = current_plan(session, plan_id, lock=True)
     return _change(
-        session, subscription_id, now, "plan_changed",
+        session, subscription_id, now, PlanChanged,
         lambda state, _plan: lifecycle.change_plan(state, new),
         plan_id_of=lambda _row: new.id,
     )  # fmt: skip
@@ -245,7 +256,7 @@ def _change(
     session: Session,
     subscription_id: int,
     now: datetime,
-    kind: str | Callable[[BillingState], str],
+    kind: Transition | Callable[[BillingState], Transition],
     transition: Callable[[BillingState, Plan], BillingState],
     plan_id_of: Callable[[Subscription], str] = lambda row: row.plan_id,
     reason: Callable[[BillingState], str] | None = None,
@@ -261,13 +272,13 @@ def _change(
     store_state(row, after)
     row.updated_at = now
     row.set_aside_at = row.set_aside_reason = None
-    extra: dict[str, Any] = {"detail": reason(after)} if reason is not None else {}
-    record_event(
-        session, kind if isinstance(kind, str) else kind(after), now, subscription_id=row.id,
+    payload = kind if isinstance(kind, type) else kind(after)
+    record_event(session, payload(
         status_before=str(before.status), status=row.status, plan_id=row.plan_id,
         next_plan_id=row.next_plan_id, cancel_at_period_end=row.cancel_at_period_end,
-        next_charge_at=_iso(row.next_charge_at), **extra,
-    )  # fmt: skip
+        next_charge_at=_iso(row.next_charge_at),
+        detail=reason(after) if reason is not None else ABSENT,
+    ), now, subscription_id=row.id)  # fmt: skip
     return row
 
 

@@ -208,7 +208,8 @@ def answer_line(kind: str, data: Mapping[str, Any]) -> str:
     if kind == "gateway_answer":
         head = f"{data.get('outcome')} (HTTP {data.get('http_status')}, code {data.get('code')})"
     else:
-        head = f"looked up: {data.get('found')} -> {data.get('verdict')}"
+        taken = data.get("step", data.get("verdict"))  # rows before the charge machine: verdict
+        head = f"looked up: {data.get('found')} -> {taken}"
     reason = data.get("reason")
     return redact(f"{head}: {reason}" if reason else head)
 
