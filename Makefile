@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?= -n 2
 
-.PHONY: install demo test test-fast lint typecheck check clean chaos bench
+.PHONY: install demo test test-fast lint typecheck check clean chaos bench bench-million
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ chaos: install ## the chaos run: 1,000 subscriptions, 3 months, kills and restar
 
 bench: install ## throughput beside Celery's ceiling, idle pass and memory (see README)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-million: install ## opt-in: 1,000,000 due at once at 300 ms, invariants checked (about 40 min); MILLION_ARGS="--subscriptions 50000"
+	$(BIN)/python -m bench.million $(MILLION_ARGS)
 
 clean:
 	rm -rf $(VENV) billing.db .pytest_cache .mypy_cache .ruff_cache

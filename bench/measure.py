@@ -21,7 +21,9 @@ class Progress:
     target: int
     claims_only: bool = False
     step: float = 0.1
+    on_first_claim: Callable[[], None] | None = None  # called once, at the first claim seen
     samples: list[tuple[float, int, int]] = field(default_factory=list)
+    backend_pid: int = 0  # the sampling connection's PostgreSQL backend (its CPU is ours)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
@@ -30,10 +32,14 @@ class Progress:
         )
         try:
             with self.engine.connect() as connection:
+                self.backend_pid = int(connection.execute(text("SELECT pg_backend_pid()")).one()[0])
                 while not self._stop.is_set():
                     claimed, settled = connection.execute(query).one()
                     connection.commit()
                     self.samples.append((time.monotonic(), int(claimed), int(settled)))
+                    if claimed and self.on_first_claim is not None:
+                        self.on_first_claim()
+                        self.on_first_claim = None
                     if (claimed if self.claims_only else settled) >= self.target:
                         return
                     self._stop.wait(self.step)

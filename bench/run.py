@@ -23,7 +23,7 @@ from pathlib import Path
 import redis
 from sqlalchemy import create_engine
 
-from bench import api, ledger, ops
+from bench import api, cpu, ledger, ops
 from bench.capacity import sandbox_calls_per_s
 from bench.measure import Progress, machine, median_ms, rss_mib, wait_until
 from bench.options import Options, parse
@@ -60,6 +60,17 @@ class Throughput:
     charges_per_s: float = 0.0
     failed: int = 0
     elapsed_s: float = 0.0
+    cpu: cpu.Usage | None = None  # from the first claim seen to the last outcome
+
+
+@dataclass
+class Ceiling:
+    """Empty tasks through one ``-P solo`` worker: ``plain`` Celery or the product's settings."""
+
+    label: str
+    tasks: int
+    tasks_per_s: float
+    cpu: cpu.Usage
 
 
 @dataclass
@@ -87,7 +98,7 @@ class Results:
     capacity: list[Capacity] = field(default_factory=list)
     runs: list[Throughput] = field(default_factory=list)
     claims_per_s: float = 0.0
-    empty_tasks_per_s: float = 0.0
+    ceilings: list[Ceiling] = field(default_factory=list)
     idle: list[Idle] = field(default_factory=list)
     api: list[api.ApiRate] = field(default_factory=list)
     pages: list[ops.PageTimes] = field(default_factory=list)
@@ -167,6 +178,16 @@ class Bench:
             worker.wait_for(b" ready.", 120)
         return started
 
+    def cpu_reading(self, named: dict[str, Managed], sampler: int = 0) -> dict[str, float]:
+        """CPU seconds so far of ``named`` processes, PostgreSQL and Redis; the seconds of
+        the bench's own sampling backend (``sampler``) are taken out of PostgreSQL's."""
+        pids = {name: m.process.pid for name, m in named.items() if m.process is not None}
+        assert self.postgres.process is not None and self.redis.process is not None
+        pids |= {"PostgreSQL": self.postgres.process.pid, "Redis": self.redis.process.pid}
+        seconds = cpu.reading({**pids, "sampling": sampler} if sampler else pids)
+        seconds["PostgreSQL"] -= seconds.pop("sampling", 0.0)
+        return seconds
+
     # -- the measurements ---------------------------------------------------------------------
 
     def sandbox_capacity(self, latency_ms: int, processes: int, threads: int) -> Capacity:
@@ -214,13 +235,26 @@ class Bench:
         result.import_rows_per_s = self.import_rows(env, count, DUE)
         workers = self.workers(env, label, concurrency)
         engine = create_engine(env["BILLING_DATABASE_URL"])
+        named: dict[str, Managed] = {"sandbox": sandbox}
+        named |= {f"worker {n + 1}": worker for n, worker in enumerate(workers)}
+        before: dict[str, float] = {}
         progress = Progress(engine, count)
+        progress.on_first_claim = lambda: before.update(
+            self.cpu_reading(named, progress.backend_pid)
+        )
         monitor = threading.Thread(target=progress.run, daemon=True)
+        scheduler = self.spawn(
+            f"scheduler-{label}",
+            [sys.executable, "-m", "billing", "scheduler", "--interval", "0.2"],
+            env,
+        )
+        named["scheduler"] = scheduler
         monitor.start()
-        scheduler = self.spawn(f"scheduler-{label}", [sys.executable, "-m", "billing",
-                               "scheduler", "--interval", "0.2"], env)  # fmt: skip
         monitor.join(timeout=count / 20 + 300)
         progress.stop()
+        after = self.cpu_reading(named, progress.backend_pid)
+        if before:
+            result.cpu = cpu.Usage.between(before, after, count)
         first = progress.first(lambda s: s[1] > 0)
         settled = progress.first(lambda s: s[2] >= count)
         if first is None or settled is None:
@@ -238,27 +272,36 @@ class Bench:
             process.stop()
         return result
 
-    def celery_ceiling(self) -> float:
-        """Empty tasks through one worker process, on the broker of the runs above."""
+    def celery_ceiling(self, label: str) -> Ceiling:
+        """Empty tasks through one ``-P solo`` worker process, on the broker of the runs
+        above: ``plain`` Celery, or ``product`` (the product's settings)."""
+        from bench import empty
+
         env = {"BILLING_BROKER_URL": self.redis.url}
         client = redis.Redis.from_url(self.redis.url)
         client.flushdb()
-        worker = self.spawn("worker-empty", [sys.executable, "-m", "celery", "-A", "bench.empty",
-                            "worker", "-P", "solo", "-Q", "bench-empty", "--without-mingle",
-                            "--without-gossip", "--loglevel", "INFO"], env)  # fmt: skip
+        target = "bench.empty:plain" if label == "plain" else "bench.empty"
+        flags = f"-P solo -Q {empty.QUEUE} --without-mingle --without-gossip --loglevel INFO"
+        command = [sys.executable, "-m", "celery", "-A", target, "worker", *flags.split()]
+        worker = self.spawn(f"worker-empty-{label}", command, env)
         worker.wait_for(b" ready.", 120)
-        from bench import empty
-
-        empty.app.conf.broker_url = self.redis.url
+        celery = empty.plain if label == "plain" else empty.app
+        celery.conf.broker_url = self.redis.url
+        tasks = self.options.empty_tasks
+        named = {"worker": worker}
+        before = self.cpu_reading(named) | {"publisher (the bench)": time.process_time()}
         started = time.monotonic()
-        with empty.app.producer_or_acquire() as producer:
-            for _ in range(self.options.empty_tasks):
-                empty.empty.apply_async(producer=producer)
-            empty.done.apply_async(producer=producer)
-        wait_until(lambda: client.get("bench:empty:done") is not None, 600, step=0.01)
+        with celery.producer_or_acquire() as producer:
+            for _ in range(tasks):
+                celery.send_task("bench.empty", producer=producer)
+            celery.send_task("bench.done", producer=producer)
+        wait_until(lambda: client.get(empty.DONE_KEY) is not None, 600, step=0.01)
         elapsed = time.monotonic() - started
+        after = self.cpu_reading(named) | {"publisher (the bench)": time.process_time()}
         worker.stop()
-        return self.options.empty_tasks / elapsed
+        for reading in (before, after):  # no database in an empty task
+            reading.pop("PostgreSQL")
+        return Ceiling(label, tasks, tasks / elapsed, cpu.Usage.between(before, after, tasks))
 
     def idle(self, size: int) -> Idle:
         env, sandbox = self.environment(f"bench_idle_{size}", 0)
@@ -319,6 +362,7 @@ def render(results: Results) -> str:
         ]
     lines += _runs(results.runs)
     lines += _ceiling(results)
+    lines += _cpu(results)
     lines += _rates(results.rates, results.options.rate_rps)
     lines += _idle(results.idle)
     if results.pages:
@@ -363,20 +407,55 @@ def _runs(runs: list[Throughput]) -> list[str]:
     return lines
 
 
+CEILING_NAMES = {
+    "plain": "plain Celery (`-P solo`, acks_late, prefetch 1, no task events)",
+    "product": "the product's Celery settings (`-P solo`, task events on, time limits, ...)",
+}
+
+
 def _ceiling(results: Results) -> list[str]:
-    if not results.empty_tasks_per_s:
+    if not results.ceilings:
         return []
     lines = [
         "",
-        "Celery's own ceiling, same broker and settings, one worker process (`-P solo`), "
-        f"{results.options.empty_tasks:,} empty tasks: {results.empty_tasks_per_s:,.0f} tasks/s.",
+        f"Celery's own ceiling, same broker, one worker process, "
+        f"{results.options.empty_tasks:,} empty tasks:",
     ]
     zero = next((run for run in results.runs if run.latency_ms == 0), None)
-    if zero is not None:
-        ratio = zero.charges_per_s / results.empty_tasks_per_s
+    for ceiling in results.ceilings:
+        line = f"  {CEILING_NAMES[ceiling.label]}: {ceiling.tasks_per_s:,.0f} tasks/s"
+        if zero is not None:
+            ratio = zero.charges_per_s / ceiling.tasks_per_s
+            line += f"; end-to-end charges/s at 0 ms over it: {ratio:.2f} (target >= 0.5)"
+        lines.append(line)
+    return lines
+
+
+def _cpu(results: Results) -> list[str]:
+    """CPU seconds per 1,000 charges of each process, beside Celery's per 1,000 empty tasks."""
+    measured = [run for run in results.runs if run.cpu is not None]
+    if not measured and not results.ceilings:
+        return []
+    lines = [
+        "",
+        "CPU seconds per 1,000 (from /proc, first claim to last outcome; the bench's "
+        "own sampling taken out of PostgreSQL's):",
+        "",
+    ]
+    for run in measured:
+        assert run.cpu is not None
+        parts = [f"{name} {run.cpu.per_thousand(name):.2f}" for name in sorted(run.cpu.seconds)]
+        product = sum(run.cpu.per_thousand(name) for name in run.cpu.seconds if name != "sandbox")
         lines.append(
-            f"End-to-end charges/s at 0 ms over Celery's empty-task rate: {ratio:.2f} "
-            "(target >= 0.5)."
+            f"  charges, {run.label} ({run.latency_ms} ms): {', '.join(parts)}; "
+            f"everything but the sandbox {product:.2f}"
+        )
+    for ceiling in results.ceilings:
+        usage = ceiling.cpu
+        parts = [f"{name} {usage.per_thousand(name):.2f}" for name in sorted(usage.seconds)]
+        lines.append(
+            f"  empty tasks, {ceiling.label} Celery: {', '.join(parts)}; "
+            f"all {usage.total_per_thousand:.2f}"
         )
     return lines
 
@@ -446,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
             results.runs.append(
                 bench.throughput("zero", options.charges, 0, options.concurrency_zero)
             )
-            results.empty_tasks_per_s = bench.celery_ceiling()
+            results.ceilings = [bench.celery_ceiling("plain"), bench.celery_ceiling("product")]
         if "latency" not in options.skip:
             results.runs.append(bench.throughput("latency", options.slice, options.latency_ms,
                                                  options.concurrency_latency))  # fmt: skip

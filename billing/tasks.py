@@ -62,6 +62,9 @@ def register(celery: Celery, build: Builder) -> None:
 
 
 def container() -> Container:
+    built = _slot.built  # built once per process: every task after the first takes no lock
+    if built is not None:
+        return built
     with _slot.lock:
         if _slot.built is None:
             assert _slot.build is not None, "tasks used before register()"

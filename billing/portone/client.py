@@ -28,7 +28,7 @@ from billing.portone.ratelimit import NoLimit, RateLimit, retry_after
 TOKEN_MARGIN = 60.0  # seconds: a token this close to expiry is renewed before use
 CONNECT_TIMEOUT = 5.0
 POOL_TIMEOUT = 10.0
-SHARD_CONNECTIONS = 16
+SHARD_CONNECTIONS = 4
 
 
 class TokenUnavailable(Exception):

@@ -33,7 +33,13 @@ from billing.domain.statuses import CHARGEABLE_STATUSES
 from billing.services.history import record_event
 from billing.services.locks import lock_charges, lock_subscription, lock_subscriptions
 from billing.services.plan_cache import PlanCache
-from billing.services.settlement import FollowUp, charge_state, store_step, void_charge
+from billing.services.settlement import (
+    FollowUp,
+    charge_state,
+    note_siblings,
+    store_step,
+    void_charge,
+)
 
 CHARGEABLE = [str(status) for status in CHARGEABLE_STATUSES]
 
@@ -163,6 +169,7 @@ def finish_charges(
         return FollowUp()
     charges = lock_charges(session, [work.charge_id for work, _ in answers])
     lock_subscriptions(session, sorted({charge.subscription_id for charge in charges}))
+    note_siblings(session, charges)
     follow = FollowUp()
     with session.no_autoflush:
         for work, answer in answers:

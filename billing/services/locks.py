@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from billing.db.tables import Charge, Subscription
 from billing.domain.charges import OPEN_CHARGE_STATUSES
 
-LOCKED = "billing.locked_subscriptions"  # Session.info key: ids locked FOR UPDATE
+LOCKED = "billing.locked_subscriptions"  # Session.info key: rows locked FOR UPDATE, by id
 OPEN = [str(status) for status in OPEN_CHARGE_STATUSES]
 
 
@@ -28,26 +28,31 @@ def lock_open_charges(session: Session, subscription_id: int) -> list[Charge]:
 
 
 def lock_subscriptions(session: Session, subscription_ids: Sequence[int]) -> None:
-    """Lock these subscriptions for the rest of the transaction (ids ascending)."""
+    """Lock these subscriptions for the rest of the transaction (ids ascending), read as
+    they are now (populate_existing: not as this session may have read them before). The
+    rows are held until the transaction ends, so that ``lock_subscription`` finds them
+    without another round trip (the identity map alone holds its objects weakly)."""
     query = select(Subscription).where(Subscription.id.in_(subscription_ids))
-    rows = session.scalars(query.order_by(Subscription.id).with_for_update())
-    _locked(session).update(row.id for row in rows)
+    query = query.order_by(Subscription.id).with_for_update()
+    rows = session.scalars(query.execution_options(populate_existing=True))
+    _locked(session).update((row.id, row) for row in rows)
 
 
 def lock_subscription(session: Session, subscription_id: int) -> Subscription:
     """The subscription, locked: already, by ``lock_subscriptions``, or now."""
-    if subscription_id not in _locked(session):
+    locked = _locked(session)
+    if subscription_id not in locked:
         lock_subscriptions(session, [subscription_id])
-    sub = session.get(Subscription, subscription_id)
+    sub = locked.get(subscription_id) or session.get(Subscription, subscription_id)
     assert sub is not None
     return sub
 
 
-def _locked(session: Session) -> set[int]:
-    """Subscription ids locked in the session's current transaction."""
+def _locked(session: Session) -> dict[int, Subscription]:
+    """Subscriptions locked in the session's current transaction, by id."""
     transaction = session.get_transaction()
     held = session.info.get(LOCKED)
     if held is None or held[0] is not transaction:
-        held = session.info[LOCKED] = (transaction, set())
-    ids: set[int] = held[1]
-    return ids
+        held = session.info[LOCKED] = (transaction, {})
+    rows: dict[int, Subscription] = held[1]
+    return rows

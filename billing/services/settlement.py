@@ -10,10 +10,11 @@ index.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from billing.db.tables import Charge, Subscription
@@ -60,6 +61,7 @@ from billing.services.plan_cache import PlanCache
 from billing.services.rows import load_state, store_state
 
 logger = logging.getLogger("billing.settlement")
+SIBLINGS = "billing.period_siblings"  # Session.info key: see note_siblings
 
 
 @dataclass
@@ -144,7 +146,8 @@ def settle_paid(
     """PortOne holds this charge as paid: record it and advance the subscription."""
     if charge.status == ChargeStatus.PAID:
         return
-    first = _paid_sibling(session, charge)
+    quiet = _no_siblings(session, charge)
+    first = None if quiet else _paid_sibling(session, charge)
     charge.status, charge.imp_uid, charge.duplicate_of = ChargeStatus.PAID, imp_uid, first
     charge.paid_at, charge.updated_at, charge.retry_at = now, wall, None
     charge.refusal = None
@@ -161,8 +164,42 @@ def settle_paid(
         record_event(session, PaymentForSupersededPeriod(period_no=charge.period_no), now,
                      subscription_id=sub.id, charge_id=charge.id)  # fmt: skip
         return
-    _supersede_unsent(session, charge, wall)
+    if not quiet:
+        _supersede_unsent(session, charge, wall)
     _advance(session, sub, charge, now, wall, plans)
+
+
+def note_siblings(session: Session, charges: Sequence[Charge]) -> None:
+    """One query for a batch of answers instead of two per payment: which charges of the
+    periods of ``charges`` are paid (first of their period) or pending, read after the
+    charges and their subscriptions were locked (so no claim or recording of that period
+    can commit meanwhile). ``settle_paid`` skips its sibling queries for a period where
+    none is found; any other period is queried as before."""
+    if not charges:
+        return
+    found: dict[tuple[int, int], set[int]] = {
+        (charge.subscription_id, charge.period_no): set() for charge in charges
+    }
+    busy = or_(
+        and_(Charge.status == ChargeStatus.PAID, Charge.duplicate_of.is_(None)),
+        Charge.status == ChargeStatus.PENDING,
+    )
+    query = select(Charge.subscription_id, Charge.period_no, Charge.id).where(
+        Charge.subscription_id.in_({sub for sub, _ in found}), busy
+    )
+    for subscription_id, period_no, charge_id in session.execute(query):
+        if (subscription_id, period_no) in found:
+            found[subscription_id, period_no].add(charge_id)
+    session.info[SIBLINGS] = (session.get_transaction(), found)
+
+
+def _no_siblings(session: Session, charge: Charge) -> bool:
+    """True when ``note_siblings`` found no other charge of this period paid or pending."""
+    held = session.info.get(SIBLINGS)
+    if held is None or held[0] is not session.get_transaction():
+        return False
+    others = held[1].get((charge.subscription_id, charge.period_no))
+    return others is not None and not others - {charge.id}
 
 
 def _paid_sibling(session: Session, charge: Charge) -> int | None:
