@@ -383,3 +383,20 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the billing clock
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the system clock
+
+
+class ScheduleTakeover(Base):
+    """A customer taken over from PortOne's hosted scheduler (``billing import
+    portone-schedules``): ``held`` from the subscription's creation until PortOne's schedules
+    are revoked and read back, then ``released`` (the subscription is charged here)."""
+
+    __tablename__ = "schedule_takeovers"
+    __table_args__ = (CheckConstraint("state IN ('held', 'released')", name="state"),)
+
+    customer_uid: Mapped[str] = mapped_column(String(80), primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"), unique=True)
+    state: Mapped[str] = mapped_column(String(16))
+    held: Mapped[list[str]] = mapped_column(JSON)  # merchant_uids waiting at PortOne when held
+    held_at: Mapped[datetime] = mapped_column(UTCDateTime)  # system clock
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_charge_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -37,6 +37,7 @@ class EventKind(StrEnum):
     SET_ASIDE = "set_aside"
     PERIOD_SKIPPED = "period_skipped"
     ATTEMPT_POSTPONED = "attempt_postponed"
+    SCHEDULES_TAKEN_OVER = "schedules_taken_over"
     # charges
     CHARGE_CREATED = "charge_created"
     LOOKUP_BEFORE_SEND = "lookup_before_send"
@@ -208,6 +209,20 @@ class AttemptPostponed(EventPayload):
     kind: ClassVar[EventKind] = EventKind.ATTEMPT_POSTPONED
     reason: str
     until: str  # ISO 8601
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchedulesTakenOver(EventPayload):
+    """PortOne's hosted schedules of the customer were revoked and read back (``billing
+    import portone-schedules``): charged here from ``first_charge_at`` (None: not charged
+    here, the subscription is ``status``, e.g. canceled while it was held)."""
+
+    kind: ClassVar[EventKind] = EventKind.SCHEDULES_TAKEN_OVER
+    revoked: tuple[str, ...]  # PortOne's merchant_uids, now ours to charge
+    fired: tuple[str, ...]  # charged by PortOne after the hold: never charged here
+    declined: tuple[str, ...]  # declined at PortOne after the hold: not retried here
+    first_charge_at: str | None  # ISO 8601
+    status: str
 
 
 # -- charges -------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from billing.domain.events import (
     RefundReconciled,
     RefundRequested,
     RetryNow,
+    SchedulesTakenOver,
     SetAside,
     SubscriptionCanceled,
     SubscriptionCreated,
@@ -131,6 +132,22 @@ ROWS: list[tuple[EventPayload, dict[str, Any]]] = [
     (
         AttemptPostponed(reason="15 declined attempts on this card in 30 days", until=NEXT),
         {"reason": "15 declined attempts on this card in 30 days", "until": NEXT},
+    ),
+    (
+        SchedulesTakenOver(
+            revoked=("p-2", "p-3"),
+            fired=("p-1",),
+            declined=(),
+            first_charge_at=NEXT,
+            status="active",
+        ),
+        {
+            "revoked": ["p-2", "p-3"],
+            "fired": ["p-1"],
+            "declined": [],
+            "first_charge_at": NEXT,
+            "status": "active",
+        },
     ),
     (
         ChargeCreated(
