@@ -48,6 +48,7 @@ def _register() -> None:
         customers,
         db,
         demo,
+        imports,
         ops,
         plans,
         reconcile,
@@ -65,7 +66,7 @@ def _register() -> None:
         db.db, plans.plans, customers.customers, subscriptions.subscriptions, charges.charges,
         refunds.refunds, ops.scheduler, ops.run, ops.drain, ops.status, clock.clock,
         sandbox.sandbox, demo.demo, checkout.checkout_params, serve.serve, api_keys.api_keys,
-        reconcile.reconcile,
+        reconcile.reconcile, imports.import_group,
     ):  # fmt: skip
         cli.add_command(command)
 
