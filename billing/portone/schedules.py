@@ -17,6 +17,7 @@ from urllib.parse import quote
 from billing.domain.takeover import HostedSchedule
 from billing.portone.answers import Exchange, read_envelope, same_amount
 
+WINDOW = 90 * 86400  # PortOne lists at most 3 months ("최대 3개월 단위로 조회")
 MAX_PAGES = 1000  # a customer with more than 100,000 schedules is not a customer
 
 
@@ -31,13 +32,16 @@ class Caller(Protocol):
 
 
 def schedules_of(client: Caller, customer_uid: str, since: int, until: int) -> list[HostedSchedule]:
-    """Every schedule of the customer set for [since, until), in the order of their time."""
+    """Every schedule of the customer set for [since, until), in the order of their time
+    (read in windows of at most ``WINDOW`` seconds: PortOne lists 3 months at a time)."""
     found: dict[str, HostedSchedule] = {}
-    for page in _pages(client, customer_uid, since, until):
-        fresh = [item for item in page if item.merchant_uid not in found]
-        if not fresh:  # an empty page, or one that repeats what was read: the end
-            break
-        found.update((item.merchant_uid, item) for item in fresh)
+    for start in range(since, until, WINDOW):
+        end = min(until, start + WINDOW)
+        for page in _pages(client, customer_uid, start, end):
+            fresh = [item for item in page if item.merchant_uid not in found]
+            if not fresh:  # an empty page, or one that repeats what was read: the end
+                break
+            found.update((item.merchant_uid, item) for item in fresh)
     return sorted(found.values(), key=lambda item: (item.schedule_at, item.merchant_uid))
 
 

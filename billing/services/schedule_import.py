@@ -48,8 +48,8 @@ from billing.services.history import record_event
 from billing.services.rows import store_state
 from billing.services.subscriptions import new_key
 
-LOOK_BACK = timedelta(days=400)  # schedules read from this long before now...
-LOOK_AHEAD = timedelta(days=5 * 366)  # ...to this long after
+LOOK_BACK = timedelta(days=31)  # schedules read from this long before now (one late)...
+LOOK_AHEAD = timedelta(days=2 * 366)  # ...to this long after (a yearly plan's next two)
 RUN_LOCK = 0x62696C6C  # pg_advisory_lock key of one import run ("bill")
 COLUMNS = ("customer_uid", "plan_id")
 KILL_AFTER = "BILLING_IMPORT_KILL_AFTER"  # tests: held | unscheduled (SIGKILL there, once)

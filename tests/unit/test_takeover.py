@@ -141,6 +141,15 @@ def test_schedules_are_read_page_by_page_until_an_empty_page() -> None:
     assert [call[2]["params"]["page"] for call in wire.calls] == [1, 2, 3]
 
 
+def test_a_long_span_is_read_in_windows_of_three_months() -> None:
+    empty = (200, {"code": 0, "message": None, "response": []})
+    wire = Wire(empty, empty, empty)
+    day = 86400
+    assert schedules_of(wire, "c1", 0, 200 * day) == []
+    windows = [(c[2]["params"]["from"], c[2]["params"]["to"]) for c in wire.calls]
+    assert windows == [(0, 90 * day), (90 * day, 180 * day), (180 * day, 200 * day)]
+
+
 def test_a_page_that_repeats_the_last_one_ends_the_listing() -> None:
     page = {"code": 0, "message": None, "response": [item("a", FEB)]}
     wire = Wire((200, page), (200, page))
