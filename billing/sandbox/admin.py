@@ -73,7 +73,7 @@ def clock(state: SandboxState, request: Request) -> Reply:
 
 
 def clock_now(state: SandboxState, request: Request) -> Reply:
-    return Reply(200, {"ok": True, "now": state.now(), "offset": state.offset})
+    return Reply(200, {"ok": True, "now": state.now(), "frozen": state.frozen is not None})
 
 
 def ledger(state: SandboxState, request: Request) -> Reply:

@@ -160,7 +160,7 @@ class SandboxServer:
         return moved
 
     def now(self) -> int:
-        """The sandbox clock (real time until ``set_clock`` moved it)."""
+        """The sandbox clock (real time until ``set_clock`` set it; then where it was set)."""
         return self.state.now()
 
     def register_customer(

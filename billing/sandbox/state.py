@@ -25,11 +25,12 @@ from billing.sandbox.webhooks import WebhookSender
 
 class SandboxState:
     """Owns the ledger, billing keys, hosted schedules, tokens, script, latency, counters, the
-    sandbox clock's offset and the webhook sender.
+    sandbox clock and the webhook sender.
 
-    ``now()`` is the sandbox's clock: ``clock()`` (real time) plus ``offset``, which the clock
-    control only moves forward. Tokens live on real time, so moving the clock a month on does
-    not expire them.
+    ``now()`` is the sandbox's clock: ``clock()`` (real time) until the clock control sets it,
+    then ``frozen``, which stands still until moved on again (as the product's test clock does;
+    ``reset`` returns to real time). Tokens live on real time, so moving the clock a month on
+    does not expire them.
     """
 
     def __init__(
@@ -44,7 +45,7 @@ class SandboxState:
         self.ledger = Ledger(config.seed)
         self.keys = BillingKeys(config.auto_register)
         self.schedules = ScheduleBook()
-        self.offset = 0
+        self.frozen: int | None = None  # the clock control's time, once set
         self.tokens = TokenStore(config.token_ttl, clock)
         self.behaviors = Script(config.seed)
         self.counters = Stats()
@@ -55,10 +56,10 @@ class SandboxState:
         self.closing = threading.Event()  # set on stop: releases held connections
 
     def now(self) -> int:
-        return int(self.clock() + self.offset)
+        return int(self.clock()) if self.frozen is None else self.frozen
 
     def today(self) -> date:
-        return date.fromtimestamp(self.clock() + self.offset)
+        return date.fromtimestamp(self.clock() if self.frozen is None else self.frozen)
 
     # -- controls ---------------------------------------------------------------------------
 
@@ -78,16 +79,16 @@ class SandboxState:
         self.latency_ms = ms
 
     def move_clock(self, now: int | None = None, advance: int | None = None) -> int:
-        """Set the sandbox clock to ``now`` or move it ``advance`` seconds on; answers the new
-        now. It never goes back (``reset`` returns it to real time)."""
+        """Set the sandbox clock to ``now`` or move it ``advance`` seconds on, where it stays;
+        answers the new now. It never goes back (``reset`` returns it to real time)."""
         if (now is None) == (advance is None):
             raise ValueError("give either now (unix seconds) or advance (seconds)")
         target = self.now() + advance if advance is not None else now
         assert target is not None
         if target < self.now():
             raise ValueError("the sandbox clock only moves forward (reset returns to real time)")
-        self.offset = target - int(self.clock())
-        return self.now()
+        self.frozen = target
+        return target
 
     def expire_tokens(self) -> int:
         return self.tokens.expire_all()
@@ -97,7 +98,7 @@ class SandboxState:
         self.ledger.clear()
         self.keys.clear()
         self.schedules.clear()
-        self.offset = 0
+        self.frozen = None
         self.behaviors.clear()
         self.tokens.expire_all()
         self.counters.clear()
