@@ -70,7 +70,13 @@ def _decode_form(body: bytes) -> dict[str, object]:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict")
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"malformed form body: {exc}") from None
-    return dict(pairs)
+    decoded: dict[str, object] = {}
+    for name, value in pairs:  # ``name[]`` repeated: every value, as a list
+        earlier = decoded.get(name, [])
+        decoded[name] = (
+            [*earlier, value] if name.endswith("[]") and isinstance(earlier, list) else value
+        )
+    return decoded
 
 
 def text(fields: Fields, name: str, limit: int | None = None, required: bool = False) -> str | None:

@@ -94,8 +94,10 @@ class ScheduleBook:
 
     def next_due_at(self) -> int | None:
         """The earliest schedule_at still in the heap (a cheap look, without the lock)."""
-        due = self._due
-        return due[0][0] if due else None
+        try:
+            return self._due[0][0]
+        except IndexError:  # empty (or emptied by another thread meanwhile)
+            return None
 
     def take_due(self, now: int) -> list[Schedule]:
         """The ``scheduled`` schedules with schedule_at <= now, oldest first, out of the heap."""

@@ -133,6 +133,11 @@ def test_a_form_body_schedules_too(client: httpx.Client, schemas: Schemas) -> No
     }
     added = check_list(schemas, client.post(SCHEDULE, data=form))
     assert [(s["merchant_uid"], s["amount"]) for s in added] == [("f1", 9900)]
+    check_list(schemas, schedule(client, entry("f2"), entry("f3")))
+    revoke = {"customer_uid": "c1", "merchant_uid[]": ["f1", "f3"]}  # repeated: both
+    revoked = check_list(schemas, client.post(UNSCHEDULE, data=revoke))
+    assert [s["merchant_uid"] for s in revoked] == ["f1", "f3"]
+    assert get_schedule(schemas, client, "f2")["schedule_status"] == "scheduled"
 
 
 # -- firing -------------------------------------------------------------------------------------
