@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+from billing.sandbox import fields, scheduler
 from billing.sandbox.protocol import InvalidRequest, Reply, Request
 from billing.sandbox.state import SandboxState
 
@@ -58,6 +59,21 @@ def expire_tokens(state: SandboxState, request: Request) -> Reply:
 def reset(state: SandboxState, request: Request) -> Reply:
     state.reset()
     return DONE
+
+
+def clock(state: SandboxState, request: Request) -> Reply:
+    """``{"now": unix seconds}`` or ``{"advance": seconds}``: move the sandbox clock on, then
+    fire what fell due; answers the new now and the schedules fired."""
+    now = fields.whole_number(request.fields, "now")
+    advance = fields.whole_number(request.fields, "advance")
+    with _as_invalid():
+        moved = state.move_clock(now, advance)
+    fired = scheduler.fire_due(state)
+    return Reply(200, {"ok": True, "now": moved, "fired": [s.merchant_uid for s in fired]})
+
+
+def clock_now(state: SandboxState, request: Request) -> Reply:
+    return Reply(200, {"ok": True, "now": state.now(), "frozen": state.frozen is not None})
 
 
 def ledger(state: SandboxState, request: Request) -> Reply:

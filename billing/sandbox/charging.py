@@ -50,12 +50,19 @@ CONSOLE_REFUND = "관리자 콘솔에서 환불"
 
 
 def again(state: SandboxState, request: Request) -> Reply:
-    order = fields.charge_order(request.fields)
+    return execute(state, fields.charge_order(request.fields), request.token)
+
+
+def execute(
+    state: SandboxState, order: ChargeOrder, token: str | None = None, delays: bool = True
+) -> Reply:
+    """Charge ``order`` on its customer's key as the script decides: ``again``'s whole path,
+    also taken by a hosted schedule when it fires (``delays=False``: nobody waits for it)."""
     decision = state.behaviors.next_for(order.customer_uid)
     _count(state, decision)
-    if decision.delay_ms:
+    if decision.delay_ms and delays:
         state.sleep(decision.delay_ms / 1000)
-    early = _before_processing(state, request, order, decision.behavior)
+    early = _before_processing(state, token, order, decision.behavior)
     return early if early is not None else _process(state, order, decision.behavior)
 
 
@@ -72,7 +79,7 @@ def onetime(state: SandboxState, request: Request) -> Reply:
     _count(state, decision)
     if decision.delay_ms:
         state.sleep(decision.delay_ms / 1000)
-    early = _before_processing(state, request, order, decision.behavior)
+    early = _before_processing(state, request.token, order, decision.behavior)
     if early is not None:
         return early
 
@@ -91,14 +98,14 @@ def _count(state: SandboxState, decision: Decision) -> None:
 
 
 def _before_processing(
-    state: SandboxState, request: Request, order: ChargeOrder, behavior: Behavior
+    state: SandboxState, token: str | None, order: ChargeOrder, behavior: Behavior
 ) -> Reply | None:
     """The answers given before the PG sees the charge: nothing is recorded."""
     kind = behavior.kind
     if kind is BehaviorKind.ERROR_500:
         return refusal(SERVER_ERROR, 500)
     if kind is BehaviorKind.TOKEN_EXPIRED:
-        state.tokens.revoke(request.token)
+        state.tokens.revoke(token)
         return unauthorized()
     if kind is BehaviorKind.REFUSE:
         return refusal(behavior.argument or DEFAULT_REFUSE_MESSAGE)

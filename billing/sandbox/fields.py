@@ -15,6 +15,7 @@ from billing.sandbox.cards import CardFace, card_face, check_birth, check_expiry
 from billing.sandbox.customers import Contact
 from billing.sandbox.ledger import Buyer, CancelTerms, ChargeOrder, PaymentStatus
 from billing.sandbox.protocol import InvalidRequest
+from billing.sandbox.schedules import ScheduleStatus
 
 Fields = Mapping[str, object]
 
@@ -28,6 +29,9 @@ SORTINGS = frozenset({"-started", "started", "-paid", "paid", "-updated", "updat
 STATUSES = frozenset(status.value for status in PaymentStatus)
 PAGE_LIMIT_MAX = 1000
 NUMBER_MAX = 10**15
+SCHEDULE_STATUSES = frozenset(status.value for status in ScheduleStatus)
+SCHEDULE_WINDOW_MAX = 92 * 86400  # "최대 3개월 단위로 조회가 가능합니다"
+SCHEDULE_SORTINGS = frozenset({"scheduled", "-scheduled"})
 
 
 def decode_body(body: bytes, content_type: str) -> dict[str, object]:
@@ -66,7 +70,13 @@ def _decode_form(body: bytes) -> dict[str, object]:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict")
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"malformed form body: {exc}") from None
-    return dict(pairs)
+    decoded: dict[str, object] = {}
+    for name, value in pairs:  # ``name[]`` repeated: every value, as a list
+        earlier = decoded.get(name, [])
+        decoded[name] = (
+            [*earlier, value] if name.endswith("[]") and isinstance(earlier, list) else value
+        )
+    return decoded
 
 
 def text(fields: Fields, name: str, limit: int | None = None, required: bool = False) -> str | None:
@@ -245,3 +255,96 @@ def registration(fields: Fields, today: date) -> tuple[CardFace, Contact]:
     if password:
         check_password(password)
     return face, contact
+
+
+def schedule_order(fields: Fields, customer_uid: str, contact: Contact) -> tuple[ChargeOrder, int]:
+    """One entry of ``schedules[]`` (a ``ScheduleAnnotation``): the order and its
+    schedule_at. ``name`` may be left out (PortOne's own client does); missing buyer_* fields
+    are the key's customer_* ones, as PortOne's document says."""
+    if not isinstance(fields, Mapping):
+        raise InvalidRequest("schedules: each entry must be an object")
+    schedule_at = whole_number(fields, "schedule_at")
+    if schedule_at is None or schedule_at < 0:
+        raise InvalidRequest("schedules[].schedule_at: required (unix seconds)")
+    name = text(fields, "name", NAME_MAX) or ""
+    order = charge_order({**fields, "customer_uid": customer_uid, "name": name or "-"})
+    buyer = Buyer(
+        **{
+            k: getattr(order.buyer, k) or _cut(getattr(contact, k), n)
+            for k, n in BUYER_LIMITS.items()
+        }
+    )
+    return replace(order, name=name, buyer=buyer), schedule_at
+
+
+def _cut(value: str | None, limit: int) -> str | None:
+    return value[:limit] if value else None
+
+
+def schedule_entries(fields: Fields) -> list[Mapping[str, object]]:
+    """``schedules``: a JSON array, its JSON text (a form field), or form fields named
+    ``schedules[0][merchant_uid]``."""
+    value = fields.get("schedules")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise InvalidRequest("schedules: a JSON array of schedules") from None
+    if value is None:
+        value = _bracketed(fields, "schedules")
+    if not isinstance(value, list) or not value:
+        raise InvalidRequest("schedules: required (a non-empty array)")
+    return value
+
+
+def _bracketed(fields: Fields, name: str) -> list[dict[str, object]]:
+    """Form fields ``name[i][key]`` as a list of objects, in the order of i."""
+    entries: dict[int, dict[str, object]] = {}
+    for key, value in fields.items():
+        index, _, rest = key.removeprefix(f"{name}[").partition("][")
+        if key.startswith(f"{name}[") and index.isdigit() and rest.endswith("]"):
+            entries.setdefault(int(index), {})[rest[:-1]] = value
+    return [entries[i] for i in sorted(entries)]
+
+
+def merchant_uids(fields: Fields) -> list[str]:
+    """``merchant_uid`` of unschedule: an array, one string, or ``merchant_uid[]`` fields."""
+    value = fields.get("merchant_uid", fields.get("merchant_uid[]"))
+    if value is None:
+        value = [v for k, v in fields.items() if k.startswith("merchant_uid[")]
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+        raise InvalidRequest("merchant_uid: an array of merchant_uids")
+    return list(dict.fromkeys(values))
+
+
+def schedule_status(query: Fields, *names: str) -> ScheduleStatus | None:
+    """The optional status filter (the document spells it ``schedule_status`` or
+    ``schedule-status`` depending on the endpoint)."""
+    value = next((query[name] for name in names if query.get(name)), None)
+    if value is None:
+        return None
+    if value not in SCHEDULE_STATUSES:
+        raise InvalidRequest(f"schedule_status: one of {', '.join(sorted(SCHEDULE_STATUSES))}")
+    return ScheduleStatus(value)
+
+
+def schedule_window(query: Fields, since_name: str, until_name: str) -> tuple[int, int]:
+    """(since, until) of a schedule lookup, both required; since <= schedule_at < until, at
+    most 3 months apart."""
+    since, until = whole_number(query, since_name), whole_number(query, until_name)
+    if since is None or until is None:
+        raise InvalidRequest(f"{since_name} and {until_name}: required (unix seconds)")
+    if until <= since:
+        raise InvalidRequest(f"{until_name}: must be after {since_name}")
+    if until - since > SCHEDULE_WINDOW_MAX:
+        raise InvalidRequest(f"{since_name}..{until_name}: at most 3 months (92 days) apart")
+    return since, until
+
+
+def schedule_sorting(query: Fields) -> bool:
+    """``sorting``: True for oldest first (``scheduled``); the default is newest first."""
+    value = text(query, "sorting") or "-scheduled"
+    if value not in SCHEDULE_SORTINGS:
+        raise InvalidRequest(f"sorting: one of {', '.join(sorted(SCHEDULE_SORTINGS))}")
+    return value == "scheduled"

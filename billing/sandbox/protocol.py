@@ -8,6 +8,7 @@ from enum import Enum
 
 from billing.sandbox.customers import BillingKey
 from billing.sandbox.ledger import CancelRecord, Payment, PaymentStatus
+from billing.sandbox.schedules import Schedule
 
 JSONObject = dict[str, object]
 
@@ -182,4 +183,34 @@ def page_json(payments: list[Payment], page: int, limit: int) -> JSONObject:
         "previous": page - 1 if page > 1 else 0,
         "next": page + 1 if page < last_page else 0,
         "list": [payment_json(payment) for payment in payments[start : start + limit]],
+    }
+
+
+def schedule_json(schedule: Schedule, payment: Payment | None = None) -> JSONObject:
+    """A ``ScheduleResultAnnotation``; ``payment``, the executed schedule's payment as the
+    ledger holds it now (a refund since makes its payment_status ``cancelled``)."""
+    order, buyer = schedule.order, schedule.order.buyer
+    return {
+        "customer_uid": order.customer_uid,
+        "merchant_uid": order.merchant_uid,
+        "imp_uid": schedule.imp_uid,
+        "pg_provider": PG_PROVIDER,
+        "pg_id": PG_ID,
+        "customer_id": None,
+        "schedule_at": schedule.schedule_at,
+        "executed_at": schedule.executed_at,
+        "revoked_at": schedule.revoked_at,
+        "amount": order.amount,
+        "currency": "KRW",
+        "name": order.name or None,
+        "buyer_name": buyer.name,
+        "buyer_email": buyer.email,
+        "buyer_tel": buyer.tel,
+        "buyer_addr": buyer.addr,
+        "buyer_postcode": buyer.postcode,
+        "custom_data": order.custom_data,
+        "schedule_status": schedule.status.value,
+        "payment_status": payment.status.value if payment else schedule.payment_status,
+        "fail_reason": schedule.fail_reason,
+        "promotion_id": None,
     }

@@ -1,6 +1,7 @@
 """The route table: which path and method reach which endpoint, with which checks.
 
-``dispatch`` is the whole request pipeline without sockets: match the route, count it, check
+``dispatch`` is the whole request pipeline without sockets: match the route, count it, fire
+the hosted schedules that are due, check
 the token (PortOne routes), add the configured latency, decode the body, call the endpoint,
 and turn InvalidRequest into code -1 (in a 200 for PortOne routes, as its document says; 400
 for the admin routes).
@@ -14,7 +15,7 @@ from enum import Enum
 from functools import cached_property
 from urllib.parse import parse_qsl, unquote
 
-from billing.sandbox import admin, charging, endpoints, lookups
+from billing.sandbox import admin, charging, endpoints, lookups, scheduler
 from billing.sandbox.fields import decode_body, decode_control_body
 from billing.sandbox.protocol import (
     InvalidRequest,
@@ -81,6 +82,19 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/subscribe/payments/again", charging.again),
     Route("POST", "/subscribe/payments/onetime", charging.onetime),
     Route("POST", "/payments/cancel", endpoints.cancel),
+    Route("POST", "/subscribe/payments/schedule", scheduler.schedule),
+    Route("POST", "/subscribe/payments/unschedule", scheduler.unschedule),
+    Route("GET", "/subscribe/payments/schedule", scheduler.by_range, invalid=400),
+    Route("GET", "/subscribe/payments/schedule/{merchant_uid}", scheduler.get_one),
+    Route(
+        "GET",
+        "/subscribe/payments/schedule/customers/{customer_uid}",
+        scheduler.by_customer,
+        invalid=400,
+    ),
+    Route(
+        "GET", "/subscribe/customers/{customer_uid}/schedules", scheduler.by_customer, invalid=400
+    ),
     Route("GET", "/payments/find/{merchant_uid}", endpoints.find),
     Route("GET", "/payments/find/{merchant_uid}/{payment_status}", endpoints.find),
     Route("GET", "/payments/findAll/{merchant_uid}", endpoints.find_all),
@@ -99,6 +113,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"/{admin.PREFIX}/latency", admin.latency, Access.ADMIN),
     Route("POST", f"/{admin.PREFIX}/expire-tokens", admin.expire_tokens, Access.ADMIN),
     Route("POST", f"/{admin.PREFIX}/reset", admin.reset, Access.ADMIN),
+    Route("POST", f"/{admin.PREFIX}/clock", admin.clock, Access.ADMIN),
+    Route("GET", f"/{admin.PREFIX}/clock", admin.clock_now, Access.ADMIN),
     Route("GET", f"/{admin.PREFIX}/ledger", admin.ledger, Access.ADMIN),
     Route("GET", f"/{admin.PREFIX}/stats", admin.stats, Access.ADMIN),
 )
@@ -123,6 +139,7 @@ def dispatch(state: SandboxState, raw: RawRequest) -> Reply:
         return resolved
     route, params = resolved
     state.counters.request(route.name)
+    scheduler.fire_due(state)  # what fell due since the last request has fired before it
     if route.access is Access.TOKEN and not state.tokens.valid(raw.token):
         return unauthorized()
     if route.access is not Access.ADMIN and state.latency_ms:

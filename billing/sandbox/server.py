@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 
 from billing.errors import BillingError
+from billing.sandbox import scheduler
 from billing.sandbox.config import SandboxConfig
 from billing.sandbox.protocol import JSONObject
 from billing.sandbox.state import SandboxState
 from billing.sandbox.transport import SandboxHTTPServer
 
+log = logging.getLogger("billing.sandbox")
+
 POLL_SECONDS = 0.05
+TICK_SECONDS = 1.0  # how often due hosted schedules fire in real time
 
 
 class SandboxError(BillingError):
@@ -31,6 +36,7 @@ class SandboxServer:
         self.state = SandboxState(self.config)
         self._httpd: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._ticker: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -43,11 +49,27 @@ class SandboxServer:
             target=httpd.serve_forever, args=(POLL_SECONDS,), name="sandbox-http", daemon=True
         )
         self._thread.start()
+        self._start_ticker()
         return self
 
     def serve_forever(self) -> None:
         """Listen (if not yet) and serve in the calling thread until ``stop`` from another."""
-        self._bind().serve_forever(POLL_SECONDS)
+        httpd = self._bind()
+        self._start_ticker()
+        httpd.serve_forever(POLL_SECONDS)
+
+    def _start_ticker(self) -> None:
+        """Fire due hosted schedules once a second, even when nobody calls."""
+        if self._ticker is None:
+            self._ticker = threading.Thread(target=self._tick, name="sandbox-clock", daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self.state.closing.wait(TICK_SECONDS):
+            try:
+                scheduler.fire_due(self.state)
+            except Exception:
+                log.exception("the sandbox failed to fire due schedules")
 
     def stop(self) -> None:
         """Stop serving, drop open connections (held ones too) and close the socket."""
@@ -60,6 +82,9 @@ class SandboxServer:
                 thread.join(timeout=5)
             httpd.drop_connections()
             httpd.server_close()
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker.join(timeout=5)
         self.state.webhooks.stop()
 
     def _bind(self) -> SandboxHTTPServer:
@@ -126,6 +151,17 @@ class SandboxServer:
     def reset(self) -> None:
         """Clear ledger, customers, scripts, faults, latency, tokens and counters."""
         self.state.reset()
+
+    def set_clock(self, now: int | None = None, advance: int | None = None) -> int:
+        """Move the sandbox clock to ``now`` (unix seconds) or ``advance`` seconds on, then fire
+        the hosted schedules that fell due (as ``POST /__sandbox__/clock``); answers now."""
+        moved = self.state.move_clock(now, advance)
+        scheduler.fire_due(self.state)
+        return moved
+
+    def now(self) -> int:
+        """The sandbox clock (real time until ``set_clock`` set it; then where it was set)."""
+        return self.state.now()
 
     def register_customer(
         self, customer_uid: str, card_number: str = "4111111111111111", **details: str

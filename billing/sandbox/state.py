@@ -17,13 +17,21 @@ from billing.sandbox.config import SandboxConfig
 from billing.sandbox.customers import BillingKeys
 from billing.sandbox.ledger import Ledger
 from billing.sandbox.protocol import JSONObject, customer_json, payment_json
+from billing.sandbox.schedules import ScheduleBook
 from billing.sandbox.stats import Stats
 from billing.sandbox.tokens import TokenStore
 from billing.sandbox.webhooks import WebhookSender
 
 
 class SandboxState:
-    """Owns the ledger, billing keys, tokens, script, latency, counters and webhook sender."""
+    """Owns the ledger, billing keys, hosted schedules, tokens, script, latency, counters, the
+    sandbox clock and the webhook sender.
+
+    ``now()`` is the sandbox's clock: ``clock()`` (real time) until the clock control sets it,
+    then ``frozen``, which stands still until moved on again (as the product's test clock does;
+    ``reset`` returns to real time). Tokens live on real time, so moving the clock a month on
+    does not expire them.
+    """
 
     def __init__(
         self,
@@ -36,6 +44,8 @@ class SandboxState:
         self.sleep = sleep
         self.ledger = Ledger(config.seed)
         self.keys = BillingKeys(config.auto_register)
+        self.schedules = ScheduleBook()
+        self.frozen: int | None = None  # the clock control's time, once set
         self.tokens = TokenStore(config.token_ttl, clock)
         self.behaviors = Script(config.seed)
         self.counters = Stats()
@@ -46,10 +56,10 @@ class SandboxState:
         self.closing = threading.Event()  # set on stop: releases held connections
 
     def now(self) -> int:
-        return int(self.clock())
+        return int(self.clock()) if self.frozen is None else self.frozen
 
     def today(self) -> date:
-        return date.fromtimestamp(self.clock())
+        return date.fromtimestamp(self.clock() if self.frozen is None else self.frozen)
 
     # -- controls ---------------------------------------------------------------------------
 
@@ -68,6 +78,18 @@ class SandboxState:
             raise ValueError("latency must be a whole number of milliseconds, 0 or more")
         self.latency_ms = ms
 
+    def move_clock(self, now: int | None = None, advance: int | None = None) -> int:
+        """Set the sandbox clock to ``now`` or move it ``advance`` seconds on, where it stays;
+        answers the new now. It never goes back (``reset`` returns it to real time)."""
+        if (now is None) == (advance is None):
+            raise ValueError("give either now (unix seconds) or advance (seconds)")
+        target = self.now() + advance if advance is not None else now
+        assert target is not None
+        if target < self.now():
+            raise ValueError("the sandbox clock only moves forward (reset returns to real time)")
+        self.frozen = target
+        return target
+
     def expire_tokens(self) -> int:
         return self.tokens.expire_all()
 
@@ -75,6 +97,8 @@ class SandboxState:
         """Back to a fresh sandbox (same configuration)."""
         self.ledger.clear()
         self.keys.clear()
+        self.schedules.clear()
+        self.frozen = None
         self.behaviors.clear()
         self.tokens.expire_all()
         self.counters.clear()

@@ -14,7 +14,6 @@ import pytest
 iamport = pytest.importorskip("iamport")  # `make install` installs it (--no-deps, see Makefile)
 
 CARD = {"card_number": "4111-1111-1111-1111", "expiry": "2099-12", "birth": "900101"}
-HOSTED = "hosted schedules: other branch"
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +89,6 @@ def test_find_by_status(client: Any) -> None:
     assert paid["imp_uid"] in {p["imp_uid"] for p in listed["list"]}
 
 
-@pytest.mark.xfail(reason=HOSTED, strict=False)
 def test_pay_schedule_get_and_unschedule(client: Any) -> None:
     client.customer_create(customer_uid="sc1", **CARD)
     schedules = [{"merchant_uid": "s1", "schedule_at": 4102444800, "amount": 9900}]
@@ -98,4 +96,7 @@ def test_pay_schedule_get_and_unschedule(client: Any) -> None:
     assert client.pay_schedule_get("s1")["merchant_uid"] == "s1"
     between = client.pay_schedule_get_between(schedule_from=4102358400, schedule_to=4102531200)
     assert between
-    client.pay_unschedule(customer_uid="sc1", merchant_uid=["s1"])
+    revoked = client.pay_unschedule(customer_uid="sc1", merchant_uid=["s1"])
+    assert [(s["merchant_uid"], s["schedule_status"]) for s in revoked] == [("s1", "revoked")]
+    with pytest.raises(iamport.Iamport.ResponseError):  # code 1: nothing left to revoke
+        client.pay_unschedule(customer_uid="sc1", merchant_uid=["s1"])
