@@ -39,9 +39,7 @@ def upgrade() -> None:
             name=op.f("fk_schedule_takeovers_subscription_id_subscriptions"),
         ),
         sa.PrimaryKeyConstraint("customer_uid", name=op.f("pk_schedule_takeovers")),
-        sa.UniqueConstraint(
-            "subscription_id", name=op.f("uq_schedule_takeovers_subscription_id")
-        ),
+        sa.UniqueConstraint("subscription_id", name=op.f("uq_schedule_takeovers_subscription_id")),
     )
 
 
