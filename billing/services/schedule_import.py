@@ -179,17 +179,16 @@ class Takeover:
 
     @contextmanager
     def _one_run(self) -> Iterator[None]:
+        """A transaction-level advisory lock held on a connection of its own for the whole
+        run (a session-level one would not survive PgBouncer's transaction mode)."""
         if self.app.engine.dialect.name != "postgresql":
             yield  # SQLite: one writer at a time anyway
             return
-        with self.app.engine.connect() as connection:
-            locked = connection.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": RUN_LOCK})
-            if not locked:
+        with self.app.engine.connect() as connection, connection.begin():
+            query = text("SELECT pg_try_advisory_xact_lock(:k)")
+            if not connection.scalar(query, {"k": RUN_LOCK}):
                 raise Conflict("another `billing import portone-schedules` is running; wait for it")
-            try:
-                yield
-            finally:
-                connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RUN_LOCK})
+            yield
 
 
 def _already_billed_here(session: Session, wanted: Wanted) -> str | None:

@@ -255,11 +255,10 @@ def test_two_imports_at_once_the_second_is_refused(
     cli = CliRunner(product.env, tmp_path)
     hosted(portone, "c4", FEB)
     engine = create_engine(db_url)
-    with engine.connect() as connection:  # what a first run holds while it works
-        connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": RUN_LOCK})
+    with engine.connect() as connection, connection.begin():  # what a first run holds
+        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": RUN_LOCK})
         file = customers_file(tmp_path, ("c4", "monthly"))
         refused(cli("import", "portone-schedules", "--customers", file), "another")
-        connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RUN_LOCK})
     engine.dispose()
     assert at_portone(portone, "c4") == {"c4-02": "scheduled"}
 
