@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,10 +31,11 @@ from bench import cpu
 from bench import options as bench_options
 from bench.plot import Panel, chart
 from bench.run import DUE, Bench
+from bench.scratch import Outcome, run_in_scratch
 from billing import invariants
 from billing.app import build_app
 from billing.config import load_settings
-from chaos.processes import Managed, ignore_termination, sandbox_url, stop_on_termination
+from chaos.processes import Managed, sandbox_url
 
 COLUMNS = (
     "seconds",
@@ -420,20 +419,13 @@ def render(report: Report) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse(argv)
-    root = Path(tempfile.mkdtemp(prefix="billing-million-"))
-    million = Million(options, root)
-    stop_on_termination()
-    try:
-        report = million.run()
-    except KeyboardInterrupt:
-        print("interrupted; stopping what the benchmark started", file=sys.stderr)
-        return 130
-    finally:
-        ignore_termination()
-        million.stop()
-        shutil.rmtree(root, ignore_errors=True)
-    print(render(report))
-    return 0 if not any(report.invariants.values()) and report.not_paid == 0 else 1
+    return run_in_scratch("billing-million-", lambda root: Million(options, root), _measure)
+
+
+def _measure(million: Million) -> Outcome:
+    report = million.run()
+    passed = not any(report.invariants.values()) and report.not_paid == 0
+    return Outcome(0 if passed else 1, render(report))
 
 
 if __name__ == "__main__":

@@ -11,10 +11,8 @@ The ledger step (bench/ledger.py) times `billing reconcile ledger` over N paymen
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,15 +25,10 @@ from bench import api, cpu, ledger, ops
 from bench.capacity import sandbox_calls_per_s
 from bench.measure import Progress, machine, median_ms, rss_mib, wait_until
 from bench.options import Options, parse
+from bench.scratch import Outcome, run_in_scratch
 from billing.broker import CALLS_PER_THREAD, CHARGE_BATCH
 from chaos.cluster import Postgres, Redis
-from chaos.processes import (
-    Managed,
-    ignore_termination,
-    product_env,
-    sandbox_url,
-    stop_on_termination,
-)
+from chaos.processes import Managed, product_env, sandbox_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DUE = "2027-01-01T09:00:00+09:00"
@@ -507,10 +500,14 @@ def _rates(runs: list[Throughput], rps: float) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse(argv)
-    root = Path(tempfile.mkdtemp(prefix="billing-bench-"))
-    bench = Bench(options, root)
+    return run_in_scratch(
+        "billing-bench-", lambda root: Bench(options, root), lambda bench: measure(bench, options)
+    )
+
+
+def measure(bench: Bench, options: Options) -> Outcome:
+    """Every step not in ``--skip``, in order; the report of them all."""
     results = Results(options, machine())
-    stop_on_termination()
     try:
         bench.start()
         if "sandbox" not in options.skip:
@@ -540,13 +537,5 @@ def main(argv: list[str] | None = None) -> int:
             results.ledger = ledger.ledger_step(bench, options.ledger_payments)
     except ledger.LedgerDisagrees as exc:
         print(f"benchmark aborted: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; stopping what the benchmark started", file=sys.stderr)
-        return 130
-    finally:
-        ignore_termination()
-        bench.stop()
-        shutil.rmtree(root, ignore_errors=True)
-    print(render(results))
-    return 0
+        return Outcome(1)
+    return Outcome(0, render(results))

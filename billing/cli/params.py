@@ -1,4 +1,4 @@
-"""Whole numbers on the command line: the digits 0-9 only.
+"""Whole numbers on the command line: the digits 0-9 only; and the options several commands share.
 
 Python's ``int()`` (and so click's ``INT``) also reads ``1_000``, ``٣`` (Arabic-Indic three) and
 ``１２`` (full-width twelve); an id or an amount of money typed like that is more likely a
@@ -8,9 +8,11 @@ slip than a wish, so it is refused with the reason instead of being read as some
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import click
+from click.decorators import FC
 
 from billing.db.tables import MAX_ID
 
@@ -57,3 +59,15 @@ def whole(min: int | None = None, max: int | None = None) -> click.ParamType[Any
 
 
 ID_TYPE = Identifier()
+
+
+def host_option(help: str) -> Callable[[FC], FC]:
+    """``--host``: the address a server process listens on, 127.0.0.1 unless told."""
+    return click.option("--host", default="127.0.0.1", show_default=True, help=help)
+
+
+def port_option(default: int, help: str) -> Callable[[FC], FC]:
+    """``--port``: the port a server process listens on (0 for any free port)."""
+    return click.option(
+        "--port", type=whole(0, 65535), default=default, show_default=True, help=help
+    )

@@ -8,19 +8,13 @@ from types import FrameType
 
 import click
 
-from billing.cli.params import whole
+from billing.cli.params import host_option, port_option, whole
 from billing.sandbox import SandboxConfig, SandboxError, SandboxServer
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port",
-    default=8089,
-    show_default=True,
-    type=whole(0, 65535),
-    help="Port to listen on (0: any free port).",
-)
+@host_option("Address to listen on.")
+@port_option(8089, "Port to listen on (0: any free port).")
 @click.option("--imp-key", default="sandbox_key", show_default=True, help="Accepted imp_key.")
 @click.option(
     "--imp-secret", default="sandbox_secret", show_default=True, help="Accepted imp_secret."

@@ -4,11 +4,13 @@ metrics)."""
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 
 import click
+from click.decorators import FC
 
 from billing import preflight
-from billing.cli.params import whole
+from billing.cli.params import host_option, port_option
 from billing.cli.runtime import Runtime
 from billing.logs import configure
 from billing.services.notice_guard import NoticeLimits
@@ -22,20 +24,16 @@ from billing.web.config import (
 from billing.web.listener import address, listen
 
 
+def _at_least_a_tenth(name: str, default: float, help: str) -> Callable[[FC], FC]:
+    """A limit in seconds or per second, 0.1 at the least, its default shown."""
+    return click.option(
+        name, type=click.FloatRange(min=0.1), default=default, show_default=True, help=help
+    )
+
+
 @click.command()
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Address to listen on (0.0.0.0 for every interface).",
-)
-@click.option(
-    "--port",
-    type=whole(0, 65535),
-    default=8000,
-    show_default=True,
-    help="Port to listen on (0: any free port, printed at start).",
-)
+@host_option("Address to listen on (0.0.0.0 for every interface).")
+@port_option(8000, "Port to listen on (0: any free port, printed at start).")
 @click.option(
     "--webhook-allow",
     envvar=ALLOW_VARIABLE,
@@ -53,33 +51,25 @@ from billing.web.listener import address, listen
     help="Believe X-Forwarded-For and X-Forwarded-Proto only from these proxy addresses "
     "(comma-separated, '*' for any). Default: from nobody.",
 )
-@click.option(
+@_at_least_a_tenth(
     "--header-timeout",
-    type=click.FloatRange(min=0.1),
-    default=ServerLimits.header_seconds,
-    show_default=True,
-    help="Seconds a client has to send its request headers (then 408, connection closed).",
+    ServerLimits.header_seconds,
+    "Seconds a client has to send its request headers (then 408, connection closed).",
 )
-@click.option(
+@_at_least_a_tenth(
     "--body-timeout",
-    type=click.FloatRange(min=0.1),
-    default=ServerLimits.body_seconds,
-    show_default=True,
-    help="Seconds a client has to send its request body after the headers.",
+    ServerLimits.body_seconds,
+    "Seconds a client has to send its request body after the headers.",
 )
-@click.option(
+@_at_least_a_tenth(
     "--notice-rate",
-    type=click.FloatRange(min=0.1),
-    default=NoticeLimits.per_source,
-    show_default=True,
-    help="PortOne notices a second one source address may send (twice that at once); past it: 429.",
+    NoticeLimits.per_source,
+    "PortOne notices a second one source address may send (twice that at once); past it: 429.",
 )
-@click.option(
+@_at_least_a_tenth(
     "--refetch-rate",
-    type=click.FloatRange(min=0.1),
-    default=NoticeLimits.refetches,
-    show_default=True,
-    help="Payments this process re-fetches from PortOne a second to verify notices (twice "
+    NoticeLimits.refetches,
+    "Payments this process re-fetches from PortOne a second to verify notices (twice "
     "that at once); past it: 429 (PortOne sends the notice again).",
 )
 @click.option(

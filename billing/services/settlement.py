@@ -175,6 +175,12 @@ def note_siblings(session: Session, charges: Sequence[Charge]) -> None:
     charges and their subscriptions were locked (so no claim or recording of that period
     can commit meanwhile). ``settle_paid`` skips its sibling queries for a period where
     none is found; any other period is queried as before."""
+    # One open (pending, processing, unknown) charge per subscription is guaranteed by the
+    # database: the partial unique index uq_charges_open_per_subscription (billing/db/tables.py,
+    # migration 0001_initial) refuses a second one, inserted or updated back to open
+    # (tests/integration/test_one_open_charge.py). A batch was made processing by one UPDATE
+    # (``begin_charges``), so it holds at most one charge per subscription: no charge settled
+    # earlier in this batch can be a sibling this query missed.
     if not charges:
         return
     found: dict[tuple[int, int], set[int]] = {

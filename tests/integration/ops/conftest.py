@@ -6,7 +6,10 @@ subscriptions into the states an operator meets."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -33,8 +36,10 @@ from billing.services.plan_cache import PlanCache
 from billing.services.scheduling import Scheduler
 from billing.services.subscriptions import create_subscription
 from billing.web import create_app
+from tests.conftest import ROOT
 from tests.fakes import ListPublisher
-from tests.integration.test_web import WebServer, free_socket
+from tests.integration.test_web import SERVE, WebServer, free_socket
+from tests.processes import product_env
 
 USER, PASSWORD = "oncall", "correct horse battery"
 START = datetime(2027, 1, 30, 15, 30, tzinfo=UTC)  # 2027-01-31 00:30 in Seoul
@@ -200,6 +205,33 @@ def ops_environment(db_url: str, sandbox_url: str) -> dict[str, str]:
     }
 
 
+@contextmanager
+def served(env: dict[str, str]) -> Iterator[str]:
+    """``billing serve``'s app for ``env`` under uvicorn in this process: its URL, until the
+    block ends."""
+    web = WebServer(free_socket()).start(create_app(load_settings(env), environ=env))
+    try:
+        yield web.url
+    finally:
+        web.stop()
+
+
+def refused_start(env: dict[str, str]) -> list[str]:
+    """``billing serve`` run in a process of its own with ``env``, which must exit 1 at once:
+    the lines it wrote to stderr."""
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE, "serve", "--port", "0"],
+        cwd=ROOT,
+        env=product_env(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    return done.stderr.strip().splitlines()
+
+
 @pytest.fixture
 def ops_sandbox() -> Iterator[SandboxServer]:
     server = SandboxServer(SandboxConfig(port=0, hang_seconds=2, auto_register=True))
@@ -218,9 +250,8 @@ def ops(db_url: str, ops_sandbox: SandboxServer) -> Iterator[Ops]:
     with app.transaction() as session:
         parsed = parse_catalog(CATALOG, "t.yaml", "Asia/Seoul")
         catalog.load_catalog(session, parsed, "t.yaml", "x", START)
-    web = WebServer(free_socket()).start(create_app(settings, environ=env))
-    served = Ops(web.url, app, app.clock, ops_sandbox, env)
-    yield served
-    served.http.close()
-    web.stop()
+    with served(env) as url:
+        console = Ops(url, app, app.clock, ops_sandbox, env)
+        yield console
+        console.http.close()
     app.close()

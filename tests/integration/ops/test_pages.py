@@ -6,8 +6,6 @@ from __future__ import annotations
 import html
 import re
 import signal
-import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -15,18 +13,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from billing.config import load_settings
 from billing.db.tables import Charge, Customer, Event
 from billing.portone.client import PortOneClient
 from billing.services.billing_keys import parse_card, register_key
 from billing.services.charge_days import charges_per_day
 from billing.services.refunds import request_refund
 from billing.services.subscriptions import create_subscription
-from billing.web import create_app
-from tests.conftest import ROOT
-from tests.integration.ops.conftest import PASSWORD, USER, Ops
-from tests.integration.test_web import SERVE, WebServer, free_socket, start_serve
-from tests.processes import product_env
+from tests.integration.ops.conftest import PASSWORD, USER, Ops, refused_start, served
+from tests.integration.test_web import start_serve
 
 PAGES = ["/", "/queues", "/search?q=cust-1", "/subscriptions/1", "/charges/1/receipt"]
 POSTS = [
@@ -73,29 +67,16 @@ def test_without_the_right_credentials_every_path_is_401_and_shows_nothing(ops: 
 
 def test_the_console_is_off_without_ops_auth(ops: Ops) -> None:
     env = {k: v for k, v in ops.env.items() if k != "BILLING_OPS_AUTH"}
-    web = WebServer(free_socket()).start(create_app(load_settings(env), environ=env))
-    try:
+    with served(env) as url:
         for path in ["/ops", "/ops/", "/ops/queues", "/ops/subscriptions/1"]:
-            answer = httpx.get(web.url + path, auth=(USER, PASSWORD), timeout=10)
+            answer = httpx.get(url + path, auth=(USER, PASSWORD), timeout=10)
             assert (answer.status_code, answer.text) == (404, "Not Found"), path
-        assert httpx.get(web.url + "/healthz", timeout=10).status_code == 200
-    finally:
-        web.stop()
+        assert httpx.get(url + "/healthz", timeout=10).status_code == 200
 
 
 @pytest.mark.parametrize("auth", ["oncall:", ":secret", "oncall"])
 def test_billing_serve_refuses_ops_auth_without_a_user_or_a_password(ops: Ops, auth: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", SERVE, "serve", "--port", "0"],
-        cwd=ROOT,
-        env=product_env({**ops.env, "BILLING_OPS_AUTH": auth}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
+    assert refused_start({**ops.env, "BILLING_OPS_AUTH": auth}) == [
         "billing: error: BILLING_OPS_AUTH: must be user:password, both non-empty"
     ]
 
@@ -445,15 +426,12 @@ def test_the_receipt_link_leads_to_portones_receipt(ops: Ops) -> None:
 def test_the_console_links_to_flowers_workers_and_task_lists(ops: Ops) -> None:
     sid, _charge = ops.paid("cust-flower")
     env = {**ops.env, "BILLING_FLOWER_URL": "https://ops.merchant.example/flower/"}
-    web = WebServer(free_socket()).start(create_app(load_settings(env), environ=env))
+    with served(env) as url:
 
-    def get(path: str) -> str:
-        return httpx.get(web.url + path, auth=(USER, PASSWORD), timeout=10).text
+        def get(path: str) -> str:
+            return httpx.get(url + path, auth=(USER, PASSWORD), timeout=10).text
 
-    try:
         overview, queues, page = get("/ops/"), get("/ops/queues"), get(f"/ops/subscriptions/{sid}")
-    finally:
-        web.stop()
     flower = "https://ops.merchant.example/flower"
     assert f'href="{flower}/workers"' in overview and f'href="{flower}/tasks"' in overview
     assert f'href="{flower}/tasks?name=billing.charge"' in page
@@ -465,15 +443,5 @@ def test_the_console_links_to_flowers_workers_and_task_lists(ops: Ops) -> None:
 
 @pytest.mark.parametrize("url", ["flower.example", "javascript:alert(1)", "https://f/?a=b"])
 def test_billing_serve_refuses_a_flower_url_it_cannot_link_to(ops: Ops, url: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", SERVE, "serve", "--port", "0"],
-        cwd=ROOT,
-        env=product_env({**ops.env, "BILLING_FLOWER_URL": url}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 1
-    [line] = done.stderr.strip().splitlines()
+    [line] = refused_start({**ops.env, "BILLING_FLOWER_URL": url})
     assert line.startswith("billing: error: BILLING_FLOWER_URL: expected")
