@@ -169,6 +169,7 @@ def status(runtime: Runtime, as_json: bool) -> None:
         ("queue", "depth", "-" if report.queue_depth is None else report.queue_depth),
         ("needs a person", "set aside by the scheduler", report.set_aside),
         ("needs a person", "duplicate payments to refund", report.duplicate_payments),
+        ("needs a person", "held by import portone-schedules", report.takeovers_held),
     ]
     if capacity is not None:
         rows += [

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from billing.db.tables import Base, Charge, Subscription
+from billing.db.tables import Base, Charge, ScheduleTakeover, Subscription
 from billing.services.claims import CHARGEABLE, OPEN
 
 
@@ -35,6 +35,7 @@ class StatusReport:
     set_aside: int = 0  # subscriptions the scheduler set aside (invariant 10): see the reasons
     set_aside_reasons: list[tuple[int, str]] = field(default_factory=list)
     duplicate_payments: int = 0  # second paid charges of one period, for a person to refund
+    takeovers_held: int = 0  # customers `import portone-schedules` left held: run it again
 
 
 SET_ASIDE_SHOWN = 20
@@ -79,6 +80,7 @@ def status_report(session: Session, now: datetime) -> StatusReport:
     report.set_aside = _count(session, Subscription, Subscription.set_aside_at.is_not(None))
     report.set_aside_reasons = set_aside_rows(session)
     report.duplicate_payments = _count(session, Charge, Charge.duplicate_of.is_not(None))
+    report.takeovers_held = _count(session, ScheduleTakeover, ScheduleTakeover.state == "held")
     report.due_now = outstanding(session, now).due
     report.due_next_24h = int(
         session.scalar(

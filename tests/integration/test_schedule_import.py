@@ -163,6 +163,7 @@ def test_killed_between_the_steps_no_period_is_charged_twice_or_dropped(
         [takeover] = session.scalars(select(ScheduleTakeover)).all()
         held = session.get(Subscription, takeover.subscription_id)
         assert takeover.state == "held" and held is not None and held.next_charge_at is None
+    assert js(cli("status", "--json"))["takeovers_held"] == 1  # a person sees it
     waiting = "scheduled" if step == "held" else "revoked"
     assert set(at_portone(portone, "c2").values()) == {waiting}
     move_sandbox_clock(product.sandbox, FEB.replace(hour=1))  # February falls due meanwhile
@@ -178,6 +179,7 @@ def test_killed_between_the_steps_no_period_is_charged_twice_or_dropped(
     bill_until(product, APR.replace(hour=1))
     charged = paid_for(product, "c2")
     assert len(charged) == 3, charged  # February, March, April: once each
+    assert js(cli("status", "--json"))["takeovers_held"] == 0
     assert product.subscription(outcome["subscription_id"]).next_charge_at == MAY
     assert anomalies(product) == []
 
