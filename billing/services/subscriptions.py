@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.clock import system_now
-from billing.db.tables import CatalogLoad, Charge, Customer, Subscription
+from billing.db.tables import CatalogLoad, Charge, Customer, ScheduleTakeover, Subscription
 from billing.domain import subscriptions as lifecycle
 from billing.domain.charges import OPEN_CHARGE_STATUSES, ChargeStatus
 from billing.domain.events import (
@@ -151,7 +151,10 @@ def _cancel_reason(state: BillingState, at_period_end: bool) -> str:
 
 
 def pause(session: Session, subscription_id: int, now: datetime) -> Subscription:
-    """No charges while paused: a charge claimed but not sent is voided."""
+    """No charges while paused: a charge claimed but not sent is voided. Refused for a
+    subscription still held by ``import portone-schedules``: its resume would charge at once
+    while PortOne's schedules may still charge too."""
+    _refuse_while_held(session, subscription_id)
     charges = lock_open_charges(session, subscription_id)
     row = _change(
         session, subscription_id, now, SubscriptionPaused,
@@ -161,6 +164,17 @@ def pause(session: Session, subscription_id: int, now: datetime) -> Subscription
     _void_unsent(session, row, charges, now)
     _notify(session, NoticeKind.SUBSCRIPTION_PAUSED, row, now, reason="paused by the merchant")
     return row
+
+
+def _refuse_while_held(session: Session, subscription_id: int) -> None:
+    query = select(ScheduleTakeover.customer_uid).where(
+        ScheduleTakeover.subscription_id == subscription_id, ScheduleTakeover.state == "held"
+    )
+    if session.scalar(query) is not None:
+        raise Conflict(
+            f"subscription {subscription_id} is held while it is taken over from PortOne's "
+            "hosted scheduler: run `billing import portone-schedules` again to finish first"
+        )
 
 
 def _void_unsent(session: Session, row: Subscription, locked: list[Charge], now: datetime) -> None:

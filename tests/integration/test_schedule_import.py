@@ -164,6 +164,8 @@ def test_killed_between_the_steps_no_period_is_charged_twice_or_dropped(
         held = session.get(Subscription, takeover.subscription_id)
         assert takeover.state == "held" and held is not None and held.next_charge_at is None
     assert js(cli("status", "--json"))["takeovers_held"] == 1  # a person sees it
+    sid = str(takeover.subscription_id)  # a pause (then a resume) would charge it at once:
+    refused(cli("subscriptions", "pause", sid), "held", "import portone-schedules")
     waiting = "scheduled" if step == "held" else "revoked"
     assert set(at_portone(portone, "c2").values()) == {waiting}
     move_sandbox_clock(product.sandbox, FEB.replace(hour=1))  # February falls due meanwhile
