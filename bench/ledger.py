@@ -43,7 +43,7 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from billing.domain import subscriptions as lifecycle
+from billing.domain import lifecycle
 from billing.domain.plans import Plan
 from billing.domain.state import BillingState
 from billing.domain.statuses import SubscriptionStatus

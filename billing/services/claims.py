@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from billing.clock import system_now
 from billing.db.bulk import insert_returning_ids
 from billing.db.tables import Charge, Customer, Event, Subscription
-from billing.domain import subscriptions as lifecycle
+from billing.domain import lifecycle
 from billing.domain.calendar import period_amount
 from billing.domain.charges import (
     OPEN_CHARGE_STATUSES,

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from billing.clock import system_now
 from billing.db.bulk import insert_returning_ids
 from billing.db.tables import Customer, Event, Subscription
-from billing.domain import subscriptions as lifecycle
+from billing.domain import lifecycle
 from billing.domain.plans import Plan
 from billing.domain.state import BillingState
 from billing.domain.times import parse_time

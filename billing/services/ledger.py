@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 
 from billing.app import App
 from billing.db.tables import Charge, Customer, Refund, Subscription
-from billing.domain import subscriptions as lifecycle
+from billing.domain import lifecycle
 from billing.domain.charges import ChargeStatus
 from billing.domain.events import ChargeCreated
 from billing.errors import InvalidInput

@@ -49,9 +49,9 @@ from billing.domain.events import (
     PaymentRecovered,
     dunning_event,
 )
+from billing.domain.lifecycle import record_payment
 from billing.domain.notices import NoticeKind
 from billing.domain.statuses import CHARGEABLE_STATUSES, SubscriptionStatus
-from billing.domain.subscriptions import record_payment
 from billing.logs import log
 from billing.services.catalog import latest_plan
 from billing.services.history import record_event

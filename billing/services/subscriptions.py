@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from billing.clock import system_now
 from billing.db.tables import CatalogLoad, Charge, Customer, Subscription
-from billing.domain import subscriptions as lifecycle
+from billing.domain import lifecycle
 from billing.domain.charges import OPEN_CHARGE_STATUSES, ChargeStatus
 from billing.domain.events import (
     ABSENT,

@@ -16,8 +16,7 @@ from billing.app import App
 from billing.catalog import parse_catalog
 from billing.db.tables import Charge, Event, PlanRow, Subscription
 from billing.domain.charges import ChargeRequest
-from billing.services import catalog
-from billing.services import subscriptions as lifecycle
+from billing.services import catalog, subscriptions
 from billing.services.status import status_report
 from tests.world import START, World
 
@@ -114,10 +113,10 @@ def test_a_transient_first_send_then_a_refusal_ends_in_dunning_not_an_endless_lo
 @pytest.mark.parametrize(
     ("action", "status", "reason"),
     [
-        (lambda s, sid: lifecycle.cancel(s, sid, START, at_period_end=False), "canceled",
+        (lambda s, sid: subscriptions.cancel(s, sid, START, at_period_end=False), "canceled",
          "voided: canceled"),
-        (lambda s, sid: lifecycle.pause(s, sid, START), "paused", "voided: paused"),
-        (lambda s, sid: lifecycle.cancel(s, sid, START, at_period_end=True), "canceled",
+        (lambda s, sid: subscriptions.pause(s, sid, START), "paused", "voided: paused"),
+        (lambda s, sid: subscriptions.cancel(s, sid, START, at_period_end=True), "canceled",
          "voided: canceled"),
     ],
     ids=["cancel", "pause", "cancel-at-period-end-with-nothing-paid"],
@@ -148,7 +147,7 @@ def test_cancel_at_period_end_asked_after_the_renewal_was_claimed_voids_the_rene
     ids = claimed(world)
     assert len(ids) == 1
     with world.app.transaction() as session:
-        lifecycle.cancel(session, sid, world.clock.now(), at_period_end=True)
+        subscriptions.cancel(session, sid, world.clock.now(), at_period_end=True)
     for charge_id in ids:
         world.pipeline.charge(charge_id)
     world.run_queue()
@@ -168,7 +167,7 @@ def test_a_charge_already_sent_is_settled_after_a_cancel_and_shown_to_the_operat
     world.scheduler.run_pass()
     world.pipeline.charge(world.publisher.take()[0][0])  # sent; the answer was lost
     with world.app.transaction() as session:
-        lifecycle.cancel(session, sid, START, at_period_end=False)
+        subscriptions.cancel(session, sid, START, at_period_end=False)
     world.run_queue()
     [charge] = world.charges()
     assert charge.status == "paid"  # PortOne holds it paid: recorded, refundable
@@ -185,7 +184,7 @@ def test_a_resend_after_an_unknown_outcome_is_voided_when_the_subscription_was_p
     world.scheduler.run_pass()
     world.pipeline.charge(world.publisher.take()[0][0])
     with world.app.transaction() as session:
-        lifecycle.pause(session, sid, START)
+        subscriptions.pause(session, sid, START)
     world.wall += timedelta(seconds=world.app.settings.reconcile_after)
     world.cycle()  # the lookup finds nothing after the window: would be sent again
     world.cycle()
@@ -205,8 +204,8 @@ def test_a_payment_is_recorded_when_the_pending_next_plan_was_archived_meanwhile
     world.scheduler.run_pass()
     world.pipeline.charge(world.publisher.take()[0][0])  # the renewal is in flight
     with world.app.transaction() as session:
-        lifecycle.change_plan(session, sid, "yearly", world.clock.now())
-        lifecycle.cancel(session, sid, world.clock.now(), at_period_end=False)
+        subscriptions.change_plan(session, sid, "yearly", world.clock.now())
+        subscriptions.cancel(session, sid, world.clock.now(), at_period_end=False)
     with world.app.transaction() as session:
         only_monthly = parse_catalog(
             TWO_PLANS.split("  - {id: yearly", maxsplit=1)[0], "c.yaml", "Asia/Seoul"
@@ -285,7 +284,7 @@ def test_a_catalog_load_racing_subscription_create_never_archives_a_plan_in_use(
     def create() -> None:
         try:
             with world.app.transaction() as session:
-                lifecycle.create_subscription(session, "cust-0", "yearly", START, START)
+                subscriptions.create_subscription(session, "cust-0", "yearly", START, START)
                 created.set()
                 session.execute(text("SELECT pg_sleep(0.5)"))  # the load runs meanwhile
             outcomes["create"] = "ok"
@@ -426,7 +425,7 @@ def test_a_card_updated_while_a_retry_is_in_flight_is_retried_at_once_when_it_fa
     world.gateway.script = ["decline"]
     ids = claimed(world)  # attempt 2 is in flight
     with world.app.transaction() as session:
-        lifecycle.card_updated(session, "cust-1", world.clock.now())
+        subscriptions.card_updated(session, "cust-1", world.clock.now())
     for charge_id in ids:
         world.pipeline.charge(charge_id)
     assert world.subscription(sid).next_charge_at == world.clock.now()  # not in two days
