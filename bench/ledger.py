@@ -180,7 +180,7 @@ def load_plan(env: dict[str, str]) -> Plan:
     """The plan every subscription of the population is on (the catalog loaded first)."""
     from billing.app import build_app
     from billing.config import load_settings
-    from billing.services.catalog import current_plan, ensure_catalog
+    from billing.services.plan_store import current_plan, ensure_catalog
 
     app = build_app(load_settings(env))
     try:

@@ -39,8 +39,8 @@ from billing.domain.plans import Plan
 from billing.domain.state import BillingState
 from billing.domain.times import parse_time
 from billing.errors import InvalidInput
-from billing.services.catalog import current_plans, share_lock_plans
 from billing.services.customers import CUSTOMER_UID, EMAIL, PHONE
+from billing.services.plan_store import current_plans, share_lock_plans
 from billing.services.subscriptions import new_key
 
 SUBSCRIPTIONS = cast(Table, Subscription.__table__)

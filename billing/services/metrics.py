@@ -32,7 +32,7 @@ from billing.domain.charges import ChargeStatus
 from billing.domain.durations import Unit
 from billing.domain.plans import Plan
 from billing.domain.statuses import CHARGEABLE_STATUSES, SubscriptionStatus
-from billing.services.catalog import plan_from_row
+from billing.services.plan_store import plan_from_row
 from billing.services.status import due_now
 
 MEAN_MONTH_DAYS = Fraction(146097, 4800)

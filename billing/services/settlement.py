@@ -53,11 +53,11 @@ from billing.domain.lifecycle import record_payment
 from billing.domain.notices import NoticeKind
 from billing.domain.statuses import CHARGEABLE_STATUSES, SubscriptionStatus
 from billing.logs import log
-from billing.services.catalog import latest_plan
 from billing.services.history import record_event
 from billing.services.locks import lock_subscription
 from billing.services.notices import queue_notice
 from billing.services.plan_cache import PlanCache
+from billing.services.plan_store import latest_plan
 from billing.services.rows import load_state, store_state
 
 logger = logging.getLogger("billing.settlement")

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from billing.app import App
-from billing.catalog import parse_catalog
+from billing.catalog_file import parse_catalog
 from billing.db.tables import Charge
-from billing.services import catalog
+from billing.services import plan_store
 from billing.services.plan_cache import PlanCache
 from billing.services.scheduling import Scheduler
 from tests.world import CATALOG, START, World
@@ -227,7 +227,7 @@ def test_a_price_change_applies_from_the_next_period(world: World) -> None:
     world.cycle()
     with world.app.transaction() as session:
         parsed = parse_catalog(CATALOG.replace("9900", "12900"), "c.yaml", "Asia/Seoul")
-        catalog.load_catalog(session, parsed, "c.yaml", "sha2", START)
+        plan_store.load_catalog(session, parsed, "c.yaml", "sha2", START)
     world.clock.advance(timedelta(days=31))
     world.cycle()
     assert [c.amount for c in world.charges(sid)] == [9900, 12900]

@@ -17,10 +17,10 @@ from billing.portone.answers import Exchange, Transport
 from billing.portone.client import PortOneClient
 from billing.portone.ledger import LedgerUnreadable
 from billing.sandbox import SandboxServer
-from billing.services.catalog import current_plan, ensure_catalog
 from billing.services.jobs import last_run
 from billing.services.ledger import Verdict, reconcile_ledger
 from billing.services.plan_cache import PlanCache
+from billing.services.plan_store import current_plan, ensure_catalog
 from billing.services.scheduling import Scheduler
 from tests.acceptance.test_cli import js, ok, refused
 from tests.conftest import NOW, CliRunner

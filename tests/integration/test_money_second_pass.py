@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import select, text, update
 
 from billing.app import App
-from billing.catalog import parse_catalog
+from billing.catalog_file import parse_catalog
 from billing.db.tables import Charge, Event, PlanRow, Subscription
 from billing.domain.charges import ChargeRequest
-from billing.services import catalog, subscriptions
+from billing.services import plan_store, subscriptions
 from billing.services.status import status_report
 from tests.world import START, World
 
@@ -210,7 +210,7 @@ def test_a_payment_is_recorded_when_the_pending_next_plan_was_archived_meanwhile
         only_monthly = parse_catalog(
             TWO_PLANS.split("  - {id: yearly", maxsplit=1)[0], "c.yaml", "Asia/Seoul"
         )
-        catalog.load_catalog(session, only_monthly, "c.yaml", "sha2", world.clock.now())
+        plan_store.load_catalog(session, only_monthly, "c.yaml", "sha2", world.clock.now())
     world.run_queue()
     assert statuses(world.charges()) == [(1, 1, "paid"), (2, 1, "paid")]
     assert world.publisher.charges == [] and world.publisher.reconciles == []
@@ -296,7 +296,7 @@ def test_a_catalog_load_racing_subscription_create_never_archives_a_plan_in_use(
         created.wait(5)
         try:
             with world.app.transaction() as session:
-                catalog.load_catalog(session, only_monthly, "c.yaml", "sha2", START)
+                plan_store.load_catalog(session, only_monthly, "c.yaml", "sha2", START)
             outcomes["load"] = "ok"
         except Exception as exc:
             outcomes["load"] = type(exc).__name__

@@ -25,7 +25,7 @@ from sqlalchemy import func, select, text, update
 
 from billing import invariants
 from billing.app import App, build_app
-from billing.catalog import load_zone, parse_catalog
+from billing.catalog_file import load_zone, parse_catalog
 from billing.clock import DatabaseClock
 from billing.config import load_settings
 from billing.db import migrate
@@ -38,7 +38,7 @@ from billing.domain.plans import Plan
 from billing.portone.answers import Exchange, Transport
 from billing.portone.client import PortOneClient
 from billing.sandbox import SandboxConfig, SandboxServer
-from billing.services import catalog
+from billing.services import plan_store
 from billing.services.customers import add_customer
 from billing.services.metrics import MonthlyRates, monthly_amount, mrr
 from billing.services.portone_webhook import Notice, NoticeResult, Payment, Verdict, read_payment
@@ -194,7 +194,7 @@ def world(db_url: str, redis_url: str) -> Iterator[World]:
     app.clock.set(START)
     with app.transaction() as session:
         parsed = parse_catalog(CATALOG, "t.yaml", "Asia/Seoul")
-        catalog.load_catalog(session, parsed, "t.yaml", "x", START)
+        plan_store.load_catalog(session, parsed, "t.yaml", "x", START)
     web.start(create_app(settings))
     world = World(app, app.clock, sandbox, web, env)
     yield world

@@ -17,14 +17,14 @@ import pytest
 from sqlalchemy import func, select
 
 from billing.app import App, build_app
-from billing.catalog import parse_catalog
+from billing.catalog_file import parse_catalog
 from billing.clock import DatabaseClock
 from billing.config import load_settings
 from billing.db.tables import Charge, Event, Notice, Refund, Subscription
 from billing.portone.client import PortOneClient
 from billing.portone.gateway import PortOneGateway
 from billing.sandbox import SandboxConfig, SandboxServer
-from billing.services import catalog
+from billing.services import plan_store
 from billing.services.aside import set_aside
 from billing.services.customers import add_customer
 from billing.services.delivery import begin_delivery, finish_delivery
@@ -217,7 +217,7 @@ def ops(db_url: str, ops_sandbox: SandboxServer) -> Iterator[Ops]:
     app.clock.set(START)
     with app.transaction() as session:
         parsed = parse_catalog(CATALOG, "t.yaml", "Asia/Seoul")
-        catalog.load_catalog(session, parsed, "t.yaml", "x", START)
+        plan_store.load_catalog(session, parsed, "t.yaml", "x", START)
     web = WebServer(free_socket()).start(create_app(settings, environ=env))
     served = Ops(web.url, app, app.clock, ops_sandbox, env)
     yield served
