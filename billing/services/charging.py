@@ -30,9 +30,9 @@ from billing.domain.dunning import needs_lookup
 from billing.domain.events import GatewayAnswer, LookupBeforeSend
 from billing.domain.retry import lookup_lease
 from billing.domain.statuses import CHARGEABLE_STATUSES
+from billing.services.catalog_cache import CatalogCache
 from billing.services.history import record_event
 from billing.services.locks import lock_charges, lock_subscription, lock_subscriptions
-from billing.services.plan_cache import PlanCache
 from billing.services.settlement import (
     FollowUp,
     charge_state,
@@ -63,7 +63,7 @@ class Begun:
 
 
 def begin_charges(
-    session: Session, charge_ids: Sequence[int], now: datetime, timing: Timing, plans: PlanCache
+    session: Session, charge_ids: Sequence[int], now: datetime, timing: Timing, plans: CatalogCache
 ) -> Begun:
     """Pending -> processing for every charge of ``charge_ids`` that is pending and due
     (committed by the caller before any request is sent). Rows another worker holds are
@@ -131,7 +131,7 @@ def _look_first(session: Session, charge_id: int, why: str, now: datetime, timin
 
 
 def begin_charge(
-    session: Session, charge_id: int, now: datetime, timing: Timing, plans: PlanCache
+    session: Session, charge_id: int, now: datetime, timing: Timing, plans: CatalogCache
 ) -> ChargeWork | None:
     """``begin_charges`` for one charge (None: nothing to send now)."""
     works = begin_charges(session, [charge_id], now, timing, plans).works
@@ -159,7 +159,7 @@ def finish_charges(
     answers: Sequence[tuple[ChargeWork, ChargeAnswer]],
     now: datetime,
     timing: Timing,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> FollowUp:
     """Record PortOne's answers, all in the caller's transaction. A payment is always
     recorded; anything else only while the row is still the processing send this worker
@@ -183,7 +183,7 @@ def finish_charge(
     answer: ChargeAnswer,
     now: datetime,
     timing: Timing,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> FollowUp:
     """``finish_charges`` for one answer."""
     return finish_charges(session, [(work, answer)], now, timing, plans)
@@ -195,7 +195,7 @@ def _finish(
     answer: ChargeAnswer,
     now: datetime,
     timing: Timing,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> FollowUp:
     charge = session.get(Charge, work.charge_id)
     assert charge is not None

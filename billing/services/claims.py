@@ -50,9 +50,9 @@ from billing.domain.state import BillingState
 from billing.domain.statuses import CHARGEABLE_STATUSES
 from billing.errors import BillingError
 from billing.services.aside import SET_ASIDE_RETRY, describe, set_aside
+from billing.services.catalog_cache import CatalogCache
 from billing.services.history import record_event
 from billing.services.notices import queue_notice
-from billing.services.plan_cache import PlanCache
 from billing.services.rows import load_state, state_values, store_state
 from billing.services.settlement import apply_decline, queue_final_notice
 
@@ -110,7 +110,7 @@ class Batch:
     now: datetime
     wall: datetime
     current: dict[str, Plan]
-    cache: PlanCache
+    cache: CatalogCache
     customers: dict[int, str]
     attempts: CardAttempts
     result: Claimed
@@ -125,7 +125,7 @@ def claim_due(
     now: datetime,
     wall: datetime,
     limit: int,
-    cache: PlanCache,
+    cache: CatalogCache,
     window: timedelta,
     only: Sequence[int] = (),
 ) -> Claimed:
@@ -312,7 +312,7 @@ class Republished:
 
 def pending_to_republish(
     session: Session, now: datetime, wall: datetime, window: timedelta, limit: int,
-    cache: PlanCache,
+    cache: CatalogCache,
 ) -> Republished:  # fmt: skip
     """Pending charges whose retry time has come, or whose message seems lost. One old
     enough for a later attempt of its period to exist (a row restored from a backup) is

@@ -24,9 +24,9 @@ from billing.domain.answers import ChargeAnswer, Found, Outcome
 from billing.domain.charges import Timing
 from billing.logs import log
 from billing.services.aside import describe, keep_answer
+from billing.services.catalog_cache import CatalogCache
 from billing.services.charging import ChargeWork, begin_charges, finish_charges
 from billing.services.delivery import begin_delivery, finish_delivery
-from billing.services.plan_cache import PlanCache
 from billing.services.ports import ChargeGateway, DeliveryError, NoticeSender, Publisher
 from billing.services.reconcile import ReconcileWork, begin_reconcile, finish_reconcile
 from billing.services.settlement import FollowUp
@@ -62,7 +62,7 @@ class Pipeline:
         app: App,
         gateway: ChargeGateway,
         publisher: Publisher,
-        plans: PlanCache,
+        plans: CatalogCache,
         wall: Callable[[], datetime] | None = None,
         calls: Executor | None = None,
         jitter: Callable[[], float] = random.random,

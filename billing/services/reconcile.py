@@ -20,9 +20,9 @@ from billing.domain.answers import Found, Lookup
 from billing.domain.charges import ChargeStatus, Timing, after_lookup, is_stuck
 from billing.domain.events import Reconciled
 from billing.domain.retry import lookup_lease
+from billing.services.catalog_cache import CatalogCache
 from billing.services.history import record_event
 from billing.services.locks import lock_subscription
-from billing.services.plan_cache import PlanCache
 from billing.services.settlement import FollowUp, charge_state, store_step
 
 
@@ -56,7 +56,7 @@ def finish_reconcile(
     lookup: Lookup,
     now: datetime,
     timing: Timing,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> FollowUp:
     charge = session.scalar(select(Charge).where(Charge.id == work.charge_id).with_for_update())
     assert charge is not None

@@ -53,10 +53,10 @@ from billing.domain.lifecycle import record_payment
 from billing.domain.notices import NoticeKind
 from billing.domain.statuses import CHARGEABLE_STATUSES, SubscriptionStatus
 from billing.logs import log
+from billing.services.catalog_cache import CatalogCache
 from billing.services.history import record_event
 from billing.services.locks import lock_subscription
 from billing.services.notices import queue_notice
-from billing.services.plan_cache import PlanCache
 from billing.services.plan_store import latest_plan
 from billing.services.rows import load_state, store_state
 
@@ -100,7 +100,7 @@ def store_step(
     step: Step,
     now: datetime,
     wall: datetime,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> FollowUp:
     """Carry out what the charge state machine decided, in the caller's transaction."""
     match step:
@@ -141,7 +141,12 @@ def keep_receipt(charge: Charge, receipt_url: str | None) -> None:
 
 
 def settle_paid(
-    session: Session, charge: Charge, imp_uid: str, now: datetime, wall: datetime, plans: PlanCache
+    session: Session,
+    charge: Charge,
+    imp_uid: str,
+    now: datetime,
+    wall: datetime,
+    plans: CatalogCache,
 ) -> None:
     """PortOne holds this charge as paid: record it and advance the subscription."""
     if charge.status == ChargeStatus.PAID:
@@ -237,7 +242,7 @@ def _show_late_payment(session: Session, sub: Subscription, charge: Charge, now:
 
 def _advance(
     session: Session, sub: Subscription, charge: Charge, now: datetime, wall: datetime,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> None:  # fmt: skip
     """The due period is paid: the next one becomes due (on the pending plan, if any)."""
     before = load_state(sub)
@@ -256,7 +261,7 @@ def _advance(
 
 def settle_refunded(
     session: Session, charge: Charge, imp_uid: str, refunded: int, reason: str,
-    now: datetime, wall: datetime, plans: PlanCache,
+    now: datetime, wall: datetime, plans: CatalogCache,
 ) -> None:  # fmt: skip
     """Paid, then cancelled at PortOne (its console) while we did not know: the period was
     paid, and the money given back is recorded as refunded."""
@@ -282,7 +287,12 @@ def record_refund_at_portone(
 
 
 def settle_failed(
-    session: Session, charge: Charge, reason: str, now: datetime, wall: datetime, plans: PlanCache
+    session: Session,
+    charge: Charge,
+    reason: str,
+    now: datetime,
+    wall: datetime,
+    plans: CatalogCache,
 ) -> None:
     """Declined or refused: no money moved. The decline class and dunning decide what next."""
     decline_class = classify_decline(reason)
@@ -334,7 +344,7 @@ def apply_decline(session: Session, sub: Subscription, decline: Decline, now: da
 
 def queue_final_notice(
     session: Session,
-    plans: PlanCache,
+    plans: CatalogCache,
     sub: Subscription,
     decline: Decline,
     now: datetime,

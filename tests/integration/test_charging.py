@@ -16,7 +16,7 @@ from billing.app import App
 from billing.catalog_file import parse_catalog
 from billing.db.tables import Charge
 from billing.services import plan_store
-from billing.services.plan_cache import PlanCache
+from billing.services.catalog_cache import CatalogCache
 from billing.services.scheduling import Scheduler
 from tests.world import CATALOG, START, World
 
@@ -191,7 +191,7 @@ def test_two_schedulers_racing_claim_each_due_subscription_once(world: World) ->
     for n in range(60):
         world.subscribe(f"cust-{n}")
     barrier = threading.Barrier(2)
-    second = Scheduler(world.app, world.publisher, PlanCache(), batch=7, wall=lambda: world.wall)
+    second = Scheduler(world.app, world.publisher, CatalogCache(), batch=7, wall=lambda: world.wall)
     world.scheduler.batch = 7
 
     def run(scheduler: Scheduler) -> None:

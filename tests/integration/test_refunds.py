@@ -30,9 +30,9 @@ from billing.portone.gateway import PortOneGateway
 from billing.sandbox import SandboxConfig, SandboxServer
 from billing.sandbox.ledger import CancelTerms
 from billing.services import plan_store
+from billing.services.catalog_cache import CatalogCache
 from billing.services.customers import add_customer
 from billing.services.pipeline import Pipeline
-from billing.services.plan_cache import PlanCache
 from billing.services.refunds import (
     RefundRunner,
     begin_refund,
@@ -107,7 +107,7 @@ class Shop:
             add_customer(session, uid, START)
             create_subscription(session, uid, "monthly", START, START)
         publisher = ListPublisher()
-        plans = PlanCache()
+        plans = CatalogCache()
         Scheduler(self.app, publisher, plans, wall=lambda: self.wall).run_pass()
         pipeline = Pipeline(
             self.app, PortOneGateway(self.client), publisher, plans, wall=lambda: self.wall

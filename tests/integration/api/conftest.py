@@ -23,8 +23,8 @@ from billing.portone.gateway import PortOneGateway
 from billing.sandbox import SandboxConfig, SandboxServer
 from billing.services import plan_store
 from billing.services.api_keys import create_key
+from billing.services.catalog_cache import CatalogCache
 from billing.services.pipeline import Pipeline
-from billing.services.plan_cache import PlanCache
 from billing.services.scheduling import Scheduler
 from billing.web import create_app
 from tests.fakes import ListPublisher
@@ -98,7 +98,7 @@ class Api:
 
     def charge_due(self) -> None:
         """One scheduler pass, and the worker's job done in this process, at the sandbox."""
-        publisher, plans = ListPublisher(), PlanCache()
+        publisher, plans = ListPublisher(), CatalogCache()
         Scheduler(self.app, publisher, plans).run_pass()
         client = PortOneClient(self.sandbox.url, "sandbox_key", "sandbox_secret")
         try:

@@ -26,10 +26,10 @@ from billing.portone.gateway import PortOneGateway
 from billing.sandbox import SandboxConfig, SandboxServer
 from billing.services import plan_store
 from billing.services.aside import set_aside
+from billing.services.catalog_cache import CatalogCache
 from billing.services.customers import add_customer
 from billing.services.delivery import begin_delivery, finish_delivery
 from billing.services.pipeline import Pipeline
-from billing.services.plan_cache import PlanCache
 from billing.services.scheduling import Scheduler
 from billing.services.subscriptions import create_subscription
 from billing.web import create_app
@@ -91,7 +91,7 @@ class Ops:
 
     def charge_due(self) -> None:
         """One scheduler pass; the worker's job done in this process, at the sandbox."""
-        publisher, plans = ListPublisher(), PlanCache()
+        publisher, plans = ListPublisher(), CatalogCache()
         Scheduler(self.app, publisher, plans).run_pass()
         client = PortOneClient(self.sandbox.url, "sandbox_key", "sandbox_secret", timeout=10)
         try:

@@ -12,8 +12,10 @@ from billing.services import plan_store
 from billing.services.notices import NoticeConfig, NoticeSettings
 
 
-class PlanCache:
-    """(plan id, version) -> Plan. Thread-safe; a version never changes once written."""
+class CatalogCache:
+    """Plans by (plan id, version), and the notice settings of the latest catalog load.
+
+    Thread-safe; a plan version never changes once written."""
 
     def __init__(self) -> None:
         self._plans: dict[tuple[str, int], Plan] = {}
