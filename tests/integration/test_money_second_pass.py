@@ -510,9 +510,9 @@ def test_a_database_error_while_recording_an_answer_does_not_lose_the_payment(
 def test_a_call_that_waited_too_long_in_the_worker_is_not_sent(world: World) -> None:
     world.subscribe()
     ids = claimed(world)
-    world.pipeline.wall = lambda: world.wall  # begin at world.wall...
+    world.pipeline.sender.wall = lambda: world.wall  # begin at world.wall...
     started = world.wall
-    calls = world.pipeline.calls
+    calls = world.pipeline.sender.calls
 
     class LateExecutor:
         """The call pool is so busy that the call starts after the window."""
@@ -521,14 +521,14 @@ def test_a_call_that_waited_too_long_in_the_worker_is_not_sent(world: World) -> 
             world.wall = started + timedelta(seconds=world.app.settings.reconcile_after)
             return calls.map(fn, works)
 
-    world.pipeline.calls = LateExecutor()  # type: ignore[assignment]
+    world.pipeline.sender.calls = LateExecutor()  # type: ignore[assignment]
     for charge_id in ids:
         world.pipeline.charge(charge_id)
     [charge] = world.charges()
     assert world.gateway.sent == []
     assert charge.status == "pending"
     assert charge.retry_at is not None
-    world.pipeline.calls = calls
+    world.pipeline.sender.calls = calls
     world.wall = charge.retry_at
     world.cycle()
     assert world.charges()[0].status == "paid" and len(world.gateway.sent) == 1
