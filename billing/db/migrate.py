@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
-SCHEMA_REVISION = "0011"  # the newest migration of this release
+SCHEMA_REVISION = "0012"  # the newest migration of this release
 
 
 def alembic_config(engine: Engine) -> Config:

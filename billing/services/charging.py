@@ -79,7 +79,7 @@ def begin_charges(
         .where(
             Charge.id.in_(charge_ids),
             Charge.status == ChargeStatus.PENDING,
-            or_(Charge.retry_at.is_(None), Charge.retry_at <= wall),
+            or_(Charge.resend_at.is_(None), Charge.resend_at <= wall),
         )
         .order_by(Charge.id)
         .with_for_update(of=Charge, skip_locked=True)
@@ -108,7 +108,7 @@ def begin_charges(
         .where(Charge.id.in_(ids))
         .values(
             status=ChargeStatus.PROCESSING, sends=Charge.sends + 1, sent_at=wall,
-            updated_at=wall, retry_at=None,
+            updated_at=wall, resend_at=None, next_lookup_at=None,
         )
         .returning(
             Charge.id, Charge.subscription_id, Charge.customer_uid, Charge.merchant_uid,
@@ -125,7 +125,7 @@ def _look_first(session: Session, charge_id: int, why: str, now: datetime, timin
     charge = session.get(Charge, charge_id)
     assert charge is not None
     charge.status, charge.updated_at = ChargeStatus.UNKNOWN, timing.wall
-    charge.retry_at = timing.wall + lookup_lease(timing.window)
+    charge.resend_at, charge.next_lookup_at = None, timing.wall + lookup_lease(timing.window)
     record_event(session, LookupBeforeSend(merchant_uid=charge.merchant_uid, reason=why), now,
                  subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
 

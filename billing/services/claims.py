@@ -213,7 +213,7 @@ def _claim_one(batch: Batch, row: Row[Any]) -> None:
         "card_quota": plan.card_quota, "period_start": state.due.start,
         "period_end": state.due.end,
         "status": ChargeStatus.UNKNOWN if why else ChargeStatus.PENDING,
-        "retry_at": batch.wall + batch.lease if why else None,
+        "resend_at": None, "next_lookup_at": batch.wall + batch.lease if why else None,
         "sends": 0, "lookups": 0, "refunded_amount": 0,
         "created_at": batch.now, "updated_at": batch.wall,
     })  # fmt: skip
@@ -318,8 +318,8 @@ def pending_to_republish(
     enough for a later attempt of its period to exist (a row restored from a backup) is
     looked up before it is sent (``domain.dunning.needs_lookup``)."""
     due = or_(
-        and_(Charge.retry_at.is_not(None), Charge.retry_at <= wall),
-        and_(Charge.retry_at.is_(None), Charge.updated_at <= wall - window),
+        and_(Charge.resend_at.is_not(None), Charge.resend_at <= wall),
+        and_(Charge.resend_at.is_(None), Charge.updated_at <= wall - window),
     )
     query = (
         select(Charge)
@@ -333,12 +333,12 @@ def pending_to_republish(
         plan = cache.version(session, charge.plan_id, charge.plan_version)
         lately = looked_up_lately(charge.looked_up_at, Timing(wall, window))
         why = needs_lookup(plan.dunning, False, charge.created_at, now, looked_up_lately=lately)
-        charge.retry_at, charge.updated_at = None, wall
+        charge.resend_at, charge.next_lookup_at, charge.updated_at = None, None, wall
         if why is None:
             found.charge_ids.append(charge.id)
             continue
         charge.status = ChargeStatus.UNKNOWN
-        charge.retry_at = wall + lookup_lease(window)
+        charge.next_lookup_at = wall + lookup_lease(window)
         record_event(session, LookupBeforeSend(merchant_uid=charge.merchant_uid, reason=why),
                      now, subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
         found.lookup_ids.append(charge.id)
@@ -353,7 +353,7 @@ def unknown_to_reconcile(
     stuck = and_(Charge.status == ChargeStatus.PROCESSING, Charge.updated_at <= wall - window)
     due_unknown = and_(
         Charge.status == ChargeStatus.UNKNOWN,
-        or_(Charge.retry_at.is_(None), Charge.retry_at <= wall),
+        or_(Charge.next_lookup_at.is_(None), Charge.next_lookup_at <= wall),
     )
     query = (
         select(Charge)
@@ -368,5 +368,6 @@ def unknown_to_reconcile(
             record_event(session, ChargeStuck(merchant_uid=charge.merchant_uid), now,
                          subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
         charge.status, charge.updated_at = ChargeStatus.UNKNOWN, wall
-        charge.retry_at = wall + lookup_lease(window)  # not published again meanwhile
+        charge.resend_at = None
+        charge.next_lookup_at = wall + lookup_lease(window)  # not published again meanwhile
     return [charge.id for charge in charges]

@@ -45,7 +45,7 @@ def begin_reconcile(session: Session, charge_id: int, timing: Timing) -> Reconci
     if charge.status != ChargeStatus.UNKNOWN and not is_stuck(charge_state(charge), timing):
         return None  # settled, or back to pending for a resend: a duplicate message
     charge.status = ChargeStatus.UNKNOWN
-    charge.retry_at = timing.wall + lookup_lease(timing.window)
+    charge.resend_at, charge.next_lookup_at = None, timing.wall + lookup_lease(timing.window)
     charge.updated_at = timing.wall
     return ReconcileWork(charge.id, charge.merchant_uid, charge.amount)
 

@@ -118,12 +118,14 @@ def store_step(
             )
         case Resend(after):
             charge.status, charge.updated_at = ChargeStatus.PENDING, wall
-            charge.retry_at = wall + timedelta(seconds=after) if after else None
+            charge.resend_at = wall + timedelta(seconds=after) if after else None
+            charge.next_lookup_at = None
             return FollowUp(charge=[charge.id], countdown=after or None)
         case LookUp(after, refusal):
             charge.status, charge.updated_at = ChargeStatus.UNKNOWN, wall
             charge.refusal = refusal if refusal is not None else charge.refusal
-            charge.retry_at = wall + timedelta(seconds=after or retry.REFUSAL_LEASE)
+            charge.resend_at = None
+            charge.next_lookup_at = wall + timedelta(seconds=after or retry.REFUSAL_LEASE)
             return FollowUp(reconcile=[charge.id], countdown=after or None)
     return FollowUp()
 
@@ -154,7 +156,8 @@ def settle_paid(
     quiet = _no_siblings(session, charge)
     first = None if quiet else _paid_sibling(session, charge)
     charge.status, charge.imp_uid, charge.duplicate_of = ChargeStatus.PAID, imp_uid, first
-    charge.paid_at, charge.updated_at, charge.retry_at = now, wall, None
+    charge.paid_at, charge.updated_at = now, wall
+    charge.resend_at, charge.next_lookup_at = None, None
     charge.refusal = None
     sub = lock_subscription(session, charge.subscription_id)
     record_event(session, ChargePaid(
@@ -298,7 +301,8 @@ def settle_failed(
     decline_class = classify_decline(reason)
     charge.status, charge.fail_reason = ChargeStatus.FAILED, reason
     charge.decline_class = str(decline_class)
-    charge.updated_at, charge.retry_at, charge.refusal = wall, None, None
+    charge.updated_at, charge.refusal = wall, None
+    charge.resend_at, charge.next_lookup_at = None, None
     sub = lock_subscription(session, charge.subscription_id)
     record_event(session, ChargeFailed(
         merchant_uid=charge.merchant_uid, amount=charge.amount, reason=reason,
@@ -368,7 +372,8 @@ def void_charge(
     paused meanwhile: it is not sent. No money moved, so no dunning follows (SPEC 5)."""
     reason = f"voided: {sub.status}"
     charge.status, charge.fail_reason, charge.decline_class = ChargeStatus.FAILED, reason, None
-    charge.updated_at, charge.retry_at, charge.refusal = wall, None, None
+    charge.updated_at, charge.refusal = wall, None
+    charge.resend_at, charge.next_lookup_at = None, None
     record_event(session, ChargeVoided(merchant_uid=charge.merchant_uid, amount=charge.amount,
                  reason=reason), now, subscription_id=sub.id, charge_id=charge.id)  # fmt: skip
 

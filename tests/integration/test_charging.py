@@ -93,8 +93,8 @@ def test_transient_failure_is_retried_with_the_same_merchant_uid(world: World) -
     charges, _ = world.publisher.take()
     world.pipeline.charge(charges[0])
     [charge] = world.charges()
-    assert charge.status == "pending" and charge.retry_at is not None
-    world.wall = charge.retry_at
+    assert charge.status == "pending" and charge.resend_at is not None
+    world.wall = charge.resend_at
     world.cycle()
     [charge] = world.charges()
     assert charge.status == "paid" and charge.sends == 2

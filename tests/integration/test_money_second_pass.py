@@ -95,7 +95,7 @@ def test_a_transient_first_send_then_a_refusal_ends_in_dunning_not_an_endless_lo
     world.run_queue()  # not sent: parked pending for a few seconds
     [charge] = world.charges()
     assert charge.status == "pending"
-    world.wall = charge.retry_at
+    world.wall = charge.resend_at
     world.cycle()
     world.wall += timedelta(minutes=30)
     world.cycle()
@@ -363,12 +363,12 @@ def test_lookups_that_keep_failing_back_off_and_never_poll_in_a_loop(world: Worl
     for _ in range(14):
         world.publisher.take()
         [charge] = world.charges()
-        world.wall = charge.retry_at or world.wall
+        world.wall = charge.next_lookup_at or world.wall
         world.scheduler.run_pass()
         world.run_queue(rounds=1)
         [after] = world.charges()
-        assert after.retry_at is not None
-        waits.append((after.retry_at - world.wall).total_seconds())
+        assert after.next_lookup_at is not None
+        waits.append((after.next_lookup_at - world.wall).total_seconds())
     assert min(waits[:3]) < 30 and min(waits[9:]) >= 128  # capped exponential, not 0.5 s
     assert after.status == "unknown"  # open only while PortOne cannot answer
 
@@ -527,9 +527,9 @@ def test_a_call_that_waited_too_long_in_the_worker_is_not_sent(world: World) -> 
     [charge] = world.charges()
     assert world.gateway.sent == []
     assert charge.status == "pending"
-    assert charge.retry_at is not None
+    assert charge.resend_at is not None
     world.pipeline.sender.calls = calls
-    world.wall = charge.retry_at
+    world.wall = charge.resend_at
     world.cycle()
     assert world.charges()[0].status == "paid" and len(world.gateway.sent) == 1
 
@@ -570,7 +570,7 @@ def test_a_restored_pending_charge_is_looked_up_before_it_is_sent_again(world: W
     [charge_id] = world.publisher.take()[0]
     with world.app.transaction() as session:  # what the backup holds: parked after "not sent"
         session.execute(update(Charge).where(Charge.id == charge_id).values(
-            sends=1, retry_at=world.wall))  # fmt: skip
+            sends=1, resend_at=world.wall))  # fmt: skip
     key = world.subscription(sid).key
     world.gateway.script = ["decline", "decline", "approve"]  # what happened after the backup
     for attempt in (1, 2, 3):
