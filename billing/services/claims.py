@@ -37,7 +37,9 @@ from billing.domain.dunning import (
     needs_lookup,
 )
 from billing.domain.events import (
+    ABSENT,
     AttemptPostponed,
+    ChargeCreated,
     ChargeStuck,
     LookupBeforeSend,
     PeriodSkipped,
@@ -51,7 +53,7 @@ from billing.domain.statuses import CHARGEABLE_STATUSES
 from billing.errors import BillingError
 from billing.services.aside import SET_ASIDE_RETRY, describe, set_aside
 from billing.services.catalog_cache import CatalogCache
-from billing.services.history import record_event
+from billing.services.history import event_row, record_event
 from billing.services.notices import queue_notice
 from billing.services.rows import load_state, state_values, store_state
 from billing.services.settlement import apply_decline, queue_final_notice
@@ -117,7 +119,7 @@ class Batch:
     lease: timedelta  # a charge to look up first is not handed out again before this
     charges: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
-    lookups: dict[str, dict[str, str]] = field(default_factory=dict)  # merchant_uid -> why
+    lookups: dict[str, str] = field(default_factory=dict)  # merchant_uid -> why
 
 
 def claim_due(
@@ -162,16 +164,24 @@ def _write(batch: Batch) -> None:
     ids = insert_returning_ids(session, CHARGES, batch.charges, CHARGES.c.merchant_uid)
     recorded = system_now()
     session.execute(insert(EVENTS), [
-        {"subscription_id": charge["subscription_id"], "charge_id": charge_id,
-         "kind": "charge_created", "occurred_at": batch.now, "recorded_at": recorded,
-         "data": {"merchant_uid": charge["merchant_uid"], "amount": charge["amount"],
-                  "period_no": charge["period_no"], "attempt": charge["attempt"],
-                  **batch.lookups.get(charge["merchant_uid"], {})}}
+        event_row(_charge_created(batch, charge), batch.now, recorded,
+                  subscription_id=charge["subscription_id"], charge_id=charge_id)
         for charge_id, charge in zip(ids, batch.charges, strict=True)
     ])  # fmt: skip
     for charge_id, charge in zip(ids, batch.charges, strict=True):
         looked = charge["merchant_uid"] in batch.lookups
         (batch.result.lookup_ids if looked else batch.result.charge_ids).append(charge_id)
+
+
+def _charge_created(batch: Batch, charge: dict[str, Any]) -> ChargeCreated:
+    uid = charge["merchant_uid"]
+    return ChargeCreated(
+        merchant_uid=uid,
+        amount=charge["amount"],
+        period_no=charge["period_no"],
+        attempt=charge["attempt"],
+        lookup_before_send=batch.lookups.get(uid, ABSENT),
+    )
 
 
 def _claim_one(batch: Batch, row: Row[Any]) -> None:
@@ -205,7 +215,7 @@ def _claim_one(batch: Batch, row: Row[Any]) -> None:
     _stage(batch, row, lifecycle.begin_period(state), plan.version)
     batch.attempts.add(customer_uid)
     if why is not None:
-        batch.lookups[uid] = {"lookup_before_send": why}
+        batch.lookups[uid] = why
     batch.charges.append({
         "subscription_id": row.id, "period_no": state.period_no, "attempt": state.attempt,
         "merchant_uid": uid, "customer_uid": customer_uid, "plan_id": plan.id,
