@@ -39,13 +39,13 @@ from sqlalchemy.engine import make_url
 
 from billing.app import App, build_app
 from billing.broker import CHARGE_BATCH, QUEUE, CeleryPublisher, publisher_app
-from billing.catalog import parse_catalog
+from billing.catalog_file import parse_catalog
 from billing.clock import DatabaseClock
 from billing.config import Settings, load_settings
 from billing.db import migrate
 from billing.db.engine import make_engine
 from billing.embedded import Embedded
-from billing.services import catalog
+from billing.services import plan_store
 from billing.services.imports import import_file
 from billing.services.status import outstanding
 
@@ -168,7 +168,7 @@ def prepare(settings: Settings, subscriptions: int) -> None:
     app.clock.set(START)
     with app.transaction() as session:
         parsed = parse_catalog(CATALOG, "footprint.yaml", "Asia/Seoul")
-        catalog.load_catalog(session, parsed, "footprint.yaml", "footprint", START)
+        plan_store.load_catalog(session, parsed, "footprint.yaml", "footprint", START)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "subscriptions.csv"
         with path.open("w", newline="") as handle:

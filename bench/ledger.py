@@ -43,7 +43,7 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from billing.domain import subscriptions as lifecycle
+from billing.domain import lifecycle
 from billing.domain.plans import Plan
 from billing.domain.state import BillingState
 from billing.domain.statuses import SubscriptionStatus
@@ -180,7 +180,7 @@ def load_plan(env: dict[str, str]) -> Plan:
     """The plan every subscription of the population is on (the catalog loaded first)."""
     from billing.app import build_app
     from billing.config import load_settings
-    from billing.services.catalog import current_plan, ensure_catalog
+    from billing.services.plan_store import current_plan, ensure_catalog
 
     app = build_app(load_settings(env))
     try:

@@ -24,8 +24,8 @@ from billing.portone.client import PortOneClient
 from billing.portone.gateway import PortOneGateway
 from billing.portone.ratelimit import RateLimit, RedisBucket
 from billing.preflight import charging_problem
+from billing.services.catalog_cache import CatalogCache
 from billing.services.pipeline import Pipeline
-from billing.services.plan_cache import PlanCache
 from billing.services.ports import Publisher
 from billing.services.scheduling import Scheduler
 
@@ -101,7 +101,7 @@ def worker_parts(
     calls = concurrency * CALLS_PER_THREAD
     client = make_gateway(settings, connections=calls, url=portone_url)
     pool = ThreadPoolExecutor(max_workers=calls, thread_name_prefix="portone")
-    pipeline = Pipeline(app, PortOneGateway(client), publisher, PlanCache(), calls=pool)
+    pipeline = Pipeline(app, PortOneGateway(client), publisher, CatalogCache(), calls=pool)
     return Container(app, client, pipeline, make_sender(concurrency))
 
 
@@ -116,6 +116,6 @@ def warn_if_short(capacity: Capacity | None) -> None:
         log(logger, "pool_capacity", capacity.warning, level=logging.WARNING, **fields)
 
 
-def scheduler(app: App, celery: Celery, plans: PlanCache | None = None) -> Scheduler:
+def scheduler(app: App, celery: Celery, plans: CatalogCache | None = None) -> Scheduler:
     """The scheduler daemon's pass, publishing to ``celery``'s broker."""
     return Scheduler(app, CeleryPublisher(celery), plans)

@@ -20,7 +20,8 @@ DEFAULT_POOL = "threads"  # charging waits on PortOne: an I/O-bound pool
 DEFAULT_CONCURRENCY = 32
 CHARGE_BATCH = 16  # charges per billing.charge message from the scheduler
 CALLS_PER_THREAD = 4  # PortOne calls in flight per worker thread (the process's call pool)
-MAX_COUNTDOWN = 120.0  # seconds; anything later lives in the database (retry_at, next_charge_at)
+# seconds; anything later lives in the database (resend_at, next_lookup_at, next_charge_at)
+MAX_COUNTDOWN = 120.0
 
 
 def publisher_app(settings: Settings) -> Celery:

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from sqlalchemy.exc import ArgumentError
 
-from billing.catalog import load_zone
+from billing.catalog_file import load_zone
 from billing.db.engine import normalize_url
 from billing.errors import ConfigError
 

@@ -27,7 +27,7 @@ from billing.config import load_settings
 from billing.db.tables import Charge, Subscription
 from billing.embedded import Embedded
 from billing.sandbox import SandboxConfig
-from billing.services import catalog
+from billing.services import plan_store
 from billing.services.customers import add_customer
 from billing.services.status import outstanding
 from billing.services.subscriptions import create_subscription
@@ -101,7 +101,7 @@ def _subscribe(embedded: Embedded, config: DemoConfig, rng: random.Random) -> Co
     cohorts = Cohorts()
     plans = [plan for plan, weight in PLANS.items() for _ in range(weight)]
     with embedded.app.transaction() as session:
-        catalog.ensure_catalog(session, embedded.settings, config.start)
+        plan_store.ensure_catalog(session, embedded.settings, config.start)
         for n in range(config.customers):
             uid = f"demo-{n:04d}"
             # Half start on a random day, half on the 29th to 31st: month-end clamping.

@@ -58,7 +58,7 @@ def broker_problem(settings: Settings) -> str | None:
 
 def plans_problem(settings: Settings) -> str | None:
     """The plan catalog must read and validate now, not when the first charge needs it."""
-    from billing.services.catalog import catalog_path, read_catalog
+    from billing.services.plan_store import catalog_path, read_catalog
 
     try:
         read_catalog(catalog_path(settings), settings)

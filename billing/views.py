@@ -13,7 +13,7 @@ from billing.domain.calendar import period_amount
 from billing.domain.plans import Plan
 from billing.domain.state import Period
 from billing.domain.times import format_time, localize
-from billing.services.catalog import plan_version
+from billing.services.plan_store import plan_version
 from billing.services.subscriptions import customer_uid_of
 
 

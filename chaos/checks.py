@@ -5,7 +5,7 @@ declined on purpose. Once the faults are off and the dunning retries have had ti
 every period the calendar says is due must be paid, exactly once, at the calendar's amount.
 The one excuse: dunning ran out because the sandbox really declined every attempt of a period
 (how many attempts that takes depends on when each decline was learned: retry times that have
-passed are not made up, see ``billing.domain.subscriptions.record_decline``).
+passed are not made up, see ``billing.domain.lifecycle.record_decline``).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from billing.app import App
 from billing.db.tables import Charge, Subscription
 from billing.errors import BillingError
-from billing.services import subscriptions as lifecycle
+from billing.services import subscriptions
 from billing.services.claims import OPEN
 
 ACTIONS = (("pause", 3), ("change_plan", 3), ("cancel_at_period_end", 2), ("cancel", 1))
@@ -132,19 +132,19 @@ class Operators:
 
     def _carry_out(self, subscription_id: int, now: datetime, pick: float) -> Done:
         with self.app.transaction() as session:
-            row = lifecycle.get_subscription(session, subscription_id)
+            row = subscriptions.get_subscription(session, subscription_id)
             action = "resume" if row.status == "paused" else self._choose(pick)
             if action == "resume":
-                row = lifecycle.resume(session, subscription_id, now)
+                row = subscriptions.resume(session, subscription_id, now)
             elif action == "pause":
-                row = lifecycle.pause(session, subscription_id, now)
+                row = subscriptions.pause(session, subscription_id, now)
             elif action == "change_plan":
                 others = [plan for plan in PLANS if plan != row.plan_id]
-                row = lifecycle.change_plan(
+                row = subscriptions.change_plan(
                     session, subscription_id, others[int(pick * 97) % 3], now
                 )
             else:
-                row = lifecycle.cancel(session, subscription_id, now, action != "cancel")
+                row = subscriptions.cancel(session, subscription_id, now, action != "cancel")
             served = row.current_period_end if row.cancel_at_period_end else None
         if action == "cancel_at_period_end" and served is None:
             action = "cancel"  # asked after the period ended: a cancel now

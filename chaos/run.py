@@ -25,7 +25,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from billing import invariants
 from billing.app import App, build_app
-from billing.catalog import load_catalog_file
+from billing.catalog_file import load_catalog_file
 from billing.clock import DatabaseClock
 from billing.config import load_settings
 from billing.db import migrate
@@ -33,7 +33,7 @@ from billing.db.engine import make_engine
 from billing.db.tables import Charge, Event, Subscription
 from billing.domain.calendar import add_months_clamped, periods
 from billing.domain.plans import Catalog
-from billing.services import catalog as catalog_service
+from billing.services import plan_store
 from billing.services.claims import CHARGEABLE, OPEN
 from billing.services.status import outstanding
 from chaos import checks, population, processes
@@ -148,7 +148,7 @@ class ChaosRun:
         people = population.draw(self.rng, self.options.subscriptions, START, weights)
         app = self._app()
         with app.transaction() as session:
-            catalog_service.load_catalog(session, catalog, str(CATALOG), "chaos", START)
+            plan_store.load_catalog(session, catalog, str(CATALOG), "chaos", START)
         for batch in population.batches(people):
             with app.transaction() as session:
                 people.subscription_ids.update(population.subscribe(session, batch, START))

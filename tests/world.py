@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from billing.app import App
-from billing.catalog import parse_catalog
+from billing.catalog_file import parse_catalog
 from billing.clock import FixedClock
 from billing.db.tables import Charge, Event, Notice, Subscription
 from billing.portone.gateway import PortOneGateway
-from billing.services import catalog
+from billing.services import plan_store
+from billing.services.catalog_cache import CatalogCache
 from billing.services.customers import add_customer, find_customer
 from billing.services.pipeline import Pipeline
-from billing.services.plan_cache import PlanCache
 from billing.services.scheduling import Scheduler
 from billing.services.subscriptions import create_subscription
 from tests.fakes import FakeGateway, ListPublisher
@@ -37,14 +37,14 @@ class World:
         self.wall = datetime(2030, 1, 1, tzinfo=UTC)
         self.gateway = FakeGateway()
         self.publisher = ListPublisher()
-        plans = PlanCache()
+        plans = CatalogCache()
         self.scheduler = Scheduler(app, self.publisher, plans, wall=lambda: self.wall)
         self.pipeline = Pipeline(
             app, PortOneGateway(self.gateway), self.publisher, plans, wall=lambda: self.wall
         )
         with app.transaction() as session:
             parsed = parse_catalog(catalog_text, "c.yaml", "Asia/Seoul")
-            catalog.load_catalog(session, parsed, "c.yaml", "sha", START)
+            plan_store.load_catalog(session, parsed, "c.yaml", "sha", START)
 
     def subscribe(self, uid: str = "cust-1", start: datetime = START, plan: str = "monthly") -> int:
         with self.app.transaction() as session:

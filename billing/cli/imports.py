@@ -12,7 +12,7 @@ from billing.cli.output import emit_json, emit_table, json_option
 from billing.cli.runtime import Runtime
 from billing.clock import system_now
 from billing.domain.times import format_time
-from billing.services import catalog as catalog_service
+from billing.services import plan_store as catalog_service
 from billing.services.schedule_import import Outcome, Takeover, read_customers
 
 EXIT_NOT_DONE = 1

@@ -21,7 +21,7 @@ from billing.domain.times import format_time
 from billing.errors import BillingError
 from billing.logs import configure
 from billing.outages import Stopped, patiently
-from billing.services import catalog as catalog_service
+from billing.services import plan_store
 from billing.services.status import StatusReport, outstanding, status_report
 
 T = TypeVar("T")
@@ -71,7 +71,7 @@ def _at_once(work: Callable[[], T], _what: str, _stop: threading.Event) -> T:
 def _ensure_catalog(runtime: Runtime) -> None:
     now = runtime.app.clock.now()
     with runtime.app.transaction() as session:
-        catalog_service.ensure_catalog(session, runtime.settings, now)
+        plan_store.ensure_catalog(session, runtime.settings, now)
 
 
 @click.command()
@@ -90,7 +90,7 @@ def run(runtime: Runtime, concurrency: int, interval: float) -> None:
     settings = runtime.settings
     now = runtime.app.clock.now()
     with runtime.app.transaction() as session:
-        catalog_service.ensure_catalog(session, settings, now)
+        plan_store.ensure_catalog(session, settings, now)
     embedded = Embedded(settings, concurrency=concurrency)
     embedded.start(scheduler_interval=interval)
     target = embedded.sandbox.url + " (bundled sandbox)" if embedded.sandbox else "PortOne"

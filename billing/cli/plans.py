@@ -7,13 +7,13 @@ from pathlib import Path
 
 import click
 
-from billing.catalog import load_catalog_file
+from billing.catalog_file import load_catalog_file
 from billing.cli.output import emit_json, emit_table, json_option, parse_option_time
 from billing.cli.params import whole
 from billing.cli.runtime import Runtime
 from billing.domain.calendar import periods
 from billing.domain.times import format_time
-from billing.services import catalog as catalog_service
+from billing.services import plan_store
 from billing.views import plan_view, preview_view
 
 
@@ -41,11 +41,11 @@ def load(runtime: Runtime, file: Path) -> None:
     A changed plan gets a new version that applies from each subscription's next period.
     Plans missing from FILE are archived; removing one with live subscriptions is refused.
     """
-    catalog, digest = catalog_service.read_catalog(file, runtime.settings)
+    catalog, digest = plan_store.read_catalog(file, runtime.settings)
     app = runtime.app
     now = app.clock.now()
     with app.transaction() as session:
-        report = catalog_service.load_catalog(session, catalog, str(file), digest, now)
+        report = plan_store.load_catalog(session, catalog, str(file), digest, now)
     click.echo(f"{file}: loaded: {report.summary()}")
 
 
@@ -57,8 +57,8 @@ def list_(runtime: Runtime, as_json: bool) -> None:
     app = runtime.app
     now = app.clock.now()
     with app.transaction() as session:
-        catalog_service.ensure_catalog(session, runtime.settings, now)
-        current = catalog_service.current_plans(session)
+        plan_store.ensure_catalog(session, runtime.settings, now)
+        current = plan_store.current_plans(session)
     if as_json:
         emit_json([plan_view(plan) for plan in current])
         return
@@ -81,8 +81,8 @@ def preview(runtime: Runtime, plan_id: str, start: str | None, count: int, as_js
     app = runtime.app
     now = app.clock.now()
     with app.transaction() as session:
-        catalog_service.ensure_catalog(session, runtime.settings, now)
-        plan = catalog_service.current_plan(session, plan_id)
+        plan_store.ensure_catalog(session, runtime.settings, now)
+        plan = plan_store.current_plan(session, plan_id)
     begin = parse_option_time("--start", start, plan.zone) if start else now
     charges = preview_view(plan, list(itertools.islice(periods(plan, begin), count)))
     if as_json:

@@ -13,8 +13,8 @@ from billing.cli.runtime import Runtime
 from billing.domain.times import format_time
 from billing.errors import BillingError
 from billing.portone.ledger import MAX_DAYS, LedgerUnreadable
+from billing.services.catalog_cache import CatalogCache
 from billing.services.ledger import LedgerReport, reconcile_ledger
-from billing.services.plan_cache import PlanCache
 
 EXIT_DISAGREE = 1
 
@@ -41,7 +41,7 @@ def ledger(runtime: Runtime, since: str | None, until: str | None, as_json: bool
     start = parse_option_time("--since", since, zone) if since else end - timedelta(MAX_DAYS)
     gateway = make_gateway(runtime.settings, connections=2)
     try:
-        report = reconcile_ledger(runtime.app, gateway, start, end, PlanCache())
+        report = reconcile_ledger(runtime.app, gateway, start, end, CatalogCache())
     except LedgerUnreadable as exc:
         raise BillingError(f"cannot read PortOne's ledger: {exc}") from None
     finally:

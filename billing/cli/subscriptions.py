@@ -18,7 +18,7 @@ from billing.cli.params import ID_TYPE
 from billing.cli.runtime import Runtime
 from billing.db.tables import Subscription
 from billing.errors import InvalidInput
-from billing.services import catalog as catalog_service
+from billing.services import plan_store
 from billing.services import subscriptions as service
 from billing.services.billing_keys import parse_card, today_in
 from billing.services.first_payment import subscribe_and_pay
@@ -232,7 +232,7 @@ def import_(runtime: Runtime, file: Path, as_json: bool) -> None:
     app = runtime.app
     now = app.clock.now()
     with app.transaction() as session:
-        catalog_service.ensure_catalog(session, runtime.settings, now)
+        plan_store.ensure_catalog(session, runtime.settings, now)
         report = import_file(session, file, now)
     elapsed = time.monotonic() - started
     if as_json:

@@ -191,8 +191,9 @@ class Charge(Base):
     """One attempt to charge one period. Self-contained: the worker needs no other row.
 
     Business times (created_at, paid_at, the period) follow the billing clock, which is the
-    test clock in sandbox mode; operational timers (updated_at, sent_at, retry_at) follow the
-    system clock, because they measure how long PortOne or a worker has been silent.
+    test clock in sandbox mode; operational timers (updated_at, sent_at, resend_at,
+    next_lookup_at) follow the system clock, because they measure how long PortOne or a
+    worker has been silent.
     """
 
     __tablename__ = "charges"
@@ -252,7 +253,10 @@ class Charge(Base):
     fail_reason: Mapped[str | None] = mapped_column(Text)
     decline_class: Mapped[str | None] = mapped_column(String(16))  # hard | soft (dunning)
     sends: Mapped[int] = mapped_column(Integer, default=0)  # requests sent to PortOne
-    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # system clock: not before
+    # system clock: a pending charge is not sent before resend_at; an unknown one is not
+    # looked up (nor published for a lookup) before next_lookup_at, its lookup's lease
+    resend_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_lookup_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # billing clock
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)  # billing clock

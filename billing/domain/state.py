@@ -1,6 +1,6 @@
 """The state of a subscription's billing, as plain values: its periods and the numbers that
 identify the next charge (``period_no``, ``attempt``). The transitions that change it are in
-``billing.domain.subscriptions`` (lifecycle) and ``billing.domain.dunning`` (declines).
+``billing.domain.lifecycle`` (lifecycle) and ``billing.domain.dunning`` (declines).
 """
 
 from __future__ import annotations

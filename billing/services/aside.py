@@ -62,9 +62,9 @@ def keep_answer(
         return
     if paid_imp_uid is not None and charge.status != ChargeStatus.PAID:
         charge.status, charge.imp_uid, charge.paid_at = ChargeStatus.PAID, paid_imp_uid, now
-        charge.refusal, charge.retry_at = None, None
+        charge.refusal, charge.resend_at, charge.next_lookup_at = None, None, None
     elif charge.status in (ChargeStatus.PROCESSING, ChargeStatus.UNKNOWN):
         charge.status = ChargeStatus.UNKNOWN
-        charge.retry_at = wall + SET_ASIDE_RETRY
+        charge.resend_at, charge.next_lookup_at = None, wall + SET_ASIDE_RETRY
     charge.updated_at = wall
     set_aside(session, charge.subscription_id, f"charge {charge.merchant_uid}: {reason}", now, wall)

@@ -30,9 +30,9 @@ from billing.domain.dunning import needs_lookup
 from billing.domain.events import GatewayAnswer, LookupBeforeSend
 from billing.domain.retry import lookup_lease
 from billing.domain.statuses import CHARGEABLE_STATUSES
+from billing.services.catalog_cache import CatalogCache
 from billing.services.history import record_event
 from billing.services.locks import lock_charges, lock_subscription, lock_subscriptions
-from billing.services.plan_cache import PlanCache
 from billing.services.settlement import (
     FollowUp,
     charge_state,
@@ -63,7 +63,7 @@ class Begun:
 
 
 def begin_charges(
-    session: Session, charge_ids: Sequence[int], now: datetime, timing: Timing, plans: PlanCache
+    session: Session, charge_ids: Sequence[int], now: datetime, timing: Timing, plans: CatalogCache
 ) -> Begun:
     """Pending -> processing for every charge of ``charge_ids`` that is pending and due
     (committed by the caller before any request is sent). Rows another worker holds are
@@ -79,7 +79,7 @@ def begin_charges(
         .where(
             Charge.id.in_(charge_ids),
             Charge.status == ChargeStatus.PENDING,
-            or_(Charge.retry_at.is_(None), Charge.retry_at <= wall),
+            or_(Charge.resend_at.is_(None), Charge.resend_at <= wall),
         )
         .order_by(Charge.id)
         .with_for_update(of=Charge, skip_locked=True)
@@ -108,7 +108,7 @@ def begin_charges(
         .where(Charge.id.in_(ids))
         .values(
             status=ChargeStatus.PROCESSING, sends=Charge.sends + 1, sent_at=wall,
-            updated_at=wall, retry_at=None,
+            updated_at=wall, resend_at=None, next_lookup_at=None,
         )
         .returning(
             Charge.id, Charge.subscription_id, Charge.customer_uid, Charge.merchant_uid,
@@ -125,13 +125,13 @@ def _look_first(session: Session, charge_id: int, why: str, now: datetime, timin
     charge = session.get(Charge, charge_id)
     assert charge is not None
     charge.status, charge.updated_at = ChargeStatus.UNKNOWN, timing.wall
-    charge.retry_at = timing.wall + lookup_lease(timing.window)
+    charge.resend_at, charge.next_lookup_at = None, timing.wall + lookup_lease(timing.window)
     record_event(session, LookupBeforeSend(merchant_uid=charge.merchant_uid, reason=why), now,
                  subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
 
 
 def begin_charge(
-    session: Session, charge_id: int, now: datetime, timing: Timing, plans: PlanCache
+    session: Session, charge_id: int, now: datetime, timing: Timing, plans: CatalogCache
 ) -> ChargeWork | None:
     """``begin_charges`` for one charge (None: nothing to send now)."""
     works = begin_charges(session, [charge_id], now, timing, plans).works
@@ -159,7 +159,7 @@ def finish_charges(
     answers: Sequence[tuple[ChargeWork, ChargeAnswer]],
     now: datetime,
     timing: Timing,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> FollowUp:
     """Record PortOne's answers, all in the caller's transaction. A payment is always
     recorded; anything else only while the row is still the processing send this worker
@@ -183,7 +183,7 @@ def finish_charge(
     answer: ChargeAnswer,
     now: datetime,
     timing: Timing,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> FollowUp:
     """``finish_charges`` for one answer."""
     return finish_charges(session, [(work, answer)], now, timing, plans)
@@ -195,7 +195,7 @@ def _finish(
     answer: ChargeAnswer,
     now: datetime,
     timing: Timing,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> FollowUp:
     charge = session.get(Charge, work.charge_id)
     assert charge is not None

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from billing.config import Settings
 from billing.errors import ConfigError
-from billing.services import catalog as catalog_service
+from billing.services import plan_store
 from billing.services.customers import check_customer_uid, find_customer
 
 NAME_MAX = 40  # PortOne V1 `name`
@@ -70,8 +70,8 @@ def checkout_params(
             "(pg 'kcp_billing.{site code}')"
         )
     check_customer_uid(customer_uid)
-    catalog_service.ensure_catalog(session, settings, now)
-    plan = catalog_service.current_plan(session, plan_id)
+    plan_store.ensure_catalog(session, settings, now)
+    plan = plan_store.current_plan(session, plan_id)
     customer = find_customer(session, customer_uid)
     buyer = (customer.name, customer.email, customer.phone) if customer else (None,) * 3
     redirect = redirect_url or settings.checkout_redirect_url

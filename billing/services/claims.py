@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from billing.clock import system_now
 from billing.db.bulk import insert_returning_ids
 from billing.db.tables import Charge, Customer, Event, Subscription
-from billing.domain import subscriptions as lifecycle
+from billing.domain import lifecycle
 from billing.domain.calendar import period_amount
 from billing.domain.charges import (
     OPEN_CHARGE_STATUSES,
@@ -37,7 +37,9 @@ from billing.domain.dunning import (
     needs_lookup,
 )
 from billing.domain.events import (
+    ABSENT,
     AttemptPostponed,
+    ChargeCreated,
     ChargeStuck,
     LookupBeforeSend,
     PeriodSkipped,
@@ -50,9 +52,9 @@ from billing.domain.state import BillingState
 from billing.domain.statuses import CHARGEABLE_STATUSES
 from billing.errors import BillingError
 from billing.services.aside import SET_ASIDE_RETRY, describe, set_aside
-from billing.services.history import record_event
+from billing.services.catalog_cache import CatalogCache
+from billing.services.history import event_row, record_event
 from billing.services.notices import queue_notice
-from billing.services.plan_cache import PlanCache
 from billing.services.rows import load_state, state_values, store_state
 from billing.services.settlement import apply_decline, queue_final_notice
 
@@ -110,14 +112,14 @@ class Batch:
     now: datetime
     wall: datetime
     current: dict[str, Plan]
-    cache: PlanCache
+    cache: CatalogCache
     customers: dict[int, str]
     attempts: CardAttempts
     result: Claimed
     lease: timedelta  # a charge to look up first is not handed out again before this
     charges: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
-    lookups: dict[str, dict[str, str]] = field(default_factory=dict)  # merchant_uid -> why
+    lookups: dict[str, str] = field(default_factory=dict)  # merchant_uid -> why
 
 
 def claim_due(
@@ -125,7 +127,7 @@ def claim_due(
     now: datetime,
     wall: datetime,
     limit: int,
-    cache: PlanCache,
+    cache: CatalogCache,
     window: timedelta,
     only: Sequence[int] = (),
 ) -> Claimed:
@@ -162,16 +164,24 @@ def _write(batch: Batch) -> None:
     ids = insert_returning_ids(session, CHARGES, batch.charges, CHARGES.c.merchant_uid)
     recorded = system_now()
     session.execute(insert(EVENTS), [
-        {"subscription_id": charge["subscription_id"], "charge_id": charge_id,
-         "kind": "charge_created", "occurred_at": batch.now, "recorded_at": recorded,
-         "data": {"merchant_uid": charge["merchant_uid"], "amount": charge["amount"],
-                  "period_no": charge["period_no"], "attempt": charge["attempt"],
-                  **batch.lookups.get(charge["merchant_uid"], {})}}
+        event_row(_charge_created(batch, charge), batch.now, recorded,
+                  subscription_id=charge["subscription_id"], charge_id=charge_id)
         for charge_id, charge in zip(ids, batch.charges, strict=True)
     ])  # fmt: skip
     for charge_id, charge in zip(ids, batch.charges, strict=True):
         looked = charge["merchant_uid"] in batch.lookups
         (batch.result.lookup_ids if looked else batch.result.charge_ids).append(charge_id)
+
+
+def _charge_created(batch: Batch, charge: dict[str, Any]) -> ChargeCreated:
+    uid = charge["merchant_uid"]
+    return ChargeCreated(
+        merchant_uid=uid,
+        amount=charge["amount"],
+        period_no=charge["period_no"],
+        attempt=charge["attempt"],
+        lookup_before_send=batch.lookups.get(uid, ABSENT),
+    )
 
 
 def _claim_one(batch: Batch, row: Row[Any]) -> None:
@@ -205,7 +215,7 @@ def _claim_one(batch: Batch, row: Row[Any]) -> None:
     _stage(batch, row, lifecycle.begin_period(state), plan.version)
     batch.attempts.add(customer_uid)
     if why is not None:
-        batch.lookups[uid] = {"lookup_before_send": why}
+        batch.lookups[uid] = why
     batch.charges.append({
         "subscription_id": row.id, "period_no": state.period_no, "attempt": state.attempt,
         "merchant_uid": uid, "customer_uid": customer_uid, "plan_id": plan.id,
@@ -213,7 +223,7 @@ def _claim_one(batch: Batch, row: Row[Any]) -> None:
         "card_quota": plan.card_quota, "period_start": state.due.start,
         "period_end": state.due.end,
         "status": ChargeStatus.UNKNOWN if why else ChargeStatus.PENDING,
-        "retry_at": batch.wall + batch.lease if why else None,
+        "resend_at": None, "next_lookup_at": batch.wall + batch.lease if why else None,
         "sends": 0, "lookups": 0, "refunded_amount": 0,
         "created_at": batch.now, "updated_at": batch.wall,
     })  # fmt: skip
@@ -312,14 +322,14 @@ class Republished:
 
 def pending_to_republish(
     session: Session, now: datetime, wall: datetime, window: timedelta, limit: int,
-    cache: PlanCache,
+    cache: CatalogCache,
 ) -> Republished:  # fmt: skip
     """Pending charges whose retry time has come, or whose message seems lost. One old
     enough for a later attempt of its period to exist (a row restored from a backup) is
     looked up before it is sent (``domain.dunning.needs_lookup``)."""
     due = or_(
-        and_(Charge.retry_at.is_not(None), Charge.retry_at <= wall),
-        and_(Charge.retry_at.is_(None), Charge.updated_at <= wall - window),
+        and_(Charge.resend_at.is_not(None), Charge.resend_at <= wall),
+        and_(Charge.resend_at.is_(None), Charge.updated_at <= wall - window),
     )
     query = (
         select(Charge)
@@ -333,12 +343,12 @@ def pending_to_republish(
         plan = cache.version(session, charge.plan_id, charge.plan_version)
         lately = looked_up_lately(charge.looked_up_at, Timing(wall, window))
         why = needs_lookup(plan.dunning, False, charge.created_at, now, looked_up_lately=lately)
-        charge.retry_at, charge.updated_at = None, wall
+        charge.resend_at, charge.next_lookup_at, charge.updated_at = None, None, wall
         if why is None:
             found.charge_ids.append(charge.id)
             continue
         charge.status = ChargeStatus.UNKNOWN
-        charge.retry_at = wall + lookup_lease(window)
+        charge.next_lookup_at = wall + lookup_lease(window)
         record_event(session, LookupBeforeSend(merchant_uid=charge.merchant_uid, reason=why),
                      now, subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
         found.lookup_ids.append(charge.id)
@@ -353,7 +363,7 @@ def unknown_to_reconcile(
     stuck = and_(Charge.status == ChargeStatus.PROCESSING, Charge.updated_at <= wall - window)
     due_unknown = and_(
         Charge.status == ChargeStatus.UNKNOWN,
-        or_(Charge.retry_at.is_(None), Charge.retry_at <= wall),
+        or_(Charge.next_lookup_at.is_(None), Charge.next_lookup_at <= wall),
     )
     query = (
         select(Charge)
@@ -368,5 +378,6 @@ def unknown_to_reconcile(
             record_event(session, ChargeStuck(merchant_uid=charge.merchant_uid), now,
                          subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
         charge.status, charge.updated_at = ChargeStatus.UNKNOWN, wall
-        charge.retry_at = wall + lookup_lease(window)  # not published again meanwhile
+        charge.resend_at = None
+        charge.next_lookup_at = wall + lookup_lease(window)  # not published again meanwhile
     return [charge.id for charge in charges]

@@ -40,11 +40,11 @@ from billing.portone.client import PortOneClient
 from billing.portone.keys import CardDetails
 from billing.portone.onetime import OnetimeGateway
 from billing.services.billing_keys import remember_card
+from billing.services.catalog_cache import CatalogCache
 from billing.services.charging import ChargeWork, begin_charges
 from billing.services.claims import claim_due
 from billing.services.history import record_event
 from billing.services.pipeline import Pipeline
-from billing.services.plan_cache import PlanCache
 from billing.services.subscribing import subscribe
 from billing.services.subscriptions import end_unpaid_start
 
@@ -102,7 +102,7 @@ def subscribe_and_pay(
     sleep: Callable[[float], None] = time.sleep,
 ) -> FirstPayment:
     """Subscribe ``customer_uid`` to ``plan_id`` and pay the first period with ``card``."""
-    plans, held = PlanCache(), HeldMessages()
+    plans, held = CatalogCache(), HeldMessages()
     gateway = OnetimeGateway(client, card, site_pg(app.settings))
     pipeline = Pipeline(app, gateway, held, plans)
     timing = pipeline.timing()
@@ -129,7 +129,7 @@ def site_pg(settings: Settings) -> str | None:
 
 
 def _take_first_charge(
-    session: Session, row: SubscriptionRow, now: datetime, timing: Timing, plans: PlanCache
+    session: Session, row: SubscriptionRow, now: datetime, timing: Timing, plans: CatalogCache
 ) -> ChargeWork:
     """The first period's charge, claimed and taken in the subscription's own transaction."""
     if row.next_charge_at is None or row.next_charge_at > now:

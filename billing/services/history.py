@@ -50,6 +50,27 @@ def _who(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "actor": actor, **extra}
 
 
+def event_row(
+    payload: EventPayload,
+    now: datetime,
+    recorded_at: datetime,
+    *,
+    subscription_id: int | None = None,
+    charge_id: int | None = None,
+) -> dict[str, Any]:
+    """One event as a row for a Core bulk insert (``insert(EVENTS)`` with a list of these):
+    the kind and data ``record_event`` would store, without who acted (the two bulk writers,
+    the claim and ``subscriptions import``, never recorded it)."""
+    return {
+        "subscription_id": subscription_id,
+        "charge_id": charge_id,
+        "kind": payload.kind.value,
+        "data": event_data(payload),
+        "occurred_at": now,
+        "recorded_at": recorded_at,
+    }
+
+
 def record_event(
     session: Session,
     payload: EventPayload,

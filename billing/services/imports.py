@@ -34,13 +34,15 @@ from sqlalchemy.orm import Session
 from billing.clock import system_now
 from billing.db.bulk import insert_returning_ids
 from billing.db.tables import Customer, Event, Subscription
-from billing.domain import subscriptions as lifecycle
+from billing.domain import lifecycle
+from billing.domain.events import SubscriptionCreated
 from billing.domain.plans import Plan
 from billing.domain.state import BillingState
 from billing.domain.times import parse_time
 from billing.errors import InvalidInput
-from billing.services.catalog import current_plans, share_lock_plans
 from billing.services.customers import CUSTOMER_UID, EMAIL, PHONE
+from billing.services.history import event_row
+from billing.services.plan_store import current_plans, share_lock_plans
 from billing.services.subscriptions import new_key
 
 SUBSCRIPTIONS = cast(Table, Subscription.__table__)
@@ -373,8 +375,11 @@ def _created_event(
     sid: int, values: dict[str, Any], now: datetime, wall: datetime
 ) -> dict[str, Any]:
     due = values["next_charge_at"]
-    data = {"plan_id": values["plan_id"], "plan_version": values["plan_version"],
-            "status": values["status"], "imported": True,
-            "next_charge_at": due.isoformat() if due else None}  # fmt: skip
-    return {"subscription_id": sid, "charge_id": None, "kind": "subscription_created",
-            "data": data, "occurred_at": now, "recorded_at": wall}  # fmt: skip
+    created = SubscriptionCreated(
+        plan_id=values["plan_id"],
+        plan_version=values["plan_version"],
+        status=values["status"],
+        imported=True,
+        next_charge_at=due.isoformat() if due else None,
+    )
+    return event_row(created, now, wall, subscription_id=sid)

@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 
 from billing.app import App
 from billing.db.tables import Charge, Customer, Refund, Subscription
-from billing.domain import subscriptions as lifecycle
+from billing.domain import lifecycle
 from billing.domain.charges import ChargeStatus
 from billing.domain.events import ChargeCreated
 from billing.errors import InvalidInput
@@ -52,8 +52,8 @@ from billing.logs import log
 from billing.portone.answers import Exchange
 from billing.portone.ledger import MAX_DAYS, PAGE_SIZE, LedgerPayment, read_page
 from billing.services.aside import describe
+from billing.services.catalog_cache import CatalogCache
 from billing.services.history import record_event
-from billing.services.plan_cache import PlanCache
 from billing.services.rows import load_state, store_state
 from billing.services.settlement import (
     record_refund_at_portone,
@@ -189,7 +189,7 @@ def compare(
     report: LedgerReport,
     now: datetime,
     wall: datetime,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> None:
     """Compare (and repair) every payment that may differ, each in a savepoint, in the
     caller's transaction."""
@@ -216,7 +216,7 @@ def _compare_one(
     match: re.Match[str],
     now: datetime,
     wall: datetime,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> Finding | None:
     query = select(Charge).where(Charge.merchant_uid == payment.merchant_uid)
     charge = session.scalar(query.with_for_update())
@@ -248,7 +248,7 @@ def _other_amount(
     charge: Charge,
     now: datetime,
     wall: datetime,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> Finding:
     """PortOne holds our merchant_uid paid with another amount than the charge's: a person
     must look. A charge not yet paid here is recorded paid all the same (money PortOne holds
@@ -268,7 +268,7 @@ def _record_paid(
     charge: Charge,
     now: datetime,
     wall: datetime,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> Finding:
     before = _ours(charge)
     if payment.status == "cancelled":
@@ -308,7 +308,7 @@ def _adopt(
     match: re.Match[str],
     now: datetime,
     wall: datetime,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> Finding:
     """No charge of ours has the merchant_uid (our database forgot it): take it back."""
     key, period_no, attempt = match.group(1), int(match.group(2)), int(match.group(3))
@@ -346,7 +346,7 @@ def _charge_for(
     attempt: int,
     now: datetime,
     wall: datetime,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> Charge:
     """The charge row PortOne's payment belongs to, for the due period (or, for a duplicate,
     the period's paid terms), written as a failed placeholder that settle_paid turns paid."""
@@ -450,7 +450,7 @@ def reconcile_ledger(
     source: LedgerSource,
     since: datetime,
     until: datetime,
-    plans: PlanCache,
+    plans: CatalogCache,
     wall: Callable[[], datetime] | None = None,
 ) -> LedgerReport:
     """Read PortOne's ledger for [since, until] (each page checked in a short read-only

@@ -32,7 +32,7 @@ from billing.domain.charges import ChargeStatus
 from billing.domain.durations import Unit
 from billing.domain.plans import Plan
 from billing.domain.statuses import CHARGEABLE_STATUSES, SubscriptionStatus
-from billing.services.catalog import plan_from_row
+from billing.services.plan_store import plan_from_row
 from billing.services.status import due_now
 
 MEAN_MONTH_DAYS = Fraction(146097, 4800)
@@ -148,7 +148,7 @@ def oldest_due_age(session: Session, now: datetime, wall: datetime) -> int:
     that is down and workers that are down both show. 0 when nothing waits.
     """
     unclaimed = session.scalar(select(func.min(Subscription.next_charge_at)).where(*_due(now)))
-    ready = or_(Charge.retry_at.is_(None), Charge.retry_at <= wall)
+    ready = or_(Charge.resend_at.is_(None), Charge.resend_at <= wall)
     pending = session.scalar(
         select(func.min(Charge.created_at)).where(
             and_(Charge.status == ChargeStatus.PENDING, ready)

@@ -161,7 +161,7 @@ UTC_ZONE = ZoneInfo("UTC")
 
 def _zone(session: Session, subscription: Subscription) -> ZoneInfo:
     """The plan's zone: the times of a notice are read by people."""
-    from billing.services.catalog import plan_version
+    from billing.services.plan_store import plan_version
 
     try:
         return plan_version(session, subscription.plan_id, subscription.plan_version).zone

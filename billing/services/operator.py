@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from billing.db.tables import Notice, Subscription
-from billing.domain import subscriptions as lifecycle
+from billing.domain import lifecycle
 from billing.domain.events import NoticeResend, RetryNow
 from billing.errors import Conflict, NotFound
 from billing.services.history import record_event

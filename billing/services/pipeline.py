@@ -1,4 +1,5 @@
-"""The charge and reconcile steps as the worker runs them: transaction, call, transaction.
+"""A worker's three steps, each a class: sending charges (``ChargeSender``), looking them up
+(``ChargeReconciler``), delivering outgoing notices (``NoticeDeliverer``).
 
 The gateway call happens between two short transactions; no connection is held across it.
 Follow-up messages are published only after the second transaction commits.
@@ -24,9 +25,9 @@ from billing.domain.answers import ChargeAnswer, Found, Outcome
 from billing.domain.charges import Timing
 from billing.logs import log
 from billing.services.aside import describe, keep_answer
+from billing.services.catalog_cache import CatalogCache
 from billing.services.charging import ChargeWork, begin_charges, finish_charges
 from billing.services.delivery import begin_delivery, finish_delivery
-from billing.services.plan_cache import PlanCache
 from billing.services.ports import ChargeGateway, DeliveryError, NoticeSender, Publisher
 from billing.services.reconcile import ReconcileWork, begin_reconcile, finish_reconcile
 from billing.services.settlement import FollowUp
@@ -56,25 +57,101 @@ class InlineExecutor(Executor):
         return iter([fn(*args) for args in zip(*iterables, strict=True)])
 
 
-class Pipeline:
+class _Recording:
+    """What the three steps share: the clocks, the plans, the publisher, and recording an
+    answer in short transactions that wait out a database outage."""
+
+    def __init__(
+        self,
+        app: App,
+        publisher: Publisher,
+        plans: CatalogCache,
+        wall: Callable[[], datetime] | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.app = app
+        self.jitter = jitter
+        self.publisher = publisher
+        self.plans = plans
+        self.wall = wall or app.system_clock.now
+        self.window = timedelta(seconds=app.settings.reconcile_after)
+
+    def timing(self) -> Timing:
+        return Timing(self.wall(), self.window, self.jitter())
+
+    def _in_transactions(
+        self,
+        items: list[T],
+        record: Callable[[Session, list[T]], FollowUp],
+        kept: Callable[[T], tuple[int, str | None]],
+        what: str,
+    ) -> FollowUp:
+        """Record ``items`` in one transaction. A database that is unreachable is waited
+        for while the answers are still in hand (a retried task would find nothing to do
+        and lose them). A batch that fails for one row's sake is recorded row by row, and
+        a row that fails alone is set aside, its payment (if PortOne paid) kept first."""
+        try:
+            return self._retrying(lambda session: record(session, items), what)
+        except Exception as exc:
+            if is_outage(exc):
+                return self._lost(what, items, exc)
+        follow = FollowUp()
+        for item in items:
+            try:
+                follow.add(self._retrying(partial(_alone, record, item), what))
+            except Exception as exc:
+                if is_outage(exc):
+                    self._lost(what, [item], exc)
+                    continue
+                charge_id, paid = kept(item)
+                with self.app.transaction() as session:
+                    keep_answer(session, charge_id, paid, describe(exc), self.app.clock.now(),
+                                self.wall())  # fmt: skip
+        return follow
+
+    def _lost(self, what: str, items: Sequence[object], exc: BaseException) -> FollowUp:
+        """Still unreachable: the sweep reconciles these charges after the window."""
+        log(logger, "record_lost", level=logging.ERROR, what=what, count=len(items),
+            error=describe(exc))  # fmt: skip
+        return FollowUp()
+
+    def _retrying(self, work: Callable[[Session], FollowUp], what: str) -> FollowUp:
+        """``work`` in a transaction, tried again while the database is unreachable."""
+        for attempt in range(RECORD_TRIES):
+            try:
+                with self.app.transaction() as session:
+                    return work(session)
+            except SQLAlchemyError as exc:
+                if not is_outage(exc) or attempt == RECORD_TRIES - 1:
+                    raise
+                log(logger, "record_retry", level=logging.WARNING, what=what,
+                    attempt=attempt + 1, error=describe(exc))  # fmt: skip
+                time.sleep(RECORD_BACKOFF * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _publish(self, follow: FollowUp) -> None:
+        if follow.charge:
+            self.publisher.charge(follow.charge, follow.countdown)
+        if follow.reconcile:
+            self.publisher.reconcile(follow.reconcile, follow.countdown)
+
+
+class ChargeSender(_Recording):
+    """Sends pending charges to PortOne and records the answers (the ``charge`` task)."""
+
     def __init__(
         self,
         app: App,
         gateway: ChargeGateway,
         publisher: Publisher,
-        plans: PlanCache,
+        plans: CatalogCache,
         wall: Callable[[], datetime] | None = None,
         calls: Executor | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self.app = app
-        self.jitter = jitter
-        self.calls = calls or InlineExecutor()
+        super().__init__(app, publisher, plans, wall, jitter)
         self.gateway = gateway
-        self.publisher = publisher
-        self.plans = plans
-        self.wall = wall or app.system_clock.now
-        self.window = timedelta(seconds=app.settings.reconcile_after)
+        self.calls = calls or InlineExecutor()
         # A send not started this long after its charge was taken is not sent: it then
         # ends (answer or read timeout) before the window after which it may be sent again.
         budget = app.settings.reconcile_after - app.settings.portone_timeout
@@ -129,55 +206,21 @@ class Pipeline:
 
         return self._in_transactions(pairs, record, kept, "charge answers")
 
-    def _in_transactions(
+
+class ChargeReconciler(_Recording):
+    """Looks an open charge up in PortOne and acts on what it finds (the ``reconcile`` task)."""
+
+    def __init__(
         self,
-        items: list[T],
-        record: Callable[[Session, list[T]], FollowUp],
-        kept: Callable[[T], tuple[int, str | None]],
-        what: str,
-    ) -> FollowUp:
-        """Record ``items`` in one transaction. A database that is unreachable is waited
-        for while the answers are still in hand (a retried task would find nothing to do
-        and lose them). A batch that fails for one row's sake is recorded row by row, and
-        a row that fails alone is set aside, its payment (if PortOne paid) kept first."""
-        try:
-            return self._retrying(lambda session: record(session, items), what)
-        except Exception as exc:
-            if is_outage(exc):
-                return self._lost(what, items, exc)
-        follow = FollowUp()
-        for item in items:
-            try:
-                follow.add(self._retrying(partial(_alone, record, item), what))
-            except Exception as exc:
-                if is_outage(exc):
-                    self._lost(what, [item], exc)
-                    continue
-                charge_id, paid = kept(item)
-                with self.app.transaction() as session:
-                    keep_answer(session, charge_id, paid, describe(exc), self.app.clock.now(),
-                                self.wall())  # fmt: skip
-        return follow
-
-    def _lost(self, what: str, items: Sequence[object], exc: BaseException) -> FollowUp:
-        """Still unreachable: the sweep reconciles these charges after the window."""
-        log(logger, "record_lost", level=logging.ERROR, what=what, count=len(items),
-            error=describe(exc))  # fmt: skip
-        return FollowUp()
-
-    def _retrying(self, work: Callable[[Session], FollowUp], what: str) -> FollowUp:
-        """``work`` in a transaction, tried again while the database is unreachable."""
-        for attempt in range(RECORD_TRIES):
-            try:
-                with self.app.transaction() as session:
-                    return work(session)
-            except SQLAlchemyError as exc:
-                if not is_outage(exc) or attempt == RECORD_TRIES - 1:
-                    raise
-                log(logger, "record_retry", level=logging.WARNING, what=what,
-                    attempt=attempt + 1, error=describe(exc))  # fmt: skip
-                time.sleep(RECORD_BACKOFF * 2**attempt)
-        raise AssertionError("unreachable")
+        app: App,
+        gateway: ChargeGateway,
+        publisher: Publisher,
+        plans: CatalogCache,
+        wall: Callable[[], datetime] | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        super().__init__(app, publisher, plans, wall, jitter)
+        self.gateway = gateway
 
     def reconcile(self, charge_id: int) -> str | None:
         """Ask PortOne about one open charge and act on the answer."""
@@ -200,11 +243,22 @@ class Pipeline:
         self._publish(self._in_transactions([work], record, kept, "lookup"))
         return str(lookup.found)
 
-    def timing(self) -> Timing:
-        return Timing(self.wall(), self.window, self.jitter())
+
+class NoticeDeliverer:
+    """Sends one outgoing notice from the outbox (the ``deliver`` task); at least once
+    (see ``services.delivery``)."""
+
+    def __init__(
+        self,
+        app: App,
+        wall: Callable[[], datetime] | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.app = app
+        self.wall = wall or app.system_clock.now
+        self.jitter = jitter
 
     def deliver(self, notice_id: int, sender: NoticeSender) -> str | None:
-        """Send one notice from the outbox; at least once (see services.delivery)."""
         with self.app.transaction() as session:
             work = begin_delivery(session, notice_id, self.wall())
         if work is None:
@@ -221,8 +275,43 @@ class Pipeline:
             finish_delivery(session, work, error, now, self.wall(), self.jitter())
         return "delivered" if error is None else "retry"
 
-    def _publish(self, follow: FollowUp) -> None:
-        if follow.charge:
-            self.publisher.charge(follow.charge, follow.countdown)
-        if follow.reconcile:
-            self.publisher.reconcile(follow.reconcile, follow.countdown)
+
+class Pipeline:
+    """A worker's three steps, built from one set of parts: ``sender`` sends charges,
+    ``reconciler`` looks them up, ``deliverer`` sends notices. The Celery tasks (and the
+    first payment) call ``charge``, ``send``, ``reconcile`` and ``deliver`` here."""
+
+    def __init__(
+        self,
+        app: App,
+        gateway: ChargeGateway,
+        publisher: Publisher,
+        plans: CatalogCache,
+        wall: Callable[[], datetime] | None = None,
+        calls: Executor | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.plans = plans
+        self.sender = ChargeSender(app, gateway, publisher, plans, wall, calls, jitter)
+        self.reconciler = ChargeReconciler(app, gateway, publisher, plans, wall, jitter)
+        self.deliverer = NoticeDeliverer(app, wall, jitter)
+
+    @property
+    def calls(self) -> Executor:
+        """The pool the PortOne calls of a batch run on."""
+        return self.sender.calls
+
+    def timing(self) -> Timing:
+        return self.sender.timing()
+
+    def charge(self, charge_ids: int | Sequence[int]) -> str | None:
+        return self.sender.charge(charge_ids)
+
+    def send(self, works: Sequence[ChargeWork], timing: Timing) -> str | None:
+        return self.sender.send(works, timing)
+
+    def reconcile(self, charge_id: int) -> str | None:
+        return self.reconciler.reconcile(charge_id)
+
+    def deliver(self, notice_id: int, sender: NoticeSender) -> str | None:
+        return self.deliverer.deliver(notice_id, sender)

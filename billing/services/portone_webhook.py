@@ -32,9 +32,9 @@ from billing.domain.events import EventKind, PortoneNotice
 from billing.errors import InvalidInput
 from billing.logs import log
 from billing.portone.answers import Exchange, same_amount
+from billing.services.catalog_cache import CatalogCache
 from billing.services.history import record_event
 from billing.services.notice_guard import NoticeGuard, NoticeLimits
-from billing.services.plan_cache import PlanCache
 from billing.services.settlement import charge_state, store_step
 
 logger = logging.getLogger("billing.webhook")
@@ -140,7 +140,7 @@ def _json(body: bytes) -> Any:
 
 
 def apply_payment(
-    session: Session, payment: Payment, now: datetime, wall: datetime, plans: PlanCache
+    session: Session, payment: Payment, now: datetime, wall: datetime, plans: CatalogCache
 ) -> NoticeResult:
     """Act on a payment PortOne confirmed, with our charge row locked (one transaction)."""
     query = select(Charge).where(Charge.merchant_uid == payment.merchant_uid).with_for_update()
@@ -209,7 +209,7 @@ class NoticeHandler:
         self,
         app: App,
         portone: PaymentSource,
-        plans: PlanCache,
+        plans: CatalogCache,
         *,
         include_sandbox: bool,
         wall: Callable[[], datetime] | None = None,

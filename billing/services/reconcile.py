@@ -20,9 +20,9 @@ from billing.domain.answers import Found, Lookup
 from billing.domain.charges import ChargeStatus, Timing, after_lookup, is_stuck
 from billing.domain.events import Reconciled
 from billing.domain.retry import lookup_lease
+from billing.services.catalog_cache import CatalogCache
 from billing.services.history import record_event
 from billing.services.locks import lock_subscription
-from billing.services.plan_cache import PlanCache
 from billing.services.settlement import FollowUp, charge_state, store_step
 
 
@@ -45,7 +45,7 @@ def begin_reconcile(session: Session, charge_id: int, timing: Timing) -> Reconci
     if charge.status != ChargeStatus.UNKNOWN and not is_stuck(charge_state(charge), timing):
         return None  # settled, or back to pending for a resend: a duplicate message
     charge.status = ChargeStatus.UNKNOWN
-    charge.retry_at = timing.wall + lookup_lease(timing.window)
+    charge.resend_at, charge.next_lookup_at = None, timing.wall + lookup_lease(timing.window)
     charge.updated_at = timing.wall
     return ReconcileWork(charge.id, charge.merchant_uid, charge.amount)
 
@@ -56,7 +56,7 @@ def finish_reconcile(
     lookup: Lookup,
     now: datetime,
     timing: Timing,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> FollowUp:
     charge = session.scalar(select(Charge).where(Charge.id == work.charge_id).with_for_update())
     assert charge is not None

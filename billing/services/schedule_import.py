@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from billing.app import App
 from billing.db.tables import Charge, ScheduleTakeover, Subscription
-from billing.domain import subscriptions as lifecycle
+from billing.domain import lifecycle
 from billing.domain.events import SchedulesTakenOver, SubscriptionCreated
 from billing.domain.plans import Plan
 from billing.domain.statuses import LIVE_STATUSES, SubscriptionStatus
@@ -42,9 +42,9 @@ from billing.domain.takeover import (
 )
 from billing.errors import Conflict, InvalidInput
 from billing.portone.schedules import Caller, SchedulesUnreadable, schedules_of, unschedule_all
-from billing.services.catalog import current_plan
 from billing.services.customers import CUSTOMER_UID, find_customer, save_customer
 from billing.services.history import record_event
+from billing.services.plan_store import current_plan
 from billing.services.rows import store_state
 from billing.services.subscriptions import new_key
 

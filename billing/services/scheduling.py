@@ -21,6 +21,7 @@ from billing.db.engine import is_outage
 from billing.errors import BrokerUnavailable
 from billing.logs import log
 from billing.services.aside import describe, set_aside
+from billing.services.catalog_cache import CatalogCache
 from billing.services.claims import (
     Claimed,
     Republished,
@@ -32,7 +33,6 @@ from billing.services.claims import (
 from billing.services.delivery import notices_to_deliver
 from billing.services.jobs import LEDGER, LEDGER_EVERY, claim_job
 from billing.services.notices import queue_reminders
-from billing.services.plan_cache import PlanCache
 from billing.services.ports import Publisher
 from billing.services.refunds import refunds_to_reconcile
 
@@ -76,13 +76,13 @@ class Scheduler:
         self,
         app: App,
         publisher: Publisher,
-        plans: PlanCache | None = None,
+        plans: CatalogCache | None = None,
         batch: int = BATCH,
         wall: Callable[[], datetime] | None = None,
     ) -> None:
         self.app = app
         self.publisher = publisher
-        self.plans = plans or PlanCache()
+        self.plans = plans or CatalogCache()
         self.batch = batch
         self.wall = wall or app.system_clock.now
         self.window = timedelta(seconds=app.settings.reconcile_after)

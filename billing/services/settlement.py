@@ -49,15 +49,15 @@ from billing.domain.events import (
     PaymentRecovered,
     dunning_event,
 )
+from billing.domain.lifecycle import record_payment
 from billing.domain.notices import NoticeKind
 from billing.domain.statuses import CHARGEABLE_STATUSES, SubscriptionStatus
-from billing.domain.subscriptions import record_payment
 from billing.logs import log
-from billing.services.catalog import latest_plan
+from billing.services.catalog_cache import CatalogCache
 from billing.services.history import record_event
 from billing.services.locks import lock_subscription
 from billing.services.notices import queue_notice
-from billing.services.plan_cache import PlanCache
+from billing.services.plan_store import latest_plan
 from billing.services.rows import load_state, store_state
 
 logger = logging.getLogger("billing.settlement")
@@ -100,7 +100,7 @@ def store_step(
     step: Step,
     now: datetime,
     wall: datetime,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> FollowUp:
     """Carry out what the charge state machine decided, in the caller's transaction."""
     match step:
@@ -118,12 +118,14 @@ def store_step(
             )
         case Resend(after):
             charge.status, charge.updated_at = ChargeStatus.PENDING, wall
-            charge.retry_at = wall + timedelta(seconds=after) if after else None
+            charge.resend_at = wall + timedelta(seconds=after) if after else None
+            charge.next_lookup_at = None
             return FollowUp(charge=[charge.id], countdown=after or None)
         case LookUp(after, refusal):
             charge.status, charge.updated_at = ChargeStatus.UNKNOWN, wall
             charge.refusal = refusal if refusal is not None else charge.refusal
-            charge.retry_at = wall + timedelta(seconds=after or retry.REFUSAL_LEASE)
+            charge.resend_at = None
+            charge.next_lookup_at = wall + timedelta(seconds=after or retry.REFUSAL_LEASE)
             return FollowUp(reconcile=[charge.id], countdown=after or None)
     return FollowUp()
 
@@ -141,7 +143,12 @@ def keep_receipt(charge: Charge, receipt_url: str | None) -> None:
 
 
 def settle_paid(
-    session: Session, charge: Charge, imp_uid: str, now: datetime, wall: datetime, plans: PlanCache
+    session: Session,
+    charge: Charge,
+    imp_uid: str,
+    now: datetime,
+    wall: datetime,
+    plans: CatalogCache,
 ) -> None:
     """PortOne holds this charge as paid: record it and advance the subscription."""
     if charge.status == ChargeStatus.PAID:
@@ -149,7 +156,8 @@ def settle_paid(
     quiet = _no_siblings(session, charge)
     first = None if quiet else _paid_sibling(session, charge)
     charge.status, charge.imp_uid, charge.duplicate_of = ChargeStatus.PAID, imp_uid, first
-    charge.paid_at, charge.updated_at, charge.retry_at = now, wall, None
+    charge.paid_at, charge.updated_at = now, wall
+    charge.resend_at, charge.next_lookup_at = None, None
     charge.refusal = None
     sub = lock_subscription(session, charge.subscription_id)
     record_event(session, ChargePaid(
@@ -243,7 +251,7 @@ def _show_late_payment(session: Session, sub: Subscription, charge: Charge, now:
 
 def _advance(
     session: Session, sub: Subscription, charge: Charge, now: datetime, wall: datetime,
-    plans: PlanCache,
+    plans: CatalogCache,
 ) -> None:  # fmt: skip
     """The due period is paid: the next one becomes due (on the pending plan, if any)."""
     before = load_state(sub)
@@ -262,7 +270,7 @@ def _advance(
 
 def settle_refunded(
     session: Session, charge: Charge, imp_uid: str, refunded: int, reason: str,
-    now: datetime, wall: datetime, plans: PlanCache,
+    now: datetime, wall: datetime, plans: CatalogCache,
 ) -> None:  # fmt: skip
     """Paid, then cancelled at PortOne (its console) while we did not know: the period was
     paid, and the money given back is recorded as refunded."""
@@ -288,13 +296,19 @@ def record_refund_at_portone(
 
 
 def settle_failed(
-    session: Session, charge: Charge, reason: str, now: datetime, wall: datetime, plans: PlanCache
+    session: Session,
+    charge: Charge,
+    reason: str,
+    now: datetime,
+    wall: datetime,
+    plans: CatalogCache,
 ) -> None:
     """Declined or refused: no money moved. The decline class and dunning decide what next."""
     decline_class = classify_decline(reason)
     charge.status, charge.fail_reason = ChargeStatus.FAILED, reason
     charge.decline_class = str(decline_class)
-    charge.updated_at, charge.retry_at, charge.refusal = wall, None, None
+    charge.updated_at, charge.refusal = wall, None
+    charge.resend_at, charge.next_lookup_at = None, None
     sub = lock_subscription(session, charge.subscription_id)
     record_event(session, ChargeFailed(
         merchant_uid=charge.merchant_uid, amount=charge.amount, reason=reason,
@@ -340,7 +354,7 @@ def apply_decline(session: Session, sub: Subscription, decline: Decline, now: da
 
 def queue_final_notice(
     session: Session,
-    plans: PlanCache,
+    plans: CatalogCache,
     sub: Subscription,
     decline: Decline,
     now: datetime,
@@ -364,7 +378,8 @@ def void_charge(
     paused meanwhile: it is not sent. No money moved, so no dunning follows (SPEC 5)."""
     reason = f"voided: {sub.status}"
     charge.status, charge.fail_reason, charge.decline_class = ChargeStatus.FAILED, reason, None
-    charge.updated_at, charge.retry_at, charge.refusal = wall, None, None
+    charge.updated_at, charge.refusal = wall, None
+    charge.resend_at, charge.next_lookup_at = None, None
     record_event(session, ChargeVoided(merchant_uid=charge.merchant_uid, amount=charge.amount,
                  reason=reason), now, subscription_id=sub.id, charge_id=charge.id)  # fmt: skip
 

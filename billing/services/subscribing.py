@@ -11,7 +11,7 @@ from billing.config import Settings
 from billing.db.tables import Subscription
 from billing.domain.times import parse_time
 from billing.errors import InvalidInput
-from billing.services import catalog as catalog_service
+from billing.services import plan_store
 from billing.services.subscriptions import create_subscription
 
 
@@ -21,8 +21,8 @@ def subscribe(
 ) -> Subscription:  # fmt: skip
     """A new subscription starting at ``start`` (ISO 8601; default ``now``; without an
     offset, in the plan's zone). ``start_field`` names the field in an error."""
-    catalog_service.ensure_catalog(session, settings, now)
-    plan = catalog_service.current_plan(session, plan_id)
+    plan_store.ensure_catalog(session, settings, now)
+    plan = plan_store.current_plan(session, plan_id)
     begin = now
     if start is not None:
         try:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from billing.clock import system_now
 from billing.db.tables import CatalogLoad, Charge, Customer, ScheduleTakeover, Subscription
-from billing.domain import subscriptions as lifecycle
+from billing.domain import lifecycle
 from billing.domain.charges import OPEN_CHARGE_STATUSES, ChargeStatus
 from billing.domain.events import (
     ABSENT,
@@ -29,11 +29,11 @@ from billing.domain.plans import Plan
 from billing.domain.state import BillingState
 from billing.domain.statuses import CHARGEABLE_STATUSES, SubscriptionStatus
 from billing.errors import Conflict, InvalidInput, NotFound
-from billing.services.catalog import current_plan
 from billing.services.customers import get_customer
 from billing.services.history import record_event
 from billing.services.locks import lock_open_charges
 from billing.services.notices import queue_notice, settings_from_load
+from billing.services.plan_store import current_plan
 from billing.services.rows import load_state, store_state
 from billing.services.settlement import void_charge
 

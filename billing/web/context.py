@@ -21,9 +21,9 @@ from billing.errors import BillingError, ConfigError, DatabaseUnavailable
 from billing.logs import log
 from billing.outages import Stopped, patiently
 from billing.portone.client import PortOneClient
+from billing.services.catalog_cache import CatalogCache
 from billing.services.metrics import MonthlyRates
 from billing.services.notice_guard import NoticeGuard, RateLimit
-from billing.services.plan_cache import PlanCache
 from billing.services.portone_webhook import NoticeHandler
 from billing.web.access import InsightAccess
 from billing.web.config import WebConfig
@@ -124,7 +124,7 @@ def build_context(settings: Settings, config: WebConfig) -> WebContext:
         return WebContext(settings, config, app, None, None, reason, schema=schema)
     guard = NoticeGuard.from_limits(config.notices)
     sandbox = settings.sandbox_mode
-    handler = NoticeHandler(app, gateway, PlanCache(), include_sandbox=sandbox, guard=guard)
+    handler = NoticeHandler(app, gateway, CatalogCache(), include_sandbox=sandbox, guard=guard)
     verifier = Verifier(handler, workers=config.verifiers, backlog=config.backlog,
                         answer_within=config.answer_within)  # fmt: skip
     return WebContext(settings, config, app, gateway, verifier, schema=schema)

@@ -15,8 +15,8 @@ from billing.app import App
 from billing.db.tables import Subscription
 from billing.errors import InvalidInput
 from billing.services import imports
-from billing.services.catalog import ensure_catalog
 from billing.services.imports import CHUNK
+from billing.services.plan_store import ensure_catalog
 from tests.acceptance.test_cli import js, ok, refused
 from tests.conftest import NOW, CliRunner, snapshot
 

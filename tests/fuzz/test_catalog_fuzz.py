@@ -1,4 +1,4 @@
-"""Fuzzing the plan catalog loader (billing/catalog.py ``parse_catalog``).
+"""Fuzzing the plan catalog loader (billing/catalog_file.py ``parse_catalog``).
 
 Random bytes, truncated catalogs, deep nesting, huge documents, wrong types anywhere and
 YAML tricks: the loader answers a Catalog or one CatalogError line that names the file, and
@@ -19,7 +19,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.catalog import MAX_CATALOG_BYTES, load_catalog_file, parse_catalog
+from billing.catalog_file import MAX_CATALOG_BYTES, load_catalog_file, parse_catalog
 from billing.domain.plans import Catalog
 from billing.errors import CatalogError
 from tests.fuzz.strategies import binary, json_values
@@ -156,7 +156,7 @@ def test_yaml_aliases_that_stay_small_are_refused() -> None:
 def test_a_billion_laughs_catalog_is_refused_within_seconds(tmp_path: Path) -> None:
     path = tmp_path / "laughs.yaml"
     path.write_text(laughs(9))
-    code = f"from billing.catalog import load_catalog_file as f; f(__import__('pathlib').Path({str(path)!r}), 'UTC')"
+    code = f"from billing.catalog_file import load_catalog_file as f; f(__import__('pathlib').Path({str(path)!r}), 'UTC')"
     try:
         subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                        timeout=4, check=False)  # fmt: skip

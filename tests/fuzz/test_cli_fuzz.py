@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from billing.app import App
-from billing.catalog import parse_catalog
-from billing.services import catalog as catalog_service
+from billing.catalog_file import parse_catalog
+from billing.services import plan_store
 from billing.services.customers import add_customer
 from billing.services.subscriptions import create_subscription
 from tests.conftest import NOW, CliRunner, snapshot
@@ -134,7 +134,7 @@ def seeded(app: App, cli: CliRunner) -> CliRunner:
     """A catalog (so no command loads one on first use), a customer and a subscription."""
     with app.transaction() as session:
         parsed = parse_catalog(SHIPPED, "plans.yaml", "Asia/Seoul")
-        catalog_service.load_catalog(session, parsed, "plans.yaml", "sha", NOW)
+        plan_store.load_catalog(session, parsed, "plans.yaml", "sha", NOW)
         add_customer(session, "cust-1", NOW)
         create_subscription(session, "cust-1", "basic-monthly", NOW, NOW)
     return cli

@@ -16,12 +16,12 @@ from sqlalchemy import select
 from billing import invariants
 from billing.app import App, build_app
 from billing.broker import CeleryPublisher, celery_config
-from billing.catalog import parse_catalog
+from billing.catalog_file import parse_catalog
 from billing.clock import DatabaseClock
 from billing.config import load_settings
 from billing.db.tables import Charge, Subscription
 from billing.sandbox import SandboxConfig, SandboxServer
-from billing.services import catalog
+from billing.services import plan_store
 from billing.services.customers import add_customer, find_customer
 from billing.services.scheduling import Scheduler
 from billing.services.status import outstanding
@@ -120,7 +120,7 @@ def product(
     assert isinstance(app.clock, DatabaseClock)
     app.clock.set(START)
     with app.transaction() as session:
-        catalog.load_catalog(
+        plan_store.load_catalog(
             session, parse_catalog(catalog_text, "t.yaml", "Asia/Seoul"), "t.yaml", "x", START
         )
     celery = Celery("test-publisher", set_as_current=False)

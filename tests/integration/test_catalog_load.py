@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import func, select
 
 from billing.app import App
-from billing.catalog import parse_catalog
+from billing.catalog_file import parse_catalog
 from billing.db.tables import CatalogLoad, PlanVersion
 from billing.errors import CatalogError
-from billing.services import catalog as service
+from billing.services import plan_store
 from billing.services.customers import add_customer
 from billing.services.subscriptions import create_subscription
 from tests.conftest import NOW
@@ -21,18 +21,18 @@ BASIC = "- {id: basic, name: 베이직, amount: 9900, interval: 1 month}\n"
 PRO = "- {id: pro, name: 프로, amount: 29000, interval: 1 month}\n"
 
 
-def load(app: App, *plans: str) -> service.LoadReport:
+def load(app: App, *plans: str) -> plan_store.LoadReport:
     text = "plans:\n" + "".join("  " + p for p in plans)
     catalog = parse_catalog(text, "c.yaml", "Asia/Seoul")
     with app.transaction() as session:
-        return service.load_catalog(session, catalog, "c.yaml", "sha", app.clock.now())
+        return plan_store.load_catalog(session, catalog, "c.yaml", "sha", app.clock.now())
 
 
 def test_first_load_creates_version_1(app: App) -> None:
     report = load(app, BASIC, PRO)
     assert report.created == ["basic", "pro"]
     with app.transaction() as session:
-        assert [(p.id, p.version, p.amount) for p in service.current_plans(session)] == [
+        assert [(p.id, p.version, p.amount) for p in plan_store.current_plans(session)] == [
             ("basic", 1, 9900), ("pro", 1, 29000)
         ]  # fmt: skip
 
@@ -42,9 +42,9 @@ def test_a_price_change_is_a_new_version_and_the_old_terms_stay(app: App) -> Non
     report = load(app, BASIC.replace("9900", "10900"))
     assert report.changed == ["basic"]
     with app.transaction() as session:
-        assert service.current_plan(session, "basic").amount == 10900
-        assert service.current_plan(session, "basic").version == 2
-        assert service.plan_version(session, "basic", 1).amount == 9900
+        assert plan_store.current_plan(session, "basic").amount == 10900
+        assert plan_store.current_plan(session, "basic").version == 2
+        assert plan_store.plan_version(session, "basic", 1).amount == 9900
 
 
 def test_loading_the_same_catalog_again_changes_nothing(app: App) -> None:
@@ -58,7 +58,7 @@ def test_a_plan_left_out_is_archived_when_nobody_uses_it(app: App) -> None:
     load(app, BASIC, PRO)
     assert load(app, BASIC).archived == ["pro"]
     with app.transaction() as session:
-        assert [p.id for p in service.current_plans(session)] == ["basic"]
+        assert [p.id for p in plan_store.current_plans(session)] == ["basic"]
 
 
 def test_removing_a_plan_with_live_subscriptions_is_refused_and_nothing_changes(app: App) -> None:
@@ -69,7 +69,7 @@ def test_removing_a_plan_with_live_subscriptions_is_refused_and_nothing_changes(
     with pytest.raises(CatalogError, match="plan 'pro': removing a plan with 1 live subscription"):
         load(app, BASIC.replace("9900", "1"))  # a change to basic in the same file is not kept
     with app.transaction() as session:
-        assert [(p.id, p.amount) for p in service.current_plans(session)] == [
+        assert [(p.id, p.amount) for p in plan_store.current_plans(session)] == [
             ("basic", 9900),
             ("pro", 29000),
         ]
@@ -82,7 +82,7 @@ def test_dunning_policy_is_stored_with_the_version(app: App) -> None:
         "- {id: d, name: D, amount: 1000, interval: 1 week, dunning: {retry_after: [12h, 2d], final_action: pause}}\n",
     )
     with app.transaction() as session:
-        plan = service.current_plan(session, "d")
+        plan = plan_store.current_plan(session, "d")
     assert plan.dunning.retry_after == (timedelta(hours=12), timedelta(days=2))
     assert plan.dunning.final_action == "pause"
 
@@ -95,13 +95,13 @@ def test_two_first_uses_of_an_empty_database_at_once_load_the_catalog_once(app: 
     def second_use() -> None:
         try:
             with app.transaction() as session:
-                service.ensure_catalog(session, settings, NOW)
+                plan_store.ensure_catalog(session, settings, NOW)
             outcome.append(None)
         except BaseException as error:
             outcome.append(error)
 
     with app.transaction() as first:
-        service.ensure_catalog(first, settings, NOW)  # the first load, not yet committed
+        plan_store.ensure_catalog(first, settings, NOW)  # the first load, not yet committed
         racer = threading.Thread(target=second_use)
         racer.start()
         racer.join(1.0)  # the second use waits for the first (or fails at once on old code)
@@ -109,4 +109,4 @@ def test_two_first_uses_of_an_empty_database_at_once_load_the_catalog_once(app: 
     assert outcome == [None]
     with app.transaction() as session:
         assert session.scalar(select(func.count()).select_from(CatalogLoad)) == 1
-        assert [p.id for p in service.current_plans(session)][:1] == ["basic-monthly"]
+        assert [p.id for p in plan_store.current_plans(session)][:1] == ["basic-monthly"]

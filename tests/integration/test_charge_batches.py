@@ -44,7 +44,7 @@ def _record_batch(world: World, size: int) -> list[str]:
     world.scheduler.run_pass()
     ids = [charge.id for charge in world.charges() if charge.status == "pending"]
     assert len(ids) == size
-    recorded = world.pipeline._record
+    recorded = world.pipeline.sender._record
     statements: list[str] = []
 
     def spy(pairs: Any) -> Any:
@@ -54,7 +54,7 @@ def _record_batch(world: World, size: int) -> list[str]:
             finally:
                 statements.extend(inside)
 
-    world.pipeline._record = spy  # type: ignore[method-assign]
+    world.pipeline.sender._record = spy  # type: ignore[method-assign]
     world.pipeline.charge(ids)
     assert {c.status for c in world.charges() if c.id in ids} == {"paid"}
     return statements

@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from billing.app import App
-from billing.catalog import parse_catalog
+from billing.catalog_file import parse_catalog
 from billing.db.tables import Charge
-from billing.services import catalog
-from billing.services.plan_cache import PlanCache
+from billing.services import plan_store
+from billing.services.catalog_cache import CatalogCache
 from billing.services.scheduling import Scheduler
 from tests.world import CATALOG, START, World
 
@@ -93,8 +93,8 @@ def test_transient_failure_is_retried_with_the_same_merchant_uid(world: World) -
     charges, _ = world.publisher.take()
     world.pipeline.charge(charges[0])
     [charge] = world.charges()
-    assert charge.status == "pending" and charge.retry_at is not None
-    world.wall = charge.retry_at
+    assert charge.status == "pending" and charge.resend_at is not None
+    world.wall = charge.resend_at
     world.cycle()
     [charge] = world.charges()
     assert charge.status == "paid" and charge.sends == 2
@@ -191,7 +191,7 @@ def test_two_schedulers_racing_claim_each_due_subscription_once(world: World) ->
     for n in range(60):
         world.subscribe(f"cust-{n}")
     barrier = threading.Barrier(2)
-    second = Scheduler(world.app, world.publisher, PlanCache(), batch=7, wall=lambda: world.wall)
+    second = Scheduler(world.app, world.publisher, CatalogCache(), batch=7, wall=lambda: world.wall)
     world.scheduler.batch = 7
 
     def run(scheduler: Scheduler) -> None:
@@ -227,7 +227,7 @@ def test_a_price_change_applies_from_the_next_period(world: World) -> None:
     world.cycle()
     with world.app.transaction() as session:
         parsed = parse_catalog(CATALOG.replace("9900", "12900"), "c.yaml", "Asia/Seoul")
-        catalog.load_catalog(session, parsed, "c.yaml", "sha2", START)
+        plan_store.load_catalog(session, parsed, "c.yaml", "sha2", START)
     world.clock.advance(timedelta(days=31))
     world.cycle()
     assert [c.amount for c in world.charges(sid)] == [9900, 12900]

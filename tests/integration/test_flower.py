@@ -20,12 +20,12 @@ from sqlalchemy import select
 
 from billing.app import build_app
 from billing.broker import CeleryPublisher, celery_config
-from billing.catalog import parse_catalog
+from billing.catalog_file import parse_catalog
 from billing.clock import DatabaseClock
 from billing.config import load_settings
 from billing.db.tables import Charge
 from billing.sandbox import SandboxConfig, SandboxServer
-from billing.services import catalog
+from billing.services import plan_store
 from billing.services.customers import add_customer
 from billing.services.scheduling import Scheduler
 from billing.services.status import outstanding
@@ -105,7 +105,7 @@ def charge_one(env: dict[str, str]) -> Charge:
         app.clock.set(START)
         with app.transaction() as session:
             parsed = parse_catalog(CATALOG, "t.yaml", "Asia/Seoul")
-            catalog.load_catalog(session, parsed, "t.yaml", "x", START)
+            plan_store.load_catalog(session, parsed, "t.yaml", "x", START)
             add_customer(session, "cust-flower", START)
             create_subscription(session, "cust-flower", "monthly", START, START)
         celery = Celery("test-publisher", set_as_current=False)

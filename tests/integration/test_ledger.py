@@ -17,10 +17,10 @@ from billing.portone.answers import Exchange, Transport
 from billing.portone.client import PortOneClient
 from billing.portone.ledger import LedgerUnreadable
 from billing.sandbox import SandboxServer
-from billing.services.catalog import current_plan, ensure_catalog
+from billing.services.catalog_cache import CatalogCache
 from billing.services.jobs import last_run
 from billing.services.ledger import Verdict, reconcile_ledger
-from billing.services.plan_cache import PlanCache
+from billing.services.plan_store import current_plan, ensure_catalog
 from billing.services.scheduling import Scheduler
 from tests.acceptance.test_cli import js, ok, refused
 from tests.conftest import NOW, CliRunner
@@ -37,7 +37,7 @@ def world(app: App) -> World:
 
 
 def reconcile(world: World) -> list[tuple[str, Verdict]]:
-    report = reconcile_ledger(world.app, world.gateway, SINCE, UNTIL, PlanCache())
+    report = reconcile_ledger(world.app, world.gateway, SINCE, UNTIL, CatalogCache())
     return [(finding.merchant_uid, finding.verdict) for finding in report.findings]
 
 
@@ -114,7 +114,7 @@ def test_a_payment_for_a_period_this_database_has_not_reached_is_reported(world:
     with world.app.transaction() as session:
         key = session.get(Subscription, sid).key  # type: ignore[union-attr]
     world.gateway.pay_behind_our_back(ChargeRequest("cust-1", f"sub-{key}-3-1", 9900, "월간"))
-    report = reconcile_ledger(world.app, world.gateway, SINCE, UNTIL, PlanCache())
+    report = reconcile_ledger(world.app, world.gateway, SINCE, UNTIL, CatalogCache())
     [finding] = report.findings
     assert finding.verdict == Verdict.REPORTED and "has not reached it" in finding.detail
     assert not report.agree and world.charges() == []
@@ -122,15 +122,17 @@ def test_a_payment_for_a_period_this_database_has_not_reached_is_reported(world:
 
 def test_payments_that_are_not_ours_are_counted_and_left_alone(world: World) -> None:
     world.gateway.pay_behind_our_back(ChargeRequest("cust-1", "order-12345", 5000, "단건"))
-    report = reconcile_ledger(world.app, world.gateway, SINCE, UNTIL, PlanCache())
+    report = reconcile_ledger(world.app, world.gateway, SINCE, UNTIL, CatalogCache())
     assert (report.read, report.ours, report.findings, report.agree) == (1, 0, [], True)
 
 
 def test_a_window_longer_than_portone_keeps_is_refused(world: World) -> None:
     with pytest.raises(InvalidInput, match="90 days"):
-        reconcile_ledger(world.app, world.gateway, START, START + timedelta(days=91), PlanCache())
+        reconcile_ledger(
+            world.app, world.gateway, START, START + timedelta(days=91), CatalogCache()
+        )
     with pytest.raises(InvalidInput, match="before --until"):
-        reconcile_ledger(world.app, world.gateway, UNTIL, SINCE, PlanCache())
+        reconcile_ledger(world.app, world.gateway, UNTIL, SINCE, CatalogCache())
 
 
 def test_billing_reconcile_ledger_against_the_sandbox_over_http(
@@ -164,7 +166,7 @@ def test_billing_reconcile_ledger_against_the_sandbox_over_http(
 
 def test_the_scheduler_asks_for_one_ledger_reconciliation_a_day(world: World) -> None:
     world.scheduler.run_pass()
-    second = Scheduler(world.app, world.publisher, PlanCache(), wall=lambda: world.wall)
+    second = Scheduler(world.app, world.publisher, CatalogCache(), wall=lambda: world.wall)
     second.run_pass()
     world.scheduler.run_pass()
     assert world.publisher.ledgers == 1
@@ -217,7 +219,7 @@ def test_a_paid_charge_portone_holds_with_another_amount_is_reported(world: Worl
     [charge] = world.charges()
     [payment] = world.gateway.ledger[charge.merchant_uid]
     payment["amount"] = 99000
-    report = reconcile_ledger(world.app, world.gateway, SINCE, UNTIL, PlanCache())
+    report = reconcile_ledger(world.app, world.gateway, SINCE, UNTIL, CatalogCache())
     [finding] = report.findings
     assert finding.verdict == Verdict.REPORTED and "99,000" in finding.detail
     assert not report.agree
@@ -234,7 +236,7 @@ def test_an_open_charge_portone_holds_paid_with_another_amount_is_recorded_and_r
     [charge] = world.charges()
     [payment] = world.gateway.ledger[charge.merchant_uid]
     payment["amount"] = 99000
-    report = reconcile_ledger(world.app, world.gateway, SINCE, UNTIL, PlanCache())
+    report = reconcile_ledger(world.app, world.gateway, SINCE, UNTIL, CatalogCache())
     [finding] = report.findings
     assert finding.verdict == Verdict.REPORTED and "99,000" in finding.detail
     assert world.charges()[0].status == "paid"  # PortOne holds it paid: recorded (invariant 3)
@@ -269,7 +271,7 @@ def test_thousands_of_payments_that_agree_cost_a_query_a_page_and_only_differenc
     fill(db_url, plan, specs, imp_uids)
     portone = PortOneClient(sandbox.url, "sandbox_key", "sandbox_secret")
     sent = _statements(app)
-    report = reconcile_ledger(app, portone, since, until, PlanCache())
+    report = reconcile_ledger(app, portone, since, until, CatalogCache())
     wanted = {
         Kind.MISSING: Verdict.CREATED,
         Kind.REFUNDED: Verdict.RECORDED_REFUND,
@@ -285,7 +287,7 @@ def test_thousands_of_payments_that_agree_cost_a_query_a_page_and_only_differenc
         paid = session.scalar(select(func.count()).where(Charge.status == "paid"))
         refunded = session.scalar(select(func.sum(Charge.refunded_amount)))
     assert (paid, refunded) == (2_998, 9_900 + PARTIAL)  # all ours but the net-cancelled
-    again = reconcile_ledger(app, portone, since, until, PlanCache())
+    again = reconcile_ledger(app, portone, since, until, CatalogCache())
     portone.close()
     assert [(f.merchant_uid, f.verdict) for f in again.findings] == [
         (s.merchant_uid, Verdict.REPORTED) for s in specs if s.kind is Kind.AMOUNT
@@ -314,6 +316,6 @@ def test_a_page_that_cannot_be_read_repairs_nothing_the_pages_before_it_showed(
     [charge] = world.charges()
     forget(world, charge.merchant_uid)  # the paid page holds a payment to repair
     with pytest.raises(LedgerUnreadable, match="did not answer: ReadTimeout"):
-        reconcile_ledger(world.app, Unanswered(world), SINCE, UNTIL, PlanCache())
+        reconcile_ledger(world.app, Unanswered(world), SINCE, UNTIL, CatalogCache())
     assert world.charges() == []
     assert reconcile(world) == [(charge.merchant_uid, Verdict.CREATED)]

@@ -13,11 +13,10 @@ import pytest
 from sqlalchemy import select, text, update
 
 from billing.app import App
-from billing.catalog import parse_catalog
+from billing.catalog_file import parse_catalog
 from billing.db.tables import Charge, Event, PlanRow, Subscription
 from billing.domain.charges import ChargeRequest
-from billing.services import catalog
-from billing.services import subscriptions as lifecycle
+from billing.services import plan_store, subscriptions
 from billing.services.status import status_report
 from tests.world import START, World
 
@@ -96,7 +95,7 @@ def test_a_transient_first_send_then_a_refusal_ends_in_dunning_not_an_endless_lo
     world.run_queue()  # not sent: parked pending for a few seconds
     [charge] = world.charges()
     assert charge.status == "pending"
-    world.wall = charge.retry_at
+    world.wall = charge.resend_at
     world.cycle()
     world.wall += timedelta(minutes=30)
     world.cycle()
@@ -114,10 +113,10 @@ def test_a_transient_first_send_then_a_refusal_ends_in_dunning_not_an_endless_lo
 @pytest.mark.parametrize(
     ("action", "status", "reason"),
     [
-        (lambda s, sid: lifecycle.cancel(s, sid, START, at_period_end=False), "canceled",
+        (lambda s, sid: subscriptions.cancel(s, sid, START, at_period_end=False), "canceled",
          "voided: canceled"),
-        (lambda s, sid: lifecycle.pause(s, sid, START), "paused", "voided: paused"),
-        (lambda s, sid: lifecycle.cancel(s, sid, START, at_period_end=True), "canceled",
+        (lambda s, sid: subscriptions.pause(s, sid, START), "paused", "voided: paused"),
+        (lambda s, sid: subscriptions.cancel(s, sid, START, at_period_end=True), "canceled",
          "voided: canceled"),
     ],
     ids=["cancel", "pause", "cancel-at-period-end-with-nothing-paid"],
@@ -148,7 +147,7 @@ def test_cancel_at_period_end_asked_after_the_renewal_was_claimed_voids_the_rene
     ids = claimed(world)
     assert len(ids) == 1
     with world.app.transaction() as session:
-        lifecycle.cancel(session, sid, world.clock.now(), at_period_end=True)
+        subscriptions.cancel(session, sid, world.clock.now(), at_period_end=True)
     for charge_id in ids:
         world.pipeline.charge(charge_id)
     world.run_queue()
@@ -168,7 +167,7 @@ def test_a_charge_already_sent_is_settled_after_a_cancel_and_shown_to_the_operat
     world.scheduler.run_pass()
     world.pipeline.charge(world.publisher.take()[0][0])  # sent; the answer was lost
     with world.app.transaction() as session:
-        lifecycle.cancel(session, sid, START, at_period_end=False)
+        subscriptions.cancel(session, sid, START, at_period_end=False)
     world.run_queue()
     [charge] = world.charges()
     assert charge.status == "paid"  # PortOne holds it paid: recorded, refundable
@@ -185,7 +184,7 @@ def test_a_resend_after_an_unknown_outcome_is_voided_when_the_subscription_was_p
     world.scheduler.run_pass()
     world.pipeline.charge(world.publisher.take()[0][0])
     with world.app.transaction() as session:
-        lifecycle.pause(session, sid, START)
+        subscriptions.pause(session, sid, START)
     world.wall += timedelta(seconds=world.app.settings.reconcile_after)
     world.cycle()  # the lookup finds nothing after the window: would be sent again
     world.cycle()
@@ -205,13 +204,13 @@ def test_a_payment_is_recorded_when_the_pending_next_plan_was_archived_meanwhile
     world.scheduler.run_pass()
     world.pipeline.charge(world.publisher.take()[0][0])  # the renewal is in flight
     with world.app.transaction() as session:
-        lifecycle.change_plan(session, sid, "yearly", world.clock.now())
-        lifecycle.cancel(session, sid, world.clock.now(), at_period_end=False)
+        subscriptions.change_plan(session, sid, "yearly", world.clock.now())
+        subscriptions.cancel(session, sid, world.clock.now(), at_period_end=False)
     with world.app.transaction() as session:
         only_monthly = parse_catalog(
             TWO_PLANS.split("  - {id: yearly", maxsplit=1)[0], "c.yaml", "Asia/Seoul"
         )
-        catalog.load_catalog(session, only_monthly, "c.yaml", "sha2", world.clock.now())
+        plan_store.load_catalog(session, only_monthly, "c.yaml", "sha2", world.clock.now())
     world.run_queue()
     assert statuses(world.charges()) == [(1, 1, "paid"), (2, 1, "paid")]
     assert world.publisher.charges == [] and world.publisher.reconciles == []
@@ -285,7 +284,7 @@ def test_a_catalog_load_racing_subscription_create_never_archives_a_plan_in_use(
     def create() -> None:
         try:
             with world.app.transaction() as session:
-                lifecycle.create_subscription(session, "cust-0", "yearly", START, START)
+                subscriptions.create_subscription(session, "cust-0", "yearly", START, START)
                 created.set()
                 session.execute(text("SELECT pg_sleep(0.5)"))  # the load runs meanwhile
             outcomes["create"] = "ok"
@@ -297,7 +296,7 @@ def test_a_catalog_load_racing_subscription_create_never_archives_a_plan_in_use(
         created.wait(5)
         try:
             with world.app.transaction() as session:
-                catalog.load_catalog(session, only_monthly, "c.yaml", "sha2", START)
+                plan_store.load_catalog(session, only_monthly, "c.yaml", "sha2", START)
             outcomes["load"] = "ok"
         except Exception as exc:
             outcomes["load"] = type(exc).__name__
@@ -364,12 +363,12 @@ def test_lookups_that_keep_failing_back_off_and_never_poll_in_a_loop(world: Worl
     for _ in range(14):
         world.publisher.take()
         [charge] = world.charges()
-        world.wall = charge.retry_at or world.wall
+        world.wall = charge.next_lookup_at or world.wall
         world.scheduler.run_pass()
         world.run_queue(rounds=1)
         [after] = world.charges()
-        assert after.retry_at is not None
-        waits.append((after.retry_at - world.wall).total_seconds())
+        assert after.next_lookup_at is not None
+        waits.append((after.next_lookup_at - world.wall).total_seconds())
     assert min(waits[:3]) < 30 and min(waits[9:]) >= 128  # capped exponential, not 0.5 s
     assert after.status == "unknown"  # open only while PortOne cannot answer
 
@@ -426,7 +425,7 @@ def test_a_card_updated_while_a_retry_is_in_flight_is_retried_at_once_when_it_fa
     world.gateway.script = ["decline"]
     ids = claimed(world)  # attempt 2 is in flight
     with world.app.transaction() as session:
-        lifecycle.card_updated(session, "cust-1", world.clock.now())
+        subscriptions.card_updated(session, "cust-1", world.clock.now())
     for charge_id in ids:
         world.pipeline.charge(charge_id)
     assert world.subscription(sid).next_charge_at == world.clock.now()  # not in two days
@@ -511,9 +510,9 @@ def test_a_database_error_while_recording_an_answer_does_not_lose_the_payment(
 def test_a_call_that_waited_too_long_in_the_worker_is_not_sent(world: World) -> None:
     world.subscribe()
     ids = claimed(world)
-    world.pipeline.wall = lambda: world.wall  # begin at world.wall...
+    world.pipeline.sender.wall = lambda: world.wall  # begin at world.wall...
     started = world.wall
-    calls = world.pipeline.calls
+    calls = world.pipeline.sender.calls
 
     class LateExecutor:
         """The call pool is so busy that the call starts after the window."""
@@ -522,15 +521,15 @@ def test_a_call_that_waited_too_long_in_the_worker_is_not_sent(world: World) -> 
             world.wall = started + timedelta(seconds=world.app.settings.reconcile_after)
             return calls.map(fn, works)
 
-    world.pipeline.calls = LateExecutor()  # type: ignore[assignment]
+    world.pipeline.sender.calls = LateExecutor()  # type: ignore[assignment]
     for charge_id in ids:
         world.pipeline.charge(charge_id)
     [charge] = world.charges()
     assert world.gateway.sent == []
     assert charge.status == "pending"
-    assert charge.retry_at is not None
-    world.pipeline.calls = calls
-    world.wall = charge.retry_at
+    assert charge.resend_at is not None
+    world.pipeline.sender.calls = calls
+    world.wall = charge.resend_at
     world.cycle()
     assert world.charges()[0].status == "paid" and len(world.gateway.sent) == 1
 
@@ -571,7 +570,7 @@ def test_a_restored_pending_charge_is_looked_up_before_it_is_sent_again(world: W
     [charge_id] = world.publisher.take()[0]
     with world.app.transaction() as session:  # what the backup holds: parked after "not sent"
         session.execute(update(Charge).where(Charge.id == charge_id).values(
-            sends=1, retry_at=world.wall))  # fmt: skip
+            sends=1, resend_at=world.wall))  # fmt: skip
     key = world.subscription(sid).key
     world.gateway.script = ["decline", "decline", "approve"]  # what happened after the backup
     for attempt in (1, 2, 3):

@@ -14,7 +14,7 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from billing.catalog import parse_catalog
+from billing.catalog_file import parse_catalog
 from billing.errors import CatalogError
 from billing.notify import Sender
 from billing.services.delivery import NoticeWork

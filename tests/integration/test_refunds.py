@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from billing.app import App, build_app
 from billing.broker import celery_config
-from billing.catalog import parse_catalog
+from billing.catalog_file import parse_catalog
 from billing.clock import FixedClock, system_now
 from billing.config import load_settings
 from billing.db.tables import Charge, Event, Refund
@@ -29,10 +29,10 @@ from billing.portone.client import PortOneClient
 from billing.portone.gateway import PortOneGateway
 from billing.sandbox import SandboxConfig, SandboxServer
 from billing.sandbox.ledger import CancelTerms
-from billing.services import catalog
+from billing.services import plan_store
+from billing.services.catalog_cache import CatalogCache
 from billing.services.customers import add_customer
 from billing.services.pipeline import Pipeline
-from billing.services.plan_cache import PlanCache
 from billing.services.refunds import (
     RefundRunner,
     begin_refund,
@@ -99,7 +99,7 @@ class Shop:
         self.window = timedelta(seconds=app.settings.reconcile_after)
         with app.transaction() as session:
             parsed = parse_catalog(CATALOG, "c.yaml", "Asia/Seoul")
-            catalog.load_catalog(session, parsed, "c.yaml", "sha", START)
+            plan_store.load_catalog(session, parsed, "c.yaml", "sha", START)
 
     def charge(self, uid: str = "cust-1") -> Charge:
         """Subscribe ``uid`` and charge its first period at the sandbox."""
@@ -107,7 +107,7 @@ class Shop:
             add_customer(session, uid, START)
             create_subscription(session, uid, "monthly", START, START)
         publisher = ListPublisher()
-        plans = PlanCache()
+        plans = CatalogCache()
         Scheduler(self.app, publisher, plans, wall=lambda: self.wall).run_pass()
         pipeline = Pipeline(
             self.app, PortOneGateway(self.client), publisher, plans, wall=lambda: self.wall

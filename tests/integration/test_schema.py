@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
@@ -133,3 +134,74 @@ def test_the_event_log_is_append_only(migrated: Engine) -> None:
 
 def test_schema_revision_constant_is_the_newest_migration() -> None:
     assert migrate.head_revision() == migrate.SCHEMA_REVISION
+
+
+@pytest.mark.parametrize("dialect", ["postgresql", "sqlite"])
+def test_0012_moves_retry_at_into_the_column_each_status_reads_and_back(
+    dialect: str, fresh_pg_url: str, tmp_path: Path
+) -> None:
+    """A pending charge's retry_at was its resend time, an unknown one's its next lookup."""
+    url = fresh_pg_url if dialect == "postgresql" else f"sqlite:///{tmp_path}/m.db"
+    engine = make_engine(url)
+    config = migrate.alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0011")
+    _seed(engine)
+    later = {
+        "pending": datetime(2026, 1, 2, tzinfo=UTC),
+        "unknown": datetime(2026, 1, 3, tzinfo=UTC),
+    }
+    with engine.begin() as c:
+        for n in (2, 3):  # one open charge per subscription
+            c.execute(
+                text(
+                    "INSERT INTO subscriptions (key, customer_id, plan_id, plan_version, status,"
+                    " started_at, anchor_at, period_no, due_period_start, due_period_end,"
+                    " due_cycle, attempt, cancel_at_period_end, awaiting_new_card,"
+                    " reminded_period_no, created_at, updated_at) SELECT :k, customer_id,"
+                    " plan_id, plan_version, status, started_at, anchor_at, period_no,"
+                    " due_period_start, due_period_end, due_cycle, attempt, cancel_at_period_end,"
+                    " awaiting_new_card, reminded_period_no, created_at, updated_at"
+                    " FROM subscriptions WHERE id = 1"
+                ),
+                {"k": f"abcdefgh000{n}"},
+            )
+    for sid, status in ((1, "pending"), (2, "unknown"), (3, "failed")):
+        with engine.begin() as c:
+            c.execute(
+                text(
+                    "INSERT INTO charges (subscription_id, period_no, attempt, merchant_uid,"
+                    " customer_uid, plan_id, plan_version, name, amount, period_start,"
+                    " period_end, status, sends, refunded_amount, created_at, updated_at,"
+                    " retry_at) VALUES (:sid, 1, 1, :m, 'c1', 'p', 1, 'P', 9900, :t, :t, :s, 1,"
+                    " 0, :t, :t, :r)"
+                ),
+                {"sid": sid, "m": f"m-{status}", "s": status, "t": T, "r": later.get(status)},
+            )
+    select_new = "SELECT status, resend_at, next_lookup_at FROM charges ORDER BY id"
+    select_old = "SELECT status, retry_at FROM charges ORDER BY id"
+
+    def at(value: object) -> datetime | None:  # SQLite reads a string back
+        if value is None or isinstance(value, datetime):
+            return value.astimezone(UTC) if value else None
+        return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+    migrate.upgrade(engine)
+    with engine.connect() as c:
+        rows = [(s, at(r), at(n)) for s, r, n in c.execute(text(select_new))]
+        assert "retry_at" not in {col["name"] for col in inspect(c).get_columns("charges")}
+    assert rows == [
+        ("pending", later["pending"], None),
+        ("unknown", None, later["unknown"]),
+        ("failed", None, None),
+    ]
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0011")
+    with engine.connect() as c:
+        back = [(s, at(r)) for s, r in c.execute(text(select_old))]
+        columns = {col["name"] for col in inspect(c).get_columns("charges")}
+    assert back == [("pending", later["pending"]), ("unknown", later["unknown"]), ("failed", None)]
+    assert not {"resend_at", "next_lookup_at"} & columns
+    engine.dispose()

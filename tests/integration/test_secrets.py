@@ -25,12 +25,12 @@ import httpx
 import pytest
 
 from billing.app import App, build_app
-from billing.catalog import parse_catalog
+from billing.catalog_file import parse_catalog
 from billing.clock import DatabaseClock
 from billing.config import load_settings
 from billing.sandbox import SandboxConfig, SandboxServer
 from billing.sandbox.tokens import IssuedToken
-from billing.services import catalog
+from billing.services import plan_store
 from billing.services.customers import add_customer
 from billing.services.status import outstanding
 from billing.services.subscriptions import create_subscription
@@ -152,7 +152,7 @@ def prepare(cycle: Cycle) -> None:
     clock.set(START)
     with cycle.app.transaction() as session:
         parsed = parse_catalog(CATALOG, "t.yaml", "Asia/Seoul")
-        catalog.load_catalog(session, parsed, "t.yaml", "x", START)
+        plan_store.load_catalog(session, parsed, "t.yaml", "x", START)
         for uid in SCRIPTS:
             add_customer(session, uid, START, email=f"{uid}@example.com")
     cycle.billing("customers", "register", "cust-card", "--card-number", CARD, "--expiry", EXPIRY,

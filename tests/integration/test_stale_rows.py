@@ -9,8 +9,8 @@ keeps the values of an object it already holds), so the pause wrote "paused" ove
 from __future__ import annotations
 
 from billing.app import App
-from billing.catalog import parse_catalog
-from billing.services import catalog
+from billing.catalog_file import parse_catalog
+from billing.services import plan_store
 from billing.services import subscriptions as service
 from billing.services.customers import add_customer
 from tests.conftest import NOW
@@ -21,7 +21,7 @@ CATALOG = "plans:\n  - {id: monthly, name: 월간, amount: 9900, interval: 1 mon
 def test_a_locked_read_sees_a_cancel_committed_after_this_session_read_the_row(app: App) -> None:
     with app.transaction() as session:
         parsed = parse_catalog(CATALOG, "c.yaml", "Asia/Seoul")
-        catalog.load_catalog(session, parsed, "c", "x", NOW)
+        plan_store.load_catalog(session, parsed, "c", "x", NOW)
         add_customer(session, "cust-stale", NOW)
         sid = service.create_subscription(session, "cust-stale", "monthly", NOW, NOW).id
     with app.transaction() as operator:
@@ -43,7 +43,7 @@ def test_every_row_locked_through_the_orm_is_read_as_it_is_now(app: App) -> None
 
     with app.transaction() as session:
         parsed = parse_catalog(CATALOG, "c.yaml", "Asia/Seoul")
-        catalog.load_catalog(session, parsed, "c", "x", NOW)
+        plan_store.load_catalog(session, parsed, "c", "x", NOW)
         add_customer(session, "cust-stale-2", NOW)
         sid = service.create_subscription(session, "cust-stale-2", "monthly", NOW, NOW).id
     for lock in ("get", "select"):

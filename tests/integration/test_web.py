@@ -25,7 +25,7 @@ from sqlalchemy import func, select, text, update
 
 from billing import invariants
 from billing.app import App, build_app
-from billing.catalog import load_zone, parse_catalog
+from billing.catalog_file import load_zone, parse_catalog
 from billing.clock import DatabaseClock
 from billing.config import load_settings
 from billing.db import migrate
@@ -38,7 +38,7 @@ from billing.domain.plans import Plan
 from billing.portone.answers import Exchange, Transport
 from billing.portone.client import PortOneClient
 from billing.sandbox import SandboxConfig, SandboxServer
-from billing.services import catalog
+from billing.services import plan_store
 from billing.services.customers import add_customer
 from billing.services.metrics import MonthlyRates, monthly_amount, mrr
 from billing.services.portone_webhook import Notice, NoticeResult, Payment, Verdict, read_payment
@@ -138,7 +138,7 @@ class World:
                 update(Charge)
                 .where(Charge.subscription_id == sid)
                 .values(status="unknown", sends=1, sent_at=wall, updated_at=wall,
-                        retry_at=wall + timedelta(hours=1))
+                        next_lookup_at=wall + timedelta(hours=1))
             )  # fmt: skip
         return self.charge_of(sid)
 
@@ -194,7 +194,7 @@ def world(db_url: str, redis_url: str) -> Iterator[World]:
     app.clock.set(START)
     with app.transaction() as session:
         parsed = parse_catalog(CATALOG, "t.yaml", "Asia/Seoul")
-        catalog.load_catalog(session, parsed, "t.yaml", "x", START)
+        plan_store.load_catalog(session, parsed, "t.yaml", "x", START)
     web.start(create_app(settings))
     world = World(app, app.clock, sandbox, web, env)
     yield world
@@ -377,9 +377,8 @@ def test_metrics_and_readyz_503_when_the_database_is_gone(world: World) -> None:
 
 def test_notice_settles_an_unknown_charge_long_before_reconciliation(world: World) -> None:
     charge = world.unknown_charge("cust-lost")
-    assert charge.retry_at is not None and charge.retry_at > datetime.now(UTC) + timedelta(
-        minutes=59
-    )
+    next_lookup = charge.next_lookup_at
+    assert next_lookup is not None and next_lookup > datetime.now(UTC) + timedelta(minutes=59)
     paid_at = time.monotonic()
     imp_uid = world.pay_at_sandbox(charge)  # the sandbox posts its notice to our webhook
     wait_for(lambda: world.charge_of(charge.subscription_id).status == "paid", 5, "the notice")

@@ -20,7 +20,7 @@ from billing import invariants
 from billing.app import App
 from billing.db.tables import Base, Charge, Event
 from billing.errors import BillingError
-from billing.services import subscriptions as lifecycle
+from billing.services import subscriptions
 from billing.services.charging import begin_charge
 from billing.services.status import outstanding
 from tests.world import START, World
@@ -82,13 +82,13 @@ class Bench(World):
         try:
             with self.app.transaction() as session:
                 if kind == "pause":
-                    lifecycle.pause(session, sid, now)
+                    subscriptions.pause(session, sid, now)
                 elif kind == "resume":
-                    lifecycle.resume(session, sid, now)
+                    subscriptions.resume(session, sid, now)
                 elif kind == "cancel":
-                    lifecycle.cancel(session, sid, now, at_period_end=n % 4 < 2)
+                    subscriptions.cancel(session, sid, now, at_period_end=n % 4 < 2)
                 elif kind == "card_updated":
-                    lifecycle.card_updated(session, f"cust-{n % 2}", now)
+                    subscriptions.card_updated(session, f"cust-{n % 2}", now)
         except BillingError:
             pass  # refused: nothing changed
 
@@ -217,7 +217,7 @@ def test_a_decline_learned_late_still_gets_the_retries_the_policy_promises(app: 
     bench.settle(faults_off=False)  # nothing found, the merchant_uid is re-sent: declined
     with app.transaction() as session:
         attempts = session.scalars(select(Charge).where(Charge.subscription_id == sid)).all()
-        status = lifecycle.get_subscription(session, sid).status
+        status = subscriptions.get_subscription(session, sid).status
     # the policy's third attempt (due at +3d, already past when the decline was learned) is
     # made at once instead of dunning ending after two
     assert [(c.attempt, c.status) for c in attempts] == [(1, "failed"), (2, "failed"), (3, "paid")]

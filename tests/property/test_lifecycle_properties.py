@@ -1,4 +1,4 @@
-"""Properties of the subscription lifecycle (billing/domain/subscriptions.py) under random
+"""Properties of the subscription lifecycle (billing/domain/lifecycle.py) under random
 sequences of events, driven the way the services drive it: a charge is created only when the
 subscription is due and has no open charge; a payment or a decline only counts for the
 attempt it answers."""
@@ -12,8 +12,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.domain import dunning
-from billing.domain import subscriptions as lifecycle
+from billing.domain import dunning, lifecycle
 from billing.domain.calendar import period_amount
 from billing.domain.plans import Plan
 from billing.domain.state import BillingState, Period

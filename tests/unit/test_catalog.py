@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from billing.catalog import load_catalog_file, parse_catalog
+from billing.catalog_file import load_catalog_file, parse_catalog
 from billing.domain.dunning import FinalAction
 from billing.errors import CatalogError
 

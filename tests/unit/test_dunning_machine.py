@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from billing.domain import subscriptions as lifecycle
+from billing.domain import lifecycle
 from billing.domain.dunning import (
     CARD_WINDOW,
     DeclineAction,

@@ -60,7 +60,7 @@ from billing.domain.events import (
     dunning_event,
     event_data,
 )
-from billing.services.history import acting_as, record_event
+from billing.services.history import acting_as, event_row, record_event
 from billing.services.timeline import answer_line, details
 from billing.views import event_view
 
@@ -523,3 +523,28 @@ def test_the_console_shows_the_step_a_lookup_took_and_the_verdict_of_older_rows(
     old = {"found": "paid", "verdict": "paid", "reason": ""}  # written before the charge machine
     assert answer_line(EventKind.RECONCILED, new) == "looked up: paid -> Settle"
     assert answer_line(EventKind.RECONCILED, old) == "looked up: paid -> paid"
+
+
+def test_a_bulk_row_holds_what_record_event_stores_and_no_actor() -> None:
+    """The claim and ``subscriptions import`` write events with one Core insert."""
+    at = datetime(2027, 1, 1, tzinfo=UTC)
+    created = ChargeCreated(
+        merchant_uid="sub-k-1-1", amount=9900, period_no=1, attempt=1, lookup_before_send="late"
+    )
+    with acting_as("cli"):  # the import runs under the CLI's actor; its rows never named it
+        row = event_row(created, at, at, subscription_id=1, charge_id=2)
+    assert row == {
+        "subscription_id": 1,
+        "charge_id": 2,
+        "kind": "charge_created",
+        "data": {
+            "merchant_uid": "sub-k-1-1",
+            "amount": 9900,
+            "period_no": 1,
+            "attempt": 1,
+            "lookup_before_send": "late",
+        },
+        "occurred_at": at,
+        "recorded_at": at,
+    }
+    assert type(row["kind"]) is str

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from billing.domain import subscriptions as lifecycle
+from billing.domain import lifecycle
 from billing.domain.state import BillingState, Period
 from billing.domain.statuses import SubscriptionStatus
 from billing.domain.times import parse_time

@@ -13,7 +13,7 @@ from billing.api.routes import LIMIT_DEFAULT, Limit, errors
 from billing.domain.calendar import periods
 from billing.domain.times import parse_time
 from billing.errors import InvalidInput
-from billing.services import catalog as catalog_service
+from billing.services import plan_store
 from billing.views import plan_view, preview_view
 
 PlanAfter = Annotated[str | None, Query(max_length=64, description="The last plan id shown.")]
@@ -27,8 +27,8 @@ def list_plans(
     app = context.app
     now = app.clock.now()
     with app.transaction() as session:
-        catalog_service.ensure_catalog(session, context.settings, now)
-        plans = catalog_service.current_plans(session)
+        plan_store.ensure_catalog(session, context.settings, now)
+        plans = plan_store.current_plans(session)
     views = [plan_view(p) for p in plans if starting_after is None or p.id > starting_after]
     return PlanList.model_validate({"data": views[:limit], "has_more": len(views) > limit})
 
@@ -42,8 +42,8 @@ def preview(
     app = context.app
     now = app.clock.now()
     with app.transaction() as session:
-        catalog_service.ensure_catalog(session, context.settings, now)
-        plan = catalog_service.current_plan(session, plan_id)
+        plan_store.ensure_catalog(session, context.settings, now)
+        plan = plan_store.current_plan(session, plan_id)
     try:
         begin = parse_time(start, plan.zone) if start is not None else now
     except ValueError as exc:

@@ -23,8 +23,7 @@ from billing.db.tables import Charge, Notice, Refund
 from billing.domain.statuses import SubscriptionStatus
 from billing.errors import BillingError, NotFound
 from billing.logs import log
-from billing.services import operator
-from billing.services import subscriptions as lifecycle
+from billing.services import operator, subscriptions
 from billing.services.history import acting_as
 from billing.services.refunds import RefundRunner
 from billing.services.search import MAX_ID
@@ -57,7 +56,7 @@ def cancel(console: Console, form: Form, subscription_id: int) -> str:
     with acting_as(console.auth.actor, reason):
         now = console.app.clock.now()
         with console.app.transaction() as session:
-            row = lifecycle.cancel(session, subscription_id, now, at_period_end)
+            row = subscriptions.cancel(session, subscription_id, now, at_period_end)
             canceled = row.status == SubscriptionStatus.CANCELED
     return "canceled" if canceled else "cancel_scheduled"
 
@@ -67,7 +66,7 @@ def pause(console: Console, form: Form, subscription_id: int) -> str:
     with acting_as(console.auth.actor, reason):
         now = console.app.clock.now()
         with console.app.transaction() as session:
-            lifecycle.pause(session, subscription_id, now)
+            subscriptions.pause(session, subscription_id, now)
     return "paused"
 
 
@@ -76,7 +75,7 @@ def resume(console: Console, form: Form, subscription_id: int) -> str:
     with acting_as(console.auth.actor, reason):
         now = console.app.clock.now()
         with console.app.transaction() as session:
-            lifecycle.resume(session, subscription_id, now)
+            subscriptions.resume(session, subscription_id, now)
     return "resumed"
 
 
@@ -104,7 +103,7 @@ def resend(console: Console, form: Form, notice_id: int) -> str:
 
 def same_subscription(console: Console, subscription_id: int) -> int:
     with console.app.transaction() as session:
-        return lifecycle.get_subscription(session, subscription_id).id
+        return subscriptions.get_subscription(session, subscription_id).id
 
 
 def charge_subscription(console: Console, charge_id: int) -> int:

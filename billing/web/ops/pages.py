@@ -21,9 +21,9 @@ from billing.db.tables import Customer, Subscription
 from billing.domain.plans import Plan
 from billing.errors import BillingError, ConfigError, Conflict, InvalidInput, NotFound
 from billing.logs import log
-from billing.services.catalog import plan_version
 from billing.services.charge_days import charges_per_day
 from billing.services.listing import get_charge
+from billing.services.plan_store import plan_version
 from billing.services.queues import read_queues
 from billing.services.search import MAX_ID, find_subscriptions
 from billing.services.subscriptions import get_subscription

@@ -14,17 +14,17 @@ import pytest
 from sqlalchemy import select
 
 from billing.app import App, build_app
-from billing.catalog import parse_catalog
+from billing.catalog_file import parse_catalog
 from billing.clock import DatabaseClock
 from billing.config import load_settings
 from billing.db.tables import Charge, Event
 from billing.portone.client import PortOneClient
 from billing.portone.gateway import PortOneGateway
 from billing.sandbox import SandboxConfig, SandboxServer
-from billing.services import catalog
+from billing.services import plan_store
 from billing.services.api_keys import create_key
+from billing.services.catalog_cache import CatalogCache
 from billing.services.pipeline import Pipeline
-from billing.services.plan_cache import PlanCache
 from billing.services.scheduling import Scheduler
 from billing.web import create_app
 from tests.fakes import ListPublisher
@@ -98,7 +98,7 @@ class Api:
 
     def charge_due(self) -> None:
         """One scheduler pass, and the worker's job done in this process, at the sandbox."""
-        publisher, plans = ListPublisher(), PlanCache()
+        publisher, plans = ListPublisher(), CatalogCache()
         Scheduler(self.app, publisher, plans).run_pass()
         client = PortOneClient(self.sandbox.url, "sandbox_key", "sandbox_secret")
         try:
@@ -144,7 +144,7 @@ def api(db_url: str, api_sandbox: SandboxServer) -> Iterator[Api]:
     app.clock.set(START)
     with app.transaction() as session:
         parsed = parse_catalog(CATALOG, "t.yaml", "Asia/Seoul")
-        catalog.load_catalog(session, parsed, "t.yaml", "x", START)
+        plan_store.load_catalog(session, parsed, "t.yaml", "x", START)
         key = create_key(session, "shop", False, datetime.now(UTC)).key
         read_only = create_key(session, "reports", True, datetime.now(UTC)).key
     web = WebServer(free_socket()).start(create_app(settings))

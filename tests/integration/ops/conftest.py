@@ -20,19 +20,19 @@ import pytest
 from sqlalchemy import func, select
 
 from billing.app import App, build_app
-from billing.catalog import parse_catalog
+from billing.catalog_file import parse_catalog
 from billing.clock import DatabaseClock
 from billing.config import load_settings
 from billing.db.tables import Charge, Event, Notice, Refund, Subscription
 from billing.portone.client import PortOneClient
 from billing.portone.gateway import PortOneGateway
 from billing.sandbox import SandboxConfig, SandboxServer
-from billing.services import catalog
+from billing.services import plan_store
 from billing.services.aside import set_aside
+from billing.services.catalog_cache import CatalogCache
 from billing.services.customers import add_customer
 from billing.services.delivery import begin_delivery, finish_delivery
 from billing.services.pipeline import Pipeline
-from billing.services.plan_cache import PlanCache
 from billing.services.scheduling import Scheduler
 from billing.services.subscriptions import create_subscription
 from billing.web import create_app
@@ -96,7 +96,7 @@ class Ops:
 
     def charge_due(self) -> None:
         """One scheduler pass; the worker's job done in this process, at the sandbox."""
-        publisher, plans = ListPublisher(), PlanCache()
+        publisher, plans = ListPublisher(), CatalogCache()
         Scheduler(self.app, publisher, plans).run_pass()
         client = PortOneClient(self.sandbox.url, "sandbox_key", "sandbox_secret", timeout=10)
         try:
@@ -249,7 +249,7 @@ def ops(db_url: str, ops_sandbox: SandboxServer) -> Iterator[Ops]:
     app.clock.set(START)
     with app.transaction() as session:
         parsed = parse_catalog(CATALOG, "t.yaml", "Asia/Seoul")
-        catalog.load_catalog(session, parsed, "t.yaml", "x", START)
+        plan_store.load_catalog(session, parsed, "t.yaml", "x", START)
     with served(env) as url:
         console = Ops(url, app, app.clock, ops_sandbox, env)
         yield console

@@ -8,12 +8,14 @@ import threading
 from sqlalchemy.orm import Session
 
 from billing.domain.plans import Plan
-from billing.services import catalog
+from billing.services import plan_store
 from billing.services.notices import NoticeConfig, NoticeSettings
 
 
-class PlanCache:
-    """(plan id, version) -> Plan. Thread-safe; a version never changes once written."""
+class CatalogCache:
+    """Plans by (plan id, version), and the notice settings of the latest catalog load.
+
+    Thread-safe; a plan version never changes once written."""
 
     def __init__(self) -> None:
         self._plans: dict[tuple[str, int], Plan] = {}
@@ -28,14 +30,14 @@ class PlanCache:
         with self._lock:
             cached = self._plans.get(key)
         if cached is None:
-            cached = catalog.plan_version(session, plan_id, version)
+            cached = plan_store.plan_version(session, plan_id, version)
             with self._lock:
                 self._plans[key] = cached
         return cached
 
     def current(self, session: Session) -> dict[str, Plan]:
         """Every current plan, read once (one query) for a scheduler pass."""
-        plans = {plan.id: plan for plan in catalog.current_plans(session)}
+        plans = {plan.id: plan for plan in plan_store.current_plans(session)}
         with self._lock:
             self._plans.update({(p.id, p.version): p for p in plans.values()})
         return plans

@@ -1,4 +1,5 @@
-"""Loading the plan catalog into the database and reading plans back."""
+"""The plans in the database: storing a catalog read by ``billing.catalog_file`` as plan
+versions, and reading plans back."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from billing.catalog import load_catalog_file, load_zone
+from billing.catalog_file import load_catalog_file, load_zone
 from billing.config import DEFAULT_PLANS, Settings
 from billing.db.tables import CatalogLoad, PlanRow, PlanVersion, Subscription
 from billing.domain.dunning import DunningPolicy, FinalAction
