@@ -63,10 +63,15 @@ def measure(
         client.close()
     latencies.sort()
     errors = sum(1 for status in statuses if status >= 400)
-    return ApiRate(label, count, clients, count / elapsed,
-                   1000 * latencies[len(latencies) // 2],
-                   1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
-                   errors)  # fmt: skip
+    return ApiRate(
+        label,
+        count,
+        clients,
+        count / elapsed,
+        1000 * latencies[len(latencies) // 2],
+        1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        errors,
+    )
 
 
 def api_rates(bench: Bench, count: int, clients: int) -> list[ApiRate]:
@@ -84,15 +89,20 @@ def api_rates(bench: Bench, count: int, clients: int) -> list[ApiRate]:
 
     def create(client: httpx.Client, n: int) -> int:
         body = {"customer_uid": f"api-{n}", "plan_id": "basic-monthly"}
-        answer = client.post(f"{url}/v1/subscriptions", json=body,
-                             headers=headers | {"Idempotency-Key": str(uuid.uuid4())})  # fmt: skip
+        answer = client.post(
+            f"{url}/v1/subscriptions",
+            json=body,
+            headers=headers | {"Idempotency-Key": str(uuid.uuid4())},
+        )
         return answer.status_code
 
     def charges(client: httpx.Client, n: int) -> int:
         return client.get(f"{url}/v1/charges", params={"limit": 100}, headers=headers).status_code
 
-    rates = [measure("PUT /v1/customers/{uid}", count, clients, customer),
-             measure("POST /v1/subscriptions", count, clients, create)]  # fmt: skip
+    rates = [
+        measure("PUT /v1/customers/{uid}", count, clients, customer),
+        measure("POST /v1/subscriptions", count, clients, create),
+    ]
     pay_first_periods(bench, env, count)
     rates.append(measure("GET /v1/charges (100 a page)", count, clients, charges))
     server.stop()
@@ -102,14 +112,16 @@ def api_rates(bench: Bench, count: int, clients: int) -> list[ApiRate]:
 def pay_first_periods(bench: Bench, env: dict[str, str], count: int) -> None:
     """The real scheduler and workers charge the new subscriptions (so the list has rows)."""
     workers = bench.workers(env, "api", 8)
-    scheduler = bench.spawn("scheduler-api", [sys.executable, "-m", "billing", "scheduler",
-                            "--interval", "0.2"], env)  # fmt: skip
+    scheduler = bench.spawn(
+        "scheduler-api", [sys.executable, "-m", "billing", "scheduler", "--interval", "0.2"], env
+    )
     engine = create_engine(env["BILLING_DATABASE_URL"])
     query = text("SELECT count(*) FROM charges WHERE status = 'paid'")
     try:
         with engine.connect() as connection:
-            paid = wait_until(lambda: connection.execute(query).scalar_one() >= count,
-                              count / 5 + 120)  # fmt: skip
+            paid = wait_until(
+                lambda: connection.execute(query).scalar_one() >= count, count / 5 + 120
+            )
         if not paid:
             raise RuntimeError("api: the new subscriptions' first charges were not paid in time")
     finally:
@@ -121,7 +133,9 @@ def pay_first_periods(bench: Bench, env: dict[str, str], count: int) -> None:
 def render(rates: list[ApiRate]) -> list[str]:
     lines = ["", "HTTP API (billing serve, one process; client threads on the same machine)"]
     for rate in rates:
-        lines.append(f"  {rate.label:32} {rate.requests:>6} requests, {rate.clients} clients: "
-                     f"{rate.per_s:7.1f}/s, p50 {rate.p50_ms:6.1f} ms, p99 {rate.p99_ms:6.1f} ms, "
-                     f"errors {rate.errors}")  # fmt: skip
+        lines.append(
+            f"  {rate.label:32} {rate.requests:>6} requests, {rate.clients} clients: "
+            f"{rate.per_s:7.1f}/s, p50 {rate.p50_ms:6.1f} ms, p99 {rate.p99_ms:6.1f} ms, "
+            f"errors {rate.errors}"
+        )
     return lines

@@ -120,10 +120,18 @@ def parse(argv: list[str] | None = None) -> Options:
     except ValueError:
         parser.error(f"--idle-sizes: expected numbers separated by commas, got {args.idle_sizes!r}")
     return Options(
-        charges=args.charges, slice=args.slice, latency_ms=args.latency_ms,
-        workers=args.workers, concurrency_zero=args.concurrency_zero,
-        concurrency_latency=args.concurrency_latency, empty_tasks=args.empty_tasks,
-        idle_sizes=sizes, api_requests=args.api_requests, api_clients=args.api_clients,
-        rate_rps=args.rate_rps, rate_charges=args.rate_charges,
-        ledger_payments=args.ledger_payments, skip=skip,
-    )  # fmt: skip
+        charges=args.charges,
+        slice=args.slice,
+        latency_ms=args.latency_ms,
+        workers=args.workers,
+        concurrency_zero=args.concurrency_zero,
+        concurrency_latency=args.concurrency_latency,
+        empty_tasks=args.empty_tasks,
+        idle_sizes=sizes,
+        api_requests=args.api_requests,
+        api_clients=args.api_clients,
+        rate_rps=args.rate_rps,
+        rate_charges=args.rate_charges,
+        ledger_payments=args.ledger_payments,
+        skip=skip,
+    )

@@ -131,8 +131,9 @@ class Bench:
 
     def billing(self, env: dict[str, str], *args: str) -> str:
         command = [sys.executable, "-m", "billing", *args]
-        done = subprocess.run(command, cwd=ROOT, env=product_env(env), capture_output=True,
-                              text=True, check=False)  # fmt: skip
+        done = subprocess.run(
+            command, cwd=ROOT, env=product_env(env), capture_output=True, text=True, check=False
+        )
         if done.returncode != 0:
             raise RuntimeError(f"billing {' '.join(args)}: {done.stderr.strip()}")
         return done.stdout
@@ -142,10 +143,13 @@ class Bench:
         redis.Redis.from_url(self.redis.url).flushdb()
         sandbox = self.spawn(f"sandbox-{database}", sandbox_command(latency_ms), {})
         env = {
-            "BILLING_DATABASE_URL": url, "BILLING_BROKER_URL": self.redis.url,
-            "BILLING_SANDBOX": "1", "BILLING_PORTONE_URL": sandbox_url(sandbox),
-            "BILLING_PORTONE_TIMEOUT": "30", "BILLING_RECONCILE_AFTER": "120",
-        }  # fmt: skip
+            "BILLING_DATABASE_URL": url,
+            "BILLING_BROKER_URL": self.redis.url,
+            "BILLING_SANDBOX": "1",
+            "BILLING_PORTONE_URL": sandbox_url(sandbox),
+            "BILLING_PORTONE_TIMEOUT": "30",
+            "BILLING_RECONCILE_AFTER": "120",
+        }
         self.billing(env, "db", "upgrade")
         self.billing(env, "clock", "set", DUE)
         return env, sandbox
@@ -162,11 +166,28 @@ class Bench:
 
     def workers(self, env: dict[str, str], label: str, concurrency: int) -> list[Managed]:
         started = [
-            self.spawn(f"worker-{label}-{n}", [sys.executable, "-m", "celery", "-A", "workers",
-                       "worker", "-c", str(concurrency), "-n", f"bench{n}@%h",
-                       "--without-mingle", "--without-gossip", "--loglevel", "INFO"], env)
+            self.spawn(
+                f"worker-{label}-{n}",
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "workers",
+                    "worker",
+                    "-c",
+                    str(concurrency),
+                    "-n",
+                    f"bench{n}@%h",
+                    "--without-mingle",
+                    "--without-gossip",
+                    "--loglevel",
+                    "INFO",
+                ],
+                env,
+            )
             for n in range(self.options.workers)
-        ]  # fmt: skip
+        ]
         for worker in started:
             worker.wait_for(b" ready.", 120)
         return started
@@ -201,8 +222,11 @@ class Bench:
         progress = Progress(engine, count, claims_only=True)
         monitor = threading.Thread(target=progress.run, daemon=True)
         monitor.start()
-        scheduler = self.spawn("scheduler-claims", [sys.executable, "-m", "billing",
-                               "scheduler", "--interval", "0.2"], env)  # fmt: skip
+        scheduler = self.spawn(
+            "scheduler-claims",
+            [sys.executable, "-m", "billing", "scheduler", "--interval", "0.2"],
+            env,
+        )
         monitor.join(timeout=count / 100 + 120)
         progress.stop()
         engine.dispose()
@@ -300,8 +324,11 @@ class Bench:
         env, sandbox = self.environment(f"bench_idle_{size}", 0)
         rate = self.import_rows(env, size, LATER)
         pass_ms = self._idle_pass_ms(env)
-        scheduler = self.spawn(f"scheduler-idle-{size}", [sys.executable, "-m", "billing",
-                               "scheduler", "--interval", "0.2"], env)  # fmt: skip
+        scheduler = self.spawn(
+            f"scheduler-idle-{size}",
+            [sys.executable, "-m", "billing", "scheduler", "--interval", "0.2"],
+            env,
+        )
         [worker] = self.workers({**env}, f"idle-{size}", self.options.concurrency_latency)[:1]
         time.sleep(15)  # many idle passes, and a worker waiting for work
         assert scheduler.process is not None and worker is not None and worker.process is not None
@@ -524,8 +551,11 @@ def measure(bench: Bench, options: Options) -> Outcome:
             )
             results.ceilings = [bench.celery_ceiling("plain"), bench.celery_ceiling("product")]
         if "latency" not in options.skip:
-            results.runs.append(bench.throughput("latency", options.slice, options.latency_ms,
-                                                 options.concurrency_latency))  # fmt: skip
+            results.runs.append(
+                bench.throughput(
+                    "latency", options.slice, options.latency_ms, options.concurrency_latency
+                )
+            )
         if "rate" not in options.skip:
             results.rates = rate_runs(bench, options)
         if "idle" not in options.skip:

@@ -112,7 +112,6 @@ class CeleryPublisher:
         try:
             with self.celery.producer_or_acquire() as producer:
                 for argument in ids:
-                    self.celery.send_task(name, args=[argument], countdown=delay,
-                                          producer=producer)  # fmt: skip
+                    self.celery.send_task(name, args=[argument], countdown=delay, producer=producer)
         except (KombuOperationalError, OSError) as exc:
             raise BrokerUnavailable(f"cannot reach the broker: {exc}") from exc

@@ -34,8 +34,12 @@ from billing.services.subscriptions import create_subscription
 
 SEOUL = ZoneInfo("Asia/Seoul")
 PLANS = {"basic-monthly": 6, "standard-monthly-trial": 3, "premium-yearly": 1, "team-calendar": 2}
-FAULTS = {"error_500": 0.02, "commit_then_timeout": 0.02, "commit_then_reset": 0.01,
-          "token_expired": 0.01}  # fmt: skip
+FAULTS = {
+    "error_500": 0.02,
+    "commit_then_timeout": 0.02,
+    "commit_then_reset": 0.01,
+    "token_expired": 0.01,
+}
 
 
 @dataclass
@@ -58,10 +62,14 @@ class Cohorts:
 
 def run_demo(config: DemoConfig, console: Console) -> int:
     directory = Path(tempfile.mkdtemp(prefix="billing-demo-"))
-    settings = load_settings({
-        "BILLING_DATABASE_URL": f"sqlite:///{directory}/demo.db", "BILLING_SANDBOX": "1",
-        "BILLING_PORTONE_TIMEOUT": "1", "BILLING_RECONCILE_AFTER": "2",
-    })  # fmt: skip
+    settings = load_settings(
+        {
+            "BILLING_DATABASE_URL": f"sqlite:///{directory}/demo.db",
+            "BILLING_SANDBOX": "1",
+            "BILLING_PORTONE_TIMEOUT": "1",
+            "BILLING_RECONCILE_AFTER": "2",
+        }
+    )
     sandbox = SandboxConfig(port=0, hang_seconds=2.5, seed=config.seed, auto_register=True)
     embedded = Embedded(settings, concurrency=config.concurrency, sandbox_config=sandbox)
     embedded.start(scheduler_interval=None)
@@ -166,9 +174,11 @@ def _report(
     console.print(_monthly_table(charges))
     statuses = Counter(s.status for s in subscriptions)
     console.print("subscriptions: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
-    console.print(f"cohorts: {len(cohorts.always_decline)} always decline, "
-                  f"{len(cohorts.declines_twice)} decline twice then pay, "
-                  f"{len(cohorts.stolen_card)} stolen cards")  # fmt: skip
+    console.print(
+        f"cohorts: {len(cohorts.always_decline)} always decline, "
+        f"{len(cohorts.declines_twice)} decline twice then pay, "
+        f"{len(cohorts.stolen_card)} stolen cards"
+    )
     faults = server.stats().get("faults", {})
     console.print(
         "faults injected: " + (", ".join(f"{k} {v}" for k, v in sorted(faults.items())) or "none")
@@ -191,8 +201,13 @@ def _monthly_table(charges: list[Charge]) -> Table:
     table = Table("MONTH", "CHARGES", "PAID", "FAILED", "KRW COLLECTED", title="What was charged")
     for month in sorted(months):
         counts = months[month]
-        table.add_row(month, str(sum(counts.values())), str(counts["paid"]),
-                      str(counts["failed"]), f"{collected[month]:,}")  # fmt: skip
+        table.add_row(
+            month,
+            str(sum(counts.values())),
+            str(counts["paid"]),
+            str(counts["failed"]),
+            f"{collected[month]:,}",
+        )
     paid = sum(c["paid"] for c in months.values())
     failed = sum(c["failed"] for c in months.values())
     table.add_row(

@@ -49,9 +49,13 @@ class Embedded:
         plans = parts.pipeline.plans
         self.scheduler = Scheduler(self.app, publisher, plans)
         self._worker = self.celery.WorkController(
-            pool_cls="threads", concurrency=self.concurrency, loglevel="WARNING",
-            without_heartbeat=True, without_mingle=True, without_gossip=True,
-        )  # fmt: skip
+            pool_cls="threads",
+            concurrency=self.concurrency,
+            loglevel="WARNING",
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+        )
         self._spawn(self._worker.start)
         if scheduler_interval is not None:
             self._spawn(lambda: self.scheduler.run_forever(scheduler_interval, self._stop))

@@ -60,8 +60,11 @@ def summary(anomalies: list[Anomaly]) -> dict[str, int]:
 
 def _paid_twice(charges: list[Charge]) -> list[Anomaly]:
     counts = Counter((c.subscription_id, c.period_no) for c in charges if c.status == "paid")
-    return [Anomaly("paid_twice_for_a_period", f"subscription {s} period {p}: {n} paid")
-            for (s, p), n in counts.items() if n > 1]  # fmt: skip
+    return [
+        Anomaly("paid_twice_for_a_period", f"subscription {s} period {p}: {n} paid")
+        for (s, p), n in counts.items()
+        if n > 1
+    ]
 
 
 def _period_of(merchant_uid: str) -> tuple[str, str] | None:
@@ -84,8 +87,11 @@ def _moved_money(payment: Mapping[str, Any]) -> bool:
 def _gateway_paid_twice(payments: list[Mapping[str, Any]]) -> list[Anomaly]:
     counts = Counter(_period_of(str(p.get("merchant_uid"))) for p in payments if _is_paid(p))
     kind = "gateway_paid_twice_for_a_period"
-    return [Anomaly(kind, f"subscription key {key[0]} period {key[1]}: {n} paid")
-            for key, n in counts.items() if key is not None and n > 1]  # fmt: skip
+    return [
+        Anomaly(kind, f"subscription key {key[0]} period {key[1]}: {n} paid")
+        for key, n in counts.items()
+        if key is not None and n > 1
+    ]
 
 
 def _unrecorded(payments: list[Mapping[str, Any]], charges: list[Charge]) -> list[Anomaly]:
@@ -106,17 +112,23 @@ def _unrecorded(payments: list[Mapping[str, Any]], charges: list[Charge]) -> lis
 
 
 def _open(charges: list[Charge]) -> list[Anomaly]:
-    return [Anomaly("charge_left_open", f"{c.merchant_uid} is {c.status}")
-            for c in charges if c.status in OPEN]  # fmt: skip
+    return [
+        Anomaly("charge_left_open", f"{c.merchant_uid} is {c.status}")
+        for c in charges
+        if c.status in OPEN
+    ]
 
 
 def _overdue(subscriptions: list[Subscription], now: datetime) -> list[Anomaly]:
     overdue = [
-        s for s in subscriptions
+        s
+        for s in subscriptions
         if s.status in CHARGEABLE and s.next_charge_at is not None and s.next_charge_at <= now
-    ]  # fmt: skip
-    return [Anomaly("due_period_not_attempted", f"subscription {s.id} due {s.next_charge_at}")
-            for s in overdue]  # fmt: skip
+    ]
+    return [
+        Anomaly("due_period_not_attempted", f"subscription {s.id} due {s.next_charge_at}")
+        for s in overdue
+    ]
 
 
 def _gaps(subscriptions: list[Subscription], charges: list[Charge]) -> list[Anomaly]:

@@ -35,9 +35,19 @@ _PATTERNS = (
 # 0.18396951100021397); only a run that passes the Luhn check is one
 _DIGIT_RUN = re.compile(r"(?<![0-9.])[0-9](?:[ -]?[0-9]){12,18}(?![0-9]|\.[0-9])")
 SENSITIVE_FIELDS = frozenset(
-    {"access_token", "token", "imp_secret", "secret", "password", "authorization",
-     "pwd_2digit", "birth", "card_number", "expiry"}
-)  # fmt: skip
+    {
+        "access_token",
+        "token",
+        "imp_secret",
+        "secret",
+        "password",
+        "authorization",
+        "pwd_2digit",
+        "birth",
+        "card_number",
+        "expiry",
+    }
+)
 _RECORD_ATTRIBUTES = frozenset(
     set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 )

@@ -80,8 +80,13 @@ class Sender:
 
     def _log(self, work: NoticeWork) -> None:
         data = work.payload.get("data", {})
-        log(logger, "notice", kind=work.kind, event_id=work.event_id,
-            subscription_id=data.get("subscription", {}).get("id"))  # fmt: skip
+        log(
+            logger,
+            "notice",
+            kind=work.kind,
+            event_id=work.event_id,
+            subscription_id=data.get("subscription", {}).get("id"),
+        )
 
     def _webhook(self, work: NoticeWork) -> None:
         name = work.config.get("secret_env", "")
@@ -103,8 +108,9 @@ class Sender:
             SIGNATURE_HEADER: signature(secrets[0], body),
         }
         try:
-            response = self.http.post(work.config["url"], content=body, headers=headers,
-                                      timeout=TIMEOUT)  # fmt: skip
+            response = self.http.post(
+                work.config["url"], content=body, headers=headers, timeout=TIMEOUT
+            )
         except httpx.HTTPError as exc:
             raise DeliveryError(f"webhook: {type(exc).__name__}") from None
         if not 200 <= response.status_code < 300:
@@ -162,8 +168,13 @@ class Sender:
 def _email_text(work: NoticeWork) -> str:
     data = work.payload.get("data", {})
     sub = data.get("subscription", {})
-    lines = [SUBJECTS.get(work.kind, work.kind), "", f"구독 번호: {sub.get('id')}",
-             f"플랜: {sub.get('plan_id')}", f"상태: {sub.get('status')}"]  # fmt: skip
+    lines = [
+        SUBJECTS.get(work.kind, work.kind),
+        "",
+        f"구독 번호: {sub.get('id')}",
+        f"플랜: {sub.get('plan_id')}",
+        f"상태: {sub.get('status')}",
+    ]
     charge = data.get("charge")
     if charge:
         lines.append(f"금액: {charge.get('amount'):,}원")

@@ -113,8 +113,13 @@ def refund_view(row: Refund, charge: Charge, zone: ZoneInfo) -> dict[str, Any]:
 
 
 def event_view(event: Event, zone: ZoneInfo) -> dict[str, Any]:
-    return {"id": event.id, "at": format_time(event.occurred_at, zone), "kind": event.kind,
-            "charge_id": event.charge_id, "data": localize(event.data, zone)}  # fmt: skip
+    return {
+        "id": event.id,
+        "at": format_time(event.occurred_at, zone),
+        "kind": event.kind,
+        "charge_id": event.charge_id,
+        "data": localize(event.data, zone),
+    }
 
 
 def customer_view(customer: Customer, zone: ZoneInfo) -> dict[str, Any]:
@@ -131,8 +136,11 @@ def card_view(card: CustomerCard | None, zone: ZoneInfo) -> dict[str, Any] | Non
     """The billing key PortOne last showed us (masked), or None when none is known."""
     if card is None or card.deleted_at is not None:
         return None
-    return {"card_name": card.card_name, "card_number": card.card_number,
-            "verified_at": format_time(card.verified_at, zone)}  # fmt: skip
+    return {
+        "card_name": card.card_name,
+        "card_number": card.card_number,
+        "verified_at": format_time(card.verified_at, zone),
+    }
 
 
 def api_key_view(row: ApiKey, zone: ZoneInfo) -> dict[str, Any]:

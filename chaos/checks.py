@@ -111,8 +111,10 @@ def stopped(session: Session, log: Iterable[Done]) -> list[Anomaly]:
             after = sent is not None and sent > begin and (end is None or sent < end)
             renewal = served_until is None or charge.period_start >= served_until
             if after and renewal:
-                detail = (f"{charge.merchant_uid} sent {sent} after {action} at {begin}"
-                          f"{f', resumed {end}' if end else ''}")  # fmt: skip
+                detail = (
+                    f"{charge.merchant_uid} sent {sent} after {action} at {begin}"
+                    f"{f', resumed {end}' if end else ''}"
+                )
                 anomalies.append(Anomaly("charged_after_cancel_or_pause", detail))
     return anomalies
 
@@ -135,8 +137,11 @@ def scheduler_failures(log_texts: Iterable[str]) -> list[Anomaly]:
 
 
 def _polled(charges: list[Charge]) -> list[Anomaly]:
-    return [Anomaly("portone_polled_too_often", f"{c.merchant_uid}: {c.lookups} lookups")
-            for c in charges if c.lookups > LOOKUP_CEILING]  # fmt: skip
+    return [
+        Anomaly("portone_polled_too_often", f"{c.merchant_uid}: {c.lookups} lookups")
+        for c in charges
+        if c.lookups > LOOKUP_CEILING
+    ]
 
 
 def _daily_dates(sub: Subscription, plan: Plan, charges: list[Charge]) -> list[Anomaly]:
@@ -147,8 +152,9 @@ def _daily_dates(sub: Subscription, plan: Plan, charges: list[Charge]) -> list[A
         return []
     dates = [c.period_start.astimezone(plan.zone).date() for c in charges if c.status == "paid"]
     twice = sorted({day for day in dates if dates.count(day) > 1})
-    anomalies = [Anomaly("calendar_day_charged_twice", f"subscription {sub.id} on {day}")
-                 for day in twice]  # fmt: skip
+    anomalies = [
+        Anomaly("calendar_day_charged_twice", f"subscription {sub.id} on {day}") for day in twice
+    ]
     ordered = sorted(set(dates))
     for earlier, later in itertools.pairwise(ordered):
         if (later - earlier).days > 1:
@@ -203,8 +209,10 @@ def _all_paid(
         tally.ended_by_random_declines += 1
         return []
     missing = sorted(set(range(1, len(due) + 1)) - set(paid))
-    detail = (f"subscription {sub.id} ({sub.status}, plan {sub.plan_id}): periods {missing} of "
-              f"{len(due)} due are not paid")  # fmt: skip
+    detail = (
+        f"subscription {sub.id} ({sub.status}, plan {sub.plan_id}): periods {missing} of "
+        f"{len(due)} due are not paid"
+    )
     return [Anomaly("good_card_period_unpaid", detail)]
 
 

@@ -143,12 +143,20 @@ class Postgres:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 
     def _run_options(self) -> dict[str, Any]:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-               "HOME": str(self.root), "TZ": "UTC"}  # fmt: skip
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "HOME": str(self.root),
+            "TZ": "UTC",
+        }
         if not self.as_root:
             return {"env": env}
-        return {"env": env, "user": PG_USER, "group": pwd.getpwnam(PG_USER).pw_gid,
-                "extra_groups": []}  # fmt: skip
+        return {
+            "env": env,
+            "user": PG_USER,
+            "group": pwd.getpwnam(PG_USER).pw_gid,
+            "extra_groups": [],
+        }
 
     def _own(self, path: Path) -> None:
         path.mkdir(mode=0o700, exist_ok=True)
@@ -160,10 +168,21 @@ class Postgres:
         self.root.chmod(0o755)  # the postgres user must reach its directories
         self._own(self.data)
         self._own(self.sockets)
-        command = [pg_binary("initdb"), "-D", str(self.data), "-U", "postgres",
-                   "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, cwd=self.root, check=False,
-                              **self._run_options())  # fmt: skip
+        command = [
+            pg_binary("initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        ]
+        done = subprocess.run(
+            command, capture_output=True, cwd=self.root, check=False, **self._run_options()
+        )
         if done.returncode != 0:
             hint = (
                 f" (the {PG_USER} user must be able to reach {self.root})" if self.as_root else ""
@@ -176,14 +195,30 @@ class Postgres:
     def start(self) -> None:
         self._log = (self.root / "postgres.log").open("ab")
         command = [
-            pg_binary("postgres"), "-D", str(self.data), "-p", str(self.port),
-            "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.sockets}",
-            "-c", "max_connections=300", "-c", "shared_buffers=128MB", "-c", "fsync=on",
-        ]  # fmt: skip
+            pg_binary("postgres"),
+            "-D",
+            str(self.data),
+            "-p",
+            str(self.port),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={self.sockets}",
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=128MB",
+            "-c",
+            "fsync=on",
+        ]
         self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.root,
-            start_new_session=True, **self._run_options(),
-        )  # fmt: skip
+            command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
+            start_new_session=True,
+            **self._run_options(),
+        )
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -226,12 +261,21 @@ class Postgres:
         if prepare:
             self._client("psql", "-d", restored, "-v", "ON_ERROR_STOP=1", "-c", prepare)
         self._client("dropdb", "--force", database)
-        self._client("psql", "-d", "postgres", "-c",
-                     f'ALTER DATABASE "{restored}" RENAME TO "{database}"')  # fmt: skip
+        self._client(
+            "psql", "-d", "postgres", "-c", f'ALTER DATABASE "{restored}" RENAME TO "{database}"'
+        )
 
     def _client(self, name: str, *args: str) -> None:
-        command = [pg_binary(name), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                   *args]  # fmt: skip
+        command = [
+            pg_binary(name),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            *args,
+        ]
         done = subprocess.run(command, capture_output=True, check=False, timeout=300)
         if done.returncode != 0:
             raise ClusterError(f"{name} failed: {done.stderr.decode(errors='replace')[-500:]}")
@@ -278,14 +322,31 @@ class Redis:
             raise ClusterError("redis-server not found on PATH")
         self._log = (self.dir / "redis.log").open("ab")
         command = [
-            binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-            "--maxmemory-policy", "noeviction", "--protected-mode", "no",
-        ]  # fmt: skip
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--maxmemory-policy",
+            "noeviction",
+            "--protected-mode",
+            "no",
+        ]
         self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.dir,
+            command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.dir,
             start_new_session=True,
-        )  # fmt: skip
+        )
         self._wait_ready()
 
     def _wait_ready(self) -> None:

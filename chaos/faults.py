@@ -106,15 +106,25 @@ def plan_mayhem(
     busy = [i for i in range(steps) if load[i] > 0] or list(range(steps))
     weights = [load[i] + 1 for i in busy]
     blows = [
-        Blow(rng.choices(busy, weights)[0], "worker", rng.uniform(0.0, 2.0),
-             rng.randrange(workers), rng.uniform(0.2, 3.0))
+        Blow(
+            rng.choices(busy, weights)[0],
+            "worker",
+            rng.uniform(0.0, 2.0),
+            rng.randrange(workers),
+            rng.uniform(0.2, 3.0),
+        )
         for _ in range(worker_kills)
-    ]  # fmt: skip
+    ]
     blows += [
-        Blow(rng.choices(busy, weights)[0], "scheduler", rng.uniform(0.0, 1.0),
-             rng.randrange(schedulers), rng.uniform(0.2, 2.0))
+        Blow(
+            rng.choices(busy, weights)[0],
+            "scheduler",
+            rng.uniform(0.0, 1.0),
+            rng.randrange(schedulers),
+            rng.uniform(0.2, 2.0),
+        )
         for _ in range(scheduler_kills)
-    ]  # fmt: skip
+    ]
     half = max(1, steps // 2)
     if redis_restart:
         blows.append(Blow(_busiest(load, 0, half), "redis", rng.uniform(0.2, 1.0), 0, 1.5))

@@ -81,9 +81,11 @@ class Fleet:
     def strike(self, blow: Blow, postgres: Postgres, redis: Redis) -> None:
         """Carry out ``blow`` in the background: wait its delay, kill, wait, start again."""
         thread = threading.Thread(
-            target=self._strike, args=(blow, postgres, redis), name=f"chaos-{blow.what}",
+            target=self._strike,
+            args=(blow, postgres, redis),
+            name=f"chaos-{blow.what}",
             daemon=True,
-        )  # fmt: skip
+        )
         thread.start()
         self._strikes.append(thread)
 

@@ -65,10 +65,12 @@ class Operators:
         busy = [i for i, n in enumerate(load) if n > 0] or list(range(len(load)))
         weights = [load[i] + 1 for i in busy]
         self.acts = sorted(
-            (Act(self.rng.choices(busy, weights)[0], self.rng.uniform(0.0, 0.6))
-             for _ in range(count)),
+            (
+                Act(self.rng.choices(busy, weights)[0], self.rng.uniform(0.0, 0.6))
+                for _ in range(count)
+            ),
             key=lambda act: (act.step, act.delay),
-        )  # fmt: skip
+        )
 
     def at(self, step: int) -> list[Act]:
         return [act for act in self.acts if act.step == step]

@@ -51,9 +51,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler-kills", type=_natural, default=1, help="scheduler SIGKILLs (1)")
     p.add_argument("--no-redis-restart", action="store_true", help="never kill Redis")
     p.add_argument("--no-postgres-restart", action="store_true", help="never kill PostgreSQL")
-    p.add_argument("--restore-after", type=_natural, default=3,
-                   help="clock steps between a pg_dump and its restore over the live database "
-                   "(3; 0: no restore)")  # fmt: skip
+    p.add_argument(
+        "--restore-after",
+        type=_natural,
+        default=3,
+        help="clock steps between a pg_dump and its restore over the live database "
+        "(3; 0: no restore)",
+    )
     p.add_argument(
         "--operator-actions",
         type=_natural,
@@ -62,8 +66,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--step-hours", type=_positive, help="clock step (default 24; --short 48)")
     p.add_argument("--settle-timeout", type=float, default=900.0, help="seconds (900)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
-    p.add_argument("--short", action="store_true",
-                   help="the CI version: 300 subscriptions, 2 months, 2-day steps")  # fmt: skip
+    p.add_argument(
+        "--short",
+        action="store_true",
+        help="the CI version: 300 subscriptions, 2 months, 2-day steps",
+    )
     return p
 
 
@@ -75,14 +82,22 @@ def parse(argv: list[str] | None = None) -> Options:
     acts = args.operator_actions
     acts = acts if acts is not None else ACTIONS_PER_MONTH * months
     return Options(
-        subscriptions=subscriptions, months=months, workers=args.workers,
-        concurrency=args.concurrency, seed=args.seed, worker_kills=kills,
-        scheduler_kills=args.scheduler_kills, redis_restart=not args.no_redis_restart,
-        postgres_restart=not args.no_postgres_restart, restore_after=args.restore_after,
+        subscriptions=subscriptions,
+        months=months,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        seed=args.seed,
+        worker_kills=kills,
+        scheduler_kills=args.scheduler_kills,
+        redis_restart=not args.no_redis_restart,
+        postgres_restart=not args.no_postgres_restart,
+        restore_after=args.restore_after,
         operator_actions=acts,
         step_hours=args.step_hours or (SHORT_STEP_HOURS if args.short else 24),
-        settle_timeout=args.settle_timeout, keep=args.keep, short=args.short,
-    )  # fmt: skip
+        settle_timeout=args.settle_timeout,
+        keep=args.keep,
+        short=args.short,
+    )
 
 
 def _positive(text: str) -> int:

@@ -20,9 +20,15 @@ from billing.services.subscriptions import create_subscription
 
 # The chaos catalog's plans (chaos/plans.yaml: the shipped ones, a daily plan and two
 # nightly cron plans in daylight-saving zones) and how common each one is, in 1000ths.
-PLAN_WEIGHTS = {"basic-monthly": 430, "standard-monthly-trial": 260, "premium-yearly": 90,
-                "team-calendar": 175, "daily": 15, "nightly-sydney": 15,
-                "nightly-new-york": 15}  # fmt: skip
+PLAN_WEIGHTS = {
+    "basic-monthly": 430,
+    "standard-monthly-trial": 260,
+    "premium-yearly": 90,
+    "team-calendar": 175,
+    "daily": 15,
+    "nightly-sydney": 15,
+    "nightly-new-york": 15,
+}
 # The short run (CI) ends before either clock change (2027-03-14 and 2027-04-04): the nightly
 # plans would only add load there, so it bills the daily plan alone among the frequent ones.
 SHORT_PLAN_WEIGHTS = {**PLAN_WEIGHTS, "daily": 10, "nightly-sydney": 0, "nightly-new-york": 0}
@@ -37,8 +43,11 @@ class Cohort(StrEnum):
     OPERATED = "operated"  # good card; operators cancel, pause, resume and change its plan
 
 
-COHORT_SHARES = ((Cohort.ALWAYS_DECLINE, 0.04), (Cohort.DECLINES_TWICE, 0.06),
-                 (Cohort.OPERATED, 0.08))  # fmt: skip
+COHORT_SHARES = (
+    (Cohort.ALWAYS_DECLINE, 0.04),
+    (Cohort.DECLINES_TWICE, 0.06),
+    (Cohort.OPERATED, 0.08),
+)
 
 
 @dataclass(frozen=True)

@@ -54,9 +54,13 @@ class Managed:
         self._output.write(f"--- {self.name} start #{self.starts + 1}\n".encode())
         self._output.flush()
         self.process = subprocess.Popen(
-            self.command, cwd=ROOT, env=self.env, stdout=self._output,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            self.command,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.starts += 1
         return self
 
@@ -126,9 +130,22 @@ def scheduler(index: int, env: dict[str, str], log: Path, interval: float) -> Ma
 
 
 def worker(index: int, env: dict[str, str], log: Path, concurrency: int) -> Managed:
-    command = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-c", str(concurrency),
-               "-n", f"chaos{index}-{os.getpid()}@%h", "--loglevel", "INFO",
-               "--without-mingle", "--without-gossip"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "-c",
+        str(concurrency),
+        "-n",
+        f"chaos{index}-{os.getpid()}@%h",
+        "--loglevel",
+        "INFO",
+        "--without-mingle",
+        "--without-gossip",
+    ]
     return Managed(f"worker-{index}", command, product_env(env), log)
 
 

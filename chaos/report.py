@@ -94,9 +94,11 @@ def render(f: Figures) -> str:
         f"clock steps: {f.steps} ({f.slow_steps} did not drain within the step timeout; "
         f"drained in {_spread(f.step_seconds)})",
         f"anomalies: {len(f.anomalies)} ({_pairs({k: v for k, v in f.anomaly_counts.items()})})",
-        "wall time: " + f"{sum(f.seconds.values()):.1f} s (" + ", ".join(
-            f"{phase} {seconds:.1f} s" for phase, seconds in f.seconds.items()) + ")",
-    ]  # fmt: skip
+        "wall time: "
+        + f"{sum(f.seconds.values()):.1f} s ("
+        + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in f.seconds.items())
+        + ")",
+    ]
     lines += [f"  {anomaly.kind}: {anomaly.detail}" for anomaly in f.anomalies[:30]]
     lines += [f"  died by itself: {text}" for text in f.unexpected[:5]]
     return "\n".join(lines)

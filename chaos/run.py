@@ -89,12 +89,20 @@ class ChaosRun:
         end = months_after(START, self.options.months)
         steps = self._steps(START, end)
         mayhem = self._mayhem(people, catalog, steps)
-        self.operators = Operators(self._app(), random.Random(self.options.seed + 1),
-                                   sorted(people.ids_of(population.Cohort.OPERATED)))  # fmt: skip
+        self.operators = Operators(
+            self._app(),
+            random.Random(self.options.seed + 1),
+            sorted(people.ids_of(population.Cohort.OPERATED)),
+        )
         self.operators.plan(mayhem.load, self.options.operator_actions)
         self._lap("setup")
-        self.fleet = Fleet(self.root, env, workers=self.options.workers,
-                           concurrency=self.options.concurrency, say=say)  # fmt: skip
+        self.fleet = Fleet(
+            self.root,
+            env,
+            workers=self.options.workers,
+            concurrency=self.options.concurrency,
+            say=say,
+        )
         self.fleet.start()
         say(f"{len(self.fleet.members)} product processes up; faults on")
         self._admin().set_faults(DEFAULT_FAULTS, seed=self.options.seed)
@@ -129,16 +137,20 @@ class ChaosRun:
         migrate.upgrade(engine)
         engine.dispose()
         self.redis.start()
-        self.sandbox = processes.sandbox({}, self.root / "sandbox.log", HANG_SECONDS,
-                                         self.options.seed).start()  # fmt: skip
+        self.sandbox = processes.sandbox(
+            {}, self.root / "sandbox.log", HANG_SECONDS, self.options.seed
+        ).start()
         portone = processes.sandbox_url(self.sandbox)
         self.admin = SandboxAdmin(portone)
         env = {
-            "BILLING_DATABASE_URL": url, "BILLING_BROKER_URL": self.redis.url,
-            "BILLING_PORTONE_URL": portone, "BILLING_SANDBOX": "1",
+            "BILLING_DATABASE_URL": url,
+            "BILLING_BROKER_URL": self.redis.url,
+            "BILLING_PORTONE_URL": portone,
+            "BILLING_SANDBOX": "1",
             "BILLING_PORTONE_TIMEOUT": str(PORTONE_TIMEOUT),
-            "BILLING_RECONCILE_AFTER": str(RECONCILE_AFTER), "BILLING_PLANS": str(CATALOG),
-        }  # fmt: skip
+            "BILLING_RECONCILE_AFTER": str(RECONCILE_AFTER),
+            "BILLING_PLANS": str(CATALOG),
+        }
         self.app = build_app(load_settings(env), pool_size=4)
         self._clock().set(START)
         return env
@@ -179,10 +191,16 @@ class ChaosRun:
                 load[index] += 1
         o = self.options
         mayhem = plan_mayhem(
-            self.rng, load, worker_kills=o.worker_kills, scheduler_kills=o.scheduler_kills,
-            workers=o.workers, schedulers=2, redis_restart=o.redis_restart,
-            postgres_restart=o.postgres_restart, restore_after=o.restore_after,
-        )  # fmt: skip
+            self.rng,
+            load,
+            worker_kills=o.worker_kills,
+            scheduler_kills=o.scheduler_kills,
+            workers=o.workers,
+            schedulers=2,
+            redis_restart=o.redis_restart,
+            postgres_restart=o.postgres_restart,
+            restore_after=o.restore_after,
+        )
         mayhem.load = load
         return mayhem
 
@@ -237,10 +255,25 @@ class ChaosRun:
     def _reconcile_ledger(self, since: datetime) -> None:
         """``billing reconcile ledger --since``, as an operator runs it after a restore and
         the scheduler once a day: PortOne's ledger repairs what this database forgot."""
-        command = [sys.executable, "-m", "billing", "reconcile", "ledger", "--json",
-                   "--since", since.isoformat()]  # fmt: skip
-        done = subprocess.run(command, cwd=ROOT, env=processes.product_env(self._env),
-                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "billing",
+            "reconcile",
+            "ledger",
+            "--json",
+            "--since",
+            since.isoformat(),
+        ]
+        done = subprocess.run(
+            command,
+            cwd=ROOT,
+            env=processes.product_env(self._env),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         if done.returncode not in (0, 1):
             raise ClusterError(f"billing reconcile ledger failed: {done.stderr.strip()[-300:]}")
         findings = json.loads(done.stdout)["findings"]
@@ -271,10 +304,14 @@ class ChaosRun:
         )
         with self._app().transaction() as session:
             due = session.scalar(
-                select(func.count()).select_from(Subscription).where(
-                    Subscription.next_charge_at <= now, Subscription.status.in_(CHARGEABLE),
-                    ~open_charge)
-            )  # fmt: skip
+                select(func.count())
+                .select_from(Subscription)
+                .where(
+                    Subscription.next_charge_at <= now,
+                    Subscription.status.in_(CHARGEABLE),
+                    ~open_charge,
+                )
+            )
             moving = session.scalar(
                 select(func.count()).select_from(Charge).where(Charge.status.in_(OPEN))
             )
@@ -333,12 +370,17 @@ class ChaosRun:
         with self._app().transaction() as session:
             for sub in session.scalars(select(Subscription).where(Subscription.key.in_(keys))):
                 lines.append(f"subscription {sub.id} key {sub.key} {sub.status} {sub.plan_id}")
-                lines += [f"  ledger {p['merchant_uid']} {p['status']} paid_at={p['paid_at']} "
-                          f"started_at={p['started_at']}" for p in ledger
-                          if str(p["merchant_uid"]).startswith(f"sub-{sub.key}-")]  # fmt: skip
+                lines += [
+                    f"  ledger {p['merchant_uid']} {p['status']} paid_at={p['paid_at']} "
+                    f"started_at={p['started_at']}"
+                    for p in ledger
+                    if str(p["merchant_uid"]).startswith(f"sub-{sub.key}-")
+                ]
                 query = select(Event).where(Event.subscription_id == sub.id).order_by(Event.id)
-                lines += [f"  {e.occurred_at} {e.recorded_at} {e.kind} {e.data}"
-                          for e in session.scalars(query)]  # fmt: skip
+                lines += [
+                    f"  {e.occurred_at} {e.recorded_at} {e.kind} {e.data}"
+                    for e in session.scalars(query)
+                ]
         (self.root / "explain.txt").write_text("\n".join(lines))
         say(f"anomalies explained in {self.root / 'explain.txt'}")
 

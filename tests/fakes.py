@@ -77,10 +77,16 @@ class FakeGateway:
             status = "failed" if declined else "paid"
             if action.startswith("timeout_as:"):
                 status = action.partition(":")[2]
-            payment = {"imp_uid": f"imps_{len(self.sent):012d}", "merchant_uid": request.merchant_uid,
-                       "amount": request.amount, "status": status,
-                       "fail_reason": reason if declined else None,
-                       "failed_at": len(self.sent), "paid_at": 0, "cancel_amount": 0}  # fmt: skip
+            payment = {
+                "imp_uid": f"imps_{len(self.sent):012d}",
+                "merchant_uid": request.merchant_uid,
+                "amount": request.amount,
+                "status": status,
+                "fail_reason": reason if declined else None,
+                "failed_at": len(self.sent),
+                "paid_at": 0,
+                "cancel_amount": 0,
+            }
             if status == "paid":
                 payment["paid_at"] = len(self.sent)
             attempts.append(payment)
@@ -122,8 +128,12 @@ class FakeGateway:
         chosen = [p for attempts in self.ledger.values() for p in attempts if p["status"] == status]
         start = (page - 1) * limit
         more = start + limit < len(chosen)
-        listing = {"total": len(chosen), "previous": page - 1, "next": page + 1 if more else 0,
-                   "list": chosen[start : start + limit]}  # fmt: skip
+        listing = {
+            "total": len(chosen),
+            "previous": page - 1,
+            "next": page + 1 if more else 0,
+            "list": chosen[start : start + limit],
+        }
         return Exchange(200, envelope(response=listing))
 
     def paid(self) -> list[dict[str, object]]:

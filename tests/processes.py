@@ -43,14 +43,31 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         self._output = self.log.open("ab")
-        command = [sys.executable, "-m", "celery", "-A", "workers", "worker",
-                   "-c", str(self.concurrency), "--loglevel", "INFO", "-n", f"test-{os.getpid()}@%h",
-                   "--without-mingle", "--without-gossip"]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers",
+            "worker",
+            "-c",
+            str(self.concurrency),
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"test-{os.getpid()}@%h",
+            "--without-mingle",
+            "--without-gossip",
+        ]
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=product_env(self.env), stdout=self._output,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            command,
+            cwd=ROOT,
+            env=product_env(self.env),
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             preexec_fn=die_with_parent,  # noqa: PLW1509 (one system call, see above)
-        )  # fmt: skip
+        )
         wait_for(lambda: b" ready." in self.log.read_bytes() or self.exited(), 60, "worker ready")
         assert not self.exited(), self.log.read_text()[-3000:]
         return self

@@ -26,9 +26,13 @@ accepts `Idempotency-Key`. Errors are `{"error": {"code", "message"}}`; lists ar
 
 def create_api(context: ApiContext) -> FastAPI:
     api = FastAPI(
-        title="billing", version=__version__, description=DESCRIPTION,
-        openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
-    )  # fmt: skip
+        title="billing",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
     api.state.api = context
     api.add_middleware(RequestGuard)
     errors.install(api)

@@ -61,5 +61,12 @@ Writer = Annotated[Principal, Depends(writer)]
 
 def _refused(request: Request, why: str) -> None:
     host = request.client.host if request.client else None
-    log(logger, "api_auth_refused", why, level=logging.WARNING, client=host,
-        method=request.method, path=request.url.path)  # fmt: skip
+    log(
+        logger,
+        "api_auth_refused",
+        why,
+        level=logging.WARNING,
+        client=host,
+        method=request.method,
+        path=request.url.path,
+    )

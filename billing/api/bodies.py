@@ -29,8 +29,9 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         if "\x00" in scope["path"] or b"\x00" in unquote_to_bytes(scope["query_string"]):
-            refusal = error_response(422, "invalid_request",
-                                     "the path or query holds a NUL character")  # fmt: skip
+            refusal = error_response(
+                422, "invalid_request", "the path or query holds a NUL character"
+            )
             await refusal(scope, receive, send)
             return
         if scope["method"] in ("POST", "PUT", "PATCH"):

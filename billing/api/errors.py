@@ -123,14 +123,20 @@ async def _database(_request: Request, exc: Exception) -> Response:
 
 async def _unstorable(_request: Request, exc: Exception) -> Response:
     """A value PostgreSQL refused (out of range, not storable): the request's fault."""
-    logger.warning("value refused by the database: %s", type(exc).__name__,
-                   extra={"action": "api_data_error"})  # fmt: skip
+    logger.warning(
+        "value refused by the database: %s", type(exc).__name__, extra={"action": "api_data_error"}
+    )
     return error_response(422, "invalid_request", "a value is out of range or not storable")
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    logger.error("internal error in %s %s", request.method, request.url.path, exc_info=exc,
-                 extra={"action": "api_internal_error"})  # fmt: skip
+    logger.error(
+        "internal error in %s %s",
+        request.method,
+        request.url.path,
+        exc_info=exc,
+        extra={"action": "api_internal_error"},
+    )
     return error_response(500, "internal_error", f"internal error ({type(exc).__name__})")
 
 

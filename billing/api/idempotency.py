@@ -86,8 +86,12 @@ class Write:
         if isinstance(outcome, records.Claimed):
             return outcome.record_id
         if isinstance(outcome, records.Replay):
-            return Response(outcome.body, status_code=outcome.status,
-                            media_type="application/json", headers={REPLAYED: "true"})  # fmt: skip
+            return Response(
+                outcome.body,
+                status_code=outcome.status,
+                media_type="application/json",
+                headers={REPLAYED: "true"},
+            )
         raise _refusal(outcome)
 
     def _complete(self, record_id: int, response: Response) -> None:
@@ -102,16 +106,25 @@ class Write:
 
 def _refusal(outcome: records.Claim) -> ApiError:
     if isinstance(outcome, records.Reused):
-        return ApiError(409, "idempotency_key_reused",
-                        f"this {HEADER} was used for a different request (method, path or "
-                        "body) within 24 h: use a new key for a new request")  # fmt: skip
+        return ApiError(
+            409,
+            "idempotency_key_reused",
+            f"this {HEADER} was used for a different request (method, path or "
+            "body) within 24 h: use a new key for a new request",
+        )
     if isinstance(outcome, records.Interrupted):
-        return ApiError(409, "idempotency_key_interrupted",
-                        f"the request first sent with this {HEADER} never recorded its "
-                        "answer: it may or may not have taken effect; look, then use a "
-                        "new key")  # fmt: skip
-    return ApiError(409, "idempotency_key_in_progress",
-                    f"a request with this {HEADER} is still running: retry it later")  # fmt: skip
+        return ApiError(
+            409,
+            "idempotency_key_interrupted",
+            f"the request first sent with this {HEADER} never recorded its "
+            "answer: it may or may not have taken effect; look, then use a "
+            "new key",
+        )
+    return ApiError(
+        409,
+        "idempotency_key_in_progress",
+        f"a request with this {HEADER} is still running: retry it later",
+    )
 
 
 def fingerprint(method: str, target: str, body: bytes) -> str:

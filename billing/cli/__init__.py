@@ -63,11 +63,25 @@ def _register() -> None:
     customers.customers.add_command(billing_keys.delete)
 
     for command in (
-        db.db, plans.plans, customers.customers, subscriptions.subscriptions, charges.charges,
-        refunds.refunds, ops.scheduler, ops.run, ops.drain, ops.status, clock.clock,
-        sandbox.sandbox, demo.demo, checkout.checkout_params, serve.serve, api_keys.api_keys,
-        reconcile.reconcile, imports.import_group,
-    ):  # fmt: skip
+        db.db,
+        plans.plans,
+        customers.customers,
+        subscriptions.subscriptions,
+        charges.charges,
+        refunds.refunds,
+        ops.scheduler,
+        ops.run,
+        ops.drain,
+        ops.status,
+        clock.clock,
+        sandbox.sandbox,
+        demo.demo,
+        checkout.checkout_params,
+        serve.serve,
+        api_keys.api_keys,
+        reconcile.reconcile,
+        imports.import_group,
+    ):
         cli.add_command(command)
 
 
@@ -98,5 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: still one line, the traceback on request
         if os.environ.get("BILLING_DEBUG"):
             raise
-        fail(f"internal error: {type(exc).__name__}: {exc} (BILLING_DEBUG=1 shows the traceback)",
-             EXIT_INTERNAL)  # fmt: skip
+        fail(
+            f"internal error: {type(exc).__name__}: {exc} (BILLING_DEBUG=1 shows the traceback)",
+            EXIT_INTERNAL,
+        )

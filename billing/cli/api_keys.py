@@ -48,10 +48,16 @@ def list_(runtime: Runtime, as_json: bool) -> None:
         return
     columns = ("NAME", "PREFIX", "ACCESS", "CREATED", "LAST USED", "REVOKED")
     rows = [
-        (v["name"], v["prefix"], "read-only" if v["read_only"] else "read-write",
-         v["created_at"], v["last_used_at"], v["revoked_at"])
+        (
+            v["name"],
+            v["prefix"],
+            "read-only" if v["read_only"] else "read-write",
+            v["created_at"],
+            v["last_used_at"],
+            v["revoked_at"],
+        )
         for v in views
-    ]  # fmt: skip
+    ]
     emit_table(columns, rows, "no API keys")
 
 

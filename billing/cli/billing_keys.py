@@ -57,9 +57,14 @@ def card_options(required: bool) -> Callable[[Command], Command]:
 @json_option
 @click.pass_obj
 def register(
-    runtime: Runtime, customer_uid: str, card_number: str, expiry: str, birth: str,
-    pwd_2digit: str | None, as_json: bool,
-) -> None:  # fmt: skip
+    runtime: Runtime,
+    customer_uid: str,
+    card_number: str,
+    expiry: str,
+    birth: str,
+    pwd_2digit: str | None,
+    as_json: bool,
+) -> None:
     """Issue a billing key for CUSTOMER_UID (added with `billing customers add`) at PortOne.
 
     A key already registered for CUSTOMER_UID is replaced. The card data is never stored

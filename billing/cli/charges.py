@@ -39,9 +39,12 @@ def list_charges(
 @json_option
 @click.pass_obj
 def list_(
-    runtime: Runtime, subscription_id: int | None, status: str | None, limit: int | None,
+    runtime: Runtime,
+    subscription_id: int | None,
+    status: str | None,
+    limit: int | None,
     as_json: bool,
-) -> None:  # fmt: skip
+) -> None:
     """List charges, oldest first."""
     with runtime.app.transaction() as session:
         rows = list_charges(session, subscription_id, status, limit)
@@ -61,8 +64,17 @@ def list_(
         "REASON",
     )
     table = [
-        (v["id"], v["subscription_id"], v["merchant_uid"], f"{v['amount']:,}", v["status"],
-         v["attempt"], v["period_start"], v["decline_class"], v["fail_reason"])
+        (
+            v["id"],
+            v["subscription_id"],
+            v["merchant_uid"],
+            f"{v['amount']:,}",
+            v["status"],
+            v["attempt"],
+            v["period_start"],
+            v["decline_class"],
+            v["fail_reason"],
+        )
         for v in views
-    ]  # fmt: skip
+    ]
     emit_table(columns, table, "no charges")

@@ -23,22 +23,25 @@ def page_snippet(params: dict[str, Any], merchant_code: str) -> str:
     Parameters without a value (no buyer e-mail, no redirect) are left out."""
     given = {key: value for key, value in params.items() if value is not None}
     literal = json.dumps(given, ensure_ascii=False, indent=2)
-    return "\n".join([
-        f'<script src="{SDK}"></script>',
-        "<script>",
-        f"IMP.init({json.dumps(merchant_code)});  // your PortOne merchant code (가맹점 식별코드)",
-        f"IMP.request_pay({literal}, function (rsp) {{",
-        "  if (!rsp.success) { alert(rsp.error_msg); return; }",
-        "  // The billing key is issued. Tell your server; it verifies the key with PortOne",
-        "  // (GET /subscribe/customers/{customer_uid}) before subscribing the customer.",
-        "  fetch('/billing/key-issued', {",
-        "    method: 'POST', headers: {'Content-Type': 'application/json'},",
-        "    body: JSON.stringify({customer_uid: rsp.customer_uid, imp_uid: rsp.imp_uid,",
-        "                          merchant_uid: rsp.merchant_uid}),",
-        "  });",
-        "});",
-        "</script>",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f'<script src="{SDK}"></script>',
+            "<script>",
+            f"IMP.init({json.dumps(merchant_code)});"
+            "  // your PortOne merchant code (가맹점 식별코드)",
+            f"IMP.request_pay({literal}, function (rsp) {{",
+            "  if (!rsp.success) { alert(rsp.error_msg); return; }",
+            "  // The billing key is issued. Tell your server; it verifies the key with PortOne",
+            "  // (GET /subscribe/customers/{customer_uid}) before subscribing the customer.",
+            "  fetch('/billing/key-issued', {",
+            "    method: 'POST', headers: {'Content-Type': 'application/json'},",
+            "    body: JSON.stringify({customer_uid: rsp.customer_uid, imp_uid: rsp.imp_uid,",
+            "                          merchant_uid: rsp.merchant_uid}),",
+            "  });",
+            "});",
+            "</script>",
+        ]
+    )
 
 
 def _merchant_code(runtime: Runtime) -> str:

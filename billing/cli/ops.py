@@ -29,8 +29,13 @@ T = TypeVar("T")
 
 @click.command()
 @click.option("--once", is_flag=True, help="One pass, then exit.")
-@click.option("--interval", type=click.FloatRange(0.05, 3600), default=1.0, show_default=True,
-              help="Seconds between passes when nothing was due.")  # fmt: skip
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.05, 3600),
+    default=1.0,
+    show_default=True,
+    help="Seconds between passes when nothing was due.",
+)
 @click.pass_obj
 def scheduler(runtime: Runtime, once: bool, interval: float) -> None:
     """The scheduler daemon: claims due work and publishes it to the broker.
@@ -94,8 +99,9 @@ def run(runtime: Runtime, concurrency: int, interval: float) -> None:
     embedded = Embedded(settings, concurrency=concurrency)
     embedded.start(scheduler_interval=interval)
     target = embedded.sandbox.url + " (bundled sandbox)" if embedded.sandbox else "PortOne"
-    click.echo(f"billing run: scheduler and {concurrency} worker threads charging {target}; "
-               "Ctrl-C stops")  # fmt: skip
+    click.echo(
+        f"billing run: scheduler and {concurrency} worker threads charging {target}; Ctrl-C stops"
+    )
     stop = threading.Event()
     _stop_on_signals(stop)
     try:

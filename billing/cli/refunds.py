@@ -105,10 +105,17 @@ def list_(runtime: Runtime, charge_id: int | None, status: str | None, as_json: 
         return
     columns = ("ID", "CHARGE", "KRW", "STATUS", "SENDS", "CREATED", "REASON")
     rows = [
-        (v["id"], v["charge_id"], f"{v['amount']:,}", v["status"], v["sends"], v["created_at"],
-         v["fail_reason"] or v["reason"])
+        (
+            v["id"],
+            v["charge_id"],
+            f"{v['amount']:,}",
+            v["status"],
+            v["sends"],
+            v["created_at"],
+            v["fail_reason"] or v["reason"],
+        )
         for v in views
-    ]  # fmt: skip
+    ]
     emit_table(columns, rows, "no refunds")
 
 

@@ -134,10 +134,16 @@ def list_(runtime: Runtime, status: str | None, as_json: bool) -> None:
         return
     columns = ("ID", "CUSTOMER", "PLAN", "STATUS", "PERIOD END", "NEXT CHARGE")
     rows = [
-        (v["id"], v["customer_uid"], v["plan_id"], v["status"], v["current_period_end"],
-         v["next_charge_at"])
+        (
+            v["id"],
+            v["customer_uid"],
+            v["plan_id"],
+            v["status"],
+            v["current_period_end"],
+            v["next_charge_at"],
+        )
         for v in views
-    ]  # fmt: skip
+    ]
     emit_table(columns, rows, "no subscriptions")
 
 
@@ -164,26 +170,31 @@ def _add(name: str, verb: str, help_text: str, change: Any, *options: Any) -> No
 
 
 _add(
-    "cancel", "canceled",
+    "cancel",
+    "canceled",
     "Cancel now (no further charges), or at the end of the paid period.",
     lambda s, i, now, o: service.cancel(s, i, now, o["at_period_end"]),
     click.option("--at-period-end", is_flag=True, help="Serve the paid period, then stop."),
-)  # fmt: skip
+)
 _add(
-    "pause", "paused", "Pause: no charges until resumed.",
+    "pause",
+    "paused",
+    "Pause: no charges until resumed.",
     lambda s, i, now, o: service.pause(s, i, now),
-)  # fmt: skip
+)
 _add(
-    "resume", "resumed",
+    "resume",
+    "resumed",
     "Resume: charged at once and re-anchored to now (inside a paid period: on schedule).",
     lambda s, i, now, o: service.resume(s, i, now),
-)  # fmt: skip
+)
 _add(
-    "change-plan", "changed",
+    "change-plan",
+    "changed",
     "Move to another plan from the next period.",
     lambda s, i, now, o: service.change_plan(s, i, o["plan_id"], now),
     click.option("--plan", "plan_id", required=True, help="The new plan id."),
-)  # fmt: skip
+)
 
 
 @subscriptions.command()

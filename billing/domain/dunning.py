@@ -128,18 +128,24 @@ def record_decline(
     if state.status not in CHARGEABLE_STATUSES:
         return Decline(failed, DeclineAction.NONE)
     if card_updated:
-        at_once = replace(failed, status=SubscriptionStatus.PAST_DUE, awaiting_new_card=False,
-                          next_charge_at=now)  # fmt: skip
+        at_once = replace(
+            failed, status=SubscriptionStatus.PAST_DUE, awaiting_new_card=False, next_charge_at=now
+        )
         return Decline(at_once, DeclineAction.RETRY)
     ahead = [first + offset for offset in policy.retry_after if first + offset > now]
     if not ahead:
         return end_dunning(failed, policy)
     if hard:
-        waiting = replace(failed, status=SubscriptionStatus.PAST_DUE, awaiting_new_card=True,
-                          next_charge_at=ahead[-1])  # fmt: skip
+        waiting = replace(
+            failed,
+            status=SubscriptionStatus.PAST_DUE,
+            awaiting_new_card=True,
+            next_charge_at=ahead[-1],
+        )
         return Decline(waiting, DeclineAction.AWAIT_CARD)
-    retrying = replace(failed, status=SubscriptionStatus.PAST_DUE, awaiting_new_card=False,
-                       next_charge_at=ahead[0])  # fmt: skip
+    retrying = replace(
+        failed, status=SubscriptionStatus.PAST_DUE, awaiting_new_card=False, next_charge_at=ahead[0]
+    )
     return Decline(retrying, DeclineAction.RETRY)
 
 

@@ -37,19 +37,38 @@ class Interval:
 
 
 _INTERVAL_UNITS = {
-    "d": Unit.DAY, "day": Unit.DAY, "days": Unit.DAY,
-    "w": Unit.WEEK, "week": Unit.WEEK, "weeks": Unit.WEEK,
-    "month": Unit.MONTH, "months": Unit.MONTH,
-    "y": Unit.YEAR, "year": Unit.YEAR, "years": Unit.YEAR,
-}  # fmt: skip
+    "d": Unit.DAY,
+    "day": Unit.DAY,
+    "days": Unit.DAY,
+    "w": Unit.WEEK,
+    "week": Unit.WEEK,
+    "weeks": Unit.WEEK,
+    "month": Unit.MONTH,
+    "months": Unit.MONTH,
+    "y": Unit.YEAR,
+    "year": Unit.YEAR,
+    "years": Unit.YEAR,
+}
 
 _OFFSET_SECONDS = {
-    "s": 1, "sec": 1, "second": 1, "seconds": 1,
-    "m": 60, "min": 60, "minute": 60, "minutes": 60,
-    "h": 3600, "hour": 3600, "hours": 3600,
-    "d": 86400, "day": 86400, "days": 86400,
-    "w": 604800, "week": 604800, "weeks": 604800,
-}  # fmt: skip
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "seconds": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hour": 3600,
+    "hours": 3600,
+    "d": 86400,
+    "day": 86400,
+    "days": 86400,
+    "w": 604800,
+    "week": 604800,
+    "weeks": 604800,
+}
 
 _AMOUNT_UNIT = re.compile(r"^\s*(\d{1,6})\s*([a-zA-Z]+)\s*$")
 

@@ -81,9 +81,13 @@ def change_plan(state: BillingState, new: Plan) -> BillingState:
     due = first_period(replace(new, trial_days=0), state.due.start)
     next_charge_at = due.start if state.next_charge_at is not None else None
     return replace(
-        state, plan_id=new.id, anchor=due.start, due=due, next_charge_at=next_charge_at,
+        state,
+        plan_id=new.id,
+        anchor=due.start,
+        due=due,
+        next_charge_at=next_charge_at,
         next_plan_id=None,
-    )  # fmt: skip
+    )
 
 
 def _reanchor(
@@ -92,10 +96,19 @@ def _reanchor(
     due = first_period(replace(plan, trial_days=0), at)
     abandoned = 1 if state.due_has_begun else 0
     return replace(
-        state, status=status, plan_id=plan.id, anchor=due.start, current=None, due=due,
-        period_no=state.period_no + abandoned, attempt=1, next_charge_at=due.start,
-        next_plan_id=None, first_failed_at=None, awaiting_new_card=False,
-    )  # fmt: skip
+        state,
+        status=status,
+        plan_id=plan.id,
+        anchor=due.start,
+        current=None,
+        due=due,
+        period_no=state.period_no + abandoned,
+        attempt=1,
+        next_charge_at=due.start,
+        next_plan_id=None,
+        first_failed_at=None,
+        awaiting_new_card=False,
+    )
 
 
 def _serving_paid_period(state: BillingState) -> bool:
@@ -133,11 +146,19 @@ def record_payment(state: BillingState, plan: Plan, next_plan: Plan | None) -> B
     if status in CHARGEABLE_STATUSES:
         status = SubscriptionStatus.ACTIVE
     return replace(
-        state, status=status, plan_id=plan_id, anchor=anchor, current=paid, due=due,
-        period_no=state.period_no + 1, attempt=1, first_failed_at=None, next_plan_id=None,
+        state,
+        status=status,
+        plan_id=plan_id,
+        anchor=anchor,
+        current=paid,
+        due=due,
+        period_no=state.period_no + 1,
+        attempt=1,
+        first_failed_at=None,
+        next_plan_id=None,
         next_charge_at=due.start if status == SubscriptionStatus.ACTIVE else None,
         awaiting_new_card=False,
-    )  # fmt: skip
+    )
 
 
 def skip_period(state: BillingState, plan: Plan) -> BillingState:

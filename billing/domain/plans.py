@@ -64,9 +64,17 @@ class Plan:
 
 def _terms(plan: Plan) -> tuple[object, ...]:
     return (
-        plan.id, plan.name, plan.amount, plan.zone.key, plan.interval, plan.cron,
-        plan.trial_days, plan.prorate_first, plan.card_quota, plan.dunning,
-    )  # fmt: skip
+        plan.id,
+        plan.name,
+        plan.amount,
+        plan.zone.key,
+        plan.interval,
+        plan.cron,
+        plan.trial_days,
+        plan.prorate_first,
+        plan.card_quota,
+        plan.dunning,
+    )
 
 
 @dataclass(frozen=True)

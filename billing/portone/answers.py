@@ -83,8 +83,11 @@ def _classify_transport(exchange: Exchange) -> ChargeAnswer | None:
     if exchange.failure is not None or exchange.status is None:
         return ChargeAnswer(Outcome.UNKNOWN, clip(f"no answer: {exchange.detail}"))
     if exchange.status in (401, 429):
-        return ChargeAnswer(Outcome.TRANSIENT, f"HTTP {exchange.status} before processing",
-                            http_status=exchange.status)  # fmt: skip
+        return ChargeAnswer(
+            Outcome.TRANSIENT,
+            f"HTTP {exchange.status} before processing",
+            http_status=exchange.status,
+        )
     if exchange.status >= 500:
         return _unknown(exchange, f"HTTP {exchange.status}")
     return None

@@ -69,8 +69,9 @@ def classify_cancel(exchange: Exchange, request: CancelRequest, *, resend: bool)
     if code != 0:
         if resend or not is_client_error(exchange.status):
             return _unknown(exchange, f"refused a re-send or odd status: {message}", code)
-        return CancelAnswer(CancelOutcome.REFUSED, _clip(message or "refused"), None, None, code,
-                            exchange.status)  # fmt: skip
+        return CancelAnswer(
+            CancelOutcome.REFUSED, _clip(message or "refused"), None, None, code, exchange.status
+        )
     return _processed(exchange, request, response)
 
 
@@ -83,8 +84,9 @@ def _processed(exchange: Exchange, request: CancelRequest, response: Any) -> Can
     found = find_refund(response, request.checksum, request.amount)
     if found.applied != Applied.APPLIED:
         return _unknown(exchange, f"answer does not show the refund: {found.reason}", 0)
-    return CancelAnswer(CancelOutcome.SUCCEEDED, "", found.cancelled, found.cancellation_id, 0,
-                        exchange.status)  # fmt: skip
+    return CancelAnswer(
+        CancelOutcome.SUCCEEDED, "", found.cancelled, found.cancellation_id, 0, exchange.status
+    )
 
 
 def classify_lookup(exchange: Exchange, imp_uid: str, checksum: int, amount: int) -> RefundLookup:
@@ -129,8 +131,10 @@ def _walk(
     if balance > checksum:
         reason = f"PortOne's refundable balance is {balance} KRW, more than our {checksum}"
         return RefundLookup(Applied.BEHIND, total, None, reason)
-    return _never(total, f"PortOne's refundable balance went from above {checksum} KRW to "
-                         f"{balance} without it")  # fmt: skip
+    return _never(
+        total,
+        f"PortOne's refundable balance went from above {checksum} KRW to {balance} without it",
+    )
 
 
 def _never(total: int, reason: str) -> RefundLookup:
@@ -182,13 +186,19 @@ def whole_krw(value: object) -> int | None:
 
 def _transport(exchange: Exchange) -> CancelAnswer | None:
     if exchange.failure == Transport.NOT_SENT:
-        return CancelAnswer(CancelOutcome.TRANSIENT, _clip(f"not sent: {exchange.detail}"),
-                            http_status=exchange.status)  # fmt: skip
+        return CancelAnswer(
+            CancelOutcome.TRANSIENT,
+            _clip(f"not sent: {exchange.detail}"),
+            http_status=exchange.status,
+        )
     if exchange.failure is not None or exchange.status is None:
         return CancelAnswer(CancelOutcome.UNKNOWN, _clip(f"no answer: {exchange.detail}"))
     if exchange.status in (401, 429):
-        return CancelAnswer(CancelOutcome.TRANSIENT, f"HTTP {exchange.status} before processing",
-                            http_status=exchange.status)  # fmt: skip
+        return CancelAnswer(
+            CancelOutcome.TRANSIENT,
+            f"HTTP {exchange.status} before processing",
+            http_status=exchange.status,
+        )
     if exchange.status >= 500:
         return _unknown(exchange, f"HTTP {exchange.status}")
     return None

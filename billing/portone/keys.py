@@ -61,8 +61,7 @@ class Holder:
     tel: str | None = None
 
     def fields(self) -> dict[str, str]:
-        given = {"customer_name": self.name, "customer_email": self.email,
-                 "customer_tel": self.tel}  # fmt: skip
+        given = {"customer_name": self.name, "customer_email": self.email, "customer_tel": self.tel}
         return {
             key: value
             for key, value in given.items()
@@ -85,8 +84,12 @@ def issue(
     client: PortOneClient, customer_uid: str, card: CardDetails, holder: Holder, pg: str | None
 ) -> Exchange:
     """``POST /subscribe/customers/{customer_uid}``: issue (or replace) the billing key."""
-    body: dict[str, Any] = {"card_number": card.number, "expiry": card.expiry,
-                            "birth": card.birth, **holder.fields()}  # fmt: skip
+    body: dict[str, Any] = {
+        "card_number": card.number,
+        "expiry": card.expiry,
+        "birth": card.birth,
+        **holder.fields(),
+    }
     if card.pwd_2digit:
         body["pwd_2digit"] = card.pwd_2digit
     if pg:
@@ -152,8 +155,9 @@ def classify_key(exchange: Exchange, customer_uid: str, card: CardDetails | None
         outcome = KeyOutcome.ABSENT if status == 404 else KeyOutcome.REFUSED
         return KeyAnswer(outcome, said or f"code {code}", code=code, http_status=status)
     if not isinstance(response, dict) or response.get("customer_uid") != customer_uid:
-        return KeyAnswer(KeyOutcome.UNKNOWN, "answer names another customer_uid", code=0,
-                         http_status=status)  # fmt: skip
+        return KeyAnswer(
+            KeyOutcome.UNKNOWN, "answer names another customer_uid", code=0, http_status=status
+        )
     return _done(response, status)
 
 
@@ -161,9 +165,13 @@ def _done(response: dict[str, Any], status: int) -> KeyAnswer:
     name = response.get("card_name")
     number = response.get("card_number")
     return KeyAnswer(
-        KeyOutcome.DONE, "", name if isinstance(name, str) else None,
-        mask_number(number) if isinstance(number, str) and number else None, 0, status,
-    )  # fmt: skip
+        KeyOutcome.DONE,
+        "",
+        name if isinstance(name, str) else None,
+        mask_number(number) if isinstance(number, str) and number else None,
+        0,
+        status,
+    )
 
 
 def _clip(text: str) -> str:

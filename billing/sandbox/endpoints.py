@@ -87,9 +87,10 @@ def by_status(state: SandboxState, request: Request) -> Reply:
     since = until - WINDOW_DEFAULT if since is None else since
     sorting = fields.sorting(request.query)
     chosen = [
-        p for p in state.ledger.all()
+        p
+        for p in state.ledger.all()
         if (status is None or p.status is status) and since <= _status_time(p) <= until
-    ]  # fmt: skip
+    ]
     chosen.sort(key=SORT_KEYS[sorting.lstrip("-")], reverse=sorting.startswith("-"))
     return ok(page_json(chosen, page, limit))
 

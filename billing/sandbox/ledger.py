@@ -161,8 +161,12 @@ class Ledger:
             payment = Payment(seq, self._new_imp_uid(), order, card, status, now, reason)
             if status is PaymentStatus.CANCELLED:  # a net-cancel: approved, then voided by the PG
                 record = CancelRecord(f"{payment.imp_uid}_c1", order.amount, NET_CANCEL, now)
-                payment = replace(payment, cancel_amount=order.amount, cancel_history=(record,),
-                                  net_cancelled=True)  # fmt: skip
+                payment = replace(
+                    payment,
+                    cancel_amount=order.amount,
+                    cancel_history=(record,),
+                    net_cancelled=True,
+                )
             self._payments.append(payment)
             self._by_imp_uid[payment.imp_uid] = seq
             earlier.append(seq)

@@ -71,9 +71,12 @@ def create_key(session: Session, name: str, read_only: bool, wall: datetime) -> 
     check_name(name)
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(
-        name=name, prefix=key[:PREFIX_LENGTH], key_hash=hash_key(key), read_only=read_only,
+        name=name,
+        prefix=key[:PREFIX_LENGTH],
+        key_hash=hash_key(key),
+        read_only=read_only,
         created_at=wall,
-    )  # fmt: skip
+    )
     session.add(row)
     try:
         session.flush()

@@ -46,14 +46,19 @@ def set_aside(
     )
     if reason != previous:
         record_event(session, SetAside(reason=reason), now, subscription_id=subscription_id)
-        log(logger, "set_aside", level=logging.ERROR, subscription_id=subscription_id,
-            reason=reason)  # fmt: skip
+        log(
+            logger, "set_aside", level=logging.ERROR, subscription_id=subscription_id, reason=reason
+        )
 
 
 def keep_answer(
-    session: Session, charge_id: int, paid_imp_uid: str | None, reason: str, now: datetime,
+    session: Session,
+    charge_id: int,
+    paid_imp_uid: str | None,
+    reason: str,
+    now: datetime,
     wall: datetime,
-) -> None:  # fmt: skip
+) -> None:
     """Recording PortOne's answer failed for this charge alone. A payment is kept (the
     charge is paid: invariant 3); anything else is asked again in an hour, not in a loop.
     Its subscription is set aside for a person either way."""

@@ -60,8 +60,12 @@ class KeyResult:
     card_number: str | None  # the last four digits, the rest starred
 
     def view(self) -> dict[str, str | None]:
-        return {"customer_uid": self.customer_uid, "billing_key": self.action,
-                "card_name": self.card_name, "card_number": self.card_number}  # fmt: skip
+        return {
+            "customer_uid": self.customer_uid,
+            "billing_key": self.action,
+            "card_name": self.card_name,
+            "card_number": self.card_number,
+        }
 
 
 @dataclass(frozen=True)
@@ -81,9 +85,11 @@ def parse_card(
 ) -> CardDetails:
     """The card data, checked; InvalidInput names the option, never the value."""
     return CardDetails(
-        number=_card_number(card_number), expiry=_expiry(expiry, today), birth=_birth(birth),
+        number=_card_number(card_number),
+        expiry=_expiry(expiry, today),
+        birth=_birth(birth),
         pwd_2digit=_password(pwd_2digit),
-    )  # fmt: skip
+    )
 
 
 def _card_number(text: str) -> str:
@@ -153,15 +159,24 @@ def register_key(
     check_customer_uid(customer_uid)
     with app.transaction() as session:
         holder = _holder(get_customer(session, customer_uid))
-    answer = keys.classify_key(keys.issue(client, customer_uid, card, holder, pg), customer_uid,
-                               card)  # fmt: skip
+    answer = keys.classify_key(
+        keys.issue(client, customer_uid, card, holder, pg), customer_uid, card
+    )
     _log("billing_key_register", customer_uid, answer)
     if answer.outcome != KeyOutcome.DONE:
         raise _refusal("register a billing key for", customer_uid, answer)
     now = app.clock.now()
     with app.transaction() as session:
-        record_event(session, BillingKeyRegistered(customer_uid=customer_uid,
-                     card_name=answer.card_name, card_number=card.masked, pg=pg), now)  # fmt: skip
+        record_event(
+            session,
+            BillingKeyRegistered(
+                customer_uid=customer_uid,
+                card_name=answer.card_name,
+                card_number=card.masked,
+                pg=pg,
+            ),
+            now,
+        )
         card_updated(session, customer_uid, now)  # a new card: retry what is past due at once
         remember_card(session, customer_uid, answer.card_name, card.masked, now)
     return KeyResult(customer_uid, "registered", answer.card_name, card.masked)
@@ -189,9 +204,17 @@ def delete_key(
         raise _refusal("delete the billing key of", customer_uid, answer)
     now = app.clock.now()
     with app.transaction() as session:
-        record_event(session, BillingKeyDeleted(customer_uid=customer_uid,
-                     card_name=answer.card_name, card_number=answer.card_number, reason=reason,
-                     forced=bool(live)), now)  # fmt: skip
+        record_event(
+            session,
+            BillingKeyDeleted(
+                customer_uid=customer_uid,
+                card_name=answer.card_name,
+                card_number=answer.card_number,
+                reason=reason,
+                forced=bool(live),
+            ),
+            now,
+        )
         forget_card(session, customer_uid, now)
     return KeyResult(customer_uid, "deleted", answer.card_name, answer.card_number)
 
@@ -214,8 +237,15 @@ def verify_key(app: App, client: PortOneClient, customer_uid: str) -> VerifiedKe
         raise _refusal("look up the billing key of", customer_uid, answer)
     now = app.clock.now()
     with app.transaction() as session:
-        record_event(session, BillingKeyVerified(customer_uid=customer_uid,
-                     card_name=answer.card_name, card_number=answer.card_number), now)  # fmt: skip
+        record_event(
+            session,
+            BillingKeyVerified(
+                customer_uid=customer_uid,
+                card_name=answer.card_name,
+                card_number=answer.card_number,
+            ),
+            now,
+        )
         remember_card(session, customer_uid, answer.card_name, answer.card_number, now)
         retried = [row.id for row in card_updated(session, customer_uid, now)]
     result = KeyResult(customer_uid, "verified", answer.card_name, answer.card_number)
@@ -223,9 +253,12 @@ def verify_key(app: App, client: PortOneClient, customer_uid: str) -> VerifiedKe
 
 
 def remember_card(
-    session: Session, customer_uid: str, card_name: str | None, masked: str | None,
+    session: Session,
+    customer_uid: str,
+    card_name: str | None,
+    masked: str | None,
     now: datetime,
-) -> None:  # fmt: skip
+) -> None:
     """What PortOne showed of the customer's key (the masked number only)."""
     customer = get_customer(session, customer_uid)
     card = session.get(CustomerCard, customer.id, with_for_update=True)
@@ -284,8 +317,15 @@ def _refusal(what: str, customer_uid: str, answer: KeyAnswer) -> BillingError:
 
 
 def _log(action: str, customer_uid: str, answer: KeyAnswer) -> None:
-    log(logger, action, customer_uid=customer_uid, outcome=str(answer.outcome),
-        http_status=answer.http_status, code=answer.code, message=answer.message)  # fmt: skip
+    log(
+        logger,
+        action,
+        customer_uid=customer_uid,
+        outcome=str(answer.outcome),
+        http_status=answer.http_status,
+        code=answer.code,
+        message=answer.message,
+    )
 
 
 def today_in(zone: ZoneInfo) -> date:

@@ -73,8 +73,14 @@ def begin_charges(
     (``dunning.needs_lookup``: every send passes here, whatever published it)."""
     wall = timing.wall
     locked = (
-        select(Charge.id, Subscription.status, Charge.created_at, Charge.plan_id,
-               Charge.plan_version, Charge.looked_up_at)
+        select(
+            Charge.id,
+            Subscription.status,
+            Charge.created_at,
+            Charge.plan_id,
+            Charge.plan_version,
+            Charge.looked_up_at,
+        )
         .join(Subscription, Subscription.id == Charge.subscription_id)
         .where(
             Charge.id.in_(charge_ids),
@@ -83,7 +89,7 @@ def begin_charges(
         )
         .order_by(Charge.id)
         .with_for_update(of=Charge, skip_locked=True)
-    )  # fmt: skip
+    )
     rows = session.execute(locked).all()
     stopped = [row.id for row in rows if row.status not in CHARGEABLE]
     if stopped:
@@ -107,17 +113,28 @@ def begin_charges(
         update(Charge)
         .where(Charge.id.in_(ids))
         .values(
-            status=ChargeStatus.PROCESSING, sends=Charge.sends + 1, sent_at=wall,
-            updated_at=wall, resend_at=None, next_lookup_at=None,
+            status=ChargeStatus.PROCESSING,
+            sends=Charge.sends + 1,
+            sent_at=wall,
+            updated_at=wall,
+            resend_at=None,
+            next_lookup_at=None,
         )
         .returning(
-            Charge.id, Charge.subscription_id, Charge.customer_uid, Charge.merchant_uid,
-            Charge.amount, Charge.name, Charge.card_quota, Charge.sends,
+            Charge.id,
+            Charge.subscription_id,
+            Charge.customer_uid,
+            Charge.merchant_uid,
+            Charge.amount,
+            Charge.name,
+            Charge.card_quota,
+            Charge.sends,
         )
         .execution_options(synchronize_session=False)
-    )  # fmt: skip
-    begun.works = sorted((_work(row) for row in session.execute(statement)),
-                         key=lambda work: work.charge_id)  # fmt: skip
+    )
+    begun.works = sorted(
+        (_work(row) for row in session.execute(statement)), key=lambda work: work.charge_id
+    )
     return begun
 
 
@@ -126,8 +143,13 @@ def _look_first(session: Session, charge_id: int, why: str, now: datetime, timin
     assert charge is not None
     charge.status, charge.updated_at = ChargeStatus.UNKNOWN, timing.wall
     charge.resend_at, charge.next_lookup_at = None, timing.wall + lookup_lease(timing.window)
-    record_event(session, LookupBeforeSend(merchant_uid=charge.merchant_uid, reason=why), now,
-                 subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
+    record_event(
+        session,
+        LookupBeforeSend(merchant_uid=charge.merchant_uid, reason=why),
+        now,
+        subscription_id=charge.subscription_id,
+        charge_id=charge.id,
+    )
 
 
 def begin_charge(
@@ -148,9 +170,12 @@ def _void(session: Session, charge_ids: list[int], now: datetime, wall: datetime
 
 def _work(row: Any) -> ChargeWork:
     request = ChargeRequest(
-        customer_uid=row.customer_uid, merchant_uid=row.merchant_uid, amount=row.amount,
-        name=row.name, card_quota=row.card_quota,
-    )  # fmt: skip
+        customer_uid=row.customer_uid,
+        merchant_uid=row.merchant_uid,
+        amount=row.amount,
+        name=row.name,
+        card_quota=row.card_quota,
+    )
     return ChargeWork(row.id, row.subscription_id, request, row.sends)
 
 
@@ -199,10 +224,21 @@ def _finish(
 ) -> FollowUp:
     charge = session.get(Charge, work.charge_id)
     assert charge is not None
-    record_event(session, GatewayAnswer(
-        merchant_uid=charge.merchant_uid, amount=charge.amount,
-        send=work.sends, outcome=str(answer.outcome), http_status=answer.http_status,
-        code=answer.code, reason=answer.reason, imp_uid=answer.imp_uid,
-    ), now, subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
+    record_event(
+        session,
+        GatewayAnswer(
+            merchant_uid=charge.merchant_uid,
+            amount=charge.amount,
+            send=work.sends,
+            outcome=str(answer.outcome),
+            http_status=answer.http_status,
+            code=answer.code,
+            reason=answer.reason,
+            imp_uid=answer.imp_uid,
+        ),
+        now,
+        subscription_id=charge.subscription_id,
+        charge_id=charge.id,
+    )
     step = after_answer(charge_state(charge), answer, work.sends, timing)
     return store_step(session, charge, step, now, timing.wall, plans)

@@ -35,9 +35,13 @@ def order_name(plan_name: str) -> str:
 
 
 def checkout_params_for(
-    site_code: str, customer_uid: str, plan_name: str, merchant_uid: str,
-    buyer: tuple[str | None, str | None, str | None], redirect_url: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    site_code: str,
+    customer_uid: str,
+    plan_name: str,
+    merchant_uid: str,
+    buyer: tuple[str | None, str | None, str | None],
+    redirect_url: str | None = None,
+) -> dict[str, Any]:
     """The ``IMP.request_pay`` parameters (pure); ``m_redirect_url`` is where a mobile
     browser returns (BILLING_CHECKOUT_REDIRECT_URL), None when the merchant has none."""
     name, email, tel = buyer

@@ -142,8 +142,9 @@ def claim_due(
     current = cache.current(session)
     customers = _customer_uids(session, {row.customer_id for row in rows})
     attempts = CardAttempts.load(session, set(customers.values()), now)
-    batch = Batch(session, now, wall, current, cache, customers, attempts, result,
-                  lookup_lease(window))  # fmt: skip
+    batch = Batch(
+        session, now, wall, current, cache, customers, attempts, result, lookup_lease(window)
+    )
     for row in rows:
         try:
             _claim_one(batch, row)
@@ -163,11 +164,19 @@ def _write(batch: Batch) -> None:
         return
     ids = insert_returning_ids(session, CHARGES, batch.charges, CHARGES.c.merchant_uid)
     recorded = system_now()
-    session.execute(insert(EVENTS), [
-        event_row(_charge_created(batch, charge), batch.now, recorded,
-                  subscription_id=charge["subscription_id"], charge_id=charge_id)
-        for charge_id, charge in zip(ids, batch.charges, strict=True)
-    ])  # fmt: skip
+    session.execute(
+        insert(EVENTS),
+        [
+            event_row(
+                _charge_created(batch, charge),
+                batch.now,
+                recorded,
+                subscription_id=charge["subscription_id"],
+                charge_id=charge_id,
+            )
+            for charge_id, charge in zip(ids, batch.charges, strict=True)
+        ],
+    )
     for charge_id, charge in zip(ids, batch.charges, strict=True):
         looked = charge["merchant_uid"] in batch.lookups
         (batch.result.lookup_ids if looked else batch.result.charge_ids).append(charge_id)
@@ -206,8 +215,9 @@ def _claim_one(batch: Batch, row: Row[Any]) -> None:
     amount = period_amount(plan, state.due)
     if amount <= 0:
         _stage(batch, row, lifecycle.skip_period(state, plan), row.plan_version)
-        record_event(batch.session, PeriodSkipped(reason="0 KRW"), batch.now,
-                     subscription_id=row.id)  # fmt: skip
+        record_event(
+            batch.session, PeriodSkipped(reason="0 KRW"), batch.now, subscription_id=row.id
+        )
         batch.result.skipped += 1
         return
     uid = merchant_uid(row.key, state.period_no, state.attempt)
@@ -216,17 +226,30 @@ def _claim_one(batch: Batch, row: Row[Any]) -> None:
     batch.attempts.add(customer_uid)
     if why is not None:
         batch.lookups[uid] = why
-    batch.charges.append({
-        "subscription_id": row.id, "period_no": state.period_no, "attempt": state.attempt,
-        "merchant_uid": uid, "customer_uid": customer_uid, "plan_id": plan.id,
-        "plan_version": plan.version, "name": plan.name, "amount": amount,
-        "card_quota": plan.card_quota, "period_start": state.due.start,
-        "period_end": state.due.end,
-        "status": ChargeStatus.UNKNOWN if why else ChargeStatus.PENDING,
-        "resend_at": None, "next_lookup_at": batch.wall + batch.lease if why else None,
-        "sends": 0, "lookups": 0, "refunded_amount": 0,
-        "created_at": batch.now, "updated_at": batch.wall,
-    })  # fmt: skip
+    batch.charges.append(
+        {
+            "subscription_id": row.id,
+            "period_no": state.period_no,
+            "attempt": state.attempt,
+            "merchant_uid": uid,
+            "customer_uid": customer_uid,
+            "plan_id": plan.id,
+            "plan_version": plan.version,
+            "name": plan.name,
+            "amount": amount,
+            "card_quota": plan.card_quota,
+            "period_start": state.due.start,
+            "period_end": state.due.end,
+            "status": ChargeStatus.UNKNOWN if why else ChargeStatus.PENDING,
+            "resend_at": None,
+            "next_lookup_at": batch.wall + batch.lease if why else None,
+            "sends": 0,
+            "lookups": 0,
+            "refunded_amount": 0,
+            "created_at": batch.now,
+            "updated_at": batch.wall,
+        }
+    )
 
 
 def _end_at_renewal(batch: Batch, subscription_id: int, state: BillingState) -> None:
@@ -238,11 +261,21 @@ def _end_at_renewal(batch: Batch, subscription_id: int, state: BillingState) -> 
     if state.cancel_at_period_end:
         store_state(sub, lifecycle.cancel_at_renewal(state))
         sub.canceled_at = now
-        record_event(session, SubscriptionCanceled(reason="canceled at period end"), now,
-                     subscription_id=sub.id)  # fmt: skip
-        queue_notice(session, batch.cache.notice_settings(session),
-                     NoticeKind.SUBSCRIPTION_CANCELED, sub, now, batch.wall,
-                     reason="canceled at period end")  # fmt: skip
+        record_event(
+            session,
+            SubscriptionCanceled(reason="canceled at period end"),
+            now,
+            subscription_id=sub.id,
+        )
+        queue_notice(
+            session,
+            batch.cache.notice_settings(session),
+            NoticeKind.SUBSCRIPTION_CANCELED,
+            sub,
+            now,
+            batch.wall,
+            reason="canceled at period end",
+        )
     else:
         plan = batch.cache.version(session, sub.plan_id, sub.plan_version)
         decline = end_dunning(state, plan.dunning)
@@ -253,15 +286,27 @@ def _end_at_renewal(batch: Batch, subscription_id: int, state: BillingState) -> 
 
 def _stage(batch: Batch, row: Row[Any], state: BillingState, plan_version: int) -> None:
     """One subscription update of the batch's executemany (every row has the same keys)."""
-    batch.updates.append({**state_values(state), "subscription": row.id,
-                          "plan_version": plan_version, "updated_at": batch.now})  # fmt: skip
+    batch.updates.append(
+        {
+            **state_values(state),
+            "subscription": row.id,
+            "plan_version": plan_version,
+            "updated_at": batch.now,
+        }
+    )
 
 
 def _postpone(batch: Batch, row: Row[Any], later: datetime) -> None:
     _stage(batch, row, replace(load_state(row), next_charge_at=later), row.plan_version)
-    record_event(batch.session, AttemptPostponed(
-                 reason=f"{MAX_DECLINES_PER_CARD} declined attempts on this card in 30 days",
-                 until=later.isoformat()), batch.now, subscription_id=row.id)  # fmt: skip
+    record_event(
+        batch.session,
+        AttemptPostponed(
+            reason=f"{MAX_DECLINES_PER_CARD} declined attempts on this card in 30 days",
+            until=later.isoformat(),
+        ),
+        batch.now,
+        subscription_id=row.id,
+    )
     batch.result.skipped += 1
 
 
@@ -321,9 +366,13 @@ class Republished:
 
 
 def pending_to_republish(
-    session: Session, now: datetime, wall: datetime, window: timedelta, limit: int,
+    session: Session,
+    now: datetime,
+    wall: datetime,
+    window: timedelta,
+    limit: int,
     cache: CatalogCache,
-) -> Republished:  # fmt: skip
+) -> Republished:
     """Pending charges whose retry time has come, or whose message seems lost. One old
     enough for a later attempt of its period to exist (a row restored from a backup) is
     looked up before it is sent (``domain.dunning.needs_lookup``)."""
@@ -349,8 +398,13 @@ def pending_to_republish(
             continue
         charge.status = ChargeStatus.UNKNOWN
         charge.next_lookup_at = wall + lookup_lease(window)
-        record_event(session, LookupBeforeSend(merchant_uid=charge.merchant_uid, reason=why),
-                     now, subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
+        record_event(
+            session,
+            LookupBeforeSend(merchant_uid=charge.merchant_uid, reason=why),
+            now,
+            subscription_id=charge.subscription_id,
+            charge_id=charge.id,
+        )
         found.lookup_ids.append(charge.id)
     return found
 
@@ -375,8 +429,13 @@ def unknown_to_reconcile(
     charges = session.scalars(query).all()
     for charge in charges:
         if charge.status == ChargeStatus.PROCESSING:
-            record_event(session, ChargeStuck(merchant_uid=charge.merchant_uid), now,
-                         subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
+            record_event(
+                session,
+                ChargeStuck(merchant_uid=charge.merchant_uid),
+                now,
+                subscription_id=charge.subscription_id,
+                charge_id=charge.id,
+            )
         charge.status, charge.updated_at = ChargeStatus.UNKNOWN, wall
         charge.resend_at = None
         charge.next_lookup_at = wall + lookup_lease(window)  # not published again meanwhile

@@ -62,9 +62,16 @@ def begin_delivery(session: Session, notice_id: int, wall: datetime) -> NoticeWo
     row.status, row.attempts = DeliveryStatus.SENDING, row.attempts + 1
     row.next_attempt_at, row.updated_at = wall + notices.DELIVERY_LEASE, wall
     return NoticeWork(
-        row.id, row.subscription_id, row.event_id, row.kind, row.channel,
-        dict(row.channel_config), row.recipient, dict(row.payload), row.attempts,
-    )  # fmt: skip
+        row.id,
+        row.subscription_id,
+        row.event_id,
+        row.kind,
+        row.channel,
+        dict(row.channel_config),
+        row.recipient,
+        dict(row.payload),
+        row.attempts,
+    )
 
 
 def finish_delivery(
@@ -82,9 +89,15 @@ def finish_delivery(
     if error is None:
         row.status, row.delivered_at = DeliveryStatus.DELIVERED, wall
         row.updated_at, row.last_error = wall, None
-        record_event(session, NoticeDelivered(notice=row.kind, channel=row.channel,
-                     event_id=row.event_id, attempts=row.attempts), now,
-                     subscription_id=row.subscription_id, charge_id=row.charge_id)  # fmt: skip
+        record_event(
+            session,
+            NoticeDelivered(
+                notice=row.kind, channel=row.channel, event_id=row.event_id, attempts=row.attempts
+            ),
+            now,
+            subscription_id=row.subscription_id,
+            charge_id=row.charge_id,
+        )
         return
     row.status, row.last_error = DeliveryStatus.PENDING, error[:500]
     row.next_attempt_at = wall + notices.next_attempt_after(work.attempt, jitter)
@@ -94,5 +107,6 @@ def finish_delivery(
 def pending_count(session: Session) -> int:
     from sqlalchemy import func
 
-    return int(session.scalar(select(func.count()).select_from(Notice).where(
-        Notice.status.in_(DUE))) or 0)  # fmt: skip
+    return int(
+        session.scalar(select(func.count()).select_from(Notice).where(Notice.status.in_(DUE))) or 0
+    )

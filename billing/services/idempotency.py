@@ -99,9 +99,14 @@ def _insert(
     session: Session, key: str, fingerprint: str, api_key_id: int | None, wall: datetime
 ) -> Executable:
     values = {
-        "key": key, "fingerprint": fingerprint, "api_key_id": api_key_id, "state": IN_PROGRESS,
-        "locked_until": wall + LEASE, "created_at": wall, "expires_at": wall + KEEP,
-    }  # fmt: skip
+        "key": key,
+        "fingerprint": fingerprint,
+        "api_key_id": api_key_id,
+        "state": IN_PROGRESS,
+        "locked_until": wall + LEASE,
+        "created_at": wall,
+        "expires_at": wall + KEEP,
+    }
     if session.get_bind().dialect.name == "postgresql":
         pg = postgresql.insert(IdempotencyRecord).values(**values)
         return pg.on_conflict_do_nothing(index_elements=["key"]).returning(IdempotencyRecord.id)

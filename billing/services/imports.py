@@ -245,8 +245,10 @@ def _row(path: Path, line: int, record: dict[str, Any]) -> Row:
 
     uid, plan_id = field("customer_uid"), field("plan_id")
     if uid is None or not CUSTOMER_UID.match(uid):
-        raise InvalidInput(f"{path}: line {line}: customer_uid {_shown(uid)} must be 1-80 "
-                           "characters of letters, digits and _ . : @ + = -")  # fmt: skip
+        raise InvalidInput(
+            f"{path}: line {line}: customer_uid {_shown(uid)} must be 1-80 "
+            "characters of letters, digits and _ . : @ + = -"
+        )
     if plan_id is None:
         raise InvalidInput(f"{path}: line {line}: plan_id is required")
     email, phone = field("email"), field("phone")
@@ -345,8 +347,16 @@ def _customers(session: Session, rows: list[Row], now: datetime) -> tuple[dict[s
     )
     ids = {uid: cid for uid, cid in found}
     missing = [row for uid, row in wanted.items() if uid not in ids]
-    values = [{"customer_uid": r.customer_uid, "name": r.name, "email": r.email,
-               "phone": r.phone, "created_at": now} for r in missing]  # fmt: skip
+    values = [
+        {
+            "customer_uid": r.customer_uid,
+            "name": r.name,
+            "email": r.email,
+            "phone": r.phone,
+            "created_at": now,
+        }
+        for r in missing
+    ]
     created = insert_returning_ids(session, CUSTOMERS, values, CUSTOMERS.c.customer_uid)
     ids.update(zip([r.customer_uid for r in missing], created, strict=True))
     return ids, len(missing)
@@ -358,17 +368,33 @@ def _subscription(
     state = _first_state(plan, start)
     current, due = state.current, state.due
     return {
-        "key": new_key(), "customer_id": customer_ids[row.customer_uid], "plan_id": plan.id,
-        "plan_version": plan.version, "next_plan_id": None, "status": str(state.status),
-        "started_at": start, "trial_end": current.end if current else None,
-        "anchor_at": state.anchor, "current_period_start": current.start if current else None,
+        "key": new_key(),
+        "customer_id": customer_ids[row.customer_uid],
+        "plan_id": plan.id,
+        "plan_version": plan.version,
+        "next_plan_id": None,
+        "status": str(state.status),
+        "started_at": start,
+        "trial_end": current.end if current else None,
+        "anchor_at": state.anchor,
+        "current_period_start": current.start if current else None,
         "current_period_end": current.end if current else None,
-        "current_cycle": current.cycle if current else None, "period_no": 1,
-        "due_period_start": due.start, "due_period_end": due.end, "due_cycle": due.cycle,
-        "attempt": 1, "next_charge_at": state.next_charge_at, "first_failed_at": None,
-        "cancel_at_period_end": False, "awaiting_new_card": False, "reminded_period_no": 0,
-        "canceled_at": None, "paused_at": None, "created_at": now, "updated_at": now,
-    }  # fmt: skip
+        "current_cycle": current.cycle if current else None,
+        "period_no": 1,
+        "due_period_start": due.start,
+        "due_period_end": due.end,
+        "due_cycle": due.cycle,
+        "attempt": 1,
+        "next_charge_at": state.next_charge_at,
+        "first_failed_at": None,
+        "cancel_at_period_end": False,
+        "awaiting_new_card": False,
+        "reminded_period_no": 0,
+        "canceled_at": None,
+        "paused_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _created_event(

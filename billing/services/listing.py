@@ -27,9 +27,12 @@ class Page(Generic[Row]):
 
 
 def newest_first(
-    session: Session, query: Select[Row], id_column: InstrumentedAttribute[int],
-    limit: int, starting_after: int | None,
-) -> Page[Row]:  # fmt: skip
+    session: Session,
+    query: Select[Row],
+    id_column: InstrumentedAttribute[int],
+    limit: int,
+    starting_after: int | None,
+) -> Page[Row]:
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be 1-{MAX_LIMIT}, got {limit}")
     if starting_after is not None:
@@ -39,9 +42,13 @@ def newest_first(
 
 
 def page_subscriptions(
-    session: Session, limit: int = DEFAULT_LIMIT, starting_after: int | None = None,
-    *, status: str | None = None, customer_uid: str | None = None,
-) -> Page[Subscription]:  # fmt: skip
+    session: Session,
+    limit: int = DEFAULT_LIMIT,
+    starting_after: int | None = None,
+    *,
+    status: str | None = None,
+    customer_uid: str | None = None,
+) -> Page[Subscription]:
     query = select(Subscription)
     if status is not None:
         query = query.where(Subscription.status == _one_of("status", status, STATUSES))
@@ -53,9 +60,13 @@ def page_subscriptions(
 
 
 def page_charges(
-    session: Session, limit: int = DEFAULT_LIMIT, starting_after: int | None = None,
-    *, subscription_id: int | None = None, status: str | None = None,
-) -> Page[Charge]:  # fmt: skip
+    session: Session,
+    limit: int = DEFAULT_LIMIT,
+    starting_after: int | None = None,
+    *,
+    subscription_id: int | None = None,
+    status: str | None = None,
+) -> Page[Charge]:
     query = select(Charge)
     if subscription_id is not None:
         query = query.where(Charge.subscription_id == subscription_id)
@@ -65,9 +76,11 @@ def page_charges(
 
 
 def page_events(
-    session: Session, subscription_id: int, limit: int = DEFAULT_LIMIT,
+    session: Session,
+    subscription_id: int,
+    limit: int = DEFAULT_LIMIT,
     starting_after: int | None = None,
-) -> Page[Event]:  # fmt: skip
+) -> Page[Event]:
     get_subscription(session, subscription_id)  # NotFound for an unknown subscription
     query = select(Event).where(Event.subscription_id == subscription_id)
     return newest_first(session, query, Event.id, limit, starting_after)

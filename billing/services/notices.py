@@ -104,21 +104,35 @@ def queue_notice(
         unique = dedupe or event_id
         rows.append(
             Notice(
-                event_id=event_id, dedupe_key=f"{kind}:{unique}:{index}", kind=str(kind),
-                subscription_id=subscription.id, charge_id=charge.id if charge else None,
-                channel=channel.type, channel_config=dict(channel.settings),
+                event_id=event_id,
+                dedupe_key=f"{kind}:{unique}:{index}",
+                kind=str(kind),
+                subscription_id=subscription.id,
+                charge_id=charge.id if charge else None,
+                channel=channel.type,
+                channel_config=dict(channel.settings),
                 recipient=customer.email if channel.type == "email" else None,
-                payload=body, status="pending", attempts=0, next_attempt_at=wall,
-                created_at=now, updated_at=wall,
+                payload=body,
+                status="pending",
+                attempts=0,
+                next_attempt_at=wall,
+                created_at=now,
+                updated_at=wall,
             )
-        )  # fmt: skip
+        )
     session.add_all(rows)
     session.flush()
-    record_event(session, NoticeQueued(notice=str(kind),
-                 channels=tuple(row.channel for row in rows),
-                 event_ids=tuple(row.event_id for row in rows)), now,
-                 subscription_id=subscription.id,
-                 charge_id=charge.id if charge else None)  # fmt: skip
+    record_event(
+        session,
+        NoticeQueued(
+            notice=str(kind),
+            channels=tuple(row.channel for row in rows),
+            event_ids=tuple(row.event_id for row in rows),
+        ),
+        now,
+        subscription_id=subscription.id,
+        charge_id=charge.id if charge else None,
+    )
     return rows
 
 
@@ -204,8 +218,16 @@ def queue_reminders(
         if sub.next_charge_at > now + lead:
             continue
         dedupe = f"{sub.id}:{sub.period_no}"
-        queue_notice(session, settings, kind, sub, now, wall, dedupe=dedupe,
-                     charge_at=_iso(sub.next_charge_at))  # fmt: skip
+        queue_notice(
+            session,
+            settings,
+            kind,
+            sub,
+            now,
+            wall,
+            dedupe=dedupe,
+            charge_at=_iso(sub.next_charge_at),
+        )
         sub.reminded_period_no = sub.period_no
         queued += 1
     return queued

@@ -105,14 +105,21 @@ class _Recording:
                     continue
                 charge_id, paid = kept(item)
                 with self.app.transaction() as session:
-                    keep_answer(session, charge_id, paid, describe(exc), self.app.clock.now(),
-                                self.wall())  # fmt: skip
+                    keep_answer(
+                        session, charge_id, paid, describe(exc), self.app.clock.now(), self.wall()
+                    )
         return follow
 
     def _lost(self, what: str, items: Sequence[object], exc: BaseException) -> FollowUp:
         """Still unreachable: the sweep reconciles these charges after the window."""
-        log(logger, "record_lost", level=logging.ERROR, what=what, count=len(items),
-            error=describe(exc))  # fmt: skip
+        log(
+            logger,
+            "record_lost",
+            level=logging.ERROR,
+            what=what,
+            count=len(items),
+            error=describe(exc),
+        )
         return FollowUp()
 
     def _retrying(self, work: Callable[[Session], FollowUp], what: str) -> FollowUp:
@@ -124,8 +131,14 @@ class _Recording:
             except SQLAlchemyError as exc:
                 if not is_outage(exc) or attempt == RECORD_TRIES - 1:
                     raise
-                log(logger, "record_retry", level=logging.WARNING, what=what,
-                    attempt=attempt + 1, error=describe(exc))  # fmt: skip
+                log(
+                    logger,
+                    "record_retry",
+                    level=logging.WARNING,
+                    what=what,
+                    attempt=attempt + 1,
+                    error=describe(exc),
+                )
                 time.sleep(RECORD_BACKOFF * 2**attempt)
         raise AssertionError("unreachable")
 
@@ -188,9 +201,17 @@ class ChargeSender(_Recording):
             answer = ChargeAnswer(Outcome.TRANSIENT, "not sent: waited past its send deadline")
         else:
             answer = self.gateway.charge(work.request, send_within=remaining)
-        log(logger, "charge_answer", merchant_uid=work.request.merchant_uid,
-            amount=work.request.amount, send=work.sends, outcome=str(answer.outcome),
-            http_status=answer.http_status, code=answer.code, reason=answer.reason)  # fmt: skip
+        log(
+            logger,
+            "charge_answer",
+            merchant_uid=work.request.merchant_uid,
+            amount=work.request.amount,
+            send=work.sends,
+            outcome=str(answer.outcome),
+            http_status=answer.http_status,
+            code=answer.code,
+            reason=answer.reason,
+        )
         return answer
 
     def _record(self, pairs: list[tuple[ChargeWork, ChargeAnswer]]) -> FollowUp:
@@ -229,8 +250,13 @@ class ChargeReconciler(_Recording):
         if work is None:
             return None
         lookup = self.gateway.lookup(work.merchant_uid, work.amount)
-        log(logger, "reconcile_lookup", merchant_uid=work.merchant_uid,
-            found=str(lookup.found), reason=lookup.reason)  # fmt: skip
+        log(
+            logger,
+            "reconcile_lookup",
+            merchant_uid=work.merchant_uid,
+            found=str(lookup.found),
+            reason=lookup.reason,
+        )
 
         def record(session: Session, _: list[ReconcileWork]) -> FollowUp:
             now = self.app.clock.now()
@@ -268,8 +294,15 @@ class NoticeDeliverer:
             sender.send(work)
         except DeliveryError as exc:
             error = str(exc)
-        log(logger, "notice_delivery", event_id=work.event_id, kind=work.kind,
-            channel=work.channel, attempt=work.attempt, error=error)  # fmt: skip
+        log(
+            logger,
+            "notice_delivery",
+            event_id=work.event_id,
+            kind=work.kind,
+            channel=work.channel,
+            attempt=work.attempt,
+            error=error,
+        )
         now = self.app.clock.now()
         with self.app.transaction() as session:
             finish_delivery(session, work, error, now, self.wall(), self.jitter())

@@ -89,7 +89,9 @@ def load_catalog(
     report.released = release_set_aside(session)
     session.add(
         CatalogLoad(
-            source=source, sha256=digest, timezone=catalog.zone.key,
+            source=source,
+            sha256=digest,
+            timezone=catalog.zone.key,
             notify={
                 "channels": [{"type": c.type, **dict(c.settings)} for c in catalog.notify],
                 "reminders": {
@@ -97,9 +99,10 @@ def load_catalog(
                     "trial_will_end": int(catalog.reminders.trial_will_end.total_seconds()),
                 },
             },
-            plan_versions=versions, loaded_at=now,
+            plan_versions=versions,
+            loaded_at=now,
         )
-    )  # fmt: skip
+    )
     return report
 
 

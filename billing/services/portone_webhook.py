@@ -152,14 +152,24 @@ def apply_payment(
     result = _judge(charge, payment)
     if result.verdict != Verdict.SETTLED and _recorded_before(session, charge, payment):
         return result  # the same notice again: one event per (imp_uid, status) is enough
-    record_event(session, PortoneNotice(
-        merchant_uid=charge.merchant_uid, imp_uid=payment.imp_uid,
-        portone_status=payment.status, charge_status=str(charge.status),
-        verdict=str(result.verdict), reason=result.reason,
-    ), now, subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
+    record_event(
+        session,
+        PortoneNotice(
+            merchant_uid=charge.merchant_uid,
+            imp_uid=payment.imp_uid,
+            portone_status=payment.status,
+            charge_status=str(charge.status),
+            verdict=str(result.verdict),
+            reason=result.reason,
+        ),
+        now,
+        subscription_id=charge.subscription_id,
+        charge_id=charge.id,
+    )
     if result.verdict == Verdict.SETTLED:  # what a lookup finding it paid does, exactly
-        step = after_lookup(charge_state(charge), Lookup(Found.PAID, payment.imp_uid),
-                            Timing(wall, timedelta(0)))  # fmt: skip
+        step = after_lookup(
+            charge_state(charge), Lookup(Found.PAID, payment.imp_uid), Timing(wall, timedelta(0))
+        )
         store_step(session, charge, step, now, wall, plans)
     return result
 
@@ -225,10 +235,17 @@ class NoticeHandler:
     def handle(self, notice: Notice) -> NoticeResult:
         result = self._without_portone(notice) or self._with_portone(notice)
         suspicious = result.verdict in (Verdict.FORGED, Verdict.MISMATCH)
-        log(logger, "portone_notice", level=logging.WARNING if suspicious else logging.INFO,
-            imp_uid=notice.imp_uid, merchant_uid=notice.merchant_uid,
-            notice_status=notice.status, verdict=str(result.verdict), reason=result.reason,
-            charge_id=result.charge_id)  # fmt: skip
+        log(
+            logger,
+            "portone_notice",
+            level=logging.WARNING if suspicious else logging.INFO,
+            imp_uid=notice.imp_uid,
+            merchant_uid=notice.merchant_uid,
+            notice_status=notice.status,
+            verdict=str(result.verdict),
+            reason=result.reason,
+            charge_id=result.charge_id,
+        )
         return result
 
     def _without_portone(self, notice: Notice) -> NoticeResult | None:

@@ -63,11 +63,22 @@ def finish_reconcile(
     sub = lock_subscription(session, charge.subscription_id)
     state = charge_state(charge, sub)
     step = after_lookup(state, lookup, timing)
-    record_event(session, Reconciled(
-        merchant_uid=charge.merchant_uid, found=str(lookup.found), step=type(step).__name__,
-        imp_uid=lookup.imp_uid, reason=lookup.reason, amount_matches=lookup.amount_matches,
-        refusal=state.refusal, lookup=state.lookups + 1,
-    ), now, subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
+    record_event(
+        session,
+        Reconciled(
+            merchant_uid=charge.merchant_uid,
+            found=str(lookup.found),
+            step=type(step).__name__,
+            imp_uid=lookup.imp_uid,
+            reason=lookup.reason,
+            amount_matches=lookup.amount_matches,
+            refusal=state.refusal,
+            lookup=state.lookups + 1,
+        ),
+        now,
+        subscription_id=charge.subscription_id,
+        charge_id=charge.id,
+    )
     charge.lookups = state.lookups + 1
     if lookup.found != Found.ERROR:
         charge.looked_up_at = timing.wall  # PortOne answered: a resend is not looked up again

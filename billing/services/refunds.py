@@ -110,9 +110,13 @@ def check_request(amount: int | None, reason: str) -> str:
 
 
 def request_refund(
-    session: Session, charge_id: int, amount: int | None, reason: str, now: datetime,
+    session: Session,
+    charge_id: int,
+    amount: int | None,
+    reason: str,
+    now: datetime,
     wall: datetime,
-) -> Refund:  # fmt: skip
+) -> Refund:
     """Write a pending refund of ``amount`` KRW (None: all that is left) of a paid charge."""
     reason = check_request(amount, reason)
     charge = session.scalar(select(Charge).where(Charge.id == charge_id).with_for_update())
@@ -126,9 +130,15 @@ def request_refund(
             f"{balance} KRW (paid {charge.amount}, refunded {charge.refunded_amount})"
         )
     refund = Refund(
-        charge_id=charge.id, amount=amount, checksum=balance, reason=reason,
-        status=RefundStatus.PENDING, sends=0, created_at=now, updated_at=wall,
-    )  # fmt: skip
+        charge_id=charge.id,
+        amount=amount,
+        checksum=balance,
+        reason=reason,
+        status=RefundStatus.PENDING,
+        sends=0,
+        created_at=now,
+        updated_at=wall,
+    )
     session.add(refund)
     try:
         session.flush()
@@ -171,9 +181,12 @@ def begin_refund(session: Session, refund_id: int, wall: datetime) -> RefundWork
     refund.sends += 1
     refund.sent_at = refund.updated_at = wall
     request = CancelRequest(
-        imp_uid=charge.imp_uid, merchant_uid=charge.merchant_uid, amount=refund.amount,
-        checksum=refund.checksum, reason=refund.reason,
-    )  # fmt: skip
+        imp_uid=charge.imp_uid,
+        merchant_uid=charge.merchant_uid,
+        amount=refund.amount,
+        checksum=refund.checksum,
+        reason=refund.reason,
+    )
     return RefundWork(refund.id, charge.id, request, resend, refund.sends)
 
 
@@ -183,11 +196,23 @@ def finish_refund(
     """Record PortOne's answer; returns the refund's status. A success is always recorded;
     anything else only while the row is still the processing send this caller made."""
     charge, refund = _lock(session, work.charge_id, work.refund_id)
-    _event(session, now, charge, RefundAnswer(**_refund_fields(charge, refund), send=work.sends,
-           outcome=str(answer.outcome), http_status=answer.http_status, code=answer.code,
-           reason=answer.reason, gateway_cancelled=answer.cancelled))  # fmt: skip
-    verdict = after_cancel(RefundStatus(refund.status), refund.sends == work.sends, answer,
-                           resend=work.resend)  # fmt: skip
+    _event(
+        session,
+        now,
+        charge,
+        RefundAnswer(
+            **_refund_fields(charge, refund),
+            send=work.sends,
+            outcome=str(answer.outcome),
+            http_status=answer.http_status,
+            code=answer.code,
+            reason=answer.reason,
+            gateway_cancelled=answer.cancelled,
+        ),
+    )
+    verdict = after_cancel(
+        RefundStatus(refund.status), refund.sends == work.sends, answer, resend=work.resend
+    )
     if verdict == Verdict.SUCCEEDED:
         settle_refunded(session, charge, refund, answer.cancellation_id, now, wall)
     elif verdict == Verdict.FAILED:
@@ -199,17 +224,29 @@ def finish_refund(
 
 
 def settle_refunded(
-    session: Session, charge: Charge, refund: Refund, cancellation_id: str | None,
-    now: datetime, wall: datetime,
-) -> None:  # fmt: skip
+    session: Session,
+    charge: Charge,
+    refund: Refund,
+    cancellation_id: str | None,
+    now: datetime,
+    wall: datetime,
+) -> None:
     """PortOne applied this refund: record it on the charge (once)."""
     if refund.status == RefundStatus.SUCCEEDED:
         return
     refund.status, refund.fail_reason, refund.updated_at = RefundStatus.SUCCEEDED, None, wall
     charge.refunded_amount = min(charge.amount, charge.refunded_amount + refund.amount)
-    _event(session, now, charge, ChargeRefunded(**_refund_fields(charge, refund),
-           cancellation_id=cancellation_id, refunded_amount=charge.refunded_amount,
-           refundable=charge.amount - charge.refunded_amount))  # fmt: skip
+    _event(
+        session,
+        now,
+        charge,
+        ChargeRefunded(
+            **_refund_fields(charge, refund),
+            cancellation_id=cancellation_id,
+            refunded_amount=charge.refunded_amount,
+            refundable=charge.amount - charge.refunded_amount,
+        ),
+    )
 
 
 def settle_refund_failed(
@@ -224,20 +261,28 @@ def settle_refund_failed(
 
 
 def refunds_to_reconcile(
-    session: Session, wall: datetime, window: timedelta, limit: int,
-    *, lookup_every: float = retry.LOOKUP_EVERY,
-) -> list[int]:  # fmt: skip
+    session: Session,
+    wall: datetime,
+    window: timedelta,
+    limit: int,
+    *,
+    lookup_every: float = retry.LOOKUP_EVERY,
+) -> list[int]:
     """Refunds for the scheduler's sweep to hand to ``billing.refund``: unknown ones not
     looked up for ``lookup_every`` seconds, processing ones silent past the window (their
     process died), and pending ones left past the window (their process died before
     sending)."""
     old = wall - window
     due = or_(
-        and_(Refund.status == RefundStatus.UNKNOWN,
-             Refund.updated_at <= wall - timedelta(seconds=lookup_every)),
-        and_(Refund.status.in_([RefundStatus.PROCESSING, RefundStatus.PENDING]),
-             Refund.updated_at <= old),
-    )  # fmt: skip
+        and_(
+            Refund.status == RefundStatus.UNKNOWN,
+            Refund.updated_at <= wall - timedelta(seconds=lookup_every),
+        ),
+        and_(
+            Refund.status.in_([RefundStatus.PROCESSING, RefundStatus.PENDING]),
+            Refund.updated_at <= old,
+        ),
+    )
     query = select(Refund).where(due).order_by(Refund.id).limit(limit)
     refunds = session.scalars(query.with_for_update(skip_locked=True)).all()
     for refund in refunds:
@@ -264,20 +309,34 @@ def begin_lookup(
     refund.status, refund.updated_at = RefundStatus.UNKNOWN, wall
     charge = session.get(Charge, refund.charge_id)
     assert charge is not None and charge.imp_uid is not None
-    return LookupWork(refund.id, charge.id, charge.imp_uid, refund.checksum, refund.amount,
-                      refund.sent_at)  # fmt: skip
+    return LookupWork(
+        refund.id, charge.id, charge.imp_uid, refund.checksum, refund.amount, refund.sent_at
+    )
 
 
 def finish_lookup(
-    session: Session, work: LookupWork, lookup: RefundLookup, now: datetime, wall: datetime,
+    session: Session,
+    work: LookupWork,
+    lookup: RefundLookup,
+    now: datetime,
+    wall: datetime,
     window: timedelta,
-) -> Verdict | None:  # fmt: skip
+) -> Verdict | None:
     """Act on the lookup; None when another process settled the refund meanwhile."""
     charge, refund = _lock(session, work.charge_id, work.refund_id)
     verdict = after_refund_lookup(lookup, work.sent_at, wall, window)
-    _event(session, now, charge, RefundReconciled(**_refund_fields(charge, refund),
-           found=str(lookup.applied), verdict=str(verdict), gateway_cancelled=lookup.cancelled,
-           reason=lookup.reason))  # fmt: skip
+    _event(
+        session,
+        now,
+        charge,
+        RefundReconciled(
+            **_refund_fields(charge, refund),
+            found=str(lookup.applied),
+            verdict=str(verdict),
+            gateway_cancelled=lookup.cancelled,
+            reason=lookup.reason,
+        ),
+    )
     if verdict == Verdict.SUCCEEDED:
         settle_refunded(session, charge, refund, lookup.cancellation_id, now, wall)
         return verdict
@@ -330,9 +389,18 @@ class RefundRunner:
         if work is None:
             return None
         answer = self._cancel(work)
-        log(logger, "refund_answer", refund_id=work.refund_id, charge_id=work.charge_id,
-            amount=work.request.amount, send=work.sends, outcome=str(answer.outcome),
-            http_status=answer.http_status, code=answer.code, reason=answer.reason)  # fmt: skip
+        log(
+            logger,
+            "refund_answer",
+            refund_id=work.refund_id,
+            charge_id=work.charge_id,
+            amount=work.request.amount,
+            send=work.sends,
+            outcome=str(answer.outcome),
+            http_status=answer.http_status,
+            code=answer.code,
+            reason=answer.reason,
+        )
         now = self.app.clock.now()
         with self.app.transaction() as session:
             return finish_refund(session, work, answer, now, self.wall())
@@ -348,8 +416,13 @@ class RefundRunner:
         assert isinstance(work, LookupWork)
         exchange = self.gateway.payment(work.imp_uid)
         lookup = classify_lookup(exchange, work.imp_uid, work.checksum, work.amount)
-        log(logger, "refund_lookup", refund_id=work.refund_id, found=str(lookup.applied),
-            reason=lookup.reason)  # fmt: skip
+        log(
+            logger,
+            "refund_lookup",
+            refund_id=work.refund_id,
+            found=str(lookup.applied),
+            reason=lookup.reason,
+        )
         now = self.app.clock.now()
         with self.app.transaction() as session:
             verdict = finish_lookup(session, work, lookup, now, self.wall(), self.window)
@@ -361,8 +434,9 @@ class RefundRunner:
 
     def _cancel(self, work: RefundWork) -> CancelAnswer:
         """One send; a request that never left (or 401/429) is tried again a few times."""
-        answer = classify_cancel(self.gateway.cancel(work.request), work.request,
-                                 resend=work.resend)  # fmt: skip
+        answer = classify_cancel(
+            self.gateway.cancel(work.request), work.request, resend=work.resend
+        )
         for tries in range(1, TRANSIENT_TRIES):
             if answer.outcome != CancelOutcome.TRANSIENT:
                 break
@@ -396,6 +470,10 @@ def _event(session: Session, now: datetime, charge: Charge, payload: EventPayloa
 
 def _refund_fields(charge: Charge, refund: Refund) -> RefundFields:
     return RefundFields(
-        refund_id=refund.id, merchant_uid=charge.merchant_uid, imp_uid=charge.imp_uid,
-        amount=refund.amount, checksum=refund.checksum, refund_reason=refund.reason,
-    )  # fmt: skip
+        refund_id=refund.id,
+        merchant_uid=charge.merchant_uid,
+        imp_uid=charge.imp_uid,
+        amount=refund.amount,
+        checksum=refund.checksum,
+        refund_reason=refund.reason,
+    )

@@ -195,8 +195,14 @@ class Scheduler:
         except Exception as exc:
             if is_outage(exc):
                 raise
-            log(logger, "scheduler_error", level=logging.ERROR, part=part.__name__,
-                outage=False, error=describe(exc))  # fmt: skip
+            log(
+                logger,
+                "scheduler_error",
+                level=logging.ERROR,
+                part=part.__name__,
+                outage=False,
+                error=describe(exc),
+            )
 
     def run_forever(self, interval: float, stop: threading.Event) -> None:
         """Pass after pass; a busy pass is followed at once by the next one."""

@@ -160,17 +160,31 @@ def settle_paid(
     charge.resend_at, charge.next_lookup_at = None, None
     charge.refusal = None
     sub = lock_subscription(session, charge.subscription_id)
-    record_event(session, ChargePaid(
-        merchant_uid=charge.merchant_uid, amount=charge.amount, imp_uid=imp_uid,
-        period_no=charge.period_no, attempt=charge.attempt,
-    ), now, subscription_id=sub.id, charge_id=charge.id)  # fmt: skip
+    record_event(
+        session,
+        ChargePaid(
+            merchant_uid=charge.merchant_uid,
+            amount=charge.amount,
+            imp_uid=imp_uid,
+            period_no=charge.period_no,
+            attempt=charge.attempt,
+        ),
+        now,
+        subscription_id=sub.id,
+        charge_id=charge.id,
+    )
     if first is not None:
         _raise_duplicate(session, charge, first, now)
         return
     _show_late_payment(session, sub, charge, now)
     if sub.period_no != charge.period_no:
-        record_event(session, PaymentForSupersededPeriod(period_no=charge.period_no), now,
-                     subscription_id=sub.id, charge_id=charge.id)  # fmt: skip
+        record_event(
+            session,
+            PaymentForSupersededPeriod(period_no=charge.period_no),
+            now,
+            subscription_id=sub.id,
+            charge_id=charge.id,
+        )
         return
     if not quiet:
         _supersede_unsent(session, charge, wall)
@@ -230,29 +244,55 @@ def _paid_sibling(session: Session, charge: Charge) -> int | None:
 
 def _raise_duplicate(session: Session, charge: Charge, first: int, now: datetime) -> None:
     """Invariant 1 was broken at PortOne: keep the truth, and put it in front of a person."""
-    record_event(session, DuplicatePayment(
-        merchant_uid=charge.merchant_uid, imp_uid=charge.imp_uid,
-        amount=charge.amount, first_charge_id=first,
-        action=f"refund it: billing charges refund {charge.id} --reason duplicate",
-    ), now, subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
-    log(logger, "duplicate_payment", level=logging.ERROR, charge_id=charge.id,
-        merchant_uid=charge.merchant_uid, first_charge_id=first)  # fmt: skip
+    record_event(
+        session,
+        DuplicatePayment(
+            merchant_uid=charge.merchant_uid,
+            imp_uid=charge.imp_uid,
+            amount=charge.amount,
+            first_charge_id=first,
+            action=f"refund it: billing charges refund {charge.id} --reason duplicate",
+        ),
+        now,
+        subscription_id=charge.subscription_id,
+        charge_id=charge.id,
+    )
+    log(
+        logger,
+        "duplicate_payment",
+        level=logging.ERROR,
+        charge_id=charge.id,
+        merchant_uid=charge.merchant_uid,
+        first_charge_id=first,
+    )
 
 
 def _show_late_payment(session: Session, sub: Subscription, charge: Charge, now: datetime) -> None:
     """A charge sent before a cancel or pause was paid after it: the operator may refund."""
     kind = LATE_PAYMENT_EVENTS.get(SubscriptionStatus(sub.status))
     if kind is not None:
-        record_event(session, kind(
-            merchant_uid=charge.merchant_uid, amount=charge.amount, imp_uid=charge.imp_uid,
-            action=f"refund it if it should not stand: billing charges refund {charge.id}",
-        ), now, subscription_id=sub.id, charge_id=charge.id)  # fmt: skip
+        record_event(
+            session,
+            kind(
+                merchant_uid=charge.merchant_uid,
+                amount=charge.amount,
+                imp_uid=charge.imp_uid,
+                action=f"refund it if it should not stand: billing charges refund {charge.id}",
+            ),
+            now,
+            subscription_id=sub.id,
+            charge_id=charge.id,
+        )
 
 
 def _advance(
-    session: Session, sub: Subscription, charge: Charge, now: datetime, wall: datetime,
+    session: Session,
+    sub: Subscription,
+    charge: Charge,
+    now: datetime,
+    wall: datetime,
     plans: CatalogCache,
-) -> None:  # fmt: skip
+) -> None:
     """The due period is paid: the next one becomes due (on the pending plan, if any)."""
     before = load_state(sub)
     plan = plans.version(session, charge.plan_id, charge.plan_version)
@@ -262,16 +302,35 @@ def _advance(
         sub.plan_version = next_plan.version
     sub.updated_at, sub.retry_at_once = now, False
     if before.status == SubscriptionStatus.PAST_DUE:
-        record_event(session, PaymentRecovered(attempt=charge.attempt), now,
-                     subscription_id=sub.id, charge_id=charge.id)  # fmt: skip
-        queue_notice(session, plans.notice_settings(session), NoticeKind.PAYMENT_RECOVERED, sub,
-                     now, wall, charge=charge, attempts=charge.attempt)  # fmt: skip
+        record_event(
+            session,
+            PaymentRecovered(attempt=charge.attempt),
+            now,
+            subscription_id=sub.id,
+            charge_id=charge.id,
+        )
+        queue_notice(
+            session,
+            plans.notice_settings(session),
+            NoticeKind.PAYMENT_RECOVERED,
+            sub,
+            now,
+            wall,
+            charge=charge,
+            attempts=charge.attempt,
+        )
 
 
 def settle_refunded(
-    session: Session, charge: Charge, imp_uid: str, refunded: int, reason: str,
-    now: datetime, wall: datetime, plans: CatalogCache,
-) -> None:  # fmt: skip
+    session: Session,
+    charge: Charge,
+    imp_uid: str,
+    refunded: int,
+    reason: str,
+    now: datetime,
+    wall: datetime,
+    plans: CatalogCache,
+) -> None:
     """Paid, then cancelled at PortOne (its console) while we did not know: the period was
     paid, and the money given back is recorded as refunded."""
     settle_paid(session, charge, imp_uid, now, wall, plans)
@@ -287,11 +346,20 @@ def record_refund_at_portone(
         return False
     before = charge.refunded_amount
     charge.refunded_amount = min(charge.amount, refunded)
-    record_event(session, ChargeRefunded(
-        merchant_uid=charge.merchant_uid, imp_uid=charge.imp_uid,
-        amount=charge.refunded_amount - before, refunded_amount=charge.refunded_amount,
-        source="portone", reason=reason,
-    ), now, subscription_id=charge.subscription_id, charge_id=charge.id)  # fmt: skip
+    record_event(
+        session,
+        ChargeRefunded(
+            merchant_uid=charge.merchant_uid,
+            imp_uid=charge.imp_uid,
+            amount=charge.refunded_amount - before,
+            refunded_amount=charge.refunded_amount,
+            source="portone",
+            reason=reason,
+        ),
+        now,
+        subscription_id=charge.subscription_id,
+        charge_id=charge.id,
+    )
     return True
 
 
@@ -310,10 +378,20 @@ def settle_failed(
     charge.updated_at, charge.refusal = wall, None
     charge.resend_at, charge.next_lookup_at = None, None
     sub = lock_subscription(session, charge.subscription_id)
-    record_event(session, ChargeFailed(
-        merchant_uid=charge.merchant_uid, amount=charge.amount, reason=reason,
-        decline_class=str(decline_class), period_no=charge.period_no, attempt=charge.attempt,
-    ), now, subscription_id=sub.id, charge_id=charge.id)  # fmt: skip
+    record_event(
+        session,
+        ChargeFailed(
+            merchant_uid=charge.merchant_uid,
+            amount=charge.amount,
+            reason=reason,
+            decline_class=str(decline_class),
+            period_no=charge.period_no,
+            attempt=charge.attempt,
+        ),
+        now,
+        subscription_id=sub.id,
+        charge_id=charge.id,
+    )
     if (sub.period_no, sub.attempt) != (charge.period_no, charge.attempt):
         return
     policy = plans.version(session, charge.plan_id, charge.plan_version).dunning
@@ -323,9 +401,12 @@ def settle_failed(
     # late reconciliation still gets every retry the policy promises (a slot that passed
     # while the outcome was unknown is made at once).
     decline = record_decline(
-        load_state(sub), policy, min(now, charge.created_at), hard=hard and not card_updated,
+        load_state(sub),
+        policy,
+        min(now, charge.created_at),
+        hard=hard and not card_updated,
         card_updated=card_updated,
-    )  # fmt: skip
+    )
     apply_decline(session, sub, decline, now)
     if decline.action == DeclineAction.NONE:
         return
@@ -335,8 +416,17 @@ def settle_failed(
         if decline.action == DeclineAction.RETRY and sub.next_charge_at
         else None
     )
-    queue_notice(session, settings, NoticeKind.PAYMENT_FAILED, sub, now, wall, charge=charge,
-                 needs_new_card=hard and not card_updated, next_retry_at=retry)  # fmt: skip
+    queue_notice(
+        session,
+        settings,
+        NoticeKind.PAYMENT_FAILED,
+        sub,
+        now,
+        wall,
+        charge=charge,
+        needs_new_card=hard and not card_updated,
+        next_retry_at=retry,
+    )
     queue_final_notice(session, plans, sub, decline, now, wall)
 
 
@@ -348,8 +438,9 @@ def apply_decline(session: Session, sub: Subscription, decline: Decline, now: da
     elif decline.action == DeclineAction.PAUSE:
         sub.paused_at = now
     retry_at = sub.next_charge_at.isoformat() if sub.next_charge_at else None
-    record_event(session, dunning_event(decline.action, sub.status, retry_at), now,
-                 subscription_id=sub.id)  # fmt: skip
+    record_event(
+        session, dunning_event(decline.action, sub.status, retry_at), now, subscription_id=sub.id
+    )
 
 
 def queue_final_notice(
@@ -363,8 +454,15 @@ def queue_final_notice(
     """Dunning ended: tell that the subscription was canceled or paused."""
     kind = final_notice(decline.action)
     if kind is not None:
-        queue_notice(session, plans.notice_settings(session), kind, sub, now, wall,
-                     reason="dunning exhausted")  # fmt: skip
+        queue_notice(
+            session,
+            plans.notice_settings(session),
+            kind,
+            sub,
+            now,
+            wall,
+            reason="dunning exhausted",
+        )
 
 
 def chargeable(sub: Subscription) -> bool:
@@ -380,8 +478,13 @@ def void_charge(
     charge.status, charge.fail_reason, charge.decline_class = ChargeStatus.FAILED, reason, None
     charge.updated_at, charge.refusal = wall, None
     charge.resend_at, charge.next_lookup_at = None, None
-    record_event(session, ChargeVoided(merchant_uid=charge.merchant_uid, amount=charge.amount,
-                 reason=reason), now, subscription_id=sub.id, charge_id=charge.id)  # fmt: skip
+    record_event(
+        session,
+        ChargeVoided(merchant_uid=charge.merchant_uid, amount=charge.amount, reason=reason),
+        now,
+        subscription_id=sub.id,
+        charge_id=charge.id,
+    )
 
 
 def _supersede_unsent(session: Session, paid: Charge, wall: datetime) -> None:

@@ -86,10 +86,14 @@ def status_report(session: Session, now: datetime) -> StatusReport:
         session.scalar(
             select(func.count())
             .select_from(Subscription)
-            .where(chargeable, Subscription.next_charge_at > now,
-                   Subscription.next_charge_at <= now + timedelta(days=1))
-        ) or 0
-    )  # fmt: skip
+            .where(
+                chargeable,
+                Subscription.next_charge_at > now,
+                Subscription.next_charge_at <= now + timedelta(days=1),
+            )
+        )
+        or 0
+    )
     oldest = session.scalar(select(func.min(Subscription.next_charge_at)).where(*due_now(now)))
     report.oldest_due_seconds = int((now - oldest).total_seconds()) if oldest else 0
     report.failed_last_24h = int(
@@ -97,8 +101,9 @@ def status_report(session: Session, now: datetime) -> StatusReport:
             select(func.count())
             .select_from(Charge)
             .where(Charge.status == "failed", Charge.created_at > now - timedelta(days=1))
-        ) or 0
-    )  # fmt: skip
+        )
+        or 0
+    )
     return report
 
 

@@ -16,9 +16,15 @@ from billing.services.subscriptions import create_subscription
 
 
 def subscribe(
-    session: Session, settings: Settings, customer_uid: str, plan_id: str,
-    start: str | None, now: datetime, *, start_field: str = "--start",
-) -> Subscription:  # fmt: skip
+    session: Session,
+    settings: Settings,
+    customer_uid: str,
+    plan_id: str,
+    start: str | None,
+    now: datetime,
+    *,
+    start_field: str = "--start",
+) -> Subscription:
     """A new subscription starting at ``start`` (ISO 8601; default ``now``; without an
     offset, in the plan's zone). ``start_field`` names the field in an error."""
     plan_store.ensure_catalog(session, settings, now)

@@ -56,17 +56,31 @@ def create_subscription(
     plan = current_plan(session, plan_id, lock=True)
     state = lifecycle.start(plan, start)
     row = Subscription(
-        key=new_key(), customer_id=customer.id, plan_id=plan.id, plan_version=plan.version,
-        started_at=start, trial_end=state.current.end if state.current else None,
-        reminded_period_no=0, created_at=now, updated_at=now,
-    )  # fmt: skip
+        key=new_key(),
+        customer_id=customer.id,
+        plan_id=plan.id,
+        plan_version=plan.version,
+        started_at=start,
+        trial_end=state.current.end if state.current else None,
+        reminded_period_no=0,
+        created_at=now,
+        updated_at=now,
+    )
     store_state(row, state)
     session.add(row)
     session.flush()
-    record_event(session, SubscriptionCreated(
-        customer_uid=customer_uid, plan_id=plan.id, plan_version=plan.version,
-        status=row.status, next_charge_at=_iso(row.next_charge_at),
-    ), now, subscription_id=row.id)  # fmt: skip
+    record_event(
+        session,
+        SubscriptionCreated(
+            customer_uid=customer_uid,
+            plan_id=plan.id,
+            plan_version=plan.version,
+            status=row.status,
+            next_charge_at=_iso(row.next_charge_at),
+        ),
+        now,
+        subscription_id=row.id,
+    )
     return row
 
 
@@ -109,10 +123,13 @@ def cancel(
         return SubscriptionCanceled if state.status == "canceled" else CancelScheduled
 
     row = _change(
-        session, subscription_id, now, kind,
+        session,
+        subscription_id,
+        now,
+        kind,
         lambda state, _plan: lifecycle.cancel(state, at_period_end),
         reason=lambda state: _cancel_reason(state, at_period_end),
-    )  # fmt: skip
+    )
     if row.status == SubscriptionStatus.CANCELED:
         row.canceled_at = now
         _void_unsent(session, row, charges, now)
@@ -157,9 +174,12 @@ def pause(session: Session, subscription_id: int, now: datetime) -> Subscription
     _refuse_while_held(session, subscription_id)
     charges = lock_open_charges(session, subscription_id)
     row = _change(
-        session, subscription_id, now, SubscriptionPaused,
+        session,
+        subscription_id,
+        now,
+        SubscriptionPaused,
         lambda state, _plan: lifecycle.pause(state),
-    )  # fmt: skip
+    )
     row.paused_at = now
     _void_unsent(session, row, charges, now)
     _notify(session, NoticeKind.SUBSCRIPTION_PAUSED, row, now, reason="paused by the merchant")
@@ -212,9 +232,15 @@ def card_updated(session: Session, customer_uid: str, now: datetime) -> list[Sub
         else:
             continue
         row.updated_at = now
-        record_event(session, CardUpdated(next_charge_at=_iso(row.next_charge_at),
-                     retry_when_in_flight_charge_fails=row.retry_at_once), now,
-                     subscription_id=row.id)  # fmt: skip
+        record_event(
+            session,
+            CardUpdated(
+                next_charge_at=_iso(row.next_charge_at),
+                retry_when_in_flight_charge_fails=row.retry_at_once,
+            ),
+            now,
+            subscription_id=row.id,
+        )
         retried.append(row)
     return [row for row in retried if row.status == SubscriptionStatus.PAST_DUE]
 
@@ -247,10 +273,13 @@ def _notify(
 def resume(session: Session, subscription_id: int, now: datetime) -> Subscription:
     _refuse_while_open(session, subscription_id, "resume")
     row = _change(
-        session, subscription_id, now, SubscriptionResumed,
+        session,
+        subscription_id,
+        now,
+        SubscriptionResumed,
         lambda state, plan: lifecycle.resume(state, plan, now),
         plan_id_of=lambda row: row.next_plan_id or row.plan_id,
-    )  # fmt: skip
+    )
     row.paused_at = None
     return row
 
@@ -260,10 +289,13 @@ def change_plan(
 ) -> Subscription:
     new = current_plan(session, plan_id, lock=True)
     return _change(
-        session, subscription_id, now, PlanChanged,
+        session,
+        subscription_id,
+        now,
+        PlanChanged,
         lambda state, _plan: lifecycle.change_plan(state, new),
         plan_id_of=lambda _row: new.id,
-    )  # fmt: skip
+    )
 
 
 def _change(
@@ -287,12 +319,20 @@ def _change(
     row.updated_at = now
     row.set_aside_at = row.set_aside_reason = None
     payload = kind if isinstance(kind, type) else kind(after)
-    record_event(session, payload(
-        status_before=str(before.status), status=row.status, plan_id=row.plan_id,
-        next_plan_id=row.next_plan_id, cancel_at_period_end=row.cancel_at_period_end,
-        next_charge_at=_iso(row.next_charge_at),
-        detail=reason(after) if reason is not None else ABSENT,
-    ), now, subscription_id=row.id)  # fmt: skip
+    record_event(
+        session,
+        payload(
+            status_before=str(before.status),
+            status=row.status,
+            plan_id=row.plan_id,
+            next_plan_id=row.next_plan_id,
+            cancel_at_period_end=row.cancel_at_period_end,
+            next_charge_at=_iso(row.next_charge_at),
+            detail=reason(after) if reason is not None else ABSENT,
+        ),
+        now,
+        subscription_id=row.id,
+    )
     return row
 
 

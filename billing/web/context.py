@@ -125,6 +125,10 @@ def build_context(settings: Settings, config: WebConfig) -> WebContext:
     guard = NoticeGuard.from_limits(config.notices)
     sandbox = settings.sandbox_mode
     handler = NoticeHandler(app, gateway, CatalogCache(), include_sandbox=sandbox, guard=guard)
-    verifier = Verifier(handler, workers=config.verifiers, backlog=config.backlog,
-                        answer_within=config.answer_within)  # fmt: skip
+    verifier = Verifier(
+        handler,
+        workers=config.verifiers,
+        backlog=config.backlog,
+        answer_within=config.answer_within,
+    )
     return WebContext(settings, config, app, gateway, verifier, schema=schema)

@@ -57,34 +57,53 @@ class FiguresCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         f = self.figures
-        yield _by_status("billing_charges", "Charges by status (every charge ever made)",
-                         f.charges)  # fmt: skip
+        yield _by_status("billing_charges", "Charges by status (every charge ever made)", f.charges)
         yield _by_status("billing_subscriptions", "Subscriptions by status", f.subscriptions)
         for name, help_text, value in (
-            ("billing_due_unclaimed_subscriptions",
-             "Subscriptions due at the billing clock and not yet claimed by a scheduler",
-             f.due_unclaimed),
-            ("billing_oldest_due_age_seconds",
-             "Age of the oldest due work not yet sent (unclaimed subscription or pending charge)",
-             f.oldest_due_age_seconds),
-            ("billing_unknown_charges",
-             "Charges whose outcome was not seen, being reconciled with PortOne",
-             f.unknown_charges),
-            ("billing_dunning_backlog_subscriptions",
-             "Past-due subscriptions with a retry scheduled", f.dunning_backlog),
-            ("billing_notices_pending", "Notices in the outbox waiting to be delivered",
-             f.notices_pending),
-            ("billing_set_aside_subscriptions",
-             "Subscriptions the scheduler set aside (a plan that vanished, data no code "
-             "expected): each needs a person; `billing status` shows why", f.set_aside),
-            ("billing_duplicate_payments",
-             "Second paid charges of one period (PortOne paid two attempts): refund them",
-             f.duplicate_payments),
-            ("billing_mrr_krw",
-             "Monthly recurring revenue in KRW: active and past-due subscriptions at their "
-             "plan's current amount, normalised to a month",
-             f.mrr_krw),
-        ):  # fmt: skip
+            (
+                "billing_due_unclaimed_subscriptions",
+                "Subscriptions due at the billing clock and not yet claimed by a scheduler",
+                f.due_unclaimed,
+            ),
+            (
+                "billing_oldest_due_age_seconds",
+                "Age of the oldest due work not yet sent"
+                " (unclaimed subscription or pending charge)",
+                f.oldest_due_age_seconds,
+            ),
+            (
+                "billing_unknown_charges",
+                "Charges whose outcome was not seen, being reconciled with PortOne",
+                f.unknown_charges,
+            ),
+            (
+                "billing_dunning_backlog_subscriptions",
+                "Past-due subscriptions with a retry scheduled",
+                f.dunning_backlog,
+            ),
+            (
+                "billing_notices_pending",
+                "Notices in the outbox waiting to be delivered",
+                f.notices_pending,
+            ),
+            (
+                "billing_set_aside_subscriptions",
+                "Subscriptions the scheduler set aside (a plan that vanished, data no code "
+                "expected): each needs a person; `billing status` shows why",
+                f.set_aside,
+            ),
+            (
+                "billing_duplicate_payments",
+                "Second paid charges of one period (PortOne paid two attempts): refund them",
+                f.duplicate_payments,
+            ),
+            (
+                "billing_mrr_krw",
+                "Monthly recurring revenue in KRW: active and past-due subscriptions at their "
+                "plan's current amount, normalised to a month",
+                f.mrr_krw,
+            ),
+        ):
             yield GaugeMetricFamily(name, help_text, value=value)
 
 

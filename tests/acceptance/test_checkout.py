@@ -18,17 +18,36 @@ MERCHANT_UID = re.compile(r"^issue-[0-9a-f]{20}$")
 
 
 def test_parameters_for_a_known_customer(cli: CliRunner) -> None:
-    ok(cli("customers", "add", "cust-1", "--name", "홍길동", "--email", "hong@example.com",
-           "--phone", "010-1234-5678"))  # fmt: skip
-    params = js(cli("checkout-params", "--customer", "cust-1", "--plan", "basic-monthly",
-                    "--json", env=SITE))  # fmt: skip
+    ok(
+        cli(
+            "customers",
+            "add",
+            "cust-1",
+            "--name",
+            "홍길동",
+            "--email",
+            "hong@example.com",
+            "--phone",
+            "010-1234-5678",
+        )
+    )
+    params = js(
+        cli(
+            "checkout-params", "--customer", "cust-1", "--plan", "basic-monthly", "--json", env=SITE
+        )
+    )
     assert MERCHANT_UID.match(params.pop("merchant_uid"))
     assert params == {
-        "pg": "kcp_billing.T0000", "pay_method": "card", "name": "베이직 월간 구독 정기결제 등록",
-        "amount": 0, "customer_uid": "cust-1", "buyer_name": "홍길동",
-        "buyer_email": "hong@example.com", "buyer_tel": "010-1234-5678",
+        "pg": "kcp_billing.T0000",
+        "pay_method": "card",
+        "name": "베이직 월간 구독 정기결제 등록",
+        "amount": 0,
+        "customer_uid": "cust-1",
+        "buyer_name": "홍길동",
+        "buyer_email": "hong@example.com",
+        "buyer_tel": "010-1234-5678",
         "m_redirect_url": "https://merchant.example/billing/return",
-    }  # fmt: skip
+    }
 
 
 def test_every_call_names_a_new_key_issuing_request(cli: CliRunner) -> None:
@@ -120,10 +139,15 @@ def test_refusals(cli: CliRunner) -> None:
         ),
         "--redirect-url",
     )
-    refused(cli("checkout-params", "--customer", "c", "--plan", "basic-monthly"),
-            "BILLING_PORTONE_SITE_CODE")  # fmt: skip
-    refused(cli("checkout-params", "--customer", "c", "--plan", "nope", env=SITE),
-            "unknown plan 'nope'")  # fmt: skip
-    refused(cli("checkout-params", "--customer", "a/b", "--plan", "basic-monthly", env=SITE),
-            "customer_uid 'a/b'")  # fmt: skip
+    refused(
+        cli("checkout-params", "--customer", "c", "--plan", "basic-monthly"),
+        "BILLING_PORTONE_SITE_CODE",
+    )
+    refused(
+        cli("checkout-params", "--customer", "c", "--plan", "nope", env=SITE), "unknown plan 'nope'"
+    )
+    refused(
+        cli("checkout-params", "--customer", "a/b", "--plan", "basic-monthly", env=SITE),
+        "customer_uid 'a/b'",
+    )
     refused(cli("checkout-params", "--plan", "basic-monthly", env=SITE), "--customer")

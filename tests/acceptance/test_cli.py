@@ -112,10 +112,21 @@ def test_preview_jan_31_for_14_months(loaded: CliRunner) -> None:
         )
     )
     assert [p["at"][:10] for p in preview] == [
-        "2027-01-31", "2027-02-28", "2027-03-31", "2027-04-30", "2027-05-31", "2027-06-30",
-        "2027-07-31", "2027-08-31", "2027-09-30", "2027-10-31", "2027-11-30", "2027-12-31",
-        "2028-01-31", "2028-02-29",
-    ]  # fmt: skip
+        "2027-01-31",
+        "2027-02-28",
+        "2027-03-31",
+        "2027-04-30",
+        "2027-05-31",
+        "2027-06-30",
+        "2027-07-31",
+        "2027-08-31",
+        "2027-09-30",
+        "2027-10-31",
+        "2027-11-30",
+        "2027-12-31",
+        "2028-01-31",
+        "2028-02-29",
+    ]
     assert {p["amount"] for p in preview} == {9900}
     assert all(p["at"].endswith("T00:30:00+09:00") for p in preview)
 
@@ -154,8 +165,19 @@ def test_bad_plan_arguments(loaded: CliRunner, args: list[str], expected: str) -
 
 
 def test_create_show_list_json(loaded: CliRunner) -> None:
-    created = js(loaded("subscriptions", "create", "--customer", "cust-1", "--plan", "basic-monthly",
-                        "--start", "2026-01-31T00:30:00+09:00", "--json"))  # fmt: skip
+    created = js(
+        loaded(
+            "subscriptions",
+            "create",
+            "--customer",
+            "cust-1",
+            "--plan",
+            "basic-monthly",
+            "--start",
+            "2026-01-31T00:30:00+09:00",
+            "--json",
+        )
+    )
     assert created["status"] == "active"
     assert created["customer_uid"] == "cust-1" and created["plan_id"] == "basic-monthly"
     assert created["next_charge_at"] == "2026-01-31T00:30:00+09:00"
@@ -168,18 +190,41 @@ def test_create_show_list_json(loaded: CliRunner) -> None:
 
 
 def test_trial_subscription_shows_the_trial_as_its_period(loaded: CliRunner) -> None:
-    sub = js(loaded("subscriptions", "create", "--customer", "cust-1", "--plan", "trial-monthly",
-                    "--start", "2026-03-01T09:00:00+09:00", "--json"))  # fmt: skip
+    sub = js(
+        loaded(
+            "subscriptions",
+            "create",
+            "--customer",
+            "cust-1",
+            "--plan",
+            "trial-monthly",
+            "--start",
+            "2026-03-01T09:00:00+09:00",
+            "--json",
+        )
+    )
     assert sub["status"] == "trialing"
     assert (sub["current_period_start"], sub["current_period_end"]) == (
-        "2026-03-01T09:00:00+09:00", "2026-03-15T09:00:00+09:00"
-    )  # fmt: skip
+        "2026-03-01T09:00:00+09:00",
+        "2026-03-15T09:00:00+09:00",
+    )
     assert sub["next_charge_at"] == "2026-03-15T09:00:00+09:00"
 
 
 def test_lifecycle_commands(loaded: CliRunner) -> None:
-    sub = js(loaded("subscriptions", "create", "--customer", "cust-1", "--plan", "trial-monthly",
-                    "--start", "2030-03-01T09:00:00+09:00", "--json"))  # fmt: skip
+    sub = js(
+        loaded(
+            "subscriptions",
+            "create",
+            "--customer",
+            "cust-1",
+            "--plan",
+            "trial-monthly",
+            "--start",
+            "2030-03-01T09:00:00+09:00",
+            "--json",
+        )
+    )
     sid = str(sub["id"])
     changed = js(loaded("subscriptions", "change-plan", sid, "--plan", "pro-yearly", "--json"))
     assert changed["plan_id"] == "pro-yearly"  # no charge has begun: the change is immediate
@@ -198,8 +243,19 @@ def test_lifecycle_commands(loaded: CliRunner) -> None:
 
 
 def test_resume_after_a_long_pause_charges_at_once_and_reanchors(loaded: CliRunner) -> None:
-    sub = js(loaded("subscriptions", "create", "--customer", "cust-1", "--plan", "basic-monthly",
-                    "--start", "2026-01-31T00:30:00+09:00", "--json"))  # fmt: skip
+    sub = js(
+        loaded(
+            "subscriptions",
+            "create",
+            "--customer",
+            "cust-1",
+            "--plan",
+            "basic-monthly",
+            "--start",
+            "2026-01-31T00:30:00+09:00",
+            "--json",
+        )
+    )
     ok(loaded("subscriptions", "pause", str(sub["id"])))
     resumed = js(loaded("subscriptions", "resume", str(sub["id"]), "--json"))
     assert resumed["status"] == "active"
@@ -212,15 +268,42 @@ def test_resume_after_a_long_pause_charges_at_once_and_reanchors(loaded: CliRunn
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["subscriptions", "create", "--customer", "nobody", "--plan", "basic-monthly"], "unknown customer 'nobody'"),
-        (["subscriptions", "create", "--customer", "cust-1", "--plan", "gold"], "unknown plan 'gold'"),
-        (["subscriptions", "create", "--customer", "cust-1", "--plan", "basic-monthly", "--start", "31/01/2026"], "--start"),
+        (
+            ["subscriptions", "create", "--customer", "nobody", "--plan", "basic-monthly"],
+            "unknown customer 'nobody'",
+        ),
+        (
+            ["subscriptions", "create", "--customer", "cust-1", "--plan", "gold"],
+            "unknown plan 'gold'",
+        ),
+        (
+            [
+                "subscriptions",
+                "create",
+                "--customer",
+                "cust-1",
+                "--plan",
+                "basic-monthly",
+                "--start",
+                "31/01/2026",
+            ],
+            "--start",
+        ),
         (["subscriptions", "create", "--plan", "basic-monthly"], "Missing option '--customer'"),
-        (["subscriptions", "show", "abc"], "'abc' is not a whole number written with the digits 0-9"),
-        (["subscriptions", "show", "\u0661\u0662"], "is not a whole number written with the digits 0-9"),
+        (
+            ["subscriptions", "show", "abc"],
+            "'abc' is not a whole number written with the digits 0-9",
+        ),
+        (
+            ["subscriptions", "show", "\u0661\u0662"],
+            "is not a whole number written with the digits 0-9",
+        ),
         (["subscriptions", "show", "\uff11"], "is not a whole number written with the digits 0-9"),
         (["subscriptions", "show", "99999999999999999999"], "larger than any id"),
-        (["charges", "refund", "1", "--reason", "x", "--amount", "1_000"], "'1_000' is not a whole number"),
+        (
+            ["charges", "refund", "1", "--reason", "x", "--amount", "1_000"],
+            "'1_000' is not a whole number",
+        ),
         (["plans", "preview", "basic-monthly", "--count", "\u0663"], "--count"),
         (["subscriptions", "show", "0"], "ID"),
         (["subscriptions", "show", "424242"], "no subscription with id 424242"),
@@ -232,7 +315,7 @@ def test_resume_after_a_long_pause_charges_at_once_and_reanchors(loaded: CliRunn
         (["customers", "add", "x" * 81], "customer_uid"),
         (["customers", "add", "c9", "--email", "not-an-email"], "--email"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_one_line_and_changes_nothing(
     loaded: CliRunner, db_url: str, args: list[str], expected: str
 ) -> None:

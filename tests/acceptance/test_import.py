@@ -28,17 +28,24 @@ def write(tmp_path: Path, name: str, text: str) -> str:
 
 def test_a_csv_creates_customers_and_subscriptions(cli: CliRunner, tmp_path: Path) -> None:
     ok(cli("customers", "add", "known", "--email", "known@example.com"))
-    name = write(tmp_path, "subs.csv", (
-        "customer_uid,plan_id,start,name,email,phone\n"
-        "known,basic-monthly,2027-01-31T00:30:00+09:00,,,\n"
-        "new-1,premium-yearly,2027-02-01,홍길동,hong@example.com,010-1234-5678\n"
-        "new-1,basic-monthly,,,,\n"
-    ))  # fmt: skip
+    name = write(
+        tmp_path,
+        "subs.csv",
+        (
+            "customer_uid,plan_id,start,name,email,phone\n"
+            "known,basic-monthly,2027-01-31T00:30:00+09:00,,,\n"
+            "new-1,premium-yearly,2027-02-01,홍길동,hong@example.com,010-1234-5678\n"
+            "new-1,basic-monthly,,,,\n"
+        ),
+    )
     result = js(cli("subscriptions", "import", name, "--json"))
     assert (result["subscriptions"], result["new_customers"]) == (3, 1)
     subs = js(cli("subscriptions", "list", "--json"))
     assert [(s["customer_uid"], s["plan_id"]) for s in subs] == [
-        ("known", "basic-monthly"), ("new-1", "premium-yearly"), ("new-1", "basic-monthly")]  # fmt: skip
+        ("known", "basic-monthly"),
+        ("new-1", "premium-yearly"),
+        ("new-1", "basic-monthly"),
+    ]
     assert subs[0]["next_charge_at"] == "2027-01-31T00:30:00+09:00"
     assert (
         subs[1]["next_charge_at"] == "2027-02-01T00:00:00+09:00"

@@ -102,8 +102,10 @@ def test_billing_log_level_sets_what_the_scheduler_logs(cli: CliRunner, redis_ur
     assert "scheduler_pass" in cli("scheduler", "--once", env=env).err  # INFO by default
     quiet = cli("scheduler", "--once", env={**env, "BILLING_LOG_LEVEL": "warning"})
     assert quiet.code == 0 and "claimed 0" in quiet.out and quiet.err == ""
-    refused(cli("scheduler", "--once", env={**env, "BILLING_LOG_LEVEL": "loud"}),
-            "BILLING_LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR")  # fmt: skip
+    refused(
+        cli("scheduler", "--once", env={**env, "BILLING_LOG_LEVEL": "loud"}),
+        "BILLING_LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR",
+    )
 
 
 def test_a_cancel_voids_the_charge_waiting_in_the_queue_and_the_history_shows_it(
@@ -111,8 +113,9 @@ def test_a_cancel_voids_the_charge_waiting_in_the_queue_and_the_history_shows_it
 ) -> None:
     env = {"BILLING_BROKER_URL": redis_url, "BILLING_SANDBOX": "1"}
     ok(cli("customers", "add", "c1"))
-    created = js(cli("subscriptions", "create", "--customer", "c1", "--plan", "basic-monthly",
-                     "--json"))  # fmt: skip
+    created = js(
+        cli("subscriptions", "create", "--customer", "c1", "--plan", "basic-monthly", "--json")
+    )
     assert "claimed 1" in ok(cli("scheduler", "--once", env=env))  # queued; no worker runs
     ok(cli("subscriptions", "cancel", str(created["id"])))
     [charge] = js(cli("charges", "list", "--json"))

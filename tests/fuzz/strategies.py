@@ -7,9 +7,12 @@ import json
 from hypothesis import strategies as st
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=30),
-)  # fmt: skip
+)
 json_values = st.recursive(
     scalars,
     lambda children: (
@@ -34,6 +37,13 @@ def nested(depth: int, opener: str = "[", closer: str = "]") -> bytes:
     return (opener * depth + closer * depth).encode()
 
 
-deep = st.sampled_from([nested(50), nested(1000), nested(100_000), b"[" * 200_000,
-                        nested(5000, '{"a":', "}")[:-1] + b"1" + b"}" * 5000])  # fmt: skip
+deep = st.sampled_from(
+    [
+        nested(50),
+        nested(1000),
+        nested(100_000),
+        b"[" * 200_000,
+        nested(5000, '{"a":', "}")[:-1] + b"1" + b"}" * 5000,
+    ]
+)
 binary = st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode))

@@ -64,9 +64,15 @@ envelopes = st.fixed_dictionaries(
     {"code": codes}, optional={"message": json_values, "response": responses}
 ).map(dumps)
 bodies = st.one_of(
-    envelopes, envelopes, truncated(envelopes), binary, deep, json_values.map(dumps),
-    st.just(b"\xff\xfe{"), st.just(b'{"code": 0, "response": ' + b" " * 3_000_000 + b"}"),
-)  # fmt: skip
+    envelopes,
+    envelopes,
+    truncated(envelopes),
+    binary,
+    deep,
+    json_values.map(dumps),
+    st.just(b"\xff\xfe{"),
+    st.just(b'{"code": 0, "response": ' + b" " * 3_000_000 + b"}"),
+)
 exchanges = st.builds(Exchange, statuses, bodies, failures, st.text(max_size=50))
 
 
@@ -91,8 +97,13 @@ def ours(payment: object) -> dict[str, Any] | None:
 @example(Exchange(200, b"<html>502 Bad Gateway</html>"))
 @example(Exchange(200, b'{"code": 0, "response": {"merchant_uid": "sub-abcdefghijkl-3-1"'))
 @example(Exchange(200, b'{"code": true, "response": {}}'))
-@example(Exchange(200, b'{"code": 0, "response": {"merchant_uid": "sub-abcdefghijkl-3-1", '
-                       b'"status": "paid", "imp_uid": "i", "amount": NaN}}'))  # fmt: skip
+@example(
+    Exchange(
+        200,
+        b'{"code": 0, "response": {"merchant_uid": "sub-abcdefghijkl-3-1", '
+        b'"status": "paid", "imp_uid": "i", "amount": NaN}}',
+    )
+)
 def test_classify_again_never_raises_and_only_approves_a_real_payment(exchange: Exchange) -> None:
     answer = classify_again(exchange, MERCHANT_UID, AMOUNT)
     assert answer.outcome in Outcome

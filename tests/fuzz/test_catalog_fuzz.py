@@ -73,19 +73,64 @@ def test_any_yaml_document(value: Any) -> None:
 
 
 PATHS = [
-    ("timezone",), ("dunning",), ("dunning", "retry_after"), ("dunning", "final_action"),
-    ("notify",), ("plans",), ("plans", 0), ("plans", 0, "id"), ("plans", 0, "name"),
-    ("plans", 0, "amount"), ("plans", 0, "interval"), ("plans", 1, "trial_days"),
-    ("plans", 2, "card_quota"), ("plans", 3, "cron"), ("plans", 3, "prorate_first"),
-    ("plans", 3, "dunning", "retry_after"), ("plans", 3, "dunning", "retry_after", 0),
-    ("plans", 0, "unknown_key"), ("unknown_key",), ("plans", 0, "timezone"),
-]  # fmt: skip
+    ("timezone",),
+    ("dunning",),
+    ("dunning", "retry_after"),
+    ("dunning", "final_action"),
+    ("notify",),
+    ("plans",),
+    ("plans", 0),
+    ("plans", 0, "id"),
+    ("plans", 0, "name"),
+    ("plans", 0, "amount"),
+    ("plans", 0, "interval"),
+    ("plans", 1, "trial_days"),
+    ("plans", 2, "card_quota"),
+    ("plans", 3, "cron"),
+    ("plans", 3, "prorate_first"),
+    ("plans", 3, "dunning", "retry_after"),
+    ("plans", 3, "dunning", "retry_after", 0),
+    ("plans", 0, "unknown_key"),
+    ("unknown_key",),
+    ("plans", 0, "timezone"),
+]
 TRICKY = [
-    None, True, 0, -1, 1.5, 9900.0, 10**13, 2**63, "", " ", "9900", "1 month", "0 month",
-    "13 months", "1 fortnight", "* * * * *", "61 * * * *", "0 0 30 2 *", "@daily",
-    "0 0 * * * *", "Asia/Nowhere", "../../etc/passwd", "a" * 100, "플랜" * 30, [], {}, [1],
-    {"a": 1}, "cancel", "delete", ["1d", "1d"], ["3d", "1d"], ["-1d"], ["0s"], ["1d"] * 20,
-]  # fmt: skip
+    None,
+    True,
+    0,
+    -1,
+    1.5,
+    9900.0,
+    10**13,
+    2**63,
+    "",
+    " ",
+    "9900",
+    "1 month",
+    "0 month",
+    "13 months",
+    "1 fortnight",
+    "* * * * *",
+    "61 * * * *",
+    "0 0 30 2 *",
+    "@daily",
+    "0 0 * * * *",
+    "Asia/Nowhere",
+    "../../etc/passwd",
+    "a" * 100,
+    "플랜" * 30,
+    [],
+    {},
+    [1],
+    {"a": 1},
+    "cancel",
+    "delete",
+    ["1d", "1d"],
+    ["3d", "1d"],
+    ["-1d"],
+    ["0s"],
+    ["1d"] * 20,
+]
 
 
 @FUZZ
@@ -158,7 +203,8 @@ def test_a_billion_laughs_catalog_is_refused_within_seconds(tmp_path: Path) -> N
     path.write_text(laughs(9))
     code = f"from billing.catalog_file import load_catalog_file as f; f(__import__('pathlib').Path({str(path)!r}), 'UTC')"
     try:
-        subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                       timeout=4, check=False)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, capture_output=True, timeout=4, check=False
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("still parsing after 4 s")

@@ -156,12 +156,23 @@ def expand(words: tuple[str, ...], tmp_path: Path) -> list[str]:
 
 
 @settings(
-    max_examples=14, deadline=None,
+    max_examples=14,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)  # fmt: skip
+)
 @given(commands)
-@example(("subscriptions", "create", "--customer", "cust-1", "--plan", "basic-monthly",
-          "--start", "2027-02-30T00:00:00+09:00"))  # fmt: skip
+@example(
+    (
+        "subscriptions",
+        "create",
+        "--customer",
+        "cust-1",
+        "--plan",
+        "basic-monthly",
+        "--start",
+        "2027-02-30T00:00:00+09:00",
+    )
+)
 @example(("customers", "add", "a" * 81))
 @example(("plans", "load", "@plans: [{id: x, name: X, amount: 1, interval: 1 month, x: 1}]"))
 def test_garbage_arguments_give_one_line_and_change_nothing(
@@ -179,9 +190,12 @@ def test_garbage_arguments_give_one_line_and_change_nothing(
 
 @pytest.mark.parametrize(
     "argv",
-    [("subscriptions", "cancel", "9" * 20), ("charges", "list", "--subscription", "9" * 20),
-     ("charges", "list", "--limit", "9" * 20)],
-)  # fmt: skip
+    [
+        ("subscriptions", "cancel", "9" * 20),
+        ("charges", "list", "--subscription", "9" * 20),
+        ("charges", "list", "--limit", "9" * 20),
+    ],
+)
 def test_a_number_beyond_bigint_is_a_clean_refusal(
     seeded: CliRunner, db_url: str, argv: tuple[str, ...]
 ) -> None:

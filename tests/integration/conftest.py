@@ -93,10 +93,13 @@ def env(db_url: str, redis_url: str, sandbox: SandboxServer) -> dict[str, str]:
 
     redis.Redis.from_url(redis_url).flushdb()
     return {
-        "BILLING_DATABASE_URL": db_url, "BILLING_BROKER_URL": redis_url,
-        "BILLING_PORTONE_URL": sandbox.url, "BILLING_SANDBOX": "1",
-        "BILLING_PORTONE_TIMEOUT": "1", "BILLING_RECONCILE_AFTER": "3",
-    }  # fmt: skip
+        "BILLING_DATABASE_URL": db_url,
+        "BILLING_BROKER_URL": redis_url,
+        "BILLING_PORTONE_URL": sandbox.url,
+        "BILLING_SANDBOX": "1",
+        "BILLING_PORTONE_TIMEOUT": "1",
+        "BILLING_RECONCILE_AFTER": "3",
+    }
 
 
 @pytest.fixture
@@ -111,9 +114,12 @@ def extra_env() -> dict[str, str]:
 
 @pytest.fixture
 def product(
-    env: dict[str, str], sandbox: SandboxServer, tmp_path: Path, catalog_text: str,
+    env: dict[str, str],
+    sandbox: SandboxServer,
+    tmp_path: Path,
+    catalog_text: str,
     extra_env: dict[str, str],
-) -> Iterator[Product]:  # fmt: skip
+) -> Iterator[Product]:
     env = {**env, **extra_env}
     settings = load_settings(env)
     app = build_app(settings)

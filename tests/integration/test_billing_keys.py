@@ -38,12 +38,15 @@ EXPIRY = "2099-12"
 # -- card data, checked locally --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("number", "expiry", "birth", "pwd"), [
-    ("4111111111111111", "2099-12", "900101", None),
-    ("4111-1111-1111-1111", "2026-11", "900101", "12"),  # this month still works
-    ("4111 1111 1111 1111", "2099-01", "1234567890", "00"),  # business number
-    ("378282246310005", "2030-06", "991231", None),  # 15 digits (Amex)
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("number", "expiry", "birth", "pwd"),
+    [
+        ("4111111111111111", "2099-12", "900101", None),
+        ("4111-1111-1111-1111", "2026-11", "900101", "12"),  # this month still works
+        ("4111 1111 1111 1111", "2099-01", "1234567890", "00"),  # business number
+        ("378282246310005", "2030-06", "991231", None),  # 15 digits (Amex)
+    ],
+)
 def test_good_card_data(number: str, expiry: str, birth: str, pwd: str | None) -> None:
     card = parse_card(number, expiry, birth, pwd, TODAY)
     assert card.number == number.replace("-", "").replace(" ", "")
@@ -67,8 +70,11 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("number", "expiry", "birth", "pwd", "message"), BAD,
-                         ids=[row[4] + " " + str(i) for i, row in enumerate(BAD)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("number", "expiry", "birth", "pwd", "message"),
+    BAD,
+    ids=[row[4] + " " + str(i) for i, row in enumerate(BAD)],
+)
 def test_bad_card_data_is_refused_without_echoing_it(
     number: str, expiry: str, birth: str, pwd: str | None, message: str
 ) -> None:
@@ -86,10 +92,15 @@ def test_card_details_never_show_themselves() -> None:
         assert "************5100" in shown
 
 
-@pytest.mark.parametrize(("shown", "masked"), [
-    ("4111111111111111", "************1111"), ("411111******1111", "************1111"),
-    ("4111-1111-1111-1111", "************1111"), ("378282246310005", "***********0005"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("shown", "masked"),
+    [
+        ("4111111111111111", "************1111"),
+        ("411111******1111", "************1111"),
+        ("4111-1111-1111-1111", "************1111"),
+        ("378282246310005", "***********0005"),
+    ],
+)
 def test_masks(shown: str, masked: str) -> None:
     assert mask_number(shown) == masked
 
@@ -115,16 +126,26 @@ ANSWERS = [
     ("issued", Exchange(200, envelope(response=KEY)), KeyOutcome.DONE),
     ("refused", Exchange(200, envelope(-1, "유효기간이 지난 카드입니다")), KeyOutcome.REFUSED),
     ("bad request", Exchange(400, envelope(-1, "card_number: required")), KeyOutcome.REFUSED),
-    ("no key", Exchange(404, envelope(-1, "등록된 빌링키 정보가 존재하지 않습니다")),
-     KeyOutcome.ABSENT),
-    ("never left", Exchange(failure=Transport.NOT_SENT, detail="ConnectError"), KeyOutcome.NOT_SENT),
+    (
+        "no key",
+        Exchange(404, envelope(-1, "등록된 빌링키 정보가 존재하지 않습니다")),
+        KeyOutcome.ABSENT,
+    ),
+    (
+        "never left",
+        Exchange(failure=Transport.NOT_SENT, detail="ConnectError"),
+        KeyOutcome.NOT_SENT,
+    ),
     ("bad credentials", Exchange(401, envelope(-1, "Unauthorized")), KeyOutcome.NOT_SENT),
     ("timeout", Exchange(failure=Transport.NO_ANSWER, detail="ReadTimeout"), KeyOutcome.UNKNOWN),
     ("5xx", Exchange(502, b"<html>"), KeyOutcome.UNKNOWN),
     ("garbage", Exchange(200, b"{"), KeyOutcome.UNKNOWN),
-    ("another customer", Exchange(200, envelope(response={**KEY, "customer_uid": "c2"})),
-     KeyOutcome.UNKNOWN),
-]  # fmt: skip
+    (
+        "another customer",
+        Exchange(200, envelope(response={**KEY, "customer_uid": "c2"})),
+        KeyOutcome.UNKNOWN,
+    ),
+]
 
 
 @pytest.mark.parametrize(("case", "exchange", "outcome"), ANSWERS, ids=[a[0] for a in ANSWERS])
@@ -163,10 +184,24 @@ def live_in_the_future(sandbox: SandboxServer) -> None:
     sandbox.state.clock = lambda: later
 
 
-def register(cli: CliRunner, env: dict[str, str], *extra: str, card: str = CARD,
-             expiry: str = EXPIRY) -> Result:  # fmt: skip
-    return cli("customers", "register", "cust-1", "--card-number", card, "--expiry", expiry,
-               "--birth", BIRTH, "--pwd-2digit", PWD, *extra, env=env)  # fmt: skip
+def register(
+    cli: CliRunner, env: dict[str, str], *extra: str, card: str = CARD, expiry: str = EXPIRY
+) -> Result:
+    return cli(
+        "customers",
+        "register",
+        "cust-1",
+        "--card-number",
+        card,
+        "--expiry",
+        expiry,
+        "--birth",
+        BIRTH,
+        "--pwd-2digit",
+        PWD,
+        *extra,
+        env=env,
+    )
 
 
 def test_register_issues_a_key_at_portone(
@@ -174,8 +209,12 @@ def test_register_issues_a_key_at_portone(
 ) -> None:
     ok(cli("customers", "add", "cust-1", "--name", "홍길동", "--phone", "010-1234-5678", env=env))
     view = js(register(cli, env, "--json"))
-    assert view == {"customer_uid": "cust-1", "billing_key": "registered",
-                    "card_name": "삼성카드", "card_number": "************5100"}  # fmt: skip
+    assert view == {
+        "customer_uid": "cust-1",
+        "billing_key": "registered",
+        "card_name": "삼성카드",
+        "card_number": "************5100",
+    }
     key = sandbox.state.keys.find("cust-1", 0)
     assert key is not None and key.card.number == "510510******5100"
     assert (key.contact.name, key.contact.tel) == ("홍길동", "010-1234-5678")
@@ -190,10 +229,26 @@ def test_register_checks_card_data_before_calling_portone(
     before = snapshot(db_url)
     refused(register(cli, env, card="4111-1111-1111-1112"), "--card-number is not a valid")
     refused(register(cli, env, expiry="2020-01"), "--expiry is in the past")
-    refused(cli("customers", "register", "cust-1", "--card-number", CARD, "--expiry", EXPIRY,
-                env=env), "--birth")  # fmt: skip
-    refused(cli("customers", "register", "nobody", "--card-number", CARD, "--expiry", EXPIRY,
-                "--birth", BIRTH, env=env), "unknown customer 'nobody'", "customers add")  # fmt: skip
+    refused(
+        cli("customers", "register", "cust-1", "--card-number", CARD, "--expiry", EXPIRY, env=env),
+        "--birth",
+    )
+    refused(
+        cli(
+            "customers",
+            "register",
+            "nobody",
+            "--card-number",
+            CARD,
+            "--expiry",
+            EXPIRY,
+            "--birth",
+            BIRTH,
+            env=env,
+        ),
+        "unknown customer 'nobody'",
+        "customers add",
+    )
     assert registrations(sandbox) == 0
     assert snapshot(db_url) == before
 
@@ -221,11 +276,18 @@ def test_delete_removes_the_key_and_refuses_while_subscriptions_need_it(
     view = js(
         cli("customers", "delete", "cust-1", "--reason", "해지", "--force", "--json", env=env)
     )
-    assert view == {"customer_uid": "cust-1", "billing_key": "deleted", "card_name": "삼성카드",
-                    "card_number": "************5100"}  # fmt: skip
+    assert view == {
+        "customer_uid": "cust-1",
+        "billing_key": "deleted",
+        "card_name": "삼성카드",
+        "card_number": "************5100",
+    }
     assert sandbox.state.keys.find("cust-1", 0) is None
-    refused(cli("customers", "delete", "cust-1", "--force", env=env),
-            "PortOne has no billing key for 'cust-1'", "등록된 빌링키")  # fmt: skip
+    refused(
+        cli("customers", "delete", "cust-1", "--force", env=env),
+        "PortOne has no billing key for 'cust-1'",
+        "등록된 빌링키",
+    )
     refused(cli("customers", "delete", "ghost", env=env), "unknown customer 'ghost'")
 
 
@@ -238,13 +300,28 @@ def test_the_event_log_keeps_the_issuer_and_last_four_digits_only(
     with app.transaction() as session:
         events = [(e.kind, e.data) for e in session.scalars(select(Event).order_by(Event.id))]
     assert events == [
-        ("billing_key_registered", {"customer_uid": "cust-1", "card_name": "삼성카드",
-                                    "card_number": "************5100", "pg": None,
-                                    "actor": "cli"}),
-        ("billing_key_deleted", {"customer_uid": "cust-1", "card_name": "삼성카드",
-                                 "card_number": "************5100", "reason": "해지",
-                                 "forced": False, "actor": "cli"}),
-    ]  # fmt: skip
+        (
+            "billing_key_registered",
+            {
+                "customer_uid": "cust-1",
+                "card_name": "삼성카드",
+                "card_number": "************5100",
+                "pg": None,
+                "actor": "cli",
+            },
+        ),
+        (
+            "billing_key_deleted",
+            {
+                "customer_uid": "cust-1",
+                "card_name": "삼성카드",
+                "card_number": "************5100",
+                "reason": "해지",
+                "forced": False,
+                "actor": "cli",
+            },
+        ),
+    ]
 
 
 # -- card data goes nowhere ----------------------------------------------------------------------
@@ -271,9 +348,13 @@ def test_card_data_appears_in_no_output_stored_row_or_event(
     cli: CliRunner, env: dict[str, str], sandbox: SandboxServer, app: App, db_url: str
 ) -> None:
     ok(cli("customers", "add", "cust-1", env=env))
-    results = [register(cli, env), register(cli, env, "--json"),
-               register(cli, env, card="5105-1051-0510-5101"), register(cli, env, expiry="2026-01"),
-               cli("customers", "register", "cust-1", DIGITS, "--expiry", EXPIRY, env=env)]  # fmt: skip
+    results = [
+        register(cli, env),
+        register(cli, env, "--json"),
+        register(cli, env, card="5105-1051-0510-5101"),
+        register(cli, env, expiry="2026-01"),
+        cli("customers", "register", "cust-1", DIGITS, "--expiry", EXPIRY, env=env),
+    ]
     live_in_the_future(sandbox)
     results.append(register(cli, env, expiry="2031-01"))
     assert [r.code for r in results] == [0, 0, 1, 1, 2, 1]
@@ -294,8 +375,10 @@ def echoing_portone(request: httpx.Request) -> httpx.Response:
         token = {"access_token": "t0ken", "now": 0, "expired_at": 1800}
         return httpx.Response(200, json={"code": 0, "message": None, "response": token})
     sent = json.loads(request.content)
-    message = (f"카드 {sent['card_number']} ({CARD}) 유효기간 {sent['expiry']} 생년월일 "
-               f"{sent['birth']} 비밀번호 {sent['pwd_2digit']} 확인 실패")  # fmt: skip
+    message = (
+        f"카드 {sent['card_number']} ({CARD}) 유효기간 {sent['expiry']} 생년월일 "
+        f"{sent['birth']} 비밀번호 {sent['pwd_2digit']} 확인 실패"
+    )
     return httpx.Response(200, json={"code": -1, "message": message, "response": None})
 
 
@@ -305,15 +388,21 @@ def test_card_data_echoed_by_portone_is_masked_in_errors_logs_and_exceptions(
     app.clock.now()  # the fixed clock
     with app.transaction() as session:
         add_customer(session, "cust-1", NOW)
-    client = PortOneClient("https://portone.invalid", "k", "s",
-                           transport=httpx.MockTransport(echoing_portone))  # fmt: skip
+    client = PortOneClient(
+        "https://portone.invalid", "k", "s", transport=httpx.MockTransport(echoing_portone)
+    )
     card = parse_card(CARD, EXPIRY, BIRTH, PWD, TODAY)
     caplog.set_level(logging.DEBUG)
     with pytest.raises(GatewayRefused) as caught:
         register_key(app, client, "cust-1", card, None)
     error: BillingError = caught.value
-    shown = [error.message, str(error), repr(error),
-             "".join(traceback.format_exception(error)), caplog.text]  # fmt: skip
+    shown = [
+        error.message,
+        str(error),
+        repr(error),
+        "".join(traceback.format_exception(error)),
+        caplog.text,
+    ]
     for text in shown:
         assert leaks(text) == [], text
         assert f" {PWD} " not in text
@@ -345,7 +434,18 @@ def test_a_card_number_given_by_mistake_as_an_argument_is_not_echoed(
     cli: CliRunner, env: dict[str, str]
 ) -> None:
     """Click names an unexpected argument in its error; the one-line error masks it."""
-    result = cli("customers", "register", "cust-1", DIGITS, "--card-number", CARD, "--expiry",
-                 EXPIRY, "--birth", BIRTH, env=env)  # fmt: skip
+    result = cli(
+        "customers",
+        "register",
+        "cust-1",
+        DIGITS,
+        "--card-number",
+        CARD,
+        "--expiry",
+        EXPIRY,
+        "--birth",
+        BIRTH,
+        env=env,
+    )
     assert refused(result, "unexpected extra argument")
     assert leaks(result.out + result.err) == [], result.err

@@ -20,8 +20,16 @@ NOW = datetime(2027, 1, 1, tzinfo=UTC)
 
 
 def rows(prefix: str, count: int) -> list[dict[str, object]]:
-    return [{"customer_uid": f"{prefix}-{n}", "name": None, "email": None, "phone": None,
-             "created_at": NOW} for n in range(count)]  # fmt: skip
+    return [
+        {
+            "customer_uid": f"{prefix}-{n}",
+            "name": None,
+            "email": None,
+            "phone": None,
+            "created_at": NOW,
+        }
+        for n in range(count)
+    ]
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

@@ -33,8 +33,9 @@ def test_first_load_creates_version_1(app: App) -> None:
     assert report.created == ["basic", "pro"]
     with app.transaction() as session:
         assert [(p.id, p.version, p.amount) for p in plan_store.current_plans(session)] == [
-            ("basic", 1, 9900), ("pro", 1, 29000)
-        ]  # fmt: skip
+            ("basic", 1, 9900),
+            ("pro", 1, 29000),
+        ]
 
 
 def test_a_price_change_is_a_new_version_and_the_old_terms_stay(app: App) -> None:

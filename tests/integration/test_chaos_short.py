@@ -57,8 +57,11 @@ class ChaosProcess:
 
     def leftovers(self) -> list[str]:
         """The run's directory, and the processes it started, if any is still there."""
-        found = [line.split(" in ", 1)[1] for line in self.err.read_text().splitlines()
-                 if "booting in " in line and Path(line.split(" in ", 1)[1]).exists()]  # fmt: skip
+        found = [
+            line.split(" in ", 1)[1]
+            for line in self.err.read_text().splitlines()
+            if "booting in " in line and Path(line.split(" in ", 1)[1]).exists()
+        ]
         alive = {info.pid for info in process_table() if info.alive}
         for pid, command in self.seen.items():
             if pid in alive and command and cmdline(pid) == command:
@@ -74,8 +77,18 @@ def cmdline(pid: int) -> bytes:
 
 
 def test_a_small_chaos_run_keeps_every_money_invariant_and_cleans_up(tmp_path: Path) -> None:
-    run = ChaosProcess(tmp_path, "--subscriptions", "60", "--months", "1", "--kills", "1",
-                       "--no-postgres-restart", "--seed", "3")  # fmt: skip
+    run = ChaosProcess(
+        tmp_path,
+        "--subscriptions",
+        "60",
+        "--months",
+        "1",
+        "--kills",
+        "1",
+        "--no-postgres-restart",
+        "--seed",
+        "3",
+    )
     code = run.watch(400)
     out, report = run.out.read_text(), run.report()
     assert code == 0, report
@@ -131,10 +144,13 @@ def private_redis(tmp_path: Path) -> Iterator[Redis]:
 @pytest.fixture
 def env(db_url: str, sandbox: SandboxServer, private_redis: Redis) -> dict[str, str]:
     return {
-        "BILLING_DATABASE_URL": db_url, "BILLING_BROKER_URL": private_redis.url,
-        "BILLING_PORTONE_URL": sandbox.url, "BILLING_SANDBOX": "1",
-        "BILLING_PORTONE_TIMEOUT": "5", "BILLING_RECONCILE_AFTER": "10",
-    }  # fmt: skip
+        "BILLING_DATABASE_URL": db_url,
+        "BILLING_BROKER_URL": private_redis.url,
+        "BILLING_PORTONE_URL": sandbox.url,
+        "BILLING_SANDBOX": "1",
+        "BILLING_PORTONE_TIMEOUT": "5",
+        "BILLING_RECONCILE_AFTER": "10",
+    }
 
 
 def test_a_worker_survives_a_redis_restart_with_charges_in_flight(

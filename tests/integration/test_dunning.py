@@ -266,7 +266,15 @@ def test_history_has_every_state_change_attempt_and_notice_oldest_first(dunning:
         query = select(Event.kind).where(Event.subscription_id == sid).order_by(Event.id)
         history = list(session.scalars(query))
     assert history[0] == "subscription_created"
-    for kind in ("charge_created", "gateway_answer", "charge_failed", "dunning_retry",
-                 "notice_queued", "notice_delivered", "charge_paid", "payment_recovered"):  # fmt: skip
+    for kind in (
+        "charge_created",
+        "gateway_answer",
+        "charge_failed",
+        "dunning_retry",
+        "notice_queued",
+        "notice_delivered",
+        "charge_paid",
+        "payment_recovered",
+    ):
         assert kind in history
     assert history.index("charge_failed") < history.index("charge_paid")

@@ -121,8 +121,15 @@ def test_card_updated_recovers_a_past_due_subscription(product: Product) -> None
     product.settle()
     assert product.subscription(sid).status == "past_due"
     command = [sys.executable, "-m", "billing", "customers", "card-updated", "cust-new-card"]
-    done = subprocess.run(command, cwd=ROOT, env=product_env(product.env), capture_output=True,
-                          text=True, timeout=60, check=False)  # fmt: skip
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=product_env(product.env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert f"retrying at once: {sid}" in done.stdout
     product.settle()
@@ -150,8 +157,15 @@ def test_subscription_events_command_shows_the_history(product: Product) -> None
     product.settle()
     days_later(product, 1)
     command = [sys.executable, "-m", "billing", "subscriptions", "events", str(sid), "--json"]
-    done = subprocess.run(command, cwd=ROOT, env=product_env(product.env), capture_output=True,
-                          text=True, timeout=60, check=False)  # fmt: skip
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=product_env(product.env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     import json
 

@@ -51,12 +51,25 @@ class FlowerProcess:
 
     def start(self) -> FlowerProcess:
         self._output = self.log.open("ab")
-        command = [sys.executable, "-m", "celery", "-A", "workers", "flower",
-                   f"--port={self.port}", "--address=127.0.0.1", *self.options]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers",
+            "flower",
+            f"--port={self.port}",
+            "--address=127.0.0.1",
+            *self.options,
+        ]
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=product_env(self.env), stdout=self._output,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            command,
+            cwd=ROOT,
+            env=product_env(self.env),
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         wait_for(self._answers, 60, "Flower to answer")
         return self
 
@@ -89,10 +102,13 @@ def env(db_url: str, redis_url: str) -> Iterator[dict[str, str]]:
     redis.Redis.from_url(redis_url).flushdb()
     sandbox = SandboxServer(SandboxConfig(port=0, auto_register=True)).start()
     yield {
-        "BILLING_DATABASE_URL": db_url, "BILLING_BROKER_URL": redis_url,
-        "BILLING_PORTONE_URL": sandbox.url, "BILLING_SANDBOX": "1",
-        "BILLING_PORTONE_TIMEOUT": "2", "BILLING_RECONCILE_AFTER": "5",
-    }  # fmt: skip
+        "BILLING_DATABASE_URL": db_url,
+        "BILLING_BROKER_URL": redis_url,
+        "BILLING_PORTONE_URL": sandbox.url,
+        "BILLING_SANDBOX": "1",
+        "BILLING_PORTONE_TIMEOUT": "2",
+        "BILLING_RECONCILE_AFTER": "5",
+    }
     sandbox.stop()
 
 
@@ -173,8 +189,9 @@ def test_flower_shows_the_worker_and_the_charge_task_to_ops_only(
         flower.stop()
         worker.stop()
     if "workers.logging_setup" in sys.modules:  # wired into workers.app: JSON lines
-        lines = [json.loads(line) for line in worker.log.read_text().splitlines()
-                 if line.startswith("{")]  # fmt: skip
+        lines = [
+            json.loads(line) for line in worker.log.read_text().splitlines() if line.startswith("{")
+        ]
         assert any(line["action"] == "charge_answer" for line in lines)
         assert any(line["logger"].startswith("celery.") for line in lines)
 

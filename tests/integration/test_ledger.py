@@ -50,14 +50,21 @@ def forget(world: World, merchant_uid: str) -> None:
         session.execute(delete(Event).where(Event.charge_id == charge.id))
         session.execute(delete(Charge).where(Charge.id == charge.id))
         session.execute(
-            update(Subscription).where(Subscription.id == charge.subscription_id).values(
-                period_no=charge.period_no, attempt=charge.attempt, current_period_start=None,
-                current_period_end=None, due_period_start=charge.period_start,
-                due_period_end=charge.period_end, due_cycle=charge.period_no - 1,
-                current_cycle=None, next_charge_at=charge.period_start,
+            update(Subscription)
+            .where(Subscription.id == charge.subscription_id)
+            .values(
+                period_no=charge.period_no,
+                attempt=charge.attempt,
+                current_period_start=None,
+                current_period_end=None,
+                due_period_start=charge.period_start,
+                due_period_end=charge.period_end,
+                due_cycle=charge.period_no - 1,
+                current_cycle=None,
+                next_charge_at=charge.period_start,
                 status="active",
             )
-        )  # fmt: skip
+        )
 
 
 def test_a_payment_the_database_forgot_is_recorded_and_the_subscription_advances(
@@ -70,8 +77,10 @@ def test_a_payment_the_database_forgot_is_recorded_and_the_subscription_advances
     assert reconcile(world) == [(charge.merchant_uid, Verdict.CREATED)]
     [again] = world.charges()
     assert (again.merchant_uid, again.status, again.imp_uid) == (
-        charge.merchant_uid, "paid", charge.imp_uid
-    )  # fmt: skip
+        charge.merchant_uid,
+        "paid",
+        charge.imp_uid,
+    )
     sub = world.subscription(sid)
     assert sub.period_no == 2 and sub.next_charge_at == datetime(2027, 2, 27, 15, 30, tzinfo=UTC)
     assert reconcile(world) == []  # both ledgers agree now

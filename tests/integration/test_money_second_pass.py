@@ -113,14 +113,20 @@ def test_a_transient_first_send_then_a_refusal_ends_in_dunning_not_an_endless_lo
 @pytest.mark.parametrize(
     ("action", "status", "reason"),
     [
-        (lambda s, sid: subscriptions.cancel(s, sid, START, at_period_end=False), "canceled",
-         "voided: canceled"),
+        (
+            lambda s, sid: subscriptions.cancel(s, sid, START, at_period_end=False),
+            "canceled",
+            "voided: canceled",
+        ),
         (lambda s, sid: subscriptions.pause(s, sid, START), "paused", "voided: paused"),
-        (lambda s, sid: subscriptions.cancel(s, sid, START, at_period_end=True), "canceled",
-         "voided: canceled"),
+        (
+            lambda s, sid: subscriptions.cancel(s, sid, START, at_period_end=True),
+            "canceled",
+            "voided: canceled",
+        ),
     ],
     ids=["cancel", "pause", "cancel-at-period-end-with-nothing-paid"],
-)  # fmt: skip
+)
 def test_an_operator_action_voids_a_claimed_but_unsent_charge(
     world: World, action: object, status: str, reason: str
 ) -> None:
@@ -569,8 +575,9 @@ def test_a_restored_pending_charge_is_looked_up_before_it_is_sent_again(world: W
     world.scheduler.run_pass()
     [charge_id] = world.publisher.take()[0]
     with world.app.transaction() as session:  # what the backup holds: parked after "not sent"
-        session.execute(update(Charge).where(Charge.id == charge_id).values(
-            sends=1, resend_at=world.wall))  # fmt: skip
+        session.execute(
+            update(Charge).where(Charge.id == charge_id).values(sends=1, resend_at=world.wall)
+        )
     key = world.subscription(sid).key
     world.gateway.script = ["decline", "decline", "approve"]  # what happened after the backup
     for attempt in (1, 2, 3):

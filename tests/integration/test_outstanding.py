@@ -27,10 +27,13 @@ def test_work_settling_meanwhile_is_never_counted_as_nothing_left(app: App) -> N
             return
         settled.append(True)
         with app.engine.begin() as other:  # another worker records the payment meanwhile
-            other.execute(text("UPDATE charges SET status = 'paid' WHERE id = :id"),
-                          {"id": charge.id})  # fmt: skip
-            other.execute(text("UPDATE subscriptions SET next_charge_at = :t WHERE id = :id"),
-                          {"t": now - timedelta(hours=1), "id": sid})  # fmt: skip
+            other.execute(
+                text("UPDATE charges SET status = 'paid' WHERE id = :id"), {"id": charge.id}
+            )
+            other.execute(
+                text("UPDATE subscriptions SET next_charge_at = :t WHERE id = :id"),
+                {"t": now - timedelta(hours=1), "id": sid},
+            )
 
     event.listen(app.engine, "after_cursor_execute", settle_after_first_read)
     try:

@@ -96,8 +96,16 @@ def test_two_scheduler_processes_racing_on_the_same_due_rows(product: Product) -
     for n in range(200):
         product.subscribe(f"cust-r{n:03d}")
     command = [sys.executable, "-m", "billing", "scheduler", "--once"]
-    racers = [subprocess.Popen(command, cwd=ROOT, env=product_env(product.env),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]  # fmt: skip
+    racers = [
+        subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=product_env(product.env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
     outputs = [racer.communicate(timeout=60) for racer in racers]
     assert all(racer.returncode == 0 for racer in racers), outputs
     claimed = [int(out.decode().split()[1].rstrip(",")) for out, _ in outputs]
@@ -136,7 +144,11 @@ def test_catch_up_after_the_scheduler_was_down_for_months(product: Product) -> N
     charges = product.charges()
     assert [c.period_no for c in charges] == [1, 2, 3, 4]
     assert [c.period_start.astimezone(UTC).date().isoformat() for c in charges] == [
-        "2027-01-30", "2027-02-27", "2027-03-30", "2027-04-29"]  # fmt: skip
+        "2027-01-30",
+        "2027-02-27",
+        "2027-03-30",
+        "2027-04-29",
+    ]
     assert len(product.paid_at_sandbox()) == 4
     assert product.subscription(sid).period_no == 5
     assert product.anomalies() == []
@@ -145,8 +157,10 @@ def test_catch_up_after_the_scheduler_was_down_for_months(product: Product) -> N
 def test_many_charges_with_faults_keep_every_invariant(product: Product) -> None:
     for n in range(60):
         product.subscribe(f"cust-f{n:02d}", START + timedelta(hours=n))
-    product.sandbox.set_faults({"error_500": 0.1, "commit_then_timeout": 0.1,
-                                "commit_then_reset": 0.05, "decline": 0.1}, seed=3)  # fmt: skip
+    product.sandbox.set_faults(
+        {"error_500": 0.1, "commit_then_timeout": 0.1, "commit_then_reset": 0.05, "decline": 0.1},
+        seed=3,
+    )
     product.clock.advance(timedelta(days=3))
     product.settle(timeout=120)
     product.sandbox.set_faults({}, seed=None)
@@ -162,8 +176,10 @@ def test_worker_logs_carry_no_token_secret_or_card_data(product: Product, tmp_pa
     product.sandbox.script(customer_uid="cust-log", behaviors=["token_expired", "error_500"])
     product.settle()
     assert [c.status for c in product.charges()] == ["paid"]
-    token = httpx.post(f"{product.sandbox.url}/users/getToken",
-                       json={"imp_key": "sandbox_key", "imp_secret": "sandbox_secret"}).json()["response"]["access_token"]  # fmt: skip
+    token = httpx.post(
+        f"{product.sandbox.url}/users/getToken",
+        json={"imp_key": "sandbox_key", "imp_secret": "sandbox_secret"},
+    ).json()["response"]["access_token"]
     log = product.worker.log.read_text()
     assert "charge_answer" in log  # the worker did log the exchange
     assert token not in log

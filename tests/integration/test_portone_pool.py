@@ -70,8 +70,9 @@ def gateway() -> Iterator[Gateway]:
 
 def test_many_threads_share_the_pool_up_to_its_size(gateway: Gateway) -> None:
     size = 3 * SHARD_CONNECTIONS - SHARD_CONNECTIONS // 2  # several shards, the last smaller
-    client = PortOneClient(f"http://127.0.0.1:{gateway.server_port}", "k", "s",
-                           max_connections=size)  # fmt: skip
+    client = PortOneClient(
+        f"http://127.0.0.1:{gateway.server_port}", "k", "s", max_connections=size
+    )
     try:
         with ThreadPoolExecutor(2 * size) as pool:
             answers = list(pool.map(lambda n: client.find_paid(f"m-{n}"), range(8 * size)))

@@ -94,8 +94,9 @@ class Shop:
         self.client = PortOneClient(sandbox.url, "sandbox_key", "sandbox_secret", timeout=5)
         self.gateway = ScriptedCancels(PortOneCancels(self.client))
         self.sleeps: list[float] = []
-        self.runner = RefundRunner(app, self.gateway, wall=lambda: self.wall,
-                                   sleep=self.sleeps.append, jitter=lambda: 1.0)  # fmt: skip
+        self.runner = RefundRunner(
+            app, self.gateway, wall=lambda: self.wall, sleep=self.sleeps.append, jitter=lambda: 1.0
+        )
         self.window = timedelta(seconds=app.settings.reconcile_after)
         with app.transaction() as session:
             parsed = parse_catalog(CATALOG, "c.yaml", "Asia/Seoul")
@@ -183,21 +184,25 @@ def test_partial_refunds_carry_the_balance_as_checksum(shop: Shop) -> None:
     first = shop.refund_row(shop.runner.refund(charge.id, 3000, "부분 환불"))
     rest = shop.refund_row(shop.runner.refund(charge.id, None, "나머지"))
     assert [(r.amount, r.checksum, r.status) for r in (first, rest)] == [
-        (3000, 9900, "succeeded"), (6900, 6900, "succeeded"),
-    ]  # fmt: skip
+        (3000, 9900, "succeeded"),
+        (6900, 6900, "succeeded"),
+    ]
     assert shop.refunded(charge.id) == 9900
     assert shop.cancels_at_sandbox(charge.imp_uid) == [3000, 6900]
     with pytest.raises(Conflict, match="already refunded in full"):
         shop.runner.refund(charge.id, None, "again")
 
 
-@pytest.mark.parametrize(("amount", "reason", "error", "message"), [
-    (10_000, "r", Conflict, "more than charge 1 has left to refund: 9900 KRW"),
-    (0, "r", InvalidInput, "--amount must be a positive"),
-    (-100, "r", InvalidInput, "--amount must be a positive"),
-    (None, "   ", InvalidInput, "--reason must not be empty"),
-    (None, "x" * 201, InvalidInput, "at most 200"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("amount", "reason", "error", "message"),
+    [
+        (10_000, "r", Conflict, "more than charge 1 has left to refund: 9900 KRW"),
+        (0, "r", InvalidInput, "--amount must be a positive"),
+        (-100, "r", InvalidInput, "--amount must be a positive"),
+        (None, "   ", InvalidInput, "--reason must not be empty"),
+        (None, "x" * 201, InvalidInput, "at most 200"),
+    ],
+)
 def test_a_refused_refund_changes_nothing(
     shop: Shop, db_url: str, amount: int | None, reason: str, error: type[Exception], message: str
 ) -> None:
@@ -226,8 +231,18 @@ def test_one_refund_in_flight_per_charge(shop: Shop) -> None:
     with pytest.raises(Conflict, match="already has refund 1 in progress"):
         shop.runner.refund(charge.id, 1000, "second")
     with pytest.raises(IntegrityError), shop.app.transaction() as session:  # the database too
-        session.add(Refund(charge_id=charge.id, amount=1, checksum=9900, reason="x",
-                           status="unknown", sends=1, created_at=START, updated_at=shop.wall))  # fmt: skip
+        session.add(
+            Refund(
+                charge_id=charge.id,
+                amount=1,
+                checksum=9900,
+                reason="x",
+                status="unknown",
+                sends=1,
+                created_at=START,
+                updated_at=shop.wall,
+            )
+        )
     assert shop.cancels_at_sandbox(charge.imp_uid) == []
 
 
@@ -332,16 +347,37 @@ def paid(shop: Shop, sandbox: SandboxServer) -> dict[str, Any]:
 
 def test_the_refund_command(cli: CliRunner, shop: Shop, paid: dict[str, Any]) -> None:
     env, charge = paid["env"], paid["charge"]
-    view = js(cli("charges", "refund", str(charge.id), "--reason", "고객 요청", "--amount",
-                  "3000", "--json", env=env))  # fmt: skip
-    wanted = {"charge_id": charge.id, "amount": 3000, "checksum": 9900, "status": "succeeded",
-              "refunded_amount": 3000, "refundable": 6900}  # fmt: skip
+    view = js(
+        cli(
+            "charges",
+            "refund",
+            str(charge.id),
+            "--reason",
+            "고객 요청",
+            "--amount",
+            "3000",
+            "--json",
+            env=env,
+        )
+    )
+    wanted = {
+        "charge_id": charge.id,
+        "amount": 3000,
+        "checksum": 9900,
+        "status": "succeeded",
+        "refunded_amount": 3000,
+        "refundable": 6900,
+    }
     assert {key: view[key] for key in wanted} == wanted
     out = ok(cli("charges", "refund", str(charge.id), "--reason", "나머지", env=env))
-    assert out.strip() == (f"refunded 6,900 KRW of charge {charge.id} (refund 2): 9,900 of "
-                           "9,900 KRW refunded, 0 KRW left")  # fmt: skip
-    refused(cli("charges", "refund", str(charge.id), "--reason", "r", env=env),
-            "already refunded in full")  # fmt: skip
+    assert out.strip() == (
+        f"refunded 6,900 KRW of charge {charge.id} (refund 2): 9,900 of "
+        "9,900 KRW refunded, 0 KRW left"
+    )
+    refused(
+        cli("charges", "refund", str(charge.id), "--reason", "r", env=env),
+        "already refunded in full",
+    )
     listed = js(cli("refunds", "list", "--json", env=env))
     assert [(r["amount"], r["status"]) for r in listed] == [
         (3000, "succeeded"),
@@ -357,10 +393,15 @@ def test_the_refund_command_refuses_without_changing_anything(
     env, charge = paid["env"], paid["charge"]
     before = snapshot(db_url)
     cid = str(charge.id)
-    refused(cli("charges", "refund", cid, "--reason", "r", "--amount", "9901", env=env),
-            "more than charge", "9900 KRW")  # fmt: skip
-    refused(cli("charges", "refund", cid, "--reason", "r", "--amount", "0", env=env),
-            "--amount must be a positive")  # fmt: skip
+    refused(
+        cli("charges", "refund", cid, "--reason", "r", "--amount", "9901", env=env),
+        "more than charge",
+        "9900 KRW",
+    )
+    refused(
+        cli("charges", "refund", cid, "--reason", "r", "--amount", "0", env=env),
+        "--amount must be a positive",
+    )
     refused(cli("charges", "refund", cid, "--reason", "r", "--amount", "1.5", env=env), "--amount")
     refused(cli("charges", "refund", cid, env=env), "--reason")
     refused(cli("charges", "refund", "abc", "--reason", "r", env=env), "CHARGE_ID")
@@ -374,8 +415,12 @@ def test_the_refund_command_reports_a_refusal_and_exits_non_zero(
 ) -> None:
     env, charge = paid["env"], paid["charge"]
     shop.sandbox.state.ledger.cancel(charge.imp_uid, None, CancelTerms(1000, None, "콘솔"), 0)
-    line = refused(cli("charges", "refund", str(charge.id), "--reason", "r", env=env),
-                   "refund 1 of charge", "failed, nothing was refunded", "checksum")  # fmt: skip
+    line = refused(
+        cli("charges", "refund", str(charge.id), "--reason", "r", env=env),
+        "refund 1 of charge",
+        "failed, nothing was refunded",
+        "checksum",
+    )
     assert "9900" in line
     [row] = js(cli("refunds", "list", "--status", "failed", "--json", env=env))
     assert row["fail_reason"].startswith("checksum")
@@ -395,9 +440,14 @@ def test_the_sweep_hands_a_refund_whose_process_died_to_a_worker(
     import redis
 
     redis.Redis.from_url(redis_url).flushdb()
-    env = {"BILLING_DATABASE_URL": db_url, "BILLING_BROKER_URL": redis_url,
-           "BILLING_PORTONE_URL": sandbox.url, "BILLING_SANDBOX": "1",
-           "BILLING_PORTONE_TIMEOUT": "1", "BILLING_RECONCILE_AFTER": "3"}  # fmt: skip
+    env = {
+        "BILLING_DATABASE_URL": db_url,
+        "BILLING_BROKER_URL": redis_url,
+        "BILLING_PORTONE_URL": sandbox.url,
+        "BILLING_SANDBOX": "1",
+        "BILLING_PORTONE_TIMEOUT": "1",
+        "BILLING_RECONCILE_AFTER": "3",
+    }
     settings = load_settings(env)
     app = build_app(settings)
     shop = Shop(app, sandbox)

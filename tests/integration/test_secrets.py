@@ -70,17 +70,26 @@ class Cycle:
         log = self.tmp / f"{name}.log"
         handle = log.open("ab")
         process = subprocess.Popen(
-            list(command), cwd=ROOT, env=product_env(self.env), stdout=handle,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            list(command),
+            cwd=ROOT,
+            env=product_env(self.env),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.processes.append((process, handle))
         return log
 
     def billing(self, *args: str) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "billing", *args], cwd=self.tmp, env=product_env(self.env),
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
+            [sys.executable, "-m", "billing", *args],
+            cwd=self.tmp,
+            env=product_env(self.env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         self.outputs.append(done.stdout + done.stderr)
         assert done.returncode == 0, done.stderr
         return done.stdout
@@ -125,11 +134,15 @@ def cycle(
     server = SandboxServer(config)
     server.start()
     env = {
-        "BILLING_DATABASE_URL": db_url, "BILLING_BROKER_URL": redis_url,
-        "BILLING_PORTONE_URL": server.url, "BILLING_SANDBOX": "1",
-        "BILLING_PORTONE_IMP_KEY": key, "BILLING_PORTONE_IMP_SECRET": secret,
-        "BILLING_PORTONE_TIMEOUT": "1", "BILLING_RECONCILE_AFTER": "3",
-    }  # fmt: skip
+        "BILLING_DATABASE_URL": db_url,
+        "BILLING_BROKER_URL": redis_url,
+        "BILLING_PORTONE_URL": server.url,
+        "BILLING_SANDBOX": "1",
+        "BILLING_PORTONE_IMP_KEY": key,
+        "BILLING_PORTONE_IMP_SECRET": secret,
+        "BILLING_PORTONE_TIMEOUT": "1",
+        "BILLING_RECONCILE_AFTER": "3",
+    }
     app = build_app(load_settings(env))
     run = Cycle(server, env, app, tmp_path)
     issue = server.state.tokens.issue
@@ -155,8 +168,19 @@ def prepare(cycle: Cycle) -> None:
         plan_store.load_catalog(session, parsed, "t.yaml", "x", START)
         for uid in SCRIPTS:
             add_customer(session, uid, START, email=f"{uid}@example.com")
-    cycle.billing("customers", "register", "cust-card", "--card-number", CARD, "--expiry", EXPIRY,
-                  "--birth", BIRTH, "--pwd-2digit", "12")  # fmt: skip
+    cycle.billing(
+        "customers",
+        "register",
+        "cust-card",
+        "--card-number",
+        CARD,
+        "--expiry",
+        EXPIRY,
+        "--birth",
+        BIRTH,
+        "--pwd-2digit",
+        "12",
+    )
     with cycle.app.transaction() as session:
         for uid in SCRIPTS:
             create_subscription(session, uid, "monthly", START, START)
@@ -168,10 +192,22 @@ def prepare(cycle: Cycle) -> None:
 def test_no_log_line_output_or_row_carries_a_secret_a_token_or_card_data(cycle: Cycle) -> None:
     prepare(cycle)
     worker_log = cycle.spawn(
-        "worker", sys.executable, "-m", "celery", "-A", "workers", "worker", "-c", "4",
-        "--loglevel", "DEBUG", "-n", f"secrets-{os.getpid()}@%h", "--without-mingle",
+        "worker",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers",
+        "worker",
+        "-c",
+        "4",
+        "--loglevel",
+        "DEBUG",
+        "-n",
+        f"secrets-{os.getpid()}@%h",
+        "--without-mingle",
         "--without-gossip",
-    )  # fmt: skip
+    )
     scheduler_log = cycle.spawn(
         "scheduler", sys.executable, "-m", "billing", "scheduler", "--interval", "0.2"
     )
@@ -183,12 +219,17 @@ def test_no_log_line_output_or_row_carries_a_secret_a_token_or_card_data(cycle: 
     cycle.sandbox.expire_tokens()  # every token dies: the next calls fetch a new one
     clock.advance(timedelta(days=31))  # renewals
     cycle.settle()
-    for args in (("status", "--json"), ("charges", "list", "--json"),
-                 ("subscriptions", "list", "--json"), ("subscriptions", "events", "1", "--json")):  # fmt: skip
+    for args in (
+        ("status", "--json"),
+        ("charges", "list", "--json"),
+        ("subscriptions", "list", "--json"),
+        ("subscriptions", "events", "1", "--json"),
+    ):
         cycle.billing(*args)
     key, secret = cycle.env["BILLING_PORTONE_IMP_KEY"], cycle.env["BILLING_PORTONE_IMP_SECRET"]
-    answer = httpx.post(f"{cycle.sandbox.url}/users/getToken",
-                        json={"imp_key": key, "imp_secret": secret}).json()  # fmt: skip
+    answer = httpx.post(
+        f"{cycle.sandbox.url}/users/getToken", json={"imp_key": key, "imp_secret": secret}
+    ).json()
     current = answer["response"]["access_token"]  # the same token the product holds now
     cycle.stop()
 

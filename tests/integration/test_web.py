@@ -137,16 +137,22 @@ class World:
             session.execute(
                 update(Charge)
                 .where(Charge.subscription_id == sid)
-                .values(status="unknown", sends=1, sent_at=wall, updated_at=wall,
-                        next_lookup_at=wall + timedelta(hours=1))
-            )  # fmt: skip
+                .values(
+                    status="unknown",
+                    sends=1,
+                    sent_at=wall,
+                    updated_at=wall,
+                    next_lookup_at=wall + timedelta(hours=1),
+                )
+            )
         return self.charge_of(sid)
 
     def pay_at_sandbox(self, charge: Charge, amount: int | None = None, notify: bool = True) -> str:
         """What the lost request did: PortOne charged the merchant_uid. Returns the imp_uid.
         ``notify=False`` sends the sandbox's own notice to a closed port instead of to us."""
-        request = ChargeRequest(charge.customer_uid, charge.merchant_uid,
-                                amount or charge.amount, charge.name)  # fmt: skip
+        request = ChargeRequest(
+            charge.customer_uid, charge.merchant_uid, amount or charge.amount, charge.name
+        )
         return self.pay(request, notify)
 
     def pay(self, request: ChargeRequest, notify: bool = True) -> str:
@@ -156,8 +162,11 @@ class World:
         body = request.body()
         if not notify:
             body["notice_url"] = "http://127.0.0.1:9/nobody"
-        answer = httpx.post(f"{self.sandbox.url}/subscribe/payments/again", json=body,
-                            headers={"Authorization": f"Bearer {token}"}).json()  # fmt: skip
+        answer = httpx.post(
+            f"{self.sandbox.url}/subscribe/payments/again",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()
         assert answer["code"] == 0 and answer["response"]["status"] == "paid", answer
         return str(answer["response"]["imp_uid"])
 
@@ -174,10 +183,13 @@ class World:
 
 def product_environment(db_url: str, redis_url: str, sandbox_url: str) -> dict[str, str]:
     return {
-        "BILLING_DATABASE_URL": db_url, "BILLING_BROKER_URL": redis_url,
-        "BILLING_PORTONE_URL": sandbox_url, "BILLING_SANDBOX": "1",
-        "BILLING_PORTONE_TIMEOUT": "5", "BILLING_RECONCILE_AFTER": "300",
-    }  # fmt: skip
+        "BILLING_DATABASE_URL": db_url,
+        "BILLING_BROKER_URL": redis_url,
+        "BILLING_PORTONE_URL": sandbox_url,
+        "BILLING_SANDBOX": "1",
+        "BILLING_PORTONE_TIMEOUT": "5",
+        "BILLING_RECONCILE_AFTER": "300",
+    }
 
 
 @pytest.fixture
@@ -281,11 +293,21 @@ def scrape(world: World) -> dict[str, float]:
 def add_notice(world: World, n: int, status: str) -> None:
     wall = datetime.now(UTC)
     with world.app.transaction() as session:
-        session.add(NoticeRow(
-            event_id=f"evt-{status}-{n}", dedupe_key=f"test-{status}-{n}", kind="payment_failed",
-            channel="log", channel_config={}, payload={}, status=status, attempts=0,
-            next_attempt_at=wall, created_at=START, updated_at=wall,
-        ))  # fmt: skip
+        session.add(
+            NoticeRow(
+                event_id=f"evt-{status}-{n}",
+                dedupe_key=f"test-{status}-{n}",
+                kind="payment_failed",
+                channel="log",
+                channel_config={},
+                payload={},
+                status=status,
+                attempts=0,
+                next_attempt_at=wall,
+                created_at=START,
+                updated_at=wall,
+            )
+        )
 
 
 def test_metrics_are_what_the_database_holds(world: World) -> None:
@@ -294,13 +316,17 @@ def test_metrics_are_what_the_database_holds(world: World) -> None:
     sids = [world.subscribe(f"cust-m{n}") for n in range(5)]
     world.scheduler.run_pass()
     with world.app.transaction() as session:
-        for sid, status in zip(sids, ["paid", "failed", "unknown", "processing", "pending"],
-                               strict=True):  # fmt: skip
+        for sid, status in zip(
+            sids, ["paid", "failed", "unknown", "processing", "pending"], strict=True
+        ):
             session.execute(
                 update(Charge).where(Charge.subscription_id == sid).values(status=status)
             )
-        session.execute(update(Subscription).where(Subscription.id == sids[1])
-                        .values(status="past_due", next_charge_at=START + timedelta(days=1)))  # fmt: skip
+        session.execute(
+            update(Subscription)
+            .where(Subscription.id == sids[1])
+            .values(status="past_due", next_charge_at=START + timedelta(days=1))
+        )
     late = [
         world.subscribe(f"cust-late{n}", start=START - timedelta(hours=2 - n)) for n in range(2)
     ]
@@ -309,10 +335,16 @@ def test_metrics_are_what_the_database_holds(world: World) -> None:
     world.subscribe("cust-c", "calendar", START + timedelta(days=3))
     canceled = world.subscribe("cust-x", "yearly", START + timedelta(days=3))
     with world.app.transaction() as session:
-        session.execute(update(Subscription).where(Subscription.id == canceled)
-                        .values(status="canceled", next_charge_at=None))  # fmt: skip
-        session.execute(update(Subscription).where(Subscription.id == yearly)
-                        .values(status="past_due", next_charge_at=None))  # fmt: skip
+        session.execute(
+            update(Subscription)
+            .where(Subscription.id == canceled)
+            .values(status="canceled", next_charge_at=None)
+        )
+        session.execute(
+            update(Subscription)
+            .where(Subscription.id == yearly)
+            .values(status="past_due", next_charge_at=None)
+        )
     for n in range(3):
         add_notice(world, n, "pending")
     add_notice(world, 9, "delivered")
@@ -414,8 +446,10 @@ def test_redelivered_notice_changes_nothing(world: World) -> None:
 def test_form_encoded_notice(world: World) -> None:
     charge = world.unknown_charge("cust-form")
     imp_uid = world.pay_at_sandbox(charge, notify=False)
-    answer = world.http.post(world.web.url + WEBHOOK, data={
-        "imp_uid": imp_uid, "merchant_uid": charge.merchant_uid, "status": "paid"})  # fmt: skip
+    answer = world.http.post(
+        world.web.url + WEBHOOK,
+        data={"imp_uid": imp_uid, "merchant_uid": charge.merchant_uid, "status": "paid"},
+    )
     assert answer.request.headers["content-type"] == "application/x-www-form-urlencoded"
     assert (answer.status_code, answer.json()["result"]) == (200, "settled")
     assert world.charge_of(charge.subscription_id).status == "paid"
@@ -448,8 +482,12 @@ def test_forged_notices_change_nothing(world: World) -> None:
     stranger = world.notify(imp_uid=shop_imp_uid, merchant_uid="shop-order-1", status="paid")
     assert (stranger.status_code, stranger.json()["result"]) == (200, "not_ours")
     with world.app.transaction() as session:
-        assert session.scalar(select(func.count()).select_from(Event).where(
-            Event.kind == "portone_notice")) == 1  # fmt: skip
+        assert (
+            session.scalar(
+                select(func.count()).select_from(Event).where(Event.kind == "portone_notice")
+            )
+            == 1
+        )
 
 
 def test_malformed_notices_are_refused(world: World) -> None:
@@ -519,8 +557,10 @@ def test_answers_fast_and_defers_when_portone_is_slow(world: World) -> None:
             answer = world.notify(imp_uid=f"imps_{n:012d}", merchant_uid="sub-nobody-1-1")
         timings.append(time.monotonic() - started)
         assert answer.status_code == 200
-    print(f"webhook latency: median {statistics.median(timings) * 1000:.1f} ms, "
-          f"max {max(timings) * 1000:.1f} ms over {len(timings)} notices")  # fmt: skip
+    print(
+        f"webhook latency: median {statistics.median(timings) * 1000:.1f} ms, "
+        f"max {max(timings) * 1000:.1f} ms over {len(timings)} notices"
+    )
     assert max(timings) < 0.5
 
     slow = world.unknown_charge("cust-slow")
@@ -556,11 +596,15 @@ def test_source_allowlist(world: World) -> None:
         refused = httpx.post(server.url + WEBHOOK, json=notice)
         assert refused.status_code == 403
         # through a proxy on this machine (FORWARDED_ALLOW_IPS=127.0.0.1)
-        forwarded = httpx.post(server.url + WEBHOOK, json=notice,
-                               headers={"X-Forwarded-For": "52.78.100.19"})  # fmt: skip
+        forwarded = httpx.post(
+            server.url + WEBHOOK, json=notice, headers={"X-Forwarded-For": "52.78.100.19"}
+        )
         assert (forwarded.status_code, forwarded.json()["result"]) == (200, "forged")
-        spoofed = httpx.post(server.url + WEBHOOK, json=notice,
-                             headers={"X-Forwarded-For": "52.78.100.19, 198.51.100.7"})  # fmt: skip
+        spoofed = httpx.post(
+            server.url + WEBHOOK,
+            json=notice,
+            headers={"X-Forwarded-For": "52.78.100.19, 198.51.100.7"},
+        )
         assert spoofed.status_code == 403
         counters = httpx.get(server.url + "/metrics").text
         assert 'billing_webhook_notices_total{verdict="refused"} 2.0' in counters
@@ -570,15 +614,21 @@ def test_source_allowlist(world: World) -> None:
 
 # -- billing serve ---------------------------------------------------------------------------
 
-SERVE = ("import sys; from billing.cli import cli, main; from billing.cli.serve import serve; "
-         "cli.add_command(serve); main(sys.argv[1:])")  # fmt: skip
+SERVE = (
+    "import sys; from billing.cli import cli, main; from billing.cli.serve import serve; "
+    "cli.add_command(serve); main(sys.argv[1:])"
+)
 
 
 def start_serve(env: dict[str, str], *args: str) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-c", SERVE, "serve", "--port", "0", *args], cwd=ROOT,
-        env=product_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, "-c", SERVE, "serve", "--port", "0", *args],
+        cwd=ROOT,
+        env=product_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None
     line = process.stdout.readline()
     assert line.startswith("billing serve: listening on http://127.0.0.1:"), (
@@ -608,10 +658,14 @@ def test_billing_serve_subprocess(world: World) -> None:
 
 def test_billing_serve_refuses_a_bad_allowlist(world: World) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", SERVE, "serve", "--port", "0"], cwd=ROOT,
+        [sys.executable, "-c", SERVE, "serve", "--port", "0"],
+        cwd=ROOT,
         env=product_env({**world.env, "BILLING_WEBHOOK_ALLOW": "portone, 10.0.0.300"}),
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("billing: error: BILLING_WEBHOOK_ALLOW")
 
@@ -655,11 +709,14 @@ def test_mrr_rounds_down_once() -> None:
     [
         ("", ["198.51.100.7", "52.78.100.19"], []),
         ("off", ["198.51.100.7"], []),
-        ("portone", ["52.78.100.19", "52.78.48.223", "52.78.5.241", "3.35.36.134"],
-         ["52.78.100.20", "127.0.0.1"]),
+        (
+            "portone",
+            ["52.78.100.19", "52.78.48.223", "52.78.5.241", "3.35.36.134"],
+            ["52.78.100.20", "127.0.0.1"],
+        ),
         ("portone, 10.0.0.0/8 ::1", ["10.2.3.4", "::1", "52.78.5.241"], ["11.0.0.1", None]),
     ],
-)  # fmt: skip
+)
 def test_allowlist(text: str, allowed: list[str], refused: list[str | None]) -> None:
     config = WebConfig(webhook_allow=parse_allowlist(text))
     assert all(config.allows(host) for host in allowed)
@@ -671,11 +728,14 @@ def test_allowlist(text: str, allowed: list[str], refused: list[str | None]) -> 
     [
         (b'{"imp_uid": "imp_1", "merchant_uid": "m"}', "application/json", {"imp_uid": "imp_1"}),
         (b'{"imp_uid": "imp_1"}', "text/plain", {"imp_uid": "imp_1"}),
-        (b"imp_uid=imp_1&merchant_uid=m&status=paid", "application/x-www-form-urlencoded",
-         {"imp_uid": "imp_1", "status": "paid"}),
+        (
+            b"imp_uid=imp_1&merchant_uid=m&status=paid",
+            "application/x-www-form-urlencoded",
+            {"imp_uid": "imp_1", "status": "paid"},
+        ),
         (b"imp_uid=imp_1&merchant_uid=m", "", {"merchant_uid": "m"}),
     ],
-)  # fmt: skip
+)
 def test_notice_fields(body: bytes, content_type: str, fields: dict[str, str]) -> None:
     parsed = notice_fields(body, content_type)
     assert {k: parsed[k] for k in fields} == fields
@@ -689,20 +749,25 @@ def test_notice_fields(body: bytes, content_type: str, fields: dict[str, str]) -
         (Exchange(401, b'{"code": -1, "message": "token"}'), Verdict.DEFERRED),
         (Exchange(200, b"<html>"), Verdict.DEFERRED),
         (Exchange(404, b'{"code": -1, "message": "none", "response": null}'), Verdict.FORGED),
-        (Exchange(200, envelope(response={"imp_uid": "imp_2", "merchant_uid": "m"})),
-         Verdict.DEFERRED),
-        (Exchange(200, envelope(response={"imp_uid": "imp_1", "merchant_uid": "other"})),
-         Verdict.FORGED),
+        (
+            Exchange(200, envelope(response={"imp_uid": "imp_2", "merchant_uid": "m"})),
+            Verdict.DEFERRED,
+        ),
+        (
+            Exchange(200, envelope(response={"imp_uid": "imp_1", "merchant_uid": "other"})),
+            Verdict.FORGED,
+        ),
     ],
-)  # fmt: skip
+)
 def test_read_payment_refusals(exchange: Exchange, verdict: Verdict) -> None:
     result = read_payment(exchange, Notice("imp_1", "m", "paid"))
     assert isinstance(result, NoticeResult) and result.verdict == verdict
 
 
 def test_read_payment_found() -> None:
-    answer = envelope(response={"imp_uid": "imp_1", "merchant_uid": "m", "status": "paid",
-                                "amount": 9900})  # fmt: skip
+    answer = envelope(
+        response={"imp_uid": "imp_1", "merchant_uid": "m", "status": "paid", "amount": 9900}
+    )
     assert read_payment(Exchange(200, answer), Notice("imp_1", "m")) == Payment(
         "imp_1", "m", "paid", 9900
     )

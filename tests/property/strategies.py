@@ -13,10 +13,30 @@ from billing.domain.plans import Plan
 
 # Seoul (no DST since 1988), UTC, and zones whose DST gaps and folds move wall clocks: New York
 # and London (1 h at 02:00/01:00), Lord Howe (30 min), Santiago (at midnight), Chatham (+12:45).
-ZONES = [ZoneInfo(name) for name in ("Asia/Seoul", "UTC", "America/New_York", "Europe/London",
-                                     "Australia/Lord_Howe", "America/Santiago", "Pacific/Chatham")]  # fmt: skip
-CRONS = ["0 10 1 * *", "0 0 1 * *", "30 9 15 * *", "0 0 * * 1", "0 12 * * *", "15 3 28 * *",
-         "0 0 1 1 *", "0 9 1,15 * *", "0 2 * * 0", "0 0 31 * *"]  # fmt: skip
+ZONES = [
+    ZoneInfo(name)
+    for name in (
+        "Asia/Seoul",
+        "UTC",
+        "America/New_York",
+        "Europe/London",
+        "Australia/Lord_Howe",
+        "America/Santiago",
+        "Pacific/Chatham",
+    )
+]
+CRONS = [
+    "0 10 1 * *",
+    "0 0 1 * *",
+    "30 9 15 * *",
+    "0 0 * * 1",
+    "0 12 * * *",
+    "15 3 28 * *",
+    "0 0 1 1 *",
+    "0 9 1,15 * *",
+    "0 2 * * 0",
+    "0 0 31 * *",
+]
 
 zones = st.sampled_from(ZONES)
 moments = st.datetimes(
@@ -53,15 +73,29 @@ dunning = st.builds(
 
 @st.composite
 def interval_plans(draw: st.DrawFn) -> Plan:
-    return Plan("p", "플랜", draw(amounts), draw(zones), interval=draw(intervals()),
-                trial_days=draw(st.sampled_from([0, 0, 1, 7, 14, 30])), dunning=draw(dunning))  # fmt: skip
+    return Plan(
+        "p",
+        "플랜",
+        draw(amounts),
+        draw(zones),
+        interval=draw(intervals()),
+        trial_days=draw(st.sampled_from([0, 0, 1, 7, 14, 30])),
+        dunning=draw(dunning),
+    )
 
 
 @st.composite
 def cron_plans(draw: st.DrawFn) -> Plan:
-    return Plan("c", "팀", draw(amounts), draw(zones), cron=draw(crons()),
-                trial_days=draw(st.sampled_from([0, 0, 3, 14])),
-                prorate_first=draw(st.booleans()), dunning=draw(dunning))  # fmt: skip
+    return Plan(
+        "c",
+        "팀",
+        draw(amounts),
+        draw(zones),
+        cron=draw(crons()),
+        trial_days=draw(st.sampled_from([0, 0, 3, 14])),
+        prorate_first=draw(st.booleans()),
+        dunning=draw(dunning),
+    )
 
 
 plans = st.one_of(interval_plans(), cron_plans())

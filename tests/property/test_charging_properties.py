@@ -33,8 +33,15 @@ plans:
      dunning: {retry_after: [12h], final_action: pause}}
 """
 TABLES = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-ANSWERS = ["approve", "decline", "decline:분실신고 카드", "refuse", "error_500",
-           "timeout_after_commit", "not_sent"]  # fmt: skip
+ANSWERS = [
+    "approve",
+    "decline",
+    "decline:분실신고 카드",
+    "refuse",
+    "error_500",
+    "timeout_after_commit",
+    "not_sent",
+]
 WALL_STEPS = [1, 30, 301, 3601]  # seconds: inside and past the reconciliation window
 CLOCK_STEPS = [1, 24, 72, 24 * 31, 24 * 31]  # hours of business time
 
@@ -48,8 +55,9 @@ class Bench(World):
             connection.execute(text(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE"))
         super().__init__(app, CATALOG)
         self.queue: list[tuple[str, int]] = []
-        self.ids = [self.subscribe(f"cust-{n}", START, plan)
-                    for n, plan in enumerate(("monthly", "trial"))]  # fmt: skip
+        self.ids = [
+            self.subscribe(f"cust-{n}", START, plan) for n, plan in enumerate(("monthly", "trial"))
+        ]
 
     def collect(self) -> None:
         charges, reconciles = self.publisher.take()
@@ -141,8 +149,11 @@ class Bench(World):
         """Paid charges of one subscription whose days overlap (superseded ones excepted:
         test_pausing_and_resuming_while_a_charge_is_unknown_... covers those)."""
         with self.app.transaction() as session:
-            superseded = set(session.scalars(
-                select(Event.charge_id).where(Event.kind == "payment_for_superseded_period")))  # fmt: skip
+            superseded = set(
+                session.scalars(
+                    select(Event.charge_id).where(Event.kind == "payment_for_superseded_period")
+                )
+            )
             paid = session.scalars(
                 select(Charge).where(Charge.status == "paid").order_by(Charge.period_start)
             ).all()
@@ -155,14 +166,28 @@ class Bench(World):
         return found
 
 
-KINDS = ["pass"] * 3 + ["deliver"] * 5 + ["script"] * 4 + ["wall"] * 2 + ["clock"] * 3 + [
-    "duplicate", "drop", "die", "pause", "resume", "cancel", "card_updated",
-]  # fmt: skip
+KINDS = (
+    ["pass"] * 3
+    + ["deliver"] * 5
+    + ["script"] * 4
+    + ["wall"] * 2
+    + ["clock"] * 3
+    + [
+        "duplicate",
+        "drop",
+        "die",
+        "pause",
+        "resume",
+        "cancel",
+        "card_updated",
+    ]
+)
 steps = st.lists(st.tuples(st.sampled_from(KINDS), st.integers(0, 100)), min_size=10, max_size=50)
 BOUNDED = settings(
-    max_examples=40, deadline=None,
+    max_examples=40,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)  # fmt: skip
+)
 
 
 @BOUNDED
@@ -176,8 +201,9 @@ def test_no_sequence_pays_a_period_twice_and_the_gateway_agrees_with_the_databas
     bench.settle()
     with app.transaction() as session:
         anomalies = invariants.check(session, bench.ledger(), bench.clock.now())
-        outcomes = session.scalars(select(Event.data["outcome"].as_string())
-                                   .where(Event.kind == "gateway_answer")).all()  # fmt: skip
+        outcomes = session.scalars(
+            select(Event.data["outcome"].as_string()).where(Event.kind == "gateway_answer")
+        ).all()
     for outcome in sorted(set(outcomes)):
         event(f"gateway answered {outcome}")
     event(f"{len(bench.gateway.paid())} payments")

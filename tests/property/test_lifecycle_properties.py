@@ -23,9 +23,21 @@ from tests.property.strategies import interval_plans, plans
 START = datetime(2027, 1, 30, 15, 30, tzinfo=UTC)
 
 # Charging events come more often than lifecycle commands, as they do in production.
-KINDS = ["claim"] * 4 + ["settle_open"] * 3 + ["advance"] * 3 + [
-    "pay", "decline", "hard_decline", "cancel", "pause", "resume", "change_plan", "card_updated",
-]  # fmt: skip
+KINDS = (
+    ["claim"] * 4
+    + ["settle_open"] * 3
+    + ["advance"] * 3
+    + [
+        "pay",
+        "decline",
+        "hard_decline",
+        "cancel",
+        "pause",
+        "resume",
+        "change_plan",
+        "card_updated",
+    ]
+)
 events = st.tuples(st.sampled_from(KINDS), st.integers(0, 24 * 40))
 
 
@@ -139,9 +151,13 @@ def test_no_sequence_of_events_pays_a_period_twice_or_loses_due_work(
     plan: Plan, other: Plan, sequence: list[tuple[str, int]]
 ) -> None:
     other = Plan(
-        "other", other.name, other.amount, other.zone, interval=other.interval,
+        "other",
+        other.name,
+        other.amount,
+        other.zone,
+        interval=other.interval,
         dunning=other.dunning,
-    )  # fmt: skip
+    )
     driver = Driver(plan, other, lifecycle.start(plan, START))
     driver.plans_by_id = {plan.id: plan, other.id: other}
     for kind, value in sequence:

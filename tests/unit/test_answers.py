@@ -24,21 +24,47 @@ def body(code: int = 0, message: str | None = None, response: object = None) -> 
 
 
 def payment(status: str = "paid", **changes: object) -> dict[str, object]:
-    return {"imp_uid": "imps_000000000001", "merchant_uid": UID, "amount": 9900,
-            "status": status, "fail_reason": None, **changes}  # fmt: skip
+    return {
+        "imp_uid": "imps_000000000001",
+        "merchant_uid": UID,
+        "amount": 9900,
+        "status": status,
+        "fail_reason": None,
+        **changes,
+    }
 
 
 CASES = [
     ("approved", Exchange(200, body(response=payment())), Outcome.APPROVED),
-    ("approved, amount as float", Exchange(200, body(response=payment(amount=9900.0))), Outcome.APPROVED),
-    ("declined", Exchange(200, body(response=payment("failed", fail_reason="잔액부족"))), Outcome.DECLINED),
-    ("refused: unknown customer_uid", Exchange(200, body(-1, "등록되지 않은 구매자입니다")), Outcome.REFUSED),
+    (
+        "approved, amount as float",
+        Exchange(200, body(response=payment(amount=9900.0))),
+        Outcome.APPROVED,
+    ),
+    (
+        "declined",
+        Exchange(200, body(response=payment("failed", fail_reason="잔액부족"))),
+        Outcome.DECLINED,
+    ),
+    (
+        "refused: unknown customer_uid",
+        Exchange(200, body(-1, "등록되지 않은 구매자입니다")),
+        Outcome.REFUSED,
+    ),
     ("refused with HTTP 400", Exchange(400, body(-1, "name 40자 초과")), Outcome.REFUSED),
-    ("connect error", Exchange(failure=Transport.NOT_SENT, detail="ConnectError"), Outcome.TRANSIENT),
+    (
+        "connect error",
+        Exchange(failure=Transport.NOT_SENT, detail="ConnectError"),
+        Outcome.TRANSIENT,
+    ),
     ("401 after the replay", Exchange(401, b""), Outcome.TRANSIENT),
     ("429", Exchange(429, b"slow down"), Outcome.TRANSIENT),
     ("read timeout", Exchange(failure=Transport.NO_ANSWER, detail="ReadTimeout"), Outcome.UNKNOWN),
-    ("reset after send", Exchange(failure=Transport.NO_ANSWER, detail="RemoteProtocolError"), Outcome.UNKNOWN),
+    (
+        "reset after send",
+        Exchange(failure=Transport.NO_ANSWER, detail="RemoteProtocolError"),
+        Outcome.UNKNOWN,
+    ),
     ("500", Exchange(500, b"oops"), Outcome.UNKNOWN),
     ("503 with a refusal body", Exchange(503, body(-1, "maintenance")), Outcome.UNKNOWN),
     ("garbage body", Exchange(200, b"<html>gateway</html>"), Outcome.UNKNOWN),
@@ -48,16 +74,24 @@ CASES = [
     ("code is a string", Exchange(200, b'{"code": "0", "response": {}}'), Outcome.UNKNOWN),
     ("code is a bool", Exchange(200, b'{"code": false, "response": {}}'), Outcome.UNKNOWN),
     ("code 0 without response", Exchange(200, body()), Outcome.UNKNOWN),
-    ("paid for another merchant_uid", Exchange(200, body(response=payment(merchant_uid="x"))), Outcome.UNKNOWN),
+    (
+        "paid for another merchant_uid",
+        Exchange(200, body(response=payment(merchant_uid="x"))),
+        Outcome.UNKNOWN,
+    ),
     ("paid another amount", Exchange(200, body(response=payment(amount=9901))), Outcome.UNKNOWN),
-    ("paid a fractional amount", Exchange(200, body(response=payment(amount=9900.5))), Outcome.UNKNOWN),
+    (
+        "paid a fractional amount",
+        Exchange(200, body(response=payment(amount=9900.5))),
+        Outcome.UNKNOWN,
+    ),
     ("paid without imp_uid", Exchange(200, body(response=payment(imp_uid=None))), Outcome.UNKNOWN),
     ("status ready", Exchange(200, body(response=payment("ready"))), Outcome.UNKNOWN),
     ("status cancelled", Exchange(200, body(response=payment("cancelled"))), Outcome.UNKNOWN),
     ("code 0 with HTTP 404", Exchange(404, body(response=payment())), Outcome.UNKNOWN),
     ("huge body", Exchange(200, b"[" * 100_000), Outcome.UNKNOWN),
     ("invalid UTF-8", Exchange(200, b"\xff\xfe{"), Outcome.UNKNOWN),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("case", "exchange", "expected"), CASES, ids=[c[0] for c in CASES])
@@ -69,8 +103,10 @@ def test_already_paid_is_a_refusal_with_its_message_for_the_lookup_that_follows(
     refusal = Exchange(200, body(-1, "이미 결제완료된 주문입니다"))
     answer = classify_again(refusal, UID, 9900)
     assert (answer.outcome, answer.reason, answer.code) == (
-        Outcome.REFUSED, "이미 결제완료된 주문입니다", -1
-    )  # fmt: skip
+        Outcome.REFUSED,
+        "이미 결제완료된 주문입니다",
+        -1,
+    )
 
 
 def test_approved_carries_imp_uid_and_decline_carries_the_reason() -> None:
@@ -87,7 +123,7 @@ LOOKUPS = [
     ("timeout", Exchange(failure=Transport.NO_ANSWER), Found.ERROR),
     ("another merchant_uid", Exchange(200, body(response=payment(merchant_uid="x"))), Found.ERROR),
     ("garbage", Exchange(200, b"{"), Found.ERROR),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("case", "exchange", "expected"), LOOKUPS, ids=[c[0] for c in LOOKUPS])
@@ -111,17 +147,52 @@ REFUNDED = payment(
     "cancelled", paid_at=5, cancelled_at=9, cancel_amount=9900, cancel_reason="고객 요청"
 )
 FIND_ALL = [
-    ("all failed", Exchange(200, listing(payment("failed", fail_reason="한도초과", failed_at=5))), Found.DECLINED, "한도초과"),
+    (
+        "all failed",
+        Exchange(200, listing(payment("failed", fail_reason="한도초과", failed_at=5))),
+        Found.DECLINED,
+        "한도초과",
+    ),
     ("none", Exchange(404, body(-1, "없음")), Found.NOTHING, ""),
     ("empty list", Exchange(200, listing()), Found.NOTHING, ""),
-    ("a paid one", Exchange(200, listing(payment("paid"))), Found.ERROR, "findAll lists a paid attempt that find/paid did not"),
-    ("left ready: never completed", Exchange(200, listing(payment("ready"))), Found.DECLINED, "PortOne holds it ready: never completed, not paid"),
-    ("net-cancelled before it was paid", Exchange(200, listing(NET_CANCEL)), Found.DECLINED, "cancelled at PortOne before it was paid (net-cancel): 망취소"),
-    ("paid, then refunded in the console", Exchange(200, listing(REFUNDED)), Found.REFUNDED, "cancelled at PortOne after it was paid: 고객 요청"),
-    ("refunded wins over an older decline", Exchange(200, listing(payment("failed", failed_at=1), REFUNDED)), Found.REFUNDED, "cancelled at PortOne after it was paid: 고객 요청"),
-    ("a status nobody knows", Exchange(200, listing(payment("vbank_issued"))), Found.ERROR, "attempts with status vbank_issued"),
+    (
+        "a paid one",
+        Exchange(200, listing(payment("paid"))),
+        Found.ERROR,
+        "findAll lists a paid attempt that find/paid did not",
+    ),
+    (
+        "left ready: never completed",
+        Exchange(200, listing(payment("ready"))),
+        Found.DECLINED,
+        "PortOne holds it ready: never completed, not paid",
+    ),
+    (
+        "net-cancelled before it was paid",
+        Exchange(200, listing(NET_CANCEL)),
+        Found.DECLINED,
+        "cancelled at PortOne before it was paid (net-cancel): 망취소",
+    ),
+    (
+        "paid, then refunded in the console",
+        Exchange(200, listing(REFUNDED)),
+        Found.REFUNDED,
+        "cancelled at PortOne after it was paid: 고객 요청",
+    ),
+    (
+        "refunded wins over an older decline",
+        Exchange(200, listing(payment("failed", failed_at=1), REFUNDED)),
+        Found.REFUNDED,
+        "cancelled at PortOne after it was paid: 고객 요청",
+    ),
+    (
+        "a status nobody knows",
+        Exchange(200, listing(payment("vbank_issued"))),
+        Found.ERROR,
+        "attempts with status vbank_issued",
+    ),
     ("no list", Exchange(200, body(response={"total": 1})), Found.ERROR, "findAll without a list"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(

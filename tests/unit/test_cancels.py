@@ -35,13 +35,25 @@ def payment(
     *cancels: int, amount: object = 9900, status: str = "paid", **extra: Any
 ) -> dict[str, Any]:
     history = [
-        {"amount": c, "cancelled_at": 1700000000 + i, "reason": "r", "cancellation_id": f"c{i + 1}",
-         "pg_tid": "t", "receipt_url": "u"}
+        {
+            "amount": c,
+            "cancelled_at": 1700000000 + i,
+            "reason": "r",
+            "cancellation_id": f"c{i + 1}",
+            "pg_tid": "t",
+            "receipt_url": "u",
+        }
         for i, c in enumerate(cancels)
-    ]  # fmt: skip
-    return {"imp_uid": IMP, "merchant_uid": "sub-abc-1-1", "amount": amount,
-            "cancel_amount": sum(cancels), "status": status, "cancel_history": history,
-            **extra}  # fmt: skip
+    ]
+    return {
+        "imp_uid": IMP,
+        "merchant_uid": "sub-abc-1-1",
+        "amount": amount,
+        "cancel_amount": sum(cancels),
+        "status": status,
+        "cancel_history": history,
+        **extra,
+    }
 
 
 OK = Exchange(200, body(response=payment(3000)))
@@ -49,37 +61,76 @@ OK = Exchange(200, body(response=payment(3000)))
 CANCEL_ANSWERS = [
     ("applied", OK, False, CancelOutcome.SUCCEEDED),
     ("applied on a resend", OK, True, CancelOutcome.SUCCEEDED),
-    ("checksum mismatch refused", Exchange(200, body(-1, "checksum이 취소가능금액과 다릅니다")),
-     False, CancelOutcome.REFUSED),
-    ("refused with 400", Exchange(400, body(-1, "amount: must be greater than 0")), False,
-     CancelOutcome.REFUSED),
-    ("refusal of a resend: look it up", Exchange(200, body(-1, "checksum")), True,
-     CancelOutcome.UNKNOWN),
-    ("never left", Exchange(failure=Transport.NOT_SENT, detail="ConnectError"), False,
-     CancelOutcome.TRANSIENT),
+    (
+        "checksum mismatch refused",
+        Exchange(200, body(-1, "checksum이 취소가능금액과 다릅니다")),
+        False,
+        CancelOutcome.REFUSED,
+    ),
+    (
+        "refused with 400",
+        Exchange(400, body(-1, "amount: must be greater than 0")),
+        False,
+        CancelOutcome.REFUSED,
+    ),
+    (
+        "refusal of a resend: look it up",
+        Exchange(200, body(-1, "checksum")),
+        True,
+        CancelOutcome.UNKNOWN,
+    ),
+    (
+        "never left",
+        Exchange(failure=Transport.NOT_SENT, detail="ConnectError"),
+        False,
+        CancelOutcome.TRANSIENT,
+    ),
     ("token expired", Exchange(401, body(-1, "Unauthorized")), False, CancelOutcome.TRANSIENT),
     ("rate limited", Exchange(429, b""), False, CancelOutcome.TRANSIENT),
-    ("timeout", Exchange(failure=Transport.NO_ANSWER, detail="ReadTimeout"), False,
-     CancelOutcome.UNKNOWN),
-    ("reset", Exchange(failure=Transport.NO_ANSWER, detail="RemoteProtocolError"), False,
-     CancelOutcome.UNKNOWN),
+    (
+        "timeout",
+        Exchange(failure=Transport.NO_ANSWER, detail="ReadTimeout"),
+        False,
+        CancelOutcome.UNKNOWN,
+    ),
+    (
+        "reset",
+        Exchange(failure=Transport.NO_ANSWER, detail="RemoteProtocolError"),
+        False,
+        CancelOutcome.UNKNOWN,
+    ),
     ("5xx", Exchange(500, body(-1, "internal")), False, CancelOutcome.UNKNOWN),
     ("502 html", Exchange(502, b"<html>bad gateway</html>"), False, CancelOutcome.UNKNOWN),
     ("garbage", Exchange(200, b"not json"), False, CancelOutcome.UNKNOWN),
     ("not an envelope", Exchange(200, b"[1, 2]"), False, CancelOutcome.UNKNOWN),
     ("code 0 without payment", Exchange(200, body(response=None)), False, CancelOutcome.UNKNOWN),
-    ("another payment", Exchange(200, body(response={**payment(3000), "imp_uid": "imps_x"})),
-     False, CancelOutcome.UNKNOWN),
-    ("code 0 but history lacks it", Exchange(200, body(response=payment())), False,
-     CancelOutcome.UNKNOWN),
-    ("code 0 with another amount", Exchange(200, body(response=payment(2000))), False,
-     CancelOutcome.UNKNOWN),
+    (
+        "another payment",
+        Exchange(200, body(response={**payment(3000), "imp_uid": "imps_x"})),
+        False,
+        CancelOutcome.UNKNOWN,
+    ),
+    (
+        "code 0 but history lacks it",
+        Exchange(200, body(response=payment())),
+        False,
+        CancelOutcome.UNKNOWN,
+    ),
+    (
+        "code 0 with another amount",
+        Exchange(200, body(response=payment(2000))),
+        False,
+        CancelOutcome.UNKNOWN,
+    ),
     ("refusal with 5xx", Exchange(503, body(-1, "점검중")), False, CancelOutcome.UNKNOWN),
-]  # fmt: skip
+]
 
 
-@pytest.mark.parametrize(("case", "exchange", "resend", "outcome"), CANCEL_ANSWERS,
-                         ids=[row[0] for row in CANCEL_ANSWERS])  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "exchange", "resend", "outcome"),
+    CANCEL_ANSWERS,
+    ids=[row[0] for row in CANCEL_ANSWERS],
+)
 def test_cancel_answers(
     case: str, exchange: Exchange, resend: bool, outcome: CancelOutcome
 ) -> None:
@@ -121,11 +172,14 @@ HISTORIES = [
     ("same amount twice, ours not yet", (3000,), 6900, 3000, Applied.NOT_YET, 3000),
     ("PortOne has fewer refunds than we think", (), 6900, 3000, Applied.BEHIND, 0),
     ("full refund", (9900,), 9900, 9900, Applied.APPLIED, 9900),
-]  # fmt: skip
+]
 
 
-@pytest.mark.parametrize(("case", "cancels", "checksum", "amount", "applied", "total"),
-                         HISTORIES, ids=[row[0] for row in HISTORIES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "cancels", "checksum", "amount", "applied", "total"),
+    HISTORIES,
+    ids=[row[0] for row in HISTORIES],
+)
 def test_cancel_histories(
     case: str, cancels: tuple[int, ...], checksum: int, amount: int, applied: Applied, total: int
 ) -> None:
@@ -147,9 +201,15 @@ def test_without_a_history_the_total_decides_only_the_clear_cases() -> None:
     assert find_refund({**bare, "cancel_amount": None}, 9900, 3000).applied == Applied.ERROR
 
 
-@pytest.mark.parametrize("broken", [
-    {"status": "failed"}, {"status": "ready"}, {"amount": "9900.5"}, {"amount": None},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"status": "failed"},
+        {"status": "ready"},
+        {"amount": "9900.5"},
+        {"amount": None},
+    ],
+)
 def test_a_payment_that_cannot_be_read_is_an_error(broken: dict[str, Any]) -> None:
     assert find_refund({**payment(3000), **broken}, 9900, 3000).applied == Applied.ERROR
 
@@ -167,9 +227,12 @@ LOOKUPS = [
     ("timeout", Exchange(failure=Transport.NO_ANSWER, detail="ReadTimeout"), Applied.ERROR),
     ("5xx", Exchange(500, b""), Applied.ERROR),
     ("garbage", Exchange(200, b"{"), Applied.ERROR),
-    ("another payment", Exchange(200, body(response={**payment(), "imp_uid": "imps_2"})),
-     Applied.ERROR),
-]  # fmt: skip
+    (
+        "another payment",
+        Exchange(200, body(response={**payment(), "imp_uid": "imps_2"})),
+        Applied.ERROR,
+    ),
+]
 
 
 @pytest.mark.parametrize(("case", "exchange", "applied"), LOOKUPS, ids=[r[0] for r in LOOKUPS])
@@ -203,14 +266,28 @@ def test_reconciliation_verdicts(
 
 
 def test_the_request_body_is_what_portone_documents() -> None:
-    assert REQUEST.body() == {"imp_uid": IMP, "merchant_uid": "sub-abc-1-1", "amount": 3000,
-                              "checksum": 9900, "reason": "고객 요청"}  # fmt: skip
+    assert REQUEST.body() == {
+        "imp_uid": IMP,
+        "merchant_uid": "sub-abc-1-1",
+        "amount": 3000,
+        "checksum": 9900,
+        "reason": "고객 요청",
+    }
 
 
-@pytest.mark.parametrize(("value", "krw"), [
-    (9900, 9900), (9900.0, 9900), ("9900", 9900), (9900.5, None), (True, None), (None, None),
-    ("nan", None), ("x", None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("value", "krw"),
+    [
+        (9900, 9900),
+        (9900.0, 9900),
+        ("9900", 9900),
+        (9900.5, None),
+        (True, None),
+        (None, None),
+        ("nan", None),
+        ("x", None),
+    ],
+)
 def test_whole_krw(value: object, krw: int | None) -> None:
     assert whole_krw(value) == krw
 
@@ -221,24 +298,55 @@ NOT_SENT = CancelAnswer(CancelOutcome.TRANSIENT, "not sent: ConnectError")
 NO_ANSWER = CancelAnswer(CancelOutcome.UNKNOWN, "no answer")
 AFTER_CANCEL = [
     ("succeeded", RefundStatus.PROCESSING, True, SUCCEEDED, False, Verdict.SUCCEEDED),
-    ("succeeded though the sweep took it over", RefundStatus.UNKNOWN, False, SUCCEEDED, True,
-     Verdict.SUCCEEDED),
+    (
+        "succeeded though the sweep took it over",
+        RefundStatus.UNKNOWN,
+        False,
+        SUCCEEDED,
+        True,
+        Verdict.SUCCEEDED,
+    ),
     ("refused", RefundStatus.PROCESSING, True, REFUSED, False, Verdict.FAILED),
-    ("never left, first send: no money moved", RefundStatus.PROCESSING, True, NOT_SENT, False,
-     Verdict.FAILED),
-    ("never left, a resend: it may have applied before", RefundStatus.PROCESSING, True, NOT_SENT,
-     True, Verdict.WAIT),
+    (
+        "never left, first send: no money moved",
+        RefundStatus.PROCESSING,
+        True,
+        NOT_SENT,
+        False,
+        Verdict.FAILED,
+    ),
+    (
+        "never left, a resend: it may have applied before",
+        RefundStatus.PROCESSING,
+        True,
+        NOT_SENT,
+        True,
+        Verdict.WAIT,
+    ),
     ("no answer: look it up", RefundStatus.PROCESSING, True, NO_ANSWER, False, Verdict.WAIT),
-    ("refused after the sweep took it over", RefundStatus.UNKNOWN, True, REFUSED, False,
-     Verdict.IGNORE),
+    (
+        "refused after the sweep took it over",
+        RefundStatus.UNKNOWN,
+        True,
+        REFUSED,
+        False,
+        Verdict.IGNORE,
+    ),
     ("an older send's refusal", RefundStatus.PROCESSING, False, REFUSED, False, Verdict.IGNORE),
-]  # fmt: skip
+]
 
 
-@pytest.mark.parametrize(("case", "status", "own", "answer", "resend", "verdict"), AFTER_CANCEL,
-                         ids=[row[0] for row in AFTER_CANCEL])  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "status", "own", "answer", "resend", "verdict"),
+    AFTER_CANCEL,
+    ids=[row[0] for row in AFTER_CANCEL],
+)
 def test_after_cancel(
-    case: str, status: RefundStatus, own: bool, answer: CancelAnswer, resend: bool,
+    case: str,
+    status: RefundStatus,
+    own: bool,
+    answer: CancelAnswer,
+    resend: bool,
     verdict: Verdict,
-) -> None:  # fmt: skip
+) -> None:
     assert after_cancel(status, own, answer, resend=resend) == verdict

@@ -35,62 +35,115 @@ def refusal(text: str) -> str:
 @pytest.mark.parametrize(
     ("plan", "expected"),
     [
-        ("- {id: a, name: A, amount: 9900, interval: 1 month, colour: red}",
-         "plan 'a': colour: unknown key"),
-        ("- {id: a, name: A, amount: -100, interval: 1 month}",
-         "plan 'a': amount: must be a whole number of KRW greater than 0"),
+        (
+            "- {id: a, name: A, amount: 9900, interval: 1 month, colour: red}",
+            "plan 'a': colour: unknown key",
+        ),
+        (
+            "- {id: a, name: A, amount: -100, interval: 1 month}",
+            "plan 'a': amount: must be a whole number of KRW greater than 0",
+        ),
         ("- {id: a, name: A, amount: 0, interval: 1 month}", "plan 'a': amount: must be"),
-        ("- {id: a, name: A, amount: 9900.5, interval: 1 month}",
-         "plan 'a': amount: Input should be a valid integer"),
-        ("- {id: a, name: A, amount: 9900.0, interval: 1 month}",
-         "plan 'a': amount: Input should be a valid integer"),
-        ("- {id: a, name: A, amount: '9900', interval: 1 month}",
-         "plan 'a': amount: Input should be a valid integer"),
-        ("- {id: a, name: A, amount: true, interval: 1 month}",
-         "plan 'a': amount: Input should be a valid integer"),
-        ("- {id: a, name: A, amount: 9900, cron: '61 * * * *'}",
-         "plan 'a': cron: '61 * * * *' is not a five-field cron expression"),
-        ("- {id: a, name: A, amount: 9900, cron: '0 0 * * * *'}",
-         "plan 'a': cron: '0 0 * * * *' is not a five-field cron expression"),
-        ("- {id: a, name: A, amount: 9900, cron: '0 0 30 2 *'}",
-         "plan 'a': cron: '0 0 30 2 *' never fires"),
-        ("- {id: a, name: A, amount: 9900, interval: 1 fortnight}",
-         "plan 'a': interval: interval unit must be day, week, month or year"),
-        ("- {id: a, name: A, amount: 9900, interval: monthly}",
-         "plan 'a': interval: interval must look like '<number> <unit>'"),
-        ("- {id: a, name: A, amount: 9900, interval: 0 months}",
-         "plan 'a': interval: interval must be at least 1"),
-        ("- {id: a, name: A, amount: 49999, interval: 1 month, card_quota: 3}",
-         "plan 'a': card_quota: needs an amount of at least 50000 KRW"),
-        ("- {id: a, name: A, amount: 50000, interval: 1 month, card_quota: 1}",
-         "plan 'a': card_quota: must be 0 (lump sum) or 2 to 36 installments"),
+        (
+            "- {id: a, name: A, amount: 9900.5, interval: 1 month}",
+            "plan 'a': amount: Input should be a valid integer",
+        ),
+        (
+            "- {id: a, name: A, amount: 9900.0, interval: 1 month}",
+            "plan 'a': amount: Input should be a valid integer",
+        ),
+        (
+            "- {id: a, name: A, amount: '9900', interval: 1 month}",
+            "plan 'a': amount: Input should be a valid integer",
+        ),
+        (
+            "- {id: a, name: A, amount: true, interval: 1 month}",
+            "plan 'a': amount: Input should be a valid integer",
+        ),
+        (
+            "- {id: a, name: A, amount: 9900, cron: '61 * * * *'}",
+            "plan 'a': cron: '61 * * * *' is not a five-field cron expression",
+        ),
+        (
+            "- {id: a, name: A, amount: 9900, cron: '0 0 * * * *'}",
+            "plan 'a': cron: '0 0 * * * *' is not a five-field cron expression",
+        ),
+        (
+            "- {id: a, name: A, amount: 9900, cron: '0 0 30 2 *'}",
+            "plan 'a': cron: '0 0 30 2 *' never fires",
+        ),
+        (
+            "- {id: a, name: A, amount: 9900, interval: 1 fortnight}",
+            "plan 'a': interval: interval unit must be day, week, month or year",
+        ),
+        (
+            "- {id: a, name: A, amount: 9900, interval: monthly}",
+            "plan 'a': interval: interval must look like '<number> <unit>'",
+        ),
+        (
+            "- {id: a, name: A, amount: 9900, interval: 0 months}",
+            "plan 'a': interval: interval must be at least 1",
+        ),
+        (
+            "- {id: a, name: A, amount: 49999, interval: 1 month, card_quota: 3}",
+            "plan 'a': card_quota: needs an amount of at least 50000 KRW",
+        ),
+        (
+            "- {id: a, name: A, amount: 50000, interval: 1 month, card_quota: 1}",
+            "plan 'a': card_quota: must be 0 (lump sum) or 2 to 36 installments",
+        ),
         ("- {id: a, amount: 9900, interval: 1 month}", "plan 'a': name: required"),
-        ("- {id: a, name: '  ', amount: 9900, interval: 1 month}", "plan 'a': name: must not be empty"),
-        (f"- {{id: a, name: {'가' * 41}, amount: 9900, interval: 1 month}}",
-         "plan 'a': name: is sent to PortOne as `name`: at most 40 characters"),
-        ("- {id: a, name: A, amount: 9900, interval: 1 month, cron: '0 0 1 * *'}",
-         "plan 'a': interval/cron: a plan needs exactly one of `interval` and `cron`"),
-        ("- {id: a, name: A, amount: 9900}",
-         "plan 'a': interval/cron: a plan needs exactly one of `interval` and `cron`"),
-        ("- {id: a, name: A, amount: 9900, interval: 1 month, prorate_first: false}",
-         "plan 'a': prorate_first: only applies to `cron` plans"),
-        ("- {id: A!, name: A, amount: 9900, interval: 1 month}",
-         "plan 'A!': id: must be 1-64 characters of a-z, 0-9, '_' and '-'"),
+        (
+            "- {id: a, name: '  ', amount: 9900, interval: 1 month}",
+            "plan 'a': name: must not be empty",
+        ),
+        (
+            f"- {{id: a, name: {'가' * 41}, amount: 9900, interval: 1 month}}",
+            "plan 'a': name: is sent to PortOne as `name`: at most 40 characters",
+        ),
+        (
+            "- {id: a, name: A, amount: 9900, interval: 1 month, cron: '0 0 1 * *'}",
+            "plan 'a': interval/cron: a plan needs exactly one of `interval` and `cron`",
+        ),
+        (
+            "- {id: a, name: A, amount: 9900}",
+            "plan 'a': interval/cron: a plan needs exactly one of `interval` and `cron`",
+        ),
+        (
+            "- {id: a, name: A, amount: 9900, interval: 1 month, prorate_first: false}",
+            "plan 'a': prorate_first: only applies to `cron` plans",
+        ),
+        (
+            "- {id: A!, name: A, amount: 9900, interval: 1 month}",
+            "plan 'A!': id: must be 1-64 characters of a-z, 0-9, '_' and '-'",
+        ),
         ("- {name: A, amount: 9900, interval: 1 month}", "plan #2: id: required"),
-        ("- {id: a, name: A, amount: 9900, interval: 1 month, timezone: Mars/Base}",
-         "plan 'a': timezone: 'Mars/Base' is not an IANA time zone"),
-        ("- {id: a, name: A, amount: 9900, interval: 1 month, trial_days: -1}",
-         "plan 'a': trial_days: must be a whole number of days"),
-        ("- {id: a, name: A, amount: 9900, interval: 1 month, dunning: {retry_after: [1d, 1x]}}",
-         "plan 'a': dunning.retry_after: duration unit must be s, m, h, d or w"),
-        ("- {id: a, name: A, amount: 9900, interval: 1 month, dunning: {retry_after: [3d, 1d]}}",
-         "plan 'a': dunning.retry_after: offsets must increase"),
-        ("- {id: a, name: A, amount: 9900, interval: 1 month, dunning: {final_action: delete}}",
-         "plan 'a': dunning.final_action: Input should be 'cancel' or 'pause'"),
-        ("- {id: a, name: A, amount: 9900, interval: 1 month, dunning: {retries: 3}}",
-         "plan 'a': dunning.retries: unknown key"),
+        (
+            "- {id: a, name: A, amount: 9900, interval: 1 month, timezone: Mars/Base}",
+            "plan 'a': timezone: 'Mars/Base' is not an IANA time zone",
+        ),
+        (
+            "- {id: a, name: A, amount: 9900, interval: 1 month, trial_days: -1}",
+            "plan 'a': trial_days: must be a whole number of days",
+        ),
+        (
+            "- {id: a, name: A, amount: 9900, interval: 1 month, dunning: {retry_after: [1d, 1x]}}",
+            "plan 'a': dunning.retry_after: duration unit must be s, m, h, d or w",
+        ),
+        (
+            "- {id: a, name: A, amount: 9900, interval: 1 month, dunning: {retry_after: [3d, 1d]}}",
+            "plan 'a': dunning.retry_after: offsets must increase",
+        ),
+        (
+            "- {id: a, name: A, amount: 9900, interval: 1 month, dunning: {final_action: delete}}",
+            "plan 'a': dunning.final_action: Input should be 'cancel' or 'pause'",
+        ),
+        (
+            "- {id: a, name: A, amount: 9900, interval: 1 month, dunning: {retries: 3}}",
+            "plan 'a': dunning.retries: unknown key",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_bad_plan_is_refused_naming_plan_and_field(plan: str, expected: str) -> None:
     assert expected in refusal(catalog(GOOD_PLAN + plan + "\n"))
 
@@ -116,15 +169,22 @@ def test_a_key_given_twice_in_one_plan_is_refused_not_overwritten() -> None:
         ("plans: 3\n", "plans.yaml: plans: Input should be a valid list"),
         ("colour: red\nplans: []\n", "plans.yaml: colour: unknown key"),
         ("timezone: Nowhere/City\nplans: []\n", "plans.yaml: timezone: 'Nowhere/City' is not"),
-        ("dunning: {retry_after: [1h, 2h, 3h, 4h, 5h, 6h, 7h, 8h, 9h, 10h, 11h, 12h, 13h, 14h, 15h]}\nplans: []\n",
-         "plans.yaml: dunning.retry_after: more than 15 attempts in 30 days"),
+        (
+            "dunning: {retry_after: [1h, 2h, 3h, 4h, 5h, 6h, 7h, 8h, 9h, 10h, 11h, 12h, 13h, 14h, 15h]}\nplans: []\n",
+            "plans.yaml: dunning.retry_after: more than 15 attempts in 30 days",
+        ),
         ("notify: [{type: pager}]\nplans: []\n", "plans.yaml: notify[0]: Input tag 'pager' found"),
-        ("notify: [{type: webhook, url: 'ftp://x'}]\nplans: []\n", "plans.yaml: notify[0].url: String should match"),
-        ("notify: [{type: email, smtp_url: 'smtp://localhost:1025'}]\nplans: []\n",
-         "plans.yaml: notify[0].from: required"),
+        (
+            "notify: [{type: webhook, url: 'ftp://x'}]\nplans: []\n",
+            "plans.yaml: notify[0].url: String should match",
+        ),
+        (
+            "notify: [{type: email, smtp_url: 'smtp://localhost:1025'}]\nplans: []\n",
+            "plans.yaml: notify[0].from: required",
+        ),
         ("plans: [x: {y: &a [*a]}]\n", "plans.yaml: "),
     ],
-)  # fmt: skip
+)
 def test_a_bad_file_is_refused_in_one_line(text: str, expected: str) -> None:
     assert refusal(text).startswith(expected)
 

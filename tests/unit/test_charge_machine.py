@@ -54,21 +54,42 @@ ANSWERS: list[tuple[str, ChargeState, ChargeAnswer, int, Step]] = [
     ("approved after the sweep took it over: still paid", UNKNOWN, APPROVED, 1, Settle("imps_1")),
     ("approved for an older send: still paid", SECOND_SEND, APPROVED, 1, Settle("imps_1")),
     ("declined", PROCESSING, DECLINED, 1, Fail("잔액부족")),
-    ("refused: looked up at once, the refusal kept", PROCESSING, REFUSAL, 1,
-     LookUp(0.0, refusal="이미 결제완료된 주문입니다")),
+    (
+        "refused: looked up at once, the refusal kept",
+        PROCESSING,
+        REFUSAL,
+        1,
+        LookUp(0.0, refusal="이미 결제완료된 주문입니다"),
+    ),
     ("not sent: sent again after a backoff", PROCESSING, TRANSIENT, 1, Resend(1.0)),
-    ("not sent, third time: a longer backoff", ChargeState(ChargeStatus.PROCESSING, sends=3),
-     TRANSIENT, 3, Resend(4.0)),
+    (
+        "not sent, third time: a longer backoff",
+        ChargeState(ChargeStatus.PROCESSING, sends=3),
+        TRANSIENT,
+        3,
+        Resend(4.0),
+    ),
     ("no answer: looked up in two seconds", PROCESSING, NO_ANSWER, 1, LookUp(2.0)),
-    ("declined after the sweep took it over", UNKNOWN, DECLINED, 1,
-     Ignore("the sweep took it over: reconciliation decides")),
-    ("an older send's decline", SECOND_SEND, DECLINED, 1,
-     Ignore("the sweep took it over: reconciliation decides")),
-]  # fmt: skip
+    (
+        "declined after the sweep took it over",
+        UNKNOWN,
+        DECLINED,
+        1,
+        Ignore("the sweep took it over: reconciliation decides"),
+    ),
+    (
+        "an older send's decline",
+        SECOND_SEND,
+        DECLINED,
+        1,
+        Ignore("the sweep took it over: reconciliation decides"),
+    ),
+]
 
 
-@pytest.mark.parametrize(("case", "state", "answer", "send", "expected"), ANSWERS,
-                         ids=[row[0] for row in ANSWERS])  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "state", "answer", "send", "expected"), ANSWERS, ids=[row[0] for row in ANSWERS]
+)
 def test_after_answer(
     case: str, state: ChargeState, answer: ChargeAnswer, send: int, expected: Step
 ) -> None:
@@ -86,31 +107,60 @@ LOOKUPS: list[tuple[str, ChargeState, Lookup, Step]] = [
     ("paid", UNKNOWN, PAID, Settle("imps_1")),
     ("paid, whatever the row became", ChargeState(ChargeStatus.FAILED), PAID, Settle("imps_1")),
     ("paid, though never sent by us (a restore)", NEVER_SENT, PAID, Settle("imps_1")),
-    ("refunded in the console", UNKNOWN, REFUNDED,
-     Settle("imps_1", 9900, "cancelled at PortOne after it was paid")),
+    (
+        "refunded in the console",
+        UNKNOWN,
+        REFUNDED,
+        Settle("imps_1", 9900, "cancelled at PortOne after it was paid"),
+    ),
     ("declined", UNKNOWN, FOUND_DECLINED, Fail("한도초과")),
-    ("net-cancelled: a decline", UNKNOWN, NET_CANCEL, Fail("cancelled at PortOne before it was paid")),
-    ("a refusal, nothing at PortOne: a decline with the refusal's reason", REFUSED, NOTHING,
-     Fail("이미 결제")),
+    (
+        "net-cancelled: a decline",
+        UNKNOWN,
+        NET_CANCEL,
+        Fail("cancelled at PortOne before it was paid"),
+    ),
+    (
+        "a refusal, nothing at PortOne: a decline with the refusal's reason",
+        REFUSED,
+        NOTHING,
+        Fail("이미 결제"),
+    ),
     ("nothing inside the window: asked again before it closes", UNKNOWN, NOTHING, LookUp(15.0)),
-    ("nothing, the window closing in 5 s", ChargeState(
-        ChargeStatus.UNKNOWN, sends=1, sent_at=WALL - timedelta(seconds=295)), NOTHING,
-     LookUp(5.0)),
+    (
+        "nothing, the window closing in 5 s",
+        ChargeState(ChargeStatus.UNKNOWN, sends=1, sent_at=WALL - timedelta(seconds=295)),
+        NOTHING,
+        LookUp(5.0),
+    ),
     ("nothing after the window: sent again", UNKNOWN_OLD, NOTHING, Resend()),
     ("nothing, never sent: sent now", NEVER_SENT, NOTHING, Resend()),
-    ("nothing after the window, subscription paused: voided", PAUSED_OLD, NOTHING,
-     Void("voided: paused")),
+    (
+        "nothing after the window, subscription paused: voided",
+        PAUSED_OLD,
+        NOTHING,
+        Void("voided: paused"),
+    ),
     ("the lookup failed: backoff from the first try", UNKNOWN, ERROR, LookUp(1.0)),
     ("the lookup failed a tenth time: capped backoff", LOOKED_UP_9, ERROR, LookUp(300.0)),
-    ("a decline found for a charge settled meanwhile", ChargeState(ChargeStatus.PAID),
-     FOUND_DECLINED, Ignore("settled or sent again meanwhile")),
-    ("nothing found for a charge pending again", ChargeState(ChargeStatus.PENDING), NOTHING,
-     Ignore("settled or sent again meanwhile")),
-]  # fmt: skip
+    (
+        "a decline found for a charge settled meanwhile",
+        ChargeState(ChargeStatus.PAID),
+        FOUND_DECLINED,
+        Ignore("settled or sent again meanwhile"),
+    ),
+    (
+        "nothing found for a charge pending again",
+        ChargeState(ChargeStatus.PENDING),
+        NOTHING,
+        Ignore("settled or sent again meanwhile"),
+    ),
+]
 
 
-@pytest.mark.parametrize(("case", "state", "lookup", "expected"), LOOKUPS,
-                         ids=[row[0] for row in LOOKUPS])  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "state", "lookup", "expected"), LOOKUPS, ids=[row[0] for row in LOOKUPS]
+)
 def test_after_lookup(case: str, state: ChargeState, lookup: Lookup, expected: Step) -> None:
     assert after_lookup(state, lookup, TIMING) == expected
 
@@ -127,13 +177,19 @@ def test_failed_lookups_never_come_sooner_than_the_floor_nor_later_than_the_cap(
 
 
 STUCK = [
-    ("processing, silent past the window", ChargeState(
-        ChargeStatus.PROCESSING, sends=1, updated_at=WALL - WINDOW), True),
-    ("processing, recent", ChargeState(
-        ChargeStatus.PROCESSING, sends=1, updated_at=WALL - timedelta(seconds=299)), False),
+    (
+        "processing, silent past the window",
+        ChargeState(ChargeStatus.PROCESSING, sends=1, updated_at=WALL - WINDOW),
+        True,
+    ),
+    (
+        "processing, recent",
+        ChargeState(ChargeStatus.PROCESSING, sends=1, updated_at=WALL - timedelta(seconds=299)),
+        False,
+    ),
     ("unknown, old", ChargeState(ChargeStatus.UNKNOWN, updated_at=WALL - 2 * WINDOW), False),
     ("pending, old", ChargeState(ChargeStatus.PENDING, updated_at=WALL - 2 * WINDOW), False),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("case", "state", "expected"), STUCK, ids=[row[0] for row in STUCK])
@@ -141,9 +197,14 @@ def test_is_stuck(case: str, state: ChargeState, expected: bool) -> None:
     assert is_stuck(state, TIMING) is expected
 
 
-@pytest.mark.parametrize(("stopped", "expected"), [
-    (None, None), ("canceled", Void("voided: canceled")), ("paused", Void("voided: paused")),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("stopped", "expected"),
+    [
+        (None, None),
+        ("canceled", Void("voided: canceled")),
+        ("paused", Void("voided: paused")),
+    ],
+)
 def test_a_charge_about_to_be_sent_is_voided_when_its_subscription_stopped(
     stopped: str | None, expected: Void | None
 ) -> None:

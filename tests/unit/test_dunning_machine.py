@@ -48,39 +48,130 @@ PAUSED = begun(status=SubscriptionStatus.PAUSED)
 
 DECLINES = [
     # case, state, policy, declined at, hard, card updated, action, next attempt, status
-    ("first soft decline: retry a day later", FIRST, POLICY, T0, False, False,
-     DeclineAction.RETRY, T0 + DAY, SubscriptionStatus.PAST_DUE),
-    ("second: the next offset, from the first failure", SECOND, POLICY, T0 + DAY, False, False,
-     DeclineAction.RETRY, T0 + 3 * DAY, SubscriptionStatus.PAST_DUE),
-    ("a retry made early (card updated) uses no slot", SECOND, POLICY, T0 + DAY / 2, False,
-     False, DeclineAction.RETRY, T0 + DAY, SubscriptionStatus.PAST_DUE),
-    ("hard: no retry, waits for a card until the last slot", FIRST, POLICY, T0, True, False,
-     DeclineAction.AWAIT_CARD, T0 + 7 * DAY, SubscriptionStatus.PAST_DUE),
-    ("the card was updated while it flew: retried at once", SECOND, POLICY, T0 + DAY, False, True,
-     DeclineAction.RETRY, T0 + DAY, SubscriptionStatus.PAST_DUE),
-    ("the last slot declined: the final action", LAST, POLICY, T0 + 7 * DAY, False, False,
-     DeclineAction.CANCEL, None, SubscriptionStatus.CANCELED),
-    ("every slot passed while unknown: final action", SECOND, POLICY, T0 + 8 * DAY, False, False,
-     DeclineAction.CANCEL, None, SubscriptionStatus.CANCELED),
-    ("final action pause", SECOND, PAUSING, T0 + DAY, False, False, DeclineAction.PAUSE, None,
-     SubscriptionStatus.PAUSED),
-    ("paused meanwhile: nothing scheduled", PAUSED, POLICY, T0, False, False,
-     DeclineAction.NONE, None, SubscriptionStatus.PAUSED),
-]  # fmt: skip
+    (
+        "first soft decline: retry a day later",
+        FIRST,
+        POLICY,
+        T0,
+        False,
+        False,
+        DeclineAction.RETRY,
+        T0 + DAY,
+        SubscriptionStatus.PAST_DUE,
+    ),
+    (
+        "second: the next offset, from the first failure",
+        SECOND,
+        POLICY,
+        T0 + DAY,
+        False,
+        False,
+        DeclineAction.RETRY,
+        T0 + 3 * DAY,
+        SubscriptionStatus.PAST_DUE,
+    ),
+    (
+        "a retry made early (card updated) uses no slot",
+        SECOND,
+        POLICY,
+        T0 + DAY / 2,
+        False,
+        False,
+        DeclineAction.RETRY,
+        T0 + DAY,
+        SubscriptionStatus.PAST_DUE,
+    ),
+    (
+        "hard: no retry, waits for a card until the last slot",
+        FIRST,
+        POLICY,
+        T0,
+        True,
+        False,
+        DeclineAction.AWAIT_CARD,
+        T0 + 7 * DAY,
+        SubscriptionStatus.PAST_DUE,
+    ),
+    (
+        "the card was updated while it flew: retried at once",
+        SECOND,
+        POLICY,
+        T0 + DAY,
+        False,
+        True,
+        DeclineAction.RETRY,
+        T0 + DAY,
+        SubscriptionStatus.PAST_DUE,
+    ),
+    (
+        "the last slot declined: the final action",
+        LAST,
+        POLICY,
+        T0 + 7 * DAY,
+        False,
+        False,
+        DeclineAction.CANCEL,
+        None,
+        SubscriptionStatus.CANCELED,
+    ),
+    (
+        "every slot passed while unknown: final action",
+        SECOND,
+        POLICY,
+        T0 + 8 * DAY,
+        False,
+        False,
+        DeclineAction.CANCEL,
+        None,
+        SubscriptionStatus.CANCELED,
+    ),
+    (
+        "final action pause",
+        SECOND,
+        PAUSING,
+        T0 + DAY,
+        False,
+        False,
+        DeclineAction.PAUSE,
+        None,
+        SubscriptionStatus.PAUSED,
+    ),
+    (
+        "paused meanwhile: nothing scheduled",
+        PAUSED,
+        POLICY,
+        T0,
+        False,
+        False,
+        DeclineAction.NONE,
+        None,
+        SubscriptionStatus.PAUSED,
+    ),
+]
 
 
 @pytest.mark.parametrize(
     ("case", "state", "policy", "at", "hard", "updated", "action", "next_at", "status"),
-    DECLINES, ids=[row[0] for row in DECLINES],
-)  # fmt: skip
+    DECLINES,
+    ids=[row[0] for row in DECLINES],
+)
 def test_record_decline(
-    case: str, state: BillingState, policy: DunningPolicy, at: datetime, hard: bool,
-    updated: bool, action: DeclineAction, next_at: datetime | None, status: SubscriptionStatus,
-) -> None:  # fmt: skip
+    case: str,
+    state: BillingState,
+    policy: DunningPolicy,
+    at: datetime,
+    hard: bool,
+    updated: bool,
+    action: DeclineAction,
+    next_at: datetime | None,
+    status: SubscriptionStatus,
+) -> None:
     decline = record_decline(state, policy, at, hard=hard, card_updated=updated)
     assert (decline.action, decline.state.next_charge_at, decline.state.status) == (
-        action, next_at, status
-    )  # fmt: skip
+        action,
+        next_at,
+        status,
+    )
     if action != DeclineAction.NONE:
         assert decline.state.attempt == state.attempt + 1
         assert decline.state.first_failed_at == (state.first_failed_at or at)
@@ -91,11 +182,16 @@ def test_end_dunning_applies_the_final_action() -> None:
     assert end_dunning(SECOND, PAUSING).state.status == SubscriptionStatus.PAUSED
 
 
-@pytest.mark.parametrize(("action", "kind"), [
-    (DeclineAction.CANCEL, NoticeKind.SUBSCRIPTION_CANCELED),
-    (DeclineAction.PAUSE, NoticeKind.SUBSCRIPTION_PAUSED),
-    (DeclineAction.RETRY, None), (DeclineAction.AWAIT_CARD, None), (DeclineAction.NONE, None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("action", "kind"),
+    [
+        (DeclineAction.CANCEL, NoticeKind.SUBSCRIPTION_CANCELED),
+        (DeclineAction.PAUSE, NoticeKind.SUBSCRIPTION_PAUSED),
+        (DeclineAction.RETRY, None),
+        (DeclineAction.AWAIT_CARD, None),
+        (DeclineAction.NONE, None),
+    ],
+)
 def test_the_notice_that_says_dunning_ended(action: DeclineAction, kind: NoticeKind | None) -> None:
     assert final_notice(action) == kind
 
@@ -103,11 +199,17 @@ def test_the_notice_that_says_dunning_ended(action: DeclineAction, kind: NoticeK
 CAP = [
     ("no declines", [], None),
     ("14 declines", [T0 + n * DAY / 2 for n in range(14)], None),
-    ("15 declines: until the oldest leaves the window", [T0 + n * DAY / 2 for n in range(15)],
-     T0 + CARD_WINDOW + timedelta(seconds=1)),
-    ("16 declines: until the second oldest leaves", [T0 + n * DAY / 2 for n in range(16)],
-     T0 + DAY / 2 + CARD_WINDOW + timedelta(seconds=1)),
-]  # fmt: skip
+    (
+        "15 declines: until the oldest leaves the window",
+        [T0 + n * DAY / 2 for n in range(15)],
+        T0 + CARD_WINDOW + timedelta(seconds=1),
+    ),
+    (
+        "16 declines: until the second oldest leaves",
+        [T0 + n * DAY / 2 for n in range(16)],
+        T0 + DAY / 2 + CARD_WINDOW + timedelta(seconds=1),
+    ),
+]
 
 
 @pytest.mark.parametrize(("case", "declines", "until"), CAP, ids=[row[0] for row in CAP])
@@ -115,9 +217,17 @@ def test_card_postponed_until(case: str, declines: list[datetime], until: dateti
     assert card_postponed_until(declines) == until
 
 
-@pytest.mark.parametrize(("declines", "in_flight", "busy"), [
-    (0, 14, False), (0, 15, True), (10, 5, True), (10, 4, False), (15, 3, False), (20, 0, False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("declines", "in_flight", "busy"),
+    [
+        (0, 14, False),
+        (0, 15, True),
+        (10, 5, True),
+        (10, 4, False),
+        (15, 3, False),
+        (20, 0, False),
+    ],
+)
 def test_card_busy_only_while_attempts_in_flight_make_up_the_cap(
     declines: int, in_flight: int, busy: bool
 ) -> None:

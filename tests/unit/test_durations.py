@@ -10,12 +10,15 @@ from billing.domain.durations import Interval, Unit, format_offset, parse_interv
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("1 month", Interval(1, Unit.MONTH)), ("3 months", Interval(3, Unit.MONTH)),
-        ("1 year", Interval(1, Unit.YEAR)), ("2 weeks", Interval(2, Unit.WEEK)),
-        ("30 days", Interval(30, Unit.DAY)), ("7d", Interval(7, Unit.DAY)),
+        ("1 month", Interval(1, Unit.MONTH)),
+        ("3 months", Interval(3, Unit.MONTH)),
+        ("1 year", Interval(1, Unit.YEAR)),
+        ("2 weeks", Interval(2, Unit.WEEK)),
+        ("30 days", Interval(30, Unit.DAY)),
+        ("7d", Interval(7, Unit.DAY)),
         (" 1  Month ", Interval(1, Unit.MONTH)),
     ],
-)  # fmt: skip
+)
 def test_intervals(text: str, expected: Interval) -> None:
     assert parse_interval(text) == expected
 
@@ -30,9 +33,15 @@ def test_bad_intervals(text: object) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("1d", timedelta(days=1)), ("3 days", timedelta(days=3)), ("12h", timedelta(hours=12)),
-     ("30m", timedelta(minutes=30)), ("90s", timedelta(seconds=90)), ("1w", timedelta(weeks=1))],
-)  # fmt: skip
+    [
+        ("1d", timedelta(days=1)),
+        ("3 days", timedelta(days=3)),
+        ("12h", timedelta(hours=12)),
+        ("30m", timedelta(minutes=30)),
+        ("90s", timedelta(seconds=90)),
+        ("1w", timedelta(weeks=1)),
+    ],
+)
 def test_offsets(text: str, expected: timedelta) -> None:
     assert parse_offset(text) == expected
     assert parse_offset(format_offset(expected)) == expected

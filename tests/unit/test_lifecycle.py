@@ -55,9 +55,12 @@ def test_cancel_at_period_end_with_nothing_paid_cancels_now() -> None:
 
 def test_canceled_is_final() -> None:
     state = lifecycle.cancel(lifecycle.start(monthly(), at("2026-01-01")), at_period_end=False)
-    for change in (lambda s: lifecycle.pause(s), lambda s: lifecycle.cancel(s, False),
-                   lambda s: lifecycle.change_plan(s, every("1 year")),
-                   lambda s: lifecycle.resume(s, monthly(), at("2026-02-01"))):  # fmt: skip
+    for change in (
+        lambda s: lifecycle.pause(s),
+        lambda s: lifecycle.cancel(s, False),
+        lambda s: lifecycle.change_plan(s, every("1 year")),
+        lambda s: lifecycle.resume(s, monthly(), at("2026-02-01")),
+    ):
         with pytest.raises(Conflict):
             change(state)
 

@@ -20,8 +20,16 @@ SECRET = "imp-secret-9f8e7d6c5b4a"
 FLOWER_PASSWORD = "flower-pass-271828"
 TOKEN = "4c2a1c0e9d8b7a6f5e4d3c2b1a0f9e8d7c6b5a49"
 CARD = "4111111111111111"
-LOGGERS = ("", "billing.pipeline", "celery.app.trace", "celery.worker.strategy",
-           "celery.task", "httpx", "uvicorn.error", "some.third.party")  # fmt: skip
+LOGGERS = (
+    "",
+    "billing.pipeline",
+    "celery.app.trace",
+    "celery.worker.strategy",
+    "celery.task",
+    "httpx",
+    "uvicorn.error",
+    "some.third.party",
+)
 
 
 @dataclass(frozen=True)
@@ -60,9 +68,11 @@ LEAKS = [
 
 
 def test_redact_keeps_what_is_harmless() -> None:
-    text = ("charge sub-abc123def456-1-1 amount 9900 imp_uid imps_123456789012 at "
-            "2027-01-30T15:30:00+00:00, succeeded in 0.18396951100021397s, phone 010-1234-5678, "
-            "task 1b608de3-f8e5-4d11-b3be-aea70583c707")  # fmt: skip
+    text = (
+        "charge sub-abc123def456-1-1 amount 9900 imp_uid imps_123456789012 at "
+        "2027-01-30T15:30:00+00:00, succeeded in 0.18396951100021397s, phone 010-1234-5678, "
+        "task 1b608de3-f8e5-4d11-b3be-aea70583c707"
+    )
     assert redact(text) == text
     assert redact(f"card {CARD}, next") == f"card {REDACTED}, next"  # the separator stays
 
@@ -177,9 +187,17 @@ def test_nested_exception_causes_and_stack_info(captured: Captured) -> None:
 
 def test_extra_fields_and_structured_values(captured: Captured) -> None:
     logger = logging.getLogger("billing.portone")
-    log(logger, "token_fetched", access_token=TOKEN, imp_secret=SECRET, card_number=CARD,
-        card=int(CARD), body={"pwd_2digit": "42", "birth": "900101", "list": [f"Bearer {TOKEN}"]},
-        header=f"Bearer {TOKEN}", amount=9900)  # fmt: skip
+    log(
+        logger,
+        "token_fetched",
+        access_token=TOKEN,
+        imp_secret=SECRET,
+        card_number=CARD,
+        card=int(CARD),
+        body={"pwd_2digit": "42", "birth": "900101", "list": [f"Bearer {TOKEN}"]},
+        header=f"Bearer {TOKEN}",
+        amount=9900,
+    )
     logger.info(
         "raw extra",
         extra={
@@ -232,8 +250,14 @@ def test_extra_attributes_seen_by_any_handler(captured: Captured) -> None:
     logger.addHandler(records)
     logger.propagate = False
     configure("DEBUG", json_lines=True, secrets=(SECRET,))
-    logger.info("request", extra={"body": f"pwd_2digit=42&birth=900101&access_token={TOKEN}",
-                                  "headers": {"Authorization": f"Bearer {TOKEN}"}, "n": 1})  # fmt: skip
+    logger.info(
+        "request",
+        extra={
+            "body": f"pwd_2digit=42&birth=900101&access_token={TOKEN}",
+            "headers": {"Authorization": f"Bearer {TOKEN}"},
+            "n": 1,
+        },
+    )
     [record] = records.records
     extra = vars(record)
     assert TOKEN not in str(extra["body"]) and "900101" not in str(extra["body"])

@@ -34,15 +34,25 @@ class FakePortOne:
             token = f"token-{self.tokens_issued}"
             self.valid.add(token)
             now = int(time.time())
-            return httpx.Response(200, json={"code": 0, "message": None, "response": {
-                "access_token": token, "now": now, "expired_at": now + self.ttl}})  # fmt: skip
+            return httpx.Response(
+                200,
+                json={
+                    "code": 0,
+                    "message": None,
+                    "response": {"access_token": token, "now": now, "expired_at": now + self.ttl},
+                },
+            )
         if request.headers.get("Authorization", "").removeprefix("Bearer ") not in self.valid:
             return httpx.Response(
                 401, json={"code": -1, "message": "Unauthorized", "response": None}
             )
         body = json.loads(request.content)
-        payment = {"imp_uid": "imps_1", "merchant_uid": body["merchant_uid"],
-                   "amount": body["amount"], "status": "paid"}  # fmt: skip
+        payment = {
+            "imp_uid": "imps_1",
+            "merchant_uid": body["merchant_uid"],
+            "amount": body["amount"],
+            "status": "paid",
+        }
         return httpx.Response(
             self.again_status, json={"code": 0, "message": None, "response": payment}
         )

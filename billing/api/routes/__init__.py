@@ -22,11 +22,17 @@ LIMIT_DEFAULT = DEFAULT_LIMIT
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The documented error answers of a route: 401, 404 (a path that names nothing) and 422
     (every input) always, and ``statuses``."""
-    described = {400: "Malformed request (a body that is no JSON)", 401: "No live API key",
-                 403: "A read-only key writing", 404: "Not found",
-                 409: "Conflict (the state does not allow it; an Idempotency-Key in use)",
-                 422: "Invalid values (the message names the field)",
-                 502: "PortOne refused, or could not be reached",
-                 503: "Not configured, or the database is unreachable"}  # fmt: skip
-    return {code: {"model": ErrorBody, "description": described[code]}
-            for code in sorted({401, 404, 422, *statuses})}  # fmt: skip
+    described = {
+        400: "Malformed request (a body that is no JSON)",
+        401: "No live API key",
+        403: "A read-only key writing",
+        404: "Not found",
+        409: "Conflict (the state does not allow it; an Idempotency-Key in use)",
+        422: "Invalid values (the message names the field)",
+        502: "PortOne refused, or could not be reached",
+        503: "Not configured, or the database is unreachable",
+    }
+    return {
+        code: {"model": ErrorBody, "description": described[code]}
+        for code in sorted({401, 404, 422, *statuses})
+    }

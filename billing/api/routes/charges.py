@@ -21,13 +21,18 @@ SubscriptionFilter = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 
 def list_charges(
-    context: Context, _caller: Reader, subscription_id: SubscriptionFilter = None,
-    status: ChargeStatus | None = None, limit: Limit = LIMIT_DEFAULT, starting_after: After = None,
-) -> ChargeList:  # fmt: skip
+    context: Context,
+    _caller: Reader,
+    subscription_id: SubscriptionFilter = None,
+    status: ChargeStatus | None = None,
+    limit: Limit = LIMIT_DEFAULT,
+    starting_after: After = None,
+) -> ChargeList:
     """Charges, newest first: one per attempt to charge a period."""
     with context.app.transaction() as session:
-        page = page_charges(session, limit, starting_after,
-                            subscription_id=subscription_id, status=status)  # fmt: skip
+        page = page_charges(
+            session, limit, starting_after, subscription_id=subscription_id, status=status
+        )
     views = [charge_view(row, context.zone) for row in page.rows]
     return ChargeList.model_validate({"data": views, "has_more": page.has_more})
 
@@ -59,7 +64,12 @@ def router() -> APIRouter:
     routes = APIRouter(tags=["charges"])
     routes.add_api_route("/charges", list_charges, methods=["GET"], responses=errors())
     routes.add_api_route("/charges/{charge_id}", show, methods=["GET"], responses=errors(404))
-    routes.add_api_route("/charges/{charge_id}/refunds", refund, methods=["POST"],
-                         status_code=201, response_model=Refund,
-                         responses=errors(400, 403, 404, 409, 502, 503))  # fmt: skip
+    routes.add_api_route(
+        "/charges/{charge_id}/refunds",
+        refund,
+        methods=["POST"],
+        status_code=201,
+        response_model=Refund,
+        responses=errors(400, 403, 404, 409, 502, 503),
+    )
     return routes

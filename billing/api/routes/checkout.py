@@ -13,10 +13,11 @@ from billing.services.checkout import checkout_params
 
 
 def params(
-    context: Context, _caller: Reader,
+    context: Context,
+    _caller: Reader,
     customer_uid: Annotated[str, Query(max_length=80)],
     plan_id: Annotated[str, Query(max_length=64)],
-) -> CheckoutParams:  # fmt: skip
+) -> CheckoutParams:
     """Parameters that issue a billing key named ``customer_uid`` for ``plan_id`` (amount 0;
     needs BILLING_PORTONE_SITE_CODE). The customer need not exist yet."""
     app = context.app

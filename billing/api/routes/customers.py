@@ -40,8 +40,9 @@ def put_customer(customer_uid: CustomerUid, body: CustomerIn, write: OtherWrite)
         app = write.context.app
         now = app.clock.now()
         with app.transaction() as session:
-            row, created = save_customer(session, customer_uid, now, name=body.name,
-                                         email=body.email, phone=body.phone)  # fmt: skip
+            row, created = save_customer(
+                session, customer_uid, now, name=body.name, email=body.email, phone=body.phone
+            )
             return Answer(201 if created else 200, customer_answer(session, write.context, row))
 
     return write.run(produce)
@@ -58,23 +59,24 @@ def verify_key(customer_uid: CustomerUid, write: PostWrite) -> Response:
     whether the key exists; retries the customer's past-due subscriptions at once."""
 
     def produce() -> Answer:
-        verified = billing_keys.verify_key(write.context.app, write.context.portone(),
-                                           customer_uid)  # fmt: skip
+        verified = billing_keys.verify_key(write.context.app, write.context.portone(), customer_uid)
         return Answer(200, BillingKeyVerified.model_validate(verified.view()))
 
     return write.run(produce)
 
 
 def delete_key(
-    customer_uid: CustomerUid, write: OtherWrite,
+    customer_uid: CustomerUid,
+    write: OtherWrite,
     force: Annotated[bool, Query(description="Even while live subscriptions need it.")] = False,
     reason: Annotated[Reason | None, Query()] = None,
-) -> Response:  # fmt: skip
+) -> Response:
     """Deletes the billing key at PortOne (409 while a live subscription needs it)."""
 
     def produce() -> Answer:
-        result = billing_keys.delete_key(write.context.app, write.context.portone(),
-                                         customer_uid, reason, force=force)  # fmt: skip
+        result = billing_keys.delete_key(
+            write.context.app, write.context.portone(), customer_uid, reason, force=force
+        )
         return Answer(200, BillingKeyDeleted.model_validate(result.view()))
 
     return write.run(produce, reason)
@@ -83,14 +85,26 @@ def delete_key(
 def router() -> APIRouter:
     routes = APIRouter(tags=["customers"])
     path = "/customers/{customer_uid}"
-    routes.add_api_route(path, put_customer, methods=["PUT"], response_model=Customer,
-                         responses={201: {"model": Customer, "description": "Created"},
-                                    **errors(400, 403)})  # fmt: skip
+    routes.add_api_route(
+        path,
+        put_customer,
+        methods=["PUT"],
+        response_model=Customer,
+        responses={201: {"model": Customer, "description": "Created"}, **errors(400, 403)},
+    )
     routes.add_api_route(path, show_customer, methods=["GET"], responses=errors(404))
-    routes.add_api_route(f"{path}/billing-key/verify", verify_key, methods=["POST"],
-                         response_model=BillingKeyVerified,
-                         responses=errors(403, 404, 409, 502, 503))  # fmt: skip
-    routes.add_api_route(f"{path}/billing-key", delete_key, methods=["DELETE"],
-                         response_model=BillingKeyDeleted,
-                         responses=errors(403, 404, 409, 502, 503))  # fmt: skip
+    routes.add_api_route(
+        f"{path}/billing-key/verify",
+        verify_key,
+        methods=["POST"],
+        response_model=BillingKeyVerified,
+        responses=errors(403, 404, 409, 502, 503),
+    )
+    routes.add_api_route(
+        f"{path}/billing-key",
+        delete_key,
+        methods=["DELETE"],
+        response_model=BillingKeyDeleted,
+        responses=errors(403, 404, 409, 502, 503),
+    )
     return routes

@@ -20,9 +20,11 @@ PlanAfter = Annotated[str | None, Query(max_length=64, description="The last pla
 
 
 def list_plans(
-    context: Context, _caller: Reader, limit: Limit = LIMIT_DEFAULT,
+    context: Context,
+    _caller: Reader,
+    limit: Limit = LIMIT_DEFAULT,
     starting_after: PlanAfter = None,
-) -> PlanList:  # fmt: skip
+) -> PlanList:
     """The plans of the loaded catalog, by id (a catalog has no "newest")."""
     app = context.app
     now = app.clock.now()
@@ -34,10 +36,12 @@ def list_plans(
 
 
 def preview(
-    plan_id: str, context: Context, _caller: Reader,
+    plan_id: str,
+    context: Context,
+    _caller: Reader,
     start: Annotated[str | None, Query(max_length=64, description="ISO 8601; default now")] = None,
     count: Annotated[int, Query(ge=1, le=1000)] = 12,
-) -> PreviewList:  # fmt: skip
+) -> PreviewList:
     """The first ``count`` charge times and amounts of a subscription starting at ``start``."""
     app = context.app
     now = app.clock.now()
@@ -55,6 +59,7 @@ def preview(
 def router() -> APIRouter:
     routes = APIRouter(tags=["plans"])
     routes.add_api_route("/plans", list_plans, methods=["GET"], responses=errors())
-    routes.add_api_route("/plans/{plan_id}/preview", preview, methods=["GET"],
-                         responses=errors(404))  # fmt: skip
+    routes.add_api_route(
+        "/plans/{plan_id}/preview", preview, methods=["GET"], responses=errors(404)
+    )
     return routes

@@ -57,8 +57,15 @@ def create(body: SubscriptionIn, write: PostWrite) -> Response:
             return _subscribe_with_card(write, body, body.card)
         now = app.clock.now()
         with app.transaction() as session:
-            row = subscribe(session, write.context.settings, body.customer_uid, body.plan_id,
-                            body.start, now, start_field="start")  # fmt: skip
+            row = subscribe(
+                session,
+                write.context.settings,
+                body.customer_uid,
+                body.plan_id,
+                body.start,
+                now,
+                start_field="start",
+            )
             return _answer(session, row, 201)
 
     return write.run(produce)
@@ -89,14 +96,18 @@ def _subscribe_with_card(write: Write, body: SubscriptionIn, given: CardIn) -> A
 
 
 def list_subscriptions(
-    context: Context, _caller: Reader, status: SubscriptionStatus | None = None,
+    context: Context,
+    _caller: Reader,
+    status: SubscriptionStatus | None = None,
     customer_uid: Annotated[str | None, Query(max_length=80)] = None,
-    limit: Limit = LIMIT_DEFAULT, starting_after: After = None,
-) -> SubscriptionList:  # fmt: skip
+    limit: Limit = LIMIT_DEFAULT,
+    starting_after: After = None,
+) -> SubscriptionList:
     """Subscriptions, newest first."""
     with context.app.transaction() as session:
-        page = page_subscriptions(session, limit, starting_after,
-                                  status=status, customer_uid=customer_uid)  # fmt: skip
+        page = page_subscriptions(
+            session, limit, starting_after, status=status, customer_uid=customer_uid
+        )
         views = [show_subscription(session, row) for row in page.rows]
     return SubscriptionList.model_validate({"data": views, "has_more": page.has_more})
 
@@ -108,9 +119,12 @@ def show(subscription_id: Id, context: Context, _caller: Reader) -> Subscription
 
 
 def events(
-    subscription_id: Id, context: Context, _caller: Reader,
-    limit: Limit = LIMIT_DEFAULT, starting_after: After = None,
-) -> EventList:  # fmt: skip
+    subscription_id: Id,
+    context: Context,
+    _caller: Reader,
+    limit: Limit = LIMIT_DEFAULT,
+    starting_after: After = None,
+) -> EventList:
     """The append-only history, newest first: every change, attempt and notice, with who
     asked for it (``data.actor``) and why (``data.reason``)."""
     with context.app.transaction() as session:
@@ -135,9 +149,12 @@ def cancel(
 ) -> Response:
     """Cancel now (no further charges), or at the end of the paid period."""
     given = body or CancelIn()
-    return _act(write, subscription_id,
-                lambda s, i, now: service.cancel(s, i, now, given.at_period_end),
-                given.reason)  # fmt: skip
+    return _act(
+        write,
+        subscription_id,
+        lambda s, i, now: service.cancel(s, i, now, given.at_period_end),
+        given.reason,
+    )
 
 
 def pause(
@@ -156,9 +173,12 @@ def resume(
 
 def change_plan(subscription_id: Id, write: PostWrite, body: ChangePlanIn) -> Response:
     """Move to another plan from the next period."""
-    return _act(write, subscription_id,
-                lambda s, i, now: service.change_plan(s, i, body.plan_id, now),
-                body.reason)  # fmt: skip
+    return _act(
+        write,
+        subscription_id,
+        lambda s, i, now: service.change_plan(s, i, body.plan_id, now),
+        body.reason,
+    )
 
 
 def router() -> APIRouter:
@@ -172,15 +192,21 @@ def router() -> APIRouter:
         response_model=Subscription,
         responses=errors(400, 403, 404, 409, 503),
     )
-    routes.add_api_route("/subscriptions", list_subscriptions, methods=["GET"],
-                         responses=errors())  # fmt: skip
-    routes.add_api_route("/subscriptions/{subscription_id}", show, methods=["GET"],
-                         responses=errors(404))  # fmt: skip
-    routes.add_api_route("/subscriptions/{subscription_id}/events", events, methods=["GET"],
-                         responses=errors(404))  # fmt: skip
-    for name, action in (("cancel", cancel), ("pause", pause), ("resume", resume),
-                         ("change-plan", change_plan)):  # fmt: skip
+    routes.add_api_route("/subscriptions", list_subscriptions, methods=["GET"], responses=errors())
+    routes.add_api_route(
+        "/subscriptions/{subscription_id}", show, methods=["GET"], responses=errors(404)
+    )
+    routes.add_api_route(
+        "/subscriptions/{subscription_id}/events", events, methods=["GET"], responses=errors(404)
+    )
+    for name, action in (
+        ("cancel", cancel),
+        ("pause", pause),
+        ("resume", resume),
+        ("change-plan", change_plan),
+    ):
         path = f"/subscriptions/{{subscription_id}}/{name}"
-        routes.add_api_route(path, action, methods=["POST"], response_model=Subscription,
-                             responses=write)  # fmt: skip
+        routes.add_api_route(
+            path, action, methods=["POST"], response_model=Subscription, responses=write
+        )
     return routes

@@ -45,6 +45,11 @@ def _time(text: str, zone: ZoneInfo) -> datetime:
 
 def router() -> APIRouter:
     routes = APIRouter(tags=["sandbox"])
-    routes.add_api_route("/test-clock", move, methods=["POST"], response_model=ClockNow,
-                         responses=errors(400, 403, 404, 409))  # fmt: skip
+    routes.add_api_route(
+        "/test-clock",
+        move,
+        methods=["POST"],
+        response_model=ClockNow,
+        responses=errors(400, 403, 404, 409),
+    )
     return routes

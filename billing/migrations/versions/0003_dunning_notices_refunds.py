@@ -22,10 +22,12 @@ OPEN_REFUND = "status IN ('pending', 'processing', 'unknown')"
 
 def upgrade() -> None:
     with op.batch_alter_table("subscriptions") as batch:
-        batch.add_column(sa.Column("awaiting_new_card", sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))  # fmt: skip
-        batch.add_column(sa.Column("reminded_period_no", sa.Integer(), nullable=False,
-                                   server_default="0"))  # fmt: skip
+        batch.add_column(
+            sa.Column("awaiting_new_card", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+        batch.add_column(
+            sa.Column("reminded_period_no", sa.Integer(), nullable=False, server_default="0")
+        )
     with op.batch_alter_table("subscriptions") as batch:
         batch.alter_column("awaiting_new_card", server_default=None)
         batch.alter_column("reminded_period_no", server_default=None)
@@ -61,9 +63,13 @@ def _create_refunds() -> None:
     )
     op.create_index("ix_refunds_charge_id", "refunds", ["charge_id"])
     op.create_index(
-        "uq_refunds_open_per_charge", "refunds", ["charge_id"], unique=True,
-        postgresql_where=sa.text(OPEN_REFUND), sqlite_where=sa.text(OPEN_REFUND),
-    )  # fmt: skip
+        "uq_refunds_open_per_charge",
+        "refunds",
+        ["charge_id"],
+        unique=True,
+        postgresql_where=sa.text(OPEN_REFUND),
+        sqlite_where=sa.text(OPEN_REFUND),
+    )
 
 
 def _create_notices() -> None:
@@ -103,10 +109,12 @@ def _create_notices() -> None:
         sa.UniqueConstraint("event_id", name=op.f("uq_notices_event_id")),
     )
     op.create_index(
-        "ix_notices_due", "notices", ["next_attempt_at"],
+        "ix_notices_due",
+        "notices",
+        ["next_attempt_at"],
         postgresql_where=sa.text("status IN ('pending', 'sending')"),
         sqlite_where=sa.text("status IN ('pending', 'sending')"),
-    )  # fmt: skip
+    )
     op.create_index("ix_notices_subscription_id_id", "notices", ["subscription_id", "id"])
 
 

@@ -22,19 +22,28 @@ UNREMINDED = "next_charge_at IS NOT NULL AND reminded_period_no < period_no"
 def upgrade() -> None:
     op.drop_index("ix_subscriptions_due", table_name="subscriptions")
     op.create_index(
-        "ix_subscriptions_due", "subscriptions", ["next_charge_at", "id"],
-        postgresql_where=sa.text(DUE), sqlite_where=sa.text(DUE),
-    )  # fmt: skip
+        "ix_subscriptions_due",
+        "subscriptions",
+        ["next_charge_at", "id"],
+        postgresql_where=sa.text(DUE),
+        sqlite_where=sa.text(DUE),
+    )
     op.create_index(
-        "ix_subscriptions_unreminded", "subscriptions", ["next_charge_at"],
-        postgresql_where=sa.text(UNREMINDED), sqlite_where=sa.text(UNREMINDED),
-    )  # fmt: skip
+        "ix_subscriptions_unreminded",
+        "subscriptions",
+        ["next_charge_at"],
+        postgresql_where=sa.text(UNREMINDED),
+        sqlite_where=sa.text(UNREMINDED),
+    )
 
 
 def downgrade() -> None:
     op.drop_index("ix_subscriptions_unreminded", table_name="subscriptions")
     op.drop_index("ix_subscriptions_due", table_name="subscriptions")
     op.create_index(
-        "ix_subscriptions_due", "subscriptions", ["next_charge_at"],
-        postgresql_where=sa.text(DUE), sqlite_where=sa.text(DUE),
-    )  # fmt: skip
+        "ix_subscriptions_due",
+        "subscriptions",
+        ["next_charge_at"],
+        postgresql_where=sa.text(DUE),
+        sqlite_where=sa.text(DUE),
+    )

@@ -53,10 +53,12 @@ def upgrade() -> None:
         )
     _paid_once(PAID_ONCE)
     op.create_index(
-        "ix_subscriptions_set_aside", "subscriptions", ["set_aside_at"],
+        "ix_subscriptions_set_aside",
+        "subscriptions",
+        ["set_aside_at"],
         postgresql_where=sa.text("set_aside_at IS NOT NULL"),
         sqlite_where=sa.text("set_aside_at IS NOT NULL"),
-    )  # fmt: skip
+    )
 
 
 def downgrade() -> None:
@@ -77,6 +79,10 @@ def downgrade() -> None:
 def _paid_once(where: str) -> None:
     op.drop_index("uq_charges_paid_period", table_name="charges")
     op.create_index(
-        "uq_charges_paid_period", "charges", ["subscription_id", "period_no"], unique=True,
-        postgresql_where=sa.text(where), sqlite_where=sa.text(where),
-    )  # fmt: skip
+        "uq_charges_paid_period",
+        "charges",
+        ["subscription_id", "period_no"],
+        unique=True,
+        postgresql_where=sa.text(where),
+        sqlite_where=sa.text(where),
+    )

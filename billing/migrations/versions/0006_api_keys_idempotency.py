@@ -44,9 +44,13 @@ def _create_api_keys() -> None:
     )
     op.create_index("ix_api_keys_prefix", "api_keys", ["prefix"])
     op.create_index(
-        "uq_api_keys_live_name", "api_keys", ["name"], unique=True,
-        postgresql_where=sa.text(LIVE_KEY), sqlite_where=sa.text(LIVE_KEY),
-    )  # fmt: skip
+        "uq_api_keys_live_name",
+        "api_keys",
+        ["name"],
+        unique=True,
+        postgresql_where=sa.text(LIVE_KEY),
+        sqlite_where=sa.text(LIVE_KEY),
+    )
 
 
 def _create_idempotency_keys() -> None:

@@ -53,9 +53,14 @@ class Api:
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
 
     def request(
-        self, method: str, path: str, *, key: str | None = "", idem: str | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = "",
+        idem: str | None = None,
         **options: Any,
-    ) -> httpx.Response:  # fmt: skip
+    ) -> httpx.Response:
         headers = dict(options.pop("headers", {}))
         given = self.key if key == "" else key
         if given is not None:
@@ -87,7 +92,9 @@ class Api:
 
     def customer_with_key(self, uid: str) -> None:
         assert self.put(f"/v1/customers/{uid}", {"email": f"{uid}@example.com"}).status_code in (
-            200, 201)  # fmt: skip
+            200,
+            201,
+        )
         self.issue_key_at_portone(uid)
 
     def subscribe(self, uid: str, plan: str = "monthly", **extra: Any) -> dict[str, Any]:
@@ -120,11 +127,14 @@ class Api:
 
 def api_environment(db_url: str, sandbox_url: str) -> dict[str, str]:
     return {
-        "BILLING_DATABASE_URL": db_url, "BILLING_PORTONE_URL": sandbox_url,
-        "BILLING_SANDBOX": "1", "BILLING_PORTONE_SITE_CODE": "A52CY",
+        "BILLING_DATABASE_URL": db_url,
+        "BILLING_PORTONE_URL": sandbox_url,
+        "BILLING_SANDBOX": "1",
+        "BILLING_PORTONE_SITE_CODE": "A52CY",
         "BILLING_CHECKOUT_REDIRECT_URL": "https://merchant.example/billing/return",
-        "BILLING_PORTONE_TIMEOUT": "5", "BILLING_RECONCILE_AFTER": "300",
-    }  # fmt: skip
+        "BILLING_PORTONE_TIMEOUT": "5",
+        "BILLING_RECONCILE_AFTER": "300",
+    }
 
 
 @pytest.fixture

@@ -42,17 +42,24 @@ def events_of(api: Api, sid: int) -> list[dict[str, Any]]:
 
 
 def test_checkout_flow_from_parameters_to_a_paid_first_period(api: Api) -> None:
-    assert api.put("/v1/customers/cust-1", {"name": "홍길동", "email": "c1@example.com"}
-                   ).status_code == 201  # fmt: skip
-    params = api.get("/v1/checkout-params", params={"customer_uid": "cust-1",
-                                                    "plan_id": "monthly"})  # fmt: skip
+    assert (
+        api.put("/v1/customers/cust-1", {"name": "홍길동", "email": "c1@example.com"}).status_code
+        == 201
+    )
+    params = api.get("/v1/checkout-params", params={"customer_uid": "cust-1", "plan_id": "monthly"})
     assert params.status_code == 200, params.text
     assert params.json() | {"merchant_uid": "m"} == {
-        "pg": "kcp_billing.A52CY", "pay_method": "card", "merchant_uid": "m",
-        "name": "월간 정기결제 등록", "amount": 0, "customer_uid": "cust-1",
-        "buyer_name": "홍길동", "buyer_email": "c1@example.com", "buyer_tel": None,
+        "pg": "kcp_billing.A52CY",
+        "pay_method": "card",
+        "merchant_uid": "m",
+        "name": "월간 정기결제 등록",
+        "amount": 0,
+        "customer_uid": "cust-1",
+        "buyer_name": "홍길동",
+        "buyer_email": "c1@example.com",
+        "buyer_tel": None,
         "m_redirect_url": "https://merchant.example/billing/return",
-    }  # fmt: skip
+    }
     # the callback came before PortOne issued the key (or the customer closed the window)
     early = api.post("/v1/customers/cust-1/billing-key/verify")
     assert "cust-1" in error(early, 422, "billing_key_not_found")
@@ -60,9 +67,13 @@ def test_checkout_flow_from_parameters_to_a_paid_first_period(api: Api) -> None:
     api.issue_key_at_portone("cust-1")  # the page's IMP.request_pay
     verified = api.post("/v1/customers/cust-1/billing-key/verify")
     assert verified.status_code == 200, verified.text
-    assert verified.json() == {"customer_uid": "cust-1", "billing_key": "verified",
-                               "card_name": "신한카드", "card_number": "************1111",
-                               "retried": []}  # fmt: skip
+    assert verified.json() == {
+        "customer_uid": "cust-1",
+        "billing_key": "verified",
+        "card_name": "신한카드",
+        "card_number": "************1111",
+        "retried": [],
+    }
     customer = api.get("/v1/customers/cust-1").json()
     assert customer["billing_key"]["card_number"] == "************1111"
 
@@ -97,8 +108,9 @@ def test_delete_billing_key_refused_while_needed_unless_forced(api: Api) -> None
     api.subscribe("cust-d")
     message = error(api.delete("/v1/customers/cust-d/billing-key"), 409, "conflict")
     assert "1 subscription" in message
-    forced = api.delete("/v1/customers/cust-d/billing-key",
-                        params={"force": "true", "reason": "closed account"})  # fmt: skip
+    forced = api.delete(
+        "/v1/customers/cust-d/billing-key", params={"force": "true", "reason": "closed account"}
+    )
     assert forced.status_code == 200, forced.text
     assert forced.json()["billing_key"] == "deleted"
     assert api.get("/v1/customers/cust-d").json()["billing_key"] is None
@@ -118,8 +130,9 @@ def test_put_customer_creates_then_replaces(api: Api) -> None:
     body = updated.json()
     assert (body["name"], body["email"], body["phone"]) == (None, "p@example.com", None)
     assert api.get("/v1/customers/cust-p").json() == body
-    assert error(api.put("/v1/customers/cust-p", {"email": "nope"}), 422,
-                 "invalid_request").startswith("email: ")  # fmt: skip
+    assert error(
+        api.put("/v1/customers/cust-p", {"email": "nope"}), 422, "invalid_request"
+    ).startswith("email: ")
     assert error(api.put("/v1/customers/bad%20uid", {}), 422, "invalid_request").startswith(
         "customer_uid"
     )
@@ -133,15 +146,17 @@ def test_plans_and_preview(api: Api) -> None:
     assert [p["id"] for p in first["data"]] == ["monthly"] and first["has_more"]
     rest = api.get("/v1/plans", params={"starting_after": "monthly"}).json()
     assert [p["id"] for p in rest["data"]] == ["yearly"]
-    preview = api.get("/v1/plans/monthly/preview",
-                      params={"start": "2027-01-31T00:30:00+09:00", "count": 3})  # fmt: skip
+    preview = api.get(
+        "/v1/plans/monthly/preview", params={"start": "2027-01-31T00:30:00+09:00", "count": 3}
+    )
     assert preview.json()["data"] == [
         {"at": "2027-01-31T00:30:00+09:00", "amount": 9900},
         {"at": "2027-02-28T00:30:00+09:00", "amount": 9900},
         {"at": "2027-03-31T00:30:00+09:00", "amount": 9900},
     ]
-    assert error(api.get("/v1/plans/monthly/preview", params={"start": "soon"}), 422,
-                 "invalid_request").startswith("start: ")  # fmt: skip
+    assert error(
+        api.get("/v1/plans/monthly/preview", params={"start": "soon"}), 422, "invalid_request"
+    ).startswith("start: ")
     error(api.get("/v1/plans/nope/preview"), 404, "not_found")
 
 
@@ -172,7 +187,9 @@ def test_lifecycle_actions_answer_the_subscription_after_them(api: Api) -> None:
     assert changed.status_code == 200 and changed.json()["plan_id"] == "yearly"  # next period
     scheduled = api.post(f"{path}/cancel", {"at_period_end": True, "reason": "moving"})
     assert (scheduled.json()["status"], scheduled.json()["cancel_at_period_end"]) == (
-        "active", True)  # fmt: skip
+        "active",
+        True,
+    )
     paused = api.post(f"{path}/pause", {"reason": "customer asked"})
     assert paused.status_code == 200 and paused.json()["status"] == "paused"
     resumed = api.post(f"{path}/resume")
@@ -183,13 +200,17 @@ def test_lifecycle_actions_answer_the_subscription_after_them(api: Api) -> None:
     error(api.post(f"{path}/change-plan", {"plan_id": "nope"}), 404, "not_found")
     error(api.post("/v1/subscriptions/999/pause"), 404, "not_found")
 
-    history = {(e["kind"], e["data"].get("actor"), e["data"].get("reason"))
-               for e in events_of(api, sid)}  # fmt: skip
-    assert {("subscription_created", "api:shop", None),
-            ("subscription_paused", "api:shop", "customer asked"),
-            ("subscription_resumed", "api:shop", None), ("plan_changed", "api:shop", "upgrade"),
-            ("cancel_scheduled", "api:shop", "moving"),
-            ("subscription_canceled", "api:shop", "moving now")} <= history  # fmt: skip
+    history = {
+        (e["kind"], e["data"].get("actor"), e["data"].get("reason")) for e in events_of(api, sid)
+    }
+    assert {
+        ("subscription_created", "api:shop", None),
+        ("subscription_paused", "api:shop", "customer asked"),
+        ("subscription_resumed", "api:shop", None),
+        ("plan_changed", "api:shop", "upgrade"),
+        ("cancel_scheduled", "api:shop", "moving"),
+        ("subscription_canceled", "api:shop", "moving now"),
+    } <= history
     charged = [e for e in events_of(api, sid) if e["kind"] == "charge_paid"]
     assert charged and all("actor" not in e["data"] for e in charged)  # the worker: nobody
 
@@ -218,8 +239,9 @@ def test_refunds_of_a_paid_charge(api: Api) -> None:
     rest = api.post(path, {"reason": "closing"})
     assert (rest.json()["amount"], rest.json()["refundable"]) == (5900, 0)
     assert "refunded in full" in error(api.post(path, {"reason": "again"}), 409, "conflict")
-    assert error(api.post(path, {"amount": "100", "reason": "x"}), 422,
-                 "invalid_request").startswith("amount: ")  # fmt: skip
+    assert error(
+        api.post(path, {"amount": "100", "reason": "x"}), 422, "invalid_request"
+    ).startswith("amount: ")
     assert error(api.post(path, {"amount": 100}), 422, "invalid_request").startswith("reason")
     error(api.post("/v1/charges/424242/refunds", {"reason": "x"}), 404, "not_found")
     refunded = api.get(f"/v1/charges/{charge.id}").json()
@@ -252,8 +274,13 @@ def test_lists_page_newest_first(api: Api) -> None:
     charges = api.get("/v1/charges", params={"limit": 3, "status": "paid"}).json()
     assert [c["id"] for c in charges["data"]] == [5, 4, 3] and charges["has_more"]
     assert api.get("/v1/subscriptions", params={"status": "canceled"}).json()["data"] == []
-    for bad in ({"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"starting_after": 0},
-                {"status": "gone"}):  # fmt: skip
+    for bad in (
+        {"limit": 0},
+        {"limit": 101},
+        {"limit": "ten"},
+        {"starting_after": 0},
+        {"status": "gone"},
+    ):
         message = error(api.get("/v1/subscriptions", params=bad), 422, "invalid_request")
         assert message.startswith(next(iter(bad))), message
 
@@ -272,11 +299,19 @@ def test_auth_none_wrong_revoked_and_read_only(api: Api) -> None:
     error(api.get("/v1/plans", key=None), 401, "unauthorized")
     error(api.get("/v1/plans", key="bk_" + "x" * 43), 401, "unauthorized")
     error(api.get("/v1/plans", key="not a key"), 401, "unauthorized")
-    error(api.get("/v1/plans", headers={"Authorization": f"Basic {api.key}"}, key=None), 401,
-          "unauthorized")  # fmt: skip
+    error(
+        api.get("/v1/plans", headers={"Authorization": f"Basic {api.key}"}, key=None),
+        401,
+        "unauthorized",
+    )
     assert api.get("/v1/plans", key=api.read_only_key).status_code == 200
-    error(api.post("/v1/subscriptions", {"customer_uid": "c", "plan_id": "monthly"},
-                   key=api.read_only_key), 403, "forbidden")  # fmt: skip
+    error(
+        api.post(
+            "/v1/subscriptions", {"customer_uid": "c", "plan_id": "monthly"}, key=api.read_only_key
+        ),
+        403,
+        "forbidden",
+    )
     error(api.put("/v1/customers/c", {}, key=api.read_only_key), 403, "forbidden")
     error(api.delete("/v1/customers/c/billing-key", key=api.read_only_key), 403, "forbidden")
     assert None not in last_used(api)
@@ -286,20 +321,34 @@ def test_auth_none_wrong_revoked_and_read_only(api: Api) -> None:
 
 
 def test_errors_are_one_envelope(api: Api) -> None:
-    raw = api.request("POST", "/v1/subscriptions", content=b'{"customer_uid": ',
-                      headers={"Content-Type": "application/json"})  # fmt: skip
+    raw = api.request(
+        "POST",
+        "/v1/subscriptions",
+        content=b'{"customer_uid": ',
+        headers={"Content-Type": "application/json"},
+    )
     error(raw, 400, "malformed_request")
-    form = api.request("POST", "/v1/subscriptions", content=b"customer_uid=c",
-                       headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    form = api.request(
+        "POST",
+        "/v1/subscriptions",
+        content=b"customer_uid=c",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     error(form, 400, "malformed_request")
-    assert error(api.post("/v1/subscriptions", {"plan_id": "monthly"}), 422,
-                 "invalid_request").startswith("customer_uid: ")  # fmt: skip
-    assert error(api.post("/v1/subscriptions", {"customer_uid": "c", "plan_id": "monthly",
-                                                "plan": "x"}), 422,
-                 "invalid_request").startswith("plan: ")  # fmt: skip
+    assert error(
+        api.post("/v1/subscriptions", {"plan_id": "monthly"}), 422, "invalid_request"
+    ).startswith("customer_uid: ")
+    assert error(
+        api.post("/v1/subscriptions", {"customer_uid": "c", "plan_id": "monthly", "plan": "x"}),
+        422,
+        "invalid_request",
+    ).startswith("plan: ")
     assert error(api.post("/v1/subscriptions", [1, 2]), 422, "invalid_request").startswith("body")
-    error(api.post("/v1/subscriptions", {"customer_uid": "ghost", "plan_id": "monthly"}), 404,
-          "not_found")  # fmt: skip
+    error(
+        api.post("/v1/subscriptions", {"customer_uid": "ghost", "plan_id": "monthly"}),
+        404,
+        "not_found",
+    )
     assert error(api.get("/v1/subscriptions/abc"), 422, "invalid_request").startswith(
         "subscription_id"
     )
@@ -307,9 +356,14 @@ def test_errors_are_one_envelope(api: Api) -> None:
     error(api.get("/v1/nothing-here"), 404, "not_found")
     error(api.request("PATCH", "/v1/subscriptions"), 405, "method_not_allowed")
     api.put("/v1/customers/c-start", {})
-    assert error(api.post("/v1/subscriptions", {"customer_uid": "c-start", "plan_id": "monthly",
-                                                "start": "tomorrow"}), 422,
-                 "invalid_request").startswith("start: ")  # fmt: skip
+    assert error(
+        api.post(
+            "/v1/subscriptions",
+            {"customer_uid": "c-start", "plan_id": "monthly", "start": "tomorrow"},
+        ),
+        422,
+        "invalid_request",
+    ).startswith("start: ")
 
 
 def test_test_clock_in_sandbox_mode(api: Api) -> None:
@@ -319,8 +373,9 @@ def test_test_clock_in_sandbox_mode(api: Api) -> None:
     assert set_.json() == {"now": "2027-03-01T09:00:00+09:00"}
     assert api.post("/v1/test-clock", {"advance": "1 month"}).json()["now"].startswith("2027-04-01")
     error(api.post("/v1/test-clock", {}), 422, "invalid_request")
-    assert error(api.post("/v1/test-clock", {"advance": "soon"}), 422,
-                 "invalid_request").startswith("advance ")  # fmt: skip
+    assert error(
+        api.post("/v1/test-clock", {"advance": "soon"}), 422, "invalid_request"
+    ).startswith("advance ")
     error(api.post("/v1/test-clock", {"advance": "1d"}, key=api.read_only_key), 403, "forbidden")
 
 
@@ -328,11 +383,16 @@ def test_test_clock_is_404_outside_sandbox_mode(api: Api) -> None:
     env = {k: v for k, v in api.env.items() if k not in ("BILLING_SANDBOX", "BILLING_PORTONE_URL")}
     web = WebServer(free_socket()).start(create_app(load_settings(env)))
     try:
-        answer = httpx.post(web.url + "/v1/test-clock", json={"advance": "3d"},
-                            headers={"Authorization": f"Bearer {api.key}"})  # fmt: skip
+        answer = httpx.post(
+            web.url + "/v1/test-clock",
+            json={"advance": "3d"},
+            headers={"Authorization": f"Bearer {api.key}"},
+        )
         error(answer, 404, "not_found")
-        verify = httpx.post(web.url + "/v1/customers/c/billing-key/verify",
-                            headers={"Authorization": f"Bearer {api.key}"})  # fmt: skip
+        verify = httpx.post(
+            web.url + "/v1/customers/c/billing-key/verify",
+            headers={"Authorization": f"Bearer {api.key}"},
+        )
         assert verify.status_code in (404, 503)  # no PortOne credentials: nothing to ask
     finally:
         web.stop()

@@ -39,8 +39,9 @@ def test_every_documented_example_has_the_shape_of_the_real_answer(api: Api) -> 
     sub = api.subscribe("cust-1")
     api.charge_due()
     [charge] = answer(api, f"/v1/charges?subscription_id={sub['id']}")["data"]
-    refund = api.post(f"/v1/charges/{charge['id']}/refunds",
-                      {"amount": 4000, "reason": "partial service"})  # fmt: skip
+    refund = api.post(
+        f"/v1/charges/{charge['id']}/refunds", {"amount": 4000, "reason": "partial service"}
+    )
     assert refund.status_code == 201, refund.text
     events = answer(api, f"/v1/subscriptions/{sub['id']}/events?limit=100")["data"]
     real = {

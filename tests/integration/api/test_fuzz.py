@@ -30,20 +30,26 @@ def test_the_served_openapi_document_is_valid(api: Api) -> None:
     assert document["openapi"].startswith("3.1")
     validate(document)
     expected = {
-        ("get", "/plans"), ("get", "/plans/{plan_id}/preview"),
-        ("put", "/customers/{customer_uid}"), ("get", "/customers/{customer_uid}"),
+        ("get", "/plans"),
+        ("get", "/plans/{plan_id}/preview"),
+        ("put", "/customers/{customer_uid}"),
+        ("get", "/customers/{customer_uid}"),
         ("post", "/customers/{customer_uid}/billing-key/verify"),
-        ("delete", "/customers/{customer_uid}/billing-key"), ("get", "/checkout-params"),
-        ("post", "/subscriptions"), ("get", "/subscriptions"),
+        ("delete", "/customers/{customer_uid}/billing-key"),
+        ("get", "/checkout-params"),
+        ("post", "/subscriptions"),
+        ("get", "/subscriptions"),
         ("get", "/subscriptions/{subscription_id}"),
         ("post", "/subscriptions/{subscription_id}/cancel"),
         ("post", "/subscriptions/{subscription_id}/pause"),
         ("post", "/subscriptions/{subscription_id}/resume"),
         ("post", "/subscriptions/{subscription_id}/change-plan"),
-        ("get", "/subscriptions/{subscription_id}/events"), ("get", "/charges"),
-        ("get", "/charges/{charge_id}"), ("post", "/charges/{charge_id}/refunds"),
+        ("get", "/subscriptions/{subscription_id}/events"),
+        ("get", "/charges"),
+        ("get", "/charges/{charge_id}"),
+        ("post", "/charges/{charge_id}/refunds"),
         ("post", "/test-clock"),
-    }  # fmt: skip
+    }
     served = {(m, p) for p, ops in document["paths"].items() for m in ops}
     assert served == expected
     assert document["servers"] == [{"url": "/v1"}]
@@ -74,12 +80,18 @@ def test_no_request_gets_a_5xx_or_leaves_the_envelope(api: Api) -> None:
     for operation, mode in itertools.product(operations, modes):
 
         @given(case=operation.as_strategy(mode))
-        @settings(max_examples=EXAMPLES, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def call(case: Any) -> None:
             response = case.call(base_url=api.url + "/v1", headers=headers)
-            envelope(response, f"{case.as_curl_command()} -> {response.status_code} "
-                               f"{response.text[:300]!r}")  # fmt: skip
+            envelope(
+                response,
+                f"{case.as_curl_command()} -> {response.status_code} {response.text[:300]!r}",
+            )
             case.validate_response(response, excluded_checks=LENIENT)
 
         call()

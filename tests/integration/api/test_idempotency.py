@@ -61,8 +61,9 @@ def test_same_key_with_another_body_or_path_is_409(api: Api) -> None:
 
 def test_invalid_requests_do_not_use_up_the_key(api: Api) -> None:
     api.customer_with_key("cust-i")
-    error(api.post("/v1/subscriptions", {"customer_uid": "cust-i"}, idem="k"), 422,
-          "invalid_request")  # fmt: skip
+    error(
+        api.post("/v1/subscriptions", {"customer_uid": "cust-i"}, idem="k"), 422, "invalid_request"
+    )
     error(api.post("/v1/subscriptions", BODY, idem="k", key=api.read_only_key), 403, "forbidden")
     assert api.post("/v1/subscriptions", BODY, idem="k").status_code == 201
 
@@ -78,8 +79,9 @@ def test_keys_expire_after_24_hours(api: Api) -> None:
     api.customer_with_key("cust-i")
     assert api.post("/v1/subscriptions", BODY, idem="day").status_code == 201
     with api.app.transaction() as session:
-        session.execute(update(IdempotencyRecord).values(
-            expires_at=datetime.now(UTC) - timedelta(seconds=1)))  # fmt: skip
+        session.execute(
+            update(IdempotencyRecord).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
     again = api.post("/v1/subscriptions", BODY, idem="day")
     assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
     assert subscriptions(api) == 2
@@ -89,9 +91,14 @@ def test_a_request_that_died_is_reported_not_run_again(api: Api) -> None:
     api.customer_with_key("cust-i")
     assert api.post("/v1/subscriptions", BODY, idem="dead").status_code == 201
     with api.app.transaction() as session:  # as if the process died before recording it
-        session.execute(update(IdempotencyRecord).values(
-            state="in_progress", response_status=None, response_body=None,
-            locked_until=datetime.now(UTC) - timedelta(seconds=1)))  # fmt: skip
+        session.execute(
+            update(IdempotencyRecord).values(
+                state="in_progress",
+                response_status=None,
+                response_body=None,
+                locked_until=datetime.now(UTC) - timedelta(seconds=1),
+            )
+        )
     answer = api.post("/v1/subscriptions", BODY, idem="dead")
     assert "may or may not" in error(answer, 409, "idempotency_key_interrupted")
     assert subscriptions(api) == 1
@@ -106,8 +113,11 @@ def race(api: Api, path: str, body: Any, key: str, threads: int) -> list[httpx.R
     def send() -> None:
         with httpx.Client(timeout=30) as client:
             gate.wait()
-            answer = client.post(api.url + path, json=body, headers={
-                "Authorization": f"Bearer {api.key}", "Idempotency-Key": key})  # fmt: skip
+            answer = client.post(
+                api.url + path,
+                json=body,
+                headers={"Authorization": f"Bearer {api.key}", "Idempotency-Key": key},
+            )
         with lock:
             answers.append(answer)
 

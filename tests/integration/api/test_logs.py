@@ -21,11 +21,16 @@ def test_served_logs_carry_no_api_key(api: Api) -> None:
     bearer = {"Authorization": f"Bearer {api.key}"}
     try:
         assert httpx.get(url + "/v1/plans", headers=bearer).status_code == 200
-        assert httpx.get(url + "/v1/plans", headers={"Authorization": f"Bearer {WRONG}"}
-                         ).status_code == 401  # fmt: skip
+        assert (
+            httpx.get(url + "/v1/plans", headers={"Authorization": f"Bearer {WRONG}"}).status_code
+            == 401
+        )
         assert httpx.get(url + f"/v1/plans?api_key={api.key}").status_code == 401
-        httpx.post(url + "/v1/subscriptions", headers={**bearer, "Idempotency-Key": api.key},
-                   json={"customer_uid": api.key, "plan_id": api.read_only_key})  # fmt: skip
+        httpx.post(
+            url + "/v1/subscriptions",
+            headers={**bearer, "Idempotency-Key": api.key},
+            json={"customer_uid": api.key, "plan_id": api.read_only_key},
+        )
         httpx.put(url + f"/v1/customers/{api.key}", headers=bearer, json={"name": api.key})
     finally:
         process.send_signal(signal.SIGTERM)
@@ -36,8 +41,15 @@ def test_served_logs_carry_no_api_key(api: Api) -> None:
 
 
 def test_the_redactor_hides_api_keys_anywhere(api: Api) -> None:
-    record = logging.LogRecord("x", logging.INFO, "f", 1, "GET /v1/plans?key=%s %s", (
-        api.key, f"Authorization: Bearer {api.key}"), None)  # fmt: skip
+    record = logging.LogRecord(
+        "x",
+        logging.INFO,
+        "f",
+        1,
+        "GET /v1/plans?key=%s %s",
+        (api.key, f"Authorization: Bearer {api.key}"),
+        None,
+    )
     record.fields = {"url": f"https://shop/?k={api.key}", "note": api.key}  # type: ignore[attr-defined]
     Redactor().filter(record)
     shown = record.getMessage() + repr(record.fields)  # type: ignore[attr-defined]
