@@ -19,7 +19,8 @@ class Panel:
 
 
 def nice_ceiling(value: float) -> float:
-    """The smallest 1, 2 or 5 times a power of ten at or above ``value`` (1 for nothing)."""
+    """The smallest 1, 2, 2.5 or 5 times a power of ten at or above ``value`` (1 for
+    nothing): quarters of it are round numbers too."""
     if value <= 0:
         return 1.0
     scale = 1.0
@@ -27,7 +28,7 @@ def nice_ceiling(value: float) -> float:
         scale *= 10
     while scale > value:
         scale /= 10
-    return next(step * scale for step in (1, 2, 5, 10) if step * scale >= value)
+    return next(step * scale for step in (1, 2, 2.5, 5, 10) if step * scale >= value)
 
 
 def chart(title: str, xs: Sequence[float], panels: Sequence[Panel]) -> str:
@@ -59,7 +60,8 @@ def _panel(panel: Panel, xs: Sequence[float], x_max: float, top: int) -> list[st
     for tick in range(5):
         y, x = y_max * tick / 4, x_max * tick / 4
         ty = top + PANEL - PANEL * tick / 4
-        parts.append(f'<text x="{LEFT - 6}" y="{ty + 4:.1f}" text-anchor="end">{y:,.0f}</text>')
+        label = f"{y:,.0f}" if y_max >= 4 else f"{y:g}"  # 0, 0.25, ... 1: not 0, 0, 0, 1, 1
+        parts.append(f'<text x="{LEFT - 6}" y="{ty + 4:.1f}" text-anchor="end">{label}</text>')
         tx = LEFT + inner * tick / 4
         parts.append(
             f'<text x="{tx:.1f}" y="{top + PANEL + 14}" text-anchor="middle">{x:,.0f} s</text>'

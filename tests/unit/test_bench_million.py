@@ -27,7 +27,8 @@ def test_its_options_scale_it_down_and_bad_ones_are_one_line_errors(
 
 
 @pytest.mark.parametrize(
-    ("value", "ceiling"), [(0, 1), (1, 1), (7, 10), (12, 20), (130, 200), (4000, 5000), (0.3, 0.5)]
+    ("value", "ceiling"),
+    [(0, 1), (1, 1), (7, 10), (12, 20), (130, 200), (4000, 5000), (2006, 2500), (0.3, 0.5)],
 )
 def test_the_axes_end_at_a_round_number_at_or_above_the_largest_value(
     value: float, ceiling: float
