@@ -18,7 +18,7 @@ import json
 import re
 import reprlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -191,12 +191,20 @@ def _bounded(lines: Iterator[str], path: Path) -> Iterator[str]:
 
 
 def _csv(lines: Iterator[str], path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    return csv_records(lines, path, _check_header)
+
+
+def csv_records(
+    lines: Iterator[str], path: Path, check_header: Callable[[list[str], Path], None]
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of each row of a CSV with a header that ``check_header``
+    accepts; InvalidInput names the first bad line."""
     if csv.field_size_limit() < MAX_LINE:
         csv.field_size_limit(MAX_LINE)  # a field is bounded by its line; _row names the column
     reader = csv.DictReader(lines)
     try:
         header = [name.strip() for name in reader.fieldnames or []]
-        _check_header(header, path)
+        check_header(header, path)
         reader.fieldnames = header
         for record in reader:
             if None in record:

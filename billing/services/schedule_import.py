@@ -11,7 +11,6 @@ created twice. One run at a time (a PostgreSQL advisory lock).
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -29,7 +28,7 @@ from sqlalchemy.orm import Session
 from billing.app import App
 from billing.db.tables import Charge, ScheduleTakeover, Subscription
 from billing.domain import lifecycle
-from billing.domain.events import SchedulesTakenOver, SubscriptionCreated
+from billing.domain.events import SchedulesTakenOver
 from billing.domain.plans import Plan
 from billing.domain.statuses import LIVE_STATUSES, SubscriptionStatus
 from billing.domain.takeover import (
@@ -44,9 +43,10 @@ from billing.errors import Conflict, InvalidInput
 from billing.portone.schedules import Caller, SchedulesUnreadable, schedules_of, unschedule_all
 from billing.services.customers import CUSTOMER_UID, find_customer, save_customer
 from billing.services.history import record_event
+from billing.services.imports import csv_records
 from billing.services.plan_store import current_plan
 from billing.services.rows import store_state
-from billing.services.subscriptions import new_key
+from billing.services.subscriptions import insert_subscription
 
 LOOK_BACK = timedelta(days=31)  # schedules read from this long before now (one late)...
 LOOK_AHEAD = timedelta(days=2 * 366)  # ...to this long after (a yearly plan's next two)
@@ -220,34 +220,7 @@ def _create_held(
     assert customer is not None
     start = first_waiting_at(schedules)
     state = replace(lifecycle.start(takeover_plan(plan), start), next_charge_at=None)
-    row = Subscription(
-        key=new_key(),
-        customer_id=customer.id,
-        plan_id=plan.id,
-        plan_version=plan.version,
-        started_at=start,
-        trial_end=None,
-        reminded_period_no=0,
-        created_at=now,
-        updated_at=now,
-    )
-    store_state(row, state)
-    session.add(row)
-    session.flush()
-    record_event(
-        session,
-        SubscriptionCreated(
-            customer_uid=wanted.customer_uid,
-            plan_id=plan.id,
-            plan_version=plan.version,
-            status=row.status,
-            imported=True,
-            next_charge_at=None,
-        ),
-        now,
-        subscription_id=row.id,
-    )
-    return row.id
+    return insert_subscription(session, customer, plan, start, state, now, imported=True).id
 
 
 def _plan_of(session: Session, subscription_id: int) -> str:
@@ -322,7 +295,9 @@ def read_customers(path: Path, plans: set[str]) -> list[Wanted]:
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read: {exc.strerror or exc}") from None
     records = (
-        _json_lines(content, path) if content.lstrip().startswith("{") else _csv(content, path)
+        _json_lines(content, path)
+        if content.lstrip().startswith("{")
+        else csv_records(iter(io.StringIO(content, newline="")), path, _check_header)
     )
     wanted: dict[str, Wanted] = {}
     for line, record in records:
@@ -337,19 +312,9 @@ def read_customers(path: Path, plans: set[str]) -> list[Wanted]:
     return list(wanted.values())
 
 
-def _csv(content: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(io.StringIO(content, newline=""))
-    try:
-        header = [name.strip() for name in reader.fieldnames or []]
-        if sorted(header) != sorted(COLUMNS):
-            raise InvalidInput(f"{path}: line 1: the header must be {','.join(COLUMNS)}")
-        reader.fieldnames = header
-        for record in reader:
-            if None in record:
-                raise InvalidInput(f"{path}: line {reader.line_num}: more fields than the header")
-            yield reader.line_num, record
-    except csv.Error as exc:
-        raise InvalidInput(f"{path}: line {reader.line_num}: not valid CSV: {exc}") from None
+def _check_header(header: list[str], path: Path) -> None:
+    if sorted(header) != sorted(COLUMNS):
+        raise InvalidInput(f"{path}: line 1: the header must be {','.join(COLUMNS)}")
 
 
 def _json_lines(content: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

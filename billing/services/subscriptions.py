@@ -16,6 +16,7 @@ from billing.domain import lifecycle
 from billing.domain.charges import OPEN_CHARGE_STATUSES, ChargeStatus
 from billing.domain.events import (
     ABSENT,
+    Absent,
     CancelScheduled,
     CardUpdated,
     PlanChanged,
@@ -54,7 +55,20 @@ def create_subscription(
 ) -> Subscription:
     customer = get_customer(session, customer_uid)
     plan = current_plan(session, plan_id, lock=True)
-    state = lifecycle.start(plan, start)
+    return insert_subscription(session, customer, plan, start, lifecycle.start(plan, start), now)
+
+
+def insert_subscription(
+    session: Session,
+    customer: Customer,
+    plan: Plan,
+    start: datetime,
+    state: BillingState,
+    now: datetime,
+    *,
+    imported: bool | Absent = ABSENT,
+) -> Subscription:
+    """A new subscription row in ``state``, with its ``subscription_created`` event."""
     row = Subscription(
         key=new_key(),
         customer_id=customer.id,
@@ -72,10 +86,11 @@ def create_subscription(
     record_event(
         session,
         SubscriptionCreated(
-            customer_uid=customer_uid,
+            customer_uid=customer.customer_uid,
             plan_id=plan.id,
             plan_version=plan.version,
             status=row.status,
+            imported=imported,
             next_charge_at=_iso(row.next_charge_at),
         ),
         now,
