@@ -13,7 +13,7 @@ from billing import preflight
 from billing.cli.params import host_option, port_option
 from billing.cli.runtime import Runtime
 from billing.logs import configure
-from billing.services.notice_guard import NoticeLimits
+from billing.services.webhook_guard import WebhookLimits
 from billing.web.config import (
     ALLOW_VARIABLE,
     FORWARDED_VARIABLE,
@@ -63,12 +63,12 @@ def _at_least_a_tenth(name: str, default: float, help: str) -> Callable[[FC], FC
 )
 @_at_least_a_tenth(
     "--notice-rate",
-    NoticeLimits.per_source,
+    WebhookLimits.per_source,
     "PortOne notices a second one source address may send (twice that at once); past it: 429.",
 )
 @_at_least_a_tenth(
     "--refetch-rate",
-    NoticeLimits.refetches,
+    WebhookLimits.refetches,
     "Payments this process re-fetches from PortOne a second to verify notices (twice "
     "that at once); past it: 429 (PortOne sends the notice again).",
 )
@@ -111,8 +111,8 @@ def serve(
     settings = runtime.settings
     preflight.require(settings, preflight.Role.WEB)
     configure(level=settings.log_level, secrets=settings.log_secrets)
-    notices = NoticeLimits(per_source=notice_rate, refetches=refetch_rate)
-    config = WebConfig(webhook_allow=parse_allowlist(webhook_allow), notices=notices)
+    webhook_limits = WebhookLimits(per_source=notice_rate, refetches=refetch_rate)
+    config = WebConfig(webhook_allow=parse_allowlist(webhook_allow), webhook_limits=webhook_limits)
     web = create_app(settings, config)
     listener = listen(host, port)
     click.echo(f"billing serve: listening on {address(listener)}")

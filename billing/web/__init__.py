@@ -1,4 +1,4 @@
-"""The web process (``billing serve``): PortOne notices, health, readiness and metrics.
+"""The web process (``billing serve``): PortOne webhooks, health, readiness and metrics.
 
 Modules: ``app`` (the factory), ``context`` (what one process owns), ``config`` (its own
 options), ``health``, ``metrics``, ``webhook`` (HTTP only) and ``verifier`` (the deadline).

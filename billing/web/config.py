@@ -6,13 +6,13 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from billing.errors import ConfigError
-from billing.services.notice_guard import NoticeLimits
+from billing.services.webhook_guard import WebhookLimits
 
 ALLOW_VARIABLE = "BILLING_WEBHOOK_ALLOW"
 FORWARDED_VARIABLE = "FORWARDED_ALLOW_IPS"  # uvicorn's name; unset here means nobody
 # The addresses PortOne publishes as the sources of V1 webhooks (3.35.36.134 appears in
 # some of its documents only; allowing one more PortOne address costs nothing, since every
-# notice is verified by re-fetching the payment anyway).
+# webhook is verified by re-fetching the payment anyway).
 PORTONE_SOURCES = ("52.78.100.19", "52.78.48.223", "52.78.5.241", "3.35.36.134")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -28,20 +28,20 @@ class ServerLimits:
 
 @dataclass(frozen=True)
 class WebConfig:
-    """``webhook_allow`` None: any source may post a notice (the default; notices are
-    verified with PortOne either way). ``answer_within``: seconds a notice waits for its
+    """``webhook_allow`` None: any source may post a webhook (the default; webhooks are
+    verified with PortOne either way). ``answer_within``: seconds a webhook waits for its
     verification before it is answered anyway (the verification goes on, bounded by
     ``portone_timeout``, and the scheduler's reconciliation settles what it does not).
-    ``notices``: how many notices a source may send and how many re-fetches the process
+    ``webhook_limits``: how many webhooks a source may send and how many re-fetches the process
     makes a second (past either: 429, PortOne sends it again)."""
 
     webhook_allow: tuple[Network, ...] | None = None
     answer_within: float = 0.5
     portone_timeout: float = 2.0
-    verifiers: int = 8  # notices verified at once
-    backlog: int = 64  # notices in verification before new ones are left to reconciliation
+    verifiers: int = 8  # webhooks verified at once
+    backlog: int = 64  # webhooks in verification before new ones are left to reconciliation
     max_body: int = 16_384
-    notices: NoticeLimits = field(default_factory=NoticeLimits)  # per source, re-fetches
+    webhook_limits: WebhookLimits = field(default_factory=WebhookLimits)  # per source, re-fetches
 
     def allows(self, host: str | None) -> bool:
         if self.webhook_allow is None:

@@ -1,7 +1,7 @@
 """Everything one web process owns, built from Settings by ``build_context`` (never at import).
 
-One App (engine and pool), one PortOne client with a short timeout for re-fetching notices,
-a few threads that verify notices, a few that run readiness checks, and the process's own
+One App (engine and pool), one PortOne client with a short timeout for re-fetching webhooks,
+a few threads that verify webhooks, a few that run readiness checks, and the process's own
 counters.
 """
 
@@ -23,8 +23,8 @@ from billing.outages import Stopped, patiently
 from billing.portone.client import PortOneClient
 from billing.services.catalog_cache import CatalogCache
 from billing.services.metrics import MonthlyRates
-from billing.services.notice_guard import NoticeGuard, RateLimit
-from billing.services.portone_webhook import NoticeHandler
+from billing.services.portone_webhook import WebhookHandler
+from billing.services.webhook_guard import RateLimit, WebhookGuard
 from billing.web.access import InsightAccess
 from billing.web.config import WebConfig
 from billing.web.verifier import Verifier
@@ -47,14 +47,14 @@ class WebContext:
     checks: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="readyz")
     )
-    notice_counter: Counter = field(init=False)
-    sources: RateLimit = field(init=False)  # notices per source address
+    webhook_counter: Counter = field(init=False)
+    sources: RateLimit = field(init=False)  # webhooks per source address
     schema: SchemaWatch | None = None  # set while the database was unreachable at start
 
     def __post_init__(self) -> None:
-        per_source = self.config.notices.per_source
+        per_source = self.config.webhook_limits.per_source
         self.sources = RateLimit(per_source, 2 * per_source)
-        self.notice_counter = Counter(
+        self.webhook_counter = Counter(
             "billing_webhook_notices",
             "PortOne notices received by this web process, by verdict",
             ["verdict"],
@@ -122,9 +122,9 @@ def build_context(settings: Settings, config: WebConfig) -> WebContext:
     except ConfigError as exc:
         reason = f"PortOne notices cannot be verified: {exc.message}"
         return WebContext(settings, config, app, None, None, reason, schema=schema)
-    guard = NoticeGuard.from_limits(config.notices)
+    guard = WebhookGuard.from_limits(config.webhook_limits)
     sandbox = settings.sandbox_mode
-    handler = NoticeHandler(app, gateway, CatalogCache(), include_sandbox=sandbox, guard=guard)
+    handler = WebhookHandler(app, gateway, CatalogCache(), include_sandbox=sandbox, guard=guard)
     verifier = Verifier(
         handler,
         workers=config.verifiers,

@@ -1,13 +1,13 @@
 """``POST /portone/webhook``: PortOne's notice_url.
 
 The HTTP side only: the source allowlist (off unless configured), the body (JSON or form,
-at most ``max_body`` bytes), and the answer. What a notice means is decided by
+at most ``max_body`` bytes), and the answer. What a webhook means is decided by
 ``billing.services.portone_webhook`` after re-fetching the payment from PortOne.
 
-Answers: 200 with ``{"result": verdict}`` for every notice we could judge, whatever the
+Answers: 200 with ``{"result": verdict}`` for every webhook we could judge, whatever the
 verdict (PortOne stops sending it; a forged one learns nothing); 400 for a body that is no
-notice; 403 for a source outside the allowlist; 413 for a body too large; 429 past the
-per-source rate or the process's ceiling on re-fetches (``billing.services.notice_guard``);
+webhook; 403 for a source outside the allowlist; 413 for a body too large; 429 past the
+per-source rate or the process's ceiling on re-fetches (``billing.services.webhook_guard``);
 503 when there is no PortOne to ask or the database could not record the result (PortOne
 sends it again).
 """
@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from billing.errors import InvalidInput
-from billing.services.portone_webhook import Verdict, parse_notice
+from billing.services.portone_webhook import Verdict, parse_webhook
 from billing.web.context import WebContext
 
 PATH = "/portone/webhook"
@@ -50,12 +50,12 @@ def routes(context: WebContext) -> list[Route]:
             return _answer(context, "throttled", 429, error="too many notices from this source")
         try:
             body = await read_body(request, context.config.max_body)
-            notice = parse_notice(notice_fields(body, request.headers.get("content-type", "")))
+            webhook = parse_webhook(webhook_fields(body, request.headers.get("content-type", "")))
         except BodyTooLarge:
             return _answer(context, "invalid", 413, error="body too large")
         except InvalidInput as exc:
             return _answer(context, "invalid", 400, error=exc.message)
-        result = await context.verifier.verify(notice)
+        result = await context.verifier.verify(webhook)
         status = STATUS.get(result.verdict, 200)
         return _answer(context, str(result.verdict), status, reason=result.reason)
 
@@ -63,7 +63,7 @@ def routes(context: WebContext) -> list[Route]:
 
 
 def _answer(context: WebContext, verdict: str, status: int, **details: Any) -> JSONResponse:
-    context.notice_counter.labels(verdict).inc()
+    context.webhook_counter.labels(verdict).inc()
     body = {"result": verdict, **{k: v for k, v in details.items() if v}}
     return JSONResponse(body, status_code=status)
 
@@ -82,7 +82,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def notice_fields(body: bytes, content_type: str) -> Mapping[str, Any]:
+def webhook_fields(body: bytes, content_type: str) -> Mapping[str, Any]:
     """A JSON object, or ``application/x-www-form-urlencoded`` fields (the last of a
     repeated name wins). Any other content type is read as whichever of the two it is."""
     kind = content_type.split(";", 1)[0].strip().lower()

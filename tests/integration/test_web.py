@@ -1,6 +1,6 @@
 """The web process over real HTTP: uvicorn serving the app on a free port, the test's own
-PostgreSQL database and Redis index, and the bundled PortOne sandbox sending its notices
-(notice_url) to our webhook. `billing serve` itself runs as a subprocess in the last tests."""
+PostgreSQL database and Redis index, and the bundled PortOne sandbox sending its webhooks
+(notice_url) to us. `billing serve` itself runs as a subprocess in the last tests."""
 
 from __future__ import annotations
 
@@ -41,14 +41,20 @@ from billing.sandbox import SandboxConfig, SandboxServer
 from billing.services import plan_store
 from billing.services.customers import add_customer
 from billing.services.metrics import MonthlyRates, monthly_amount, mrr
-from billing.services.portone_webhook import Notice, NoticeResult, Payment, Verdict, read_payment
+from billing.services.portone_webhook import (
+    Payment,
+    PortoneWebhook,
+    Verdict,
+    WebhookResult,
+    read_payment,
+)
 from billing.services.scheduling import Scheduler
 from billing.services.subscriptions import create_subscription
 from billing.web import WebConfig, create_app
 from billing.web.config import parse_allowlist
 from billing.web.listener import address, listen
 from billing.web.server import server_config
-from billing.web.webhook import notice_fields
+from billing.web.webhook import webhook_fields
 from tests.conftest import create_database, drop_database
 from tests.fakes import ListPublisher, envelope
 from tests.processes import ROOT, WorkerProcess, product_env, wait_for
@@ -149,7 +155,7 @@ class World:
 
     def pay_at_sandbox(self, charge: Charge, amount: int | None = None, notify: bool = True) -> str:
         """What the lost request did: PortOne charged the merchant_uid. Returns the imp_uid.
-        ``notify=False`` sends the sandbox's own notice to a closed port instead of to us."""
+        ``notify=False`` sends the sandbox's own webhook to a closed port instead of to us."""
         request = ChargeRequest(
             charge.customer_uid, charge.merchant_uid, amount or charge.amount, charge.name
         )
@@ -170,7 +176,7 @@ class World:
         assert answer["code"] == 0 and answer["response"]["status"] == "paid", answer
         return str(answer["response"]["imp_uid"])
 
-    def notify(self, **fields: object) -> httpx.Response:
+    def post_webhook(self, **fields: object) -> httpx.Response:
         return self.http.post(self.web.url + WEBHOOK, json=fields)
 
     def events(self, charge_id: int, kind: str | None = None) -> list[Event]:
@@ -407,35 +413,35 @@ def test_metrics_and_readyz_503_when_the_database_is_gone(world: World) -> None:
 # -- the webhook -----------------------------------------------------------------------------
 
 
-def test_notice_settles_an_unknown_charge_long_before_reconciliation(world: World) -> None:
+def test_webhook_settles_an_unknown_charge_long_before_reconciliation(world: World) -> None:
     charge = world.unknown_charge("cust-lost")
     next_lookup = charge.next_lookup_at
     assert next_lookup is not None and next_lookup > datetime.now(UTC) + timedelta(minutes=59)
     paid_at = time.monotonic()
-    imp_uid = world.pay_at_sandbox(charge)  # the sandbox posts its notice to our webhook
-    wait_for(lambda: world.charge_of(charge.subscription_id).status == "paid", 5, "the notice")
+    imp_uid = world.pay_at_sandbox(charge)  # the sandbox posts its webhook to us
+    wait_for(lambda: world.charge_of(charge.subscription_id).status == "paid", 5, "the webhook")
     elapsed = time.monotonic() - paid_at
     settled = world.charge_of(charge.subscription_id)
     assert settled.imp_uid == imp_uid and settled.paid_at == START
     assert elapsed < 2, elapsed  # the scheduler would have looked an hour from now
     sub = world.subscription(charge.subscription_id)
     assert sub.status == "active" and sub.period_no == 2
-    [notice] = world.events(charge.id, "portone_notice")
-    assert notice.data["verdict"] == "settled" and notice.data["imp_uid"] == imp_uid
+    [event] = world.events(charge.id, "portone_notice")
+    assert event.data["verdict"] == "settled" and event.data["imp_uid"] == imp_uid
     assert len(world.events(charge.id, "charge_paid")) == 1
     with world.app.transaction() as session:
         assert invariants.check(session, world.sandbox.ledger(), START) == []
 
 
-def test_redelivered_notice_changes_nothing(world: World) -> None:
+def test_redelivered_webhook_changes_nothing(world: World) -> None:
     charge = world.unknown_charge("cust-twice")
     imp_uid = world.pay_at_sandbox(charge, notify=False)
-    first = world.notify(imp_uid=imp_uid, merchant_uid=charge.merchant_uid, status="paid")
+    first = world.post_webhook(imp_uid=imp_uid, merchant_uid=charge.merchant_uid, status="paid")
     assert (first.status_code, first.json()["result"]) == (200, "settled")
     before = world.charge_of(charge.subscription_id)
     events = len(world.events(charge.id))
     for _ in range(3):
-        again = world.notify(imp_uid=imp_uid, merchant_uid=charge.merchant_uid, status="paid")
+        again = world.post_webhook(imp_uid=imp_uid, merchant_uid=charge.merchant_uid, status="paid")
         assert (again.status_code, again.json()["result"]) == (200, "already_paid")
     after = world.charge_of(charge.subscription_id)
     assert (after.status, after.imp_uid, after.updated_at) == ("paid", imp_uid, before.updated_at)
@@ -443,7 +449,7 @@ def test_redelivered_notice_changes_nothing(world: World) -> None:
     assert world.subscription(charge.subscription_id).period_no == 2
 
 
-def test_form_encoded_notice(world: World) -> None:
+def test_form_encoded_webhook(world: World) -> None:
     charge = world.unknown_charge("cust-form")
     imp_uid = world.pay_at_sandbox(charge, notify=False)
     answer = world.http.post(
@@ -455,21 +461,23 @@ def test_form_encoded_notice(world: World) -> None:
     assert world.charge_of(charge.subscription_id).status == "paid"
 
 
-def test_forged_notices_change_nothing(world: World) -> None:
+def test_forged_webhooks_change_nothing(world: World) -> None:
     charge = world.unknown_charge("cust-target")
     # 1. an imp_uid PortOne does not know
-    forged = world.notify(
+    forged = world.post_webhook(
         imp_uid="imps_999999999999", merchant_uid=charge.merchant_uid, status="paid"
     )
     assert (forged.status_code, forged.json()["result"]) == (200, "forged")
     # 2. a real payment of someone else, claimed to be our charge
     other = world.unknown_charge("cust-other")
     other_imp_uid = world.pay_at_sandbox(other, notify=False)
-    lie = world.notify(imp_uid=other_imp_uid, merchant_uid=charge.merchant_uid, status="paid")
+    lie = world.post_webhook(imp_uid=other_imp_uid, merchant_uid=charge.merchant_uid, status="paid")
     assert (lie.status_code, lie.json()["result"]) == (200, "forged")
     # 3. our merchant_uid really paid at PortOne, but for 100 KRW instead of 9900
     cheap_imp_uid = world.pay_at_sandbox(charge, amount=100, notify=False)
-    cheap = world.notify(imp_uid=cheap_imp_uid, merchant_uid=charge.merchant_uid, status="paid")
+    cheap = world.post_webhook(
+        imp_uid=cheap_imp_uid, merchant_uid=charge.merchant_uid, status="paid"
+    )
     assert (cheap.status_code, cheap.json()["result"]) == (200, "mismatch")
     [event] = world.events(charge.id, "portone_notice")
     assert event.data["verdict"] == "mismatch"
@@ -479,7 +487,7 @@ def test_forged_notices_change_nothing(world: World) -> None:
     # 4. a real payment that is none of ours (a one-off order on the same PortOne account)
     order = ChargeRequest("cust-shop", "shop-order-1", 5000, "단건 주문")
     shop_imp_uid = world.pay(order, notify=False)
-    stranger = world.notify(imp_uid=shop_imp_uid, merchant_uid="shop-order-1", status="paid")
+    stranger = world.post_webhook(imp_uid=shop_imp_uid, merchant_uid="shop-order-1", status="paid")
     assert (stranger.status_code, stranger.json()["result"]) == (200, "not_ours")
     with world.app.transaction() as session:
         assert (
@@ -490,7 +498,7 @@ def test_forged_notices_change_nothing(world: World) -> None:
         )
 
 
-def test_malformed_notices_are_refused(world: World) -> None:
+def test_malformed_webhooks_are_refused(world: World) -> None:
     url = world.web.url + WEBHOOK
     assert world.http.post(url, json={"merchant_uid": "m"}).status_code == 400
     assert world.http.post(url, json=["imp_uid"]).status_code == 400
@@ -508,11 +516,11 @@ def test_malformed_notices_are_refused(world: World) -> None:
     assert world.http.get(url).status_code == 405
 
 
-def test_notice_settles_a_charge_while_the_worker_waits_for_portone(
+def test_webhook_settles_a_charge_while_the_worker_waits_for_portone(
     world: World, tmp_path: Path
 ) -> None:
     """A real worker sends the charge; the sandbox commits it and holds the answer (the
-    worker's read timeout is 5 s). The sandbox's notice settles the charge meanwhile."""
+    worker's read timeout is 5 s). The sandbox's webhook settles the charge meanwhile."""
     from celery import Celery
 
     from billing.broker import CeleryPublisher, celery_config
@@ -530,7 +538,7 @@ def test_notice_settles_a_charge_while_the_worker_waits_for_portone(
 
         wait_for(paid, 30, "the worker's request to reach the sandbox")
         committed = time.monotonic()
-        wait_for(lambda: world.charge_of(sid).status == "paid", 5, "the notice")
+        wait_for(lambda: world.charge_of(sid).status == "paid", 5, "the webhook")
         assert time.monotonic() - committed < 2
         assert "charge_answer" not in worker.log.read_text()  # the worker is still waiting
         wait_for(lambda: "charge_answer" in worker.log.read_text(), 15, "the worker's timeout")
@@ -538,8 +546,8 @@ def test_notice_settles_a_charge_while_the_worker_waits_for_portone(
         assert (charge.status, charge.sends) == ("paid", 1)
         [payment] = paid()
         assert charge.imp_uid == payment["imp_uid"]
-        [notice] = world.events(charge.id, "portone_notice")
-        assert notice.data["charge_status"] == "processing"
+        [event] = world.events(charge.id, "portone_notice")
+        assert event.data["charge_status"] == "processing"
     finally:
         worker.stop()
 
@@ -547,19 +555,19 @@ def test_notice_settles_a_charge_while_the_worker_waits_for_portone(
 def test_answers_fast_and_defers_when_portone_is_slow(world: World) -> None:
     charge = world.unknown_charge("cust-fast")
     imp_uid = world.pay_at_sandbox(charge, notify=False)
-    world.notify(imp_uid=imp_uid, merchant_uid=charge.merchant_uid)  # settled
+    world.post_webhook(imp_uid=imp_uid, merchant_uid=charge.merchant_uid)  # settled
     timings = []
     for n in range(30):
         started = time.monotonic()
         if n % 2:
-            answer = world.notify(imp_uid=imp_uid, merchant_uid=charge.merchant_uid)
+            answer = world.post_webhook(imp_uid=imp_uid, merchant_uid=charge.merchant_uid)
         else:
-            answer = world.notify(imp_uid=f"imps_{n:012d}", merchant_uid="sub-nobody-1-1")
+            answer = world.post_webhook(imp_uid=f"imps_{n:012d}", merchant_uid="sub-nobody-1-1")
         timings.append(time.monotonic() - started)
         assert answer.status_code == 200
     print(
         f"webhook latency: median {statistics.median(timings) * 1000:.1f} ms, "
-        f"max {max(timings) * 1000:.1f} ms over {len(timings)} notices"
+        f"max {max(timings) * 1000:.1f} ms over {len(timings)} webhooks"
     )
     assert max(timings) < 0.5
 
@@ -567,7 +575,7 @@ def test_answers_fast_and_defers_when_portone_is_slow(world: World) -> None:
     slow_imp_uid = world.pay_at_sandbox(slow, notify=False)
     world.sandbox.set_latency(ms=1500)
     started = time.monotonic()
-    answer = world.notify(imp_uid=slow_imp_uid, merchant_uid=slow.merchant_uid)
+    answer = world.post_webhook(imp_uid=slow_imp_uid, merchant_uid=slow.merchant_uid)
     assert time.monotonic() - started < 1.0
     assert (answer.status_code, answer.json()["result"]) == (200, "deferred")
     # the verification went on and settled it when PortOne answered
@@ -581,7 +589,7 @@ def test_webhook_503_in_sandbox_mode_without_a_sandbox_to_ask(world: World) -> N
         answer = httpx.post(server.url + WEBHOOK, json={"imp_uid": "imps_1", "merchant_uid": "m"})
         assert answer.status_code == 503
         assert "BILLING_PORTONE_URL" in answer.json()["error"]
-        ready = httpx.get(server.url + "/readyz")  # not ready: it cannot verify a notice
+        ready = httpx.get(server.url + "/readyz")  # not ready: it cannot verify a webhook
         assert ready.status_code == 503
         assert ready.json()["configuration"].startswith("BILLING_PORTONE_URL: sandbox mode")
     finally:
@@ -591,18 +599,18 @@ def test_webhook_503_in_sandbox_mode_without_a_sandbox_to_ask(world: World) -> N
 def test_source_allowlist(world: World) -> None:
     allow = WebConfig(webhook_allow=parse_allowlist("portone"))
     server = serve_app(world.env, allow, forwarded="127.0.0.1")
-    notice = {"imp_uid": "imps_000000000001", "merchant_uid": "m"}
+    webhook = {"imp_uid": "imps_000000000001", "merchant_uid": "m"}
     try:
-        refused = httpx.post(server.url + WEBHOOK, json=notice)
+        refused = httpx.post(server.url + WEBHOOK, json=webhook)
         assert refused.status_code == 403
         # through a proxy on this machine (FORWARDED_ALLOW_IPS=127.0.0.1)
         forwarded = httpx.post(
-            server.url + WEBHOOK, json=notice, headers={"X-Forwarded-For": "52.78.100.19"}
+            server.url + WEBHOOK, json=webhook, headers={"X-Forwarded-For": "52.78.100.19"}
         )
         assert (forwarded.status_code, forwarded.json()["result"]) == (200, "forged")
         spoofed = httpx.post(
             server.url + WEBHOOK,
-            json=notice,
+            json=webhook,
             headers={"X-Forwarded-For": "52.78.100.19, 198.51.100.7"},
         )
         assert spoofed.status_code == 403
@@ -736,8 +744,8 @@ def test_allowlist(text: str, allowed: list[str], refused: list[str | None]) -> 
         (b"imp_uid=imp_1&merchant_uid=m", "", {"merchant_uid": "m"}),
     ],
 )
-def test_notice_fields(body: bytes, content_type: str, fields: dict[str, str]) -> None:
-    parsed = notice_fields(body, content_type)
+def test_webhook_fields(body: bytes, content_type: str, fields: dict[str, str]) -> None:
+    parsed = webhook_fields(body, content_type)
     assert {k: parsed[k] for k in fields} == fields
 
 
@@ -760,14 +768,14 @@ def test_notice_fields(body: bytes, content_type: str, fields: dict[str, str]) -
     ],
 )
 def test_read_payment_refusals(exchange: Exchange, verdict: Verdict) -> None:
-    result = read_payment(exchange, Notice("imp_1", "m", "paid"))
-    assert isinstance(result, NoticeResult) and result.verdict == verdict
+    result = read_payment(exchange, PortoneWebhook("imp_1", "m", "paid"))
+    assert isinstance(result, WebhookResult) and result.verdict == verdict
 
 
 def test_read_payment_found() -> None:
     answer = envelope(
         response={"imp_uid": "imp_1", "merchant_uid": "m", "status": "paid", "amount": 9900}
     )
-    assert read_payment(Exchange(200, answer), Notice("imp_1", "m")) == Payment(
+    assert read_payment(Exchange(200, answer), PortoneWebhook("imp_1", "m")) == Payment(
         "imp_1", "m", "paid", 9900
     )

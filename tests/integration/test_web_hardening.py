@@ -1,5 +1,5 @@
 """The web process against a hostile network (issue 14): who gets the figures and readiness
-details, forwarded headers, notice amplification, slow and aborted clients.
+details, forwarded headers, webhook amplification, slow and aborted clients.
 
 Uses the ``world`` of ``test_web`` (database, sandbox, web process)."""
 
@@ -18,7 +18,7 @@ import pytest
 
 from billing.config import load_settings
 from billing.services.api_keys import create_key
-from billing.services.notice_guard import NoticeLimits
+from billing.services.webhook_guard import WebhookLimits
 from billing.web import WebConfig, create_app
 from billing.web.listener import listen
 from tests.integration import test_web as web_tests
@@ -101,16 +101,16 @@ def stop(process: subprocess.Popen[str]) -> str:
 
 def test_billing_serve_believes_forwarded_headers_from_nobody_by_default(world: World) -> None:
     env = {**world.env, "BILLING_WEBHOOK_ALLOW": "203.0.113.0/24"}
-    notice = {"imp_uid": "imps_000000000001", "merchant_uid": "m"}
+    webhook = {"imp_uid": "imps_000000000001", "merchant_uid": "m"}
     spoofed = {"X-Forwarded-For": "203.0.113.5"}
     process, url = start_serve(env)
     try:  # a local process claims to be a proxy forwarding an allowed source
-        assert httpx.post(url + WEBHOOK, json=notice, headers=spoofed).status_code == 403
+        assert httpx.post(url + WEBHOOK, json=webhook, headers=spoofed).status_code == 403
     finally:
         stop(process)
     process, url = start_serve({**env, "FORWARDED_ALLOW_IPS": "127.0.0.1"})
     try:  # configured: this proxy is believed
-        answer = httpx.post(url + WEBHOOK, json=notice, headers=spoofed)
+        answer = httpx.post(url + WEBHOOK, json=webhook, headers=spoofed)
         assert (answer.status_code, answer.json()["result"]) == (200, "forged")
     finally:
         stop(process)
@@ -171,7 +171,7 @@ def test_an_aborted_upload_is_an_info_line(world: World) -> None:
     assert '"action": "client_disconnected"' in err, err
 
 
-# -- notice amplification (items 4 and 5) ----------------------------------------------------
+# -- webhook amplification (items 4 and 5) ---------------------------------------------------
 
 REFETCH = "GET /payments/{imp_uid}"
 
@@ -187,14 +187,14 @@ def forge(server: WebServer, n: int) -> httpx.Response:
 def test_an_imp_uid_portone_does_not_know_is_asked_about_once(world: World) -> None:
     before = refetches(world)
     for _ in range(30):
-        forged = world.notify(imp_uid="imps_404404404404", merchant_uid="sub-1-1-1")
+        forged = world.post_webhook(imp_uid="imps_404404404404", merchant_uid="sub-1-1-1")
         assert (forged.status_code, forged.json()["result"]) == (200, "forged")
     assert refetches(world) - before == 1
 
 
-def test_a_flood_of_forged_notices_is_bounded(world: World) -> None:
-    limits = NoticeLimits(per_source=1000, refetches=5, unknown_seconds=60)
-    server = web_tests.serve_app(world.env, WebConfig(notices=limits))
+def test_a_flood_of_forged_webhooks_is_bounded(world: World) -> None:
+    limits = WebhookLimits(per_source=1000, refetches=5, unknown_seconds=60)
+    server = web_tests.serve_app(world.env, WebConfig(webhook_limits=limits))
     try:
         before = refetches(world)
         started = time.monotonic()
@@ -207,8 +207,8 @@ def test_a_flood_of_forged_notices_is_bounded(world: World) -> None:
 
 
 def test_one_source_is_limited(world: World) -> None:
-    limits = NoticeLimits(per_source=2, refetches=1000, unknown_seconds=60)
-    server = web_tests.serve_app(world.env, WebConfig(notices=limits))
+    limits = WebhookLimits(per_source=2, refetches=1000, unknown_seconds=60)
+    server = web_tests.serve_app(world.env, WebConfig(webhook_limits=limits))
     try:
         statuses = [forge(server, n).status_code for n in range(20)]
         assert statuses[:4] == [200] * 4 and statuses.count(429) >= 14, statuses
@@ -216,28 +216,28 @@ def test_one_source_is_limited(world: World) -> None:
         server.stop()
 
 
-def test_a_notice_repeated_is_recorded_once(world: World) -> None:
+def test_a_webhook_repeated_is_recorded_once(world: World) -> None:
     charge = world.unknown_charge("cust-repeat")
     imp_uid = world.pay_at_sandbox(charge, amount=100, notify=False)  # PortOne: another amount
     for _ in range(20):
-        again = world.notify(imp_uid=imp_uid, merchant_uid=charge.merchant_uid, status="paid")
+        again = world.post_webhook(imp_uid=imp_uid, merchant_uid=charge.merchant_uid, status="paid")
         assert (again.status_code, again.json()["result"]) == (200, "mismatch")
     assert len(world.events(charge.id, "portone_notice")) == 1
 
 
-def test_a_redelivered_notice_of_a_paid_charge_costs_no_portone_call(world: World) -> None:
+def test_a_redelivered_webhook_of_a_paid_charge_costs_no_portone_call(world: World) -> None:
     charge = world.unknown_charge("cust-paid-twice")
     imp_uid = world.pay_at_sandbox(charge, notify=False)
-    first = world.notify(imp_uid=imp_uid, merchant_uid=charge.merchant_uid, status="paid")
+    first = world.post_webhook(imp_uid=imp_uid, merchant_uid=charge.merchant_uid, status="paid")
     assert first.json()["result"] == "settled"
     before = refetches(world)
     for _ in range(10):
-        again = world.notify(imp_uid=imp_uid, merchant_uid=charge.merchant_uid, status="paid")
+        again = world.post_webhook(imp_uid=imp_uid, merchant_uid=charge.merchant_uid, status="paid")
         assert again.json()["result"] == "already_paid"
     assert refetches(world) == before
 
 
-def test_notices_past_the_verification_backlog_are_429(world: World) -> None:
+def test_webhooks_past_the_verification_backlog_are_429(world: World) -> None:
     world.sandbox.set_latency(ms=1500)  # every re-fetch takes 1.5 s
     config = WebConfig(verifiers=1, backlog=2, answer_within=0.1)
     server = web_tests.serve_app(world.env, config)

@@ -1,8 +1,8 @@
-"""Bounds on what unauthenticated PortOne notices can make us do (every re-fetch is a call to
+"""Bounds on what unauthenticated PortOne webhooks can make us do (every re-fetch is a call to
 PortOne with the merchant's token): token buckets, one per source and one for every
 re-fetch of the process, and a short memory of imp_uids PortOne said it does not know.
 
-All thread-safe (notices are verified on a few threads) and bounded in memory; the clock is
+All thread-safe (webhooks are verified on a few threads) and bounded in memory; the clock is
 injected (``time.monotonic`` by default) so tests can pin it.
 """
 
@@ -78,20 +78,20 @@ class RecentlyUnknown:
 
 
 @dataclass(frozen=True)
-class NoticeLimits:
+class WebhookLimits:
     """The web process's bounds (``billing serve`` options)."""
 
-    per_source: float = 50.0  # notices a second from one address (twice that at once)
+    per_source: float = 50.0  # webhooks a second from one address (twice that at once)
     refetches: float = 50.0  # re-fetches a second from this process (twice that at once)
     unknown_seconds: float = 60.0  # an imp_uid PortOne does not know is not asked again
 
 
 @dataclass
-class NoticeGuard:
+class WebhookGuard:
     refetches: RateLimit
     unknown: RecentlyUnknown
 
     @classmethod
-    def from_limits(cls, limits: NoticeLimits, clock: Clock = time.monotonic) -> NoticeGuard:
+    def from_limits(cls, limits: WebhookLimits, clock: Clock = time.monotonic) -> WebhookGuard:
         refetches = RateLimit(limits.refetches, 2 * limits.refetches, clock)
         return cls(refetches, RecentlyUnknown(limits.unknown_seconds, clock))

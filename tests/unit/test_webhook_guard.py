@@ -1,8 +1,8 @@
-"""The bounds on unauthenticated notices, on a pinned clock."""
+"""The bounds on unauthenticated webhooks, on a pinned clock."""
 
 from __future__ import annotations
 
-from billing.services.notice_guard import RateLimit, RecentlyUnknown
+from billing.services.webhook_guard import RateLimit, RecentlyUnknown
 
 
 class Clock:
