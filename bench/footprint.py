@@ -164,8 +164,8 @@ def prepare(settings: Settings, subscriptions: int) -> None:
     migrate.upgrade(engine)
     engine.dispose()
     app = build_app(settings)
-    assert isinstance(app.clock, DatabaseClock)
-    app.clock.set(START)
+    assert isinstance(app.clocks.billing, DatabaseClock)
+    app.clocks.billing.set(START)
     with app.transaction() as session:
         parsed = parse_catalog(CATALOG, "footprint.yaml", "Asia/Seoul")
         plan_store.load_catalog(session, parsed, "footprint.yaml", "footprint", START)
@@ -191,12 +191,12 @@ def bill(settings: Settings, months: int) -> Billed:
     embedded.start(scheduler_interval=0.2)
     try:
         app = embedded.app
-        assert isinstance(app.clock, DatabaseClock)
+        assert isinstance(app.clocks.billing, DatabaseClock)
         before = counters(app.engine)
         clock.seconds, clock.transactions, began = 0.0, 0, time.monotonic()
         for month in range(months):
             if month:
-                app.clock.set(START + timedelta(days=31 * month + 1))
+                app.clocks.billing.set(START + timedelta(days=31 * month + 1))
             settle(app)
         took = time.monotonic() - began
         return Billed(before, counters(app.engine), took, clock.seconds, clock.transactions)
@@ -209,7 +209,7 @@ def settle(app: App, timeout: float = 1800) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with app.transaction() as session:
-            if outstanding(session, app.clock.now()).total == 0:
+            if outstanding(session, app.clocks.billing.now()).total == 0:
                 return
         time.sleep(0.5)
     raise SystemExit(f"footprint: billing did not settle within {timeout:g} s")

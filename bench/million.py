@@ -317,7 +317,7 @@ class Million:
             ledger = answer.json()["payments"]
         app = build_app(load_settings(env))
         try:
-            now = app.clock.now()
+            now = app.clocks.billing.now()
             with app.transaction() as session:
                 anomalies = invariants.check(session, ledger, now)
                 unpaid = session.execute(

@@ -1,21 +1,21 @@
 """The application's handle on its stores: settings, the database, and the two clocks.
 
-``App.clock`` is the billing clock (the shared test clock in sandbox mode) and
-``App.system_clock`` the real one; every service that needs "now" gets it from these two,
-passed the same way everywhere (decision record 6: business time and system time).
+``App.clocks`` holds the billing clock (the shared test clock in sandbox mode) and the
+system clock (the real one) as one ``Clocks``; every service that needs "now" gets it from
+there, the same way everywhere (decision record 6: business time and system time).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from billing.clock import Clock, DatabaseClock, SystemClock
+from billing.clock import Clock, Clocks, DatabaseClock, SystemClock
 from billing.config import Settings
 from billing.db import migrate
 from billing.db.engine import make_engine, make_sessions
@@ -27,8 +27,7 @@ class App:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    clock: Clock  # the billing clock
-    system_clock: Clock = field(default_factory=SystemClock)  # the real one
+    clocks: Clocks  # the billing clock and the system clock
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -49,8 +48,8 @@ def build_app(settings: Settings, *, pool_size: int = 5, check_schema: bool = Tr
         settings.database_url, pool_size=pool_size, pgbouncer=settings.database_pgbouncer
     )
     sessions = make_sessions(engine)
-    clock: Clock = DatabaseClock(sessions) if settings.sandbox_mode else SystemClock()
-    app = App(settings, engine, sessions, clock)
+    billing: Clock = DatabaseClock(sessions) if settings.sandbox_mode else SystemClock()
+    app = App(settings, engine, sessions, Clocks(billing, SystemClock()))
     if check_schema:
         try:
             prepare_schema(engine)

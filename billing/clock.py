@@ -1,5 +1,10 @@
 """Where "now" comes from. Services take ``now`` as an argument; entry points ask a Clock.
 
+Two clocks travel together as one ``Clocks(billing, system)`` (``App.clocks``): ``billing``
+is business time (due dates, periods, what a customer sees), ``system`` is real time
+(leases, retry and lookup timers, ``updated_at``, PortOne's side). A test fixes both by
+giving the app ``Clocks(FixedClock(..), FixedClock(..))``.
+
 In sandbox mode the billing clock is the shared test clock stored in the database, so the
 scheduler and every worker agree on it. It stands still until ``billing clock set`` or
 ``billing clock advance`` moves it; before it was ever set it follows the system clock.
@@ -7,6 +12,7 @@ scheduler and every worker agree on it. It stands still until ``billing clock se
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -17,7 +23,7 @@ from billing.db.tables import TestClock
 
 
 def system_now() -> datetime:
-    """The system clock, for code that has no ``App.system_clock`` at hand (one place)."""
+    """The system clock, for the few places that have no ``Clocks`` at hand."""
     return datetime.now(UTC)
 
 
@@ -28,6 +34,14 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> datetime:
         return system_now()
+
+
+@dataclass(frozen=True)
+class Clocks:
+    """The billing clock and the system clock, passed together everywhere."""
+
+    billing: Clock
+    system: Clock
 
 
 class FixedClock:

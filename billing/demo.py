@@ -81,9 +81,9 @@ def run_demo(config: DemoConfig, console: Console) -> int:
 
 def _simulate(embedded: Embedded, config: DemoConfig, console: Console, directory: Path) -> int:
     app, server = embedded.app, embedded.sandbox
-    assert server is not None and isinstance(app.clock, DatabaseClock)
+    assert server is not None and isinstance(app.clocks.billing, DatabaseClock)
     rng = random.Random(config.seed)
-    app.clock.set(config.start)
+    app.clocks.billing.set(config.start)
     console.print(
         f"[bold]billing demo[/]: {config.customers} customers, {config.days} days from "
         f"{config.start.date()}, database {directory}/demo.db, sandbox {server.url}"
@@ -95,7 +95,7 @@ def _simulate(embedded: Embedded, config: DemoConfig, console: Console, director
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("billing", total=config.days)
         for day in range(config.days + 1):
-            app.clock.set(config.start + timedelta(days=day))
+            app.clocks.billing.set(config.start + timedelta(days=day))
             embedded.scheduler.run_pass()
             _settle(embedded, in_flight_only=True)
             progress.update(task, completed=day)
@@ -146,7 +146,7 @@ def _settle(embedded: Embedded, *, in_flight_only: bool, timeout: float = 120.0)
     app = embedded.app
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        now = app.clock.now()
+        now = app.clocks.billing.now()
         with app.transaction() as session:
             if in_flight_only:
                 busy = session.scalar(
@@ -166,7 +166,7 @@ def _report(
 ) -> int:
     server = embedded.sandbox
     assert server is not None
-    now = embedded.app.clock.now()
+    now = embedded.app.clocks.billing.now()
     with embedded.app.transaction() as session:
         charges = list(session.scalars(select(Charge)))
         subscriptions = list(session.scalars(select(Subscription)))

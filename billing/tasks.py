@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
@@ -130,7 +129,7 @@ def refund(refund_id: int) -> str | None:
 def reconcile_ledger(_: None = None) -> str:
     """Compare PortOne's ledger of the last days with ours and repair what differs."""
     built = container()
-    until = datetime.now(UTC)
+    until = built.app.clocks.system.now()
     report = compare_ledgers(
         built.app, built.gateway, until - LEDGER_WINDOW, until, built.pipeline.plans
     )
@@ -142,5 +141,5 @@ def reconcile_ledger(_: None = None) -> str:
         "agree": report.agree,
     }
     with built.app.transaction() as session:
-        finish_job(session, LEDGER_JOB, datetime.now(UTC), summary)
+        finish_job(session, LEDGER_JOB, built.app.clocks.system.now(), summary)
     return "agree" if report.agree else "reported"

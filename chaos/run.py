@@ -407,7 +407,7 @@ class ChaosRun:
         return self.app
 
     def _clock(self) -> DatabaseClock:
-        clock = self._app().clock
+        clock = self._app().clocks.billing
         assert isinstance(clock, DatabaseClock)
         return clock
 

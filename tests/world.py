@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from billing.app import App
 from billing.catalog_file import parse_catalog
-from billing.clock import FixedClock
+from billing.clock import Clocks, FixedClock
 from billing.db.tables import Charge, Event, Notice, Subscription
 from billing.portone.gateway import PortOneGateway
 from billing.services import plan_store
@@ -33,18 +33,25 @@ class World:
     def __init__(self, app: App, catalog_text: str = CATALOG) -> None:
         self.app = app
         self.clock = FixedClock(START)
-        app.clock = self.clock
-        self.wall = datetime(2030, 1, 1, tzinfo=UTC)
+        self.system = FixedClock(datetime(2030, 1, 1, tzinfo=UTC))
+        app.clocks = Clocks(self.clock, self.system)
         self.gateway = FakeGateway()
         self.publisher = ListPublisher()
         plans = CatalogCache()
-        self.scheduler = Scheduler(app, self.publisher, plans, wall=lambda: self.wall)
-        self.pipeline = Pipeline(
-            app, PortOneGateway(self.gateway), self.publisher, plans, wall=lambda: self.wall
-        )
+        self.scheduler = Scheduler(app, self.publisher, plans)
+        self.pipeline = Pipeline(app, PortOneGateway(self.gateway), self.publisher, plans)
         with app.transaction() as session:
             parsed = parse_catalog(catalog_text, "c.yaml", "Asia/Seoul")
             plan_store.load_catalog(session, parsed, "c.yaml", "sha", START)
+
+    @property
+    def wall(self) -> datetime:
+        """The system clock's reading (PortOne's time, leases, timers)."""
+        return self.system.moment
+
+    @wall.setter
+    def wall(self, moment: datetime) -> None:
+        self.system.moment = moment
 
     def subscribe(self, uid: str = "cust-1", start: datetime = START, plan: str = "monthly") -> int:
         with self.app.transaction() as session:

@@ -6,7 +6,6 @@ Nothing of a presented key is logged: a refusal logs only why and from where.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -41,7 +40,7 @@ def caller(
             401, "unauthorized", "send an API key in the Authorization header, scheme Bearer"
         )
     with context.app.transaction() as session:
-        principal = authenticate(session, credentials.credentials, datetime.now(UTC))
+        principal = authenticate(session, credentials.credentials, context.app.clocks.system.now())
     if principal is None:
         _refused(request, "unknown or revoked key")
         raise ApiError(401, "unauthorized", "the API key is unknown or revoked")

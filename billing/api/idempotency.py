@@ -18,7 +18,6 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -81,7 +80,11 @@ class Write:
         """The record to complete, or the first answer to this key."""
         with self.context.app.transaction() as session:
             outcome = records.claim(
-                session, key, self.fingerprint, self.principal.key_id, datetime.now(UTC)
+                session,
+                key,
+                self.fingerprint,
+                self.principal.key_id,
+                self.context.app.clocks.system.now(),
             )
         if isinstance(outcome, records.Claimed):
             return outcome.record_id

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import click
 
 from billing.cli.output import emit_json, emit_table, json_option
@@ -26,7 +24,7 @@ def create(runtime: Runtime, name: str, read_only: bool, as_json: bool) -> None:
     """Create a key and print it. It is shown this once: only its hash is kept."""
     service.check_name(name)
     with runtime.app.transaction() as session:
-        new = service.create_key(session, name, read_only, datetime.now(UTC))
+        new = service.create_key(session, name, read_only, runtime.app.clocks.system.now())
     if as_json:
         emit_json(new.view())
         return
@@ -67,5 +65,5 @@ def list_(runtime: Runtime, as_json: bool) -> None:
 def revoke(runtime: Runtime, name: str) -> None:
     """Revoke the live key NAME: refused (401) from its next request on."""
     with runtime.app.transaction() as session:
-        service.revoke_key(session, name, datetime.now(UTC))
+        service.revoke_key(session, name, runtime.app.clocks.system.now())
     click.echo(f"revoked API key {name!r}")

@@ -71,7 +71,7 @@ def register(
     or logged; with BILLING_PORTONE_SITE_CODE set, the key is issued on kcp_billing.
     """
     settings = runtime.settings
-    today = service.today_in(ZoneInfo(settings.timezone))
+    today = service.today_in(ZoneInfo(settings.timezone), runtime.app.clocks.system.now())
     card = service.parse_card(card_number, expiry, birth, pwd_2digit, today)
     check_customer_uid(customer_uid)
     pg = f"kcp_billing.{settings.site_code}" if settings.site_code else None

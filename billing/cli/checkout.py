@@ -82,7 +82,7 @@ def checkout_params(
     """
     redirect = _redirect(redirect_url)
     app = runtime.app
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
         params = checkout_service.checkout_params(
             session, runtime.settings, customer_uid, plan_id, now, redirect

@@ -19,7 +19,7 @@ def clock() -> None:
 
 
 def _clock(runtime: Runtime) -> DatabaseClock:
-    return sandbox_clock(runtime.settings, runtime.app.clock)
+    return sandbox_clock(runtime.settings, runtime.app.clocks.billing)
 
 
 def _show(runtime: Runtime, moment: datetime) -> None:

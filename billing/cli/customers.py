@@ -34,7 +34,7 @@ def add(
     customer_service.check_customer_uid(customer_uid)
     customer_service.check_contact(name, email, phone)
     app = runtime.app
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
         customer = customer_service.add_customer(
             session, customer_uid, now, name=name, email=email, phone=phone
@@ -54,7 +54,7 @@ def card_updated(runtime: Runtime, customer_uid: str, as_json: bool) -> None:
     from billing.services.subscriptions import card_updated as retry_past_due
 
     app = runtime.app
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
         rows = retry_past_due(session, customer_uid, now)
         ids = [row.id for row in rows]

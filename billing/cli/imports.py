@@ -10,7 +10,6 @@ import click
 from billing.bootstrap import make_gateway
 from billing.cli.output import emit_json, emit_table, json_option
 from billing.cli.runtime import Runtime
-from billing.clock import system_now
 from billing.domain.times import format_time
 from billing.services import plan_store as catalog_service
 from billing.services.schedule_import import Outcome, Takeover, read_customers
@@ -47,12 +46,12 @@ def portone_schedules(runtime: Runtime, file: Path, as_json: bool) -> None:
     """
     app = runtime.app
     with app.transaction() as session:
-        catalog_service.ensure_catalog(session, runtime.settings, app.clock.now())
+        catalog_service.ensure_catalog(session, runtime.settings, app.clocks.billing.now())
         plans = {plan.id for plan in catalog_service.current_plans(session)}
     wanted = read_customers(file, plans)
     gateway = make_gateway(runtime.settings, connections=2)
     try:
-        outcomes = Takeover(app, gateway, app.clock.now, system_now).run(wanted)
+        outcomes = Takeover(app, gateway).run(wanted)
     finally:
         gateway.close()
     _show(outcomes, as_json, runtime)

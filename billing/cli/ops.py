@@ -74,7 +74,7 @@ def _at_once(work: Callable[[], T], _what: str, _stop: threading.Event) -> T:
 
 
 def _ensure_catalog(runtime: Runtime) -> None:
-    now = runtime.app.clock.now()
+    now = runtime.app.clocks.billing.now()
     with runtime.app.transaction() as session:
         plan_store.ensure_catalog(session, runtime.settings, now)
 
@@ -93,7 +93,7 @@ def run(runtime: Runtime, concurrency: int, interval: float) -> None:
 
     configure(level=runtime.settings.log_level, secrets=_secrets(runtime))
     settings = runtime.settings
-    now = runtime.app.clock.now()
+    now = runtime.app.clocks.billing.now()
     with runtime.app.transaction() as session:
         plan_store.ensure_catalog(session, settings, now)
     embedded = Embedded(settings, concurrency=concurrency)
@@ -122,7 +122,7 @@ def drain(runtime: Runtime, timeout: float) -> None:
     app = runtime.app
     deadline = time.monotonic() + timeout
     while True:
-        now = app.clock.now()
+        now = app.clocks.billing.now()
         with app.transaction() as session:
             left = outstanding(session, now)
         if left.total == 0:
@@ -145,7 +145,7 @@ def status(runtime: Runtime, as_json: bool) -> None:
     web process from starting with this environment (`configuration: ...`). With
     BILLING_CONSOLE_URL, a link to the console's queue of each count that needs a person."""
     app = runtime.app
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
         report = status_report(session, now)
     report.queue_depth = _queue_depth(runtime)

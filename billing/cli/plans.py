@@ -43,7 +43,7 @@ def load(runtime: Runtime, file: Path) -> None:
     """
     catalog, digest = plan_store.read_catalog(file, runtime.settings)
     app = runtime.app
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
         report = plan_store.load_catalog(session, catalog, str(file), digest, now)
     click.echo(f"{file}: loaded: {report.summary()}")
@@ -55,7 +55,7 @@ def load(runtime: Runtime, file: Path) -> None:
 def list_(runtime: Runtime, as_json: bool) -> None:
     """List the plans of the loaded catalog."""
     app = runtime.app
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
         plan_store.ensure_catalog(session, runtime.settings, now)
         current = plan_store.current_plans(session)
@@ -79,7 +79,7 @@ def list_(runtime: Runtime, as_json: bool) -> None:
 def preview(runtime: Runtime, plan_id: str, start: str | None, count: int, as_json: bool) -> None:
     """The first COUNT charge times and amounts of a subscription to PLAN_ID."""
     app = runtime.app
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
         plan_store.ensure_catalog(session, runtime.settings, now)
         plan = plan_store.current_plan(session, plan_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import click
 
@@ -37,7 +37,11 @@ def ledger(runtime: Runtime, since: str | None, until: str | None, as_json: bool
     after the repairs, 1 when something was only reported. Run it after restoring a backup.
     """
     zone = runtime.settings_zone
-    end = parse_option_time("--until", until, zone) if until else datetime.now(zone)
+    end = (
+        parse_option_time("--until", until, zone)
+        if until
+        else runtime.app.clocks.system.now().astimezone(zone)
+    )
     start = parse_option_time("--since", since, zone) if since else end - timedelta(MAX_DAYS)
     gateway = make_gateway(runtime.settings, connections=2)
     try:

@@ -19,7 +19,6 @@ from billing.bootstrap import make_gateway
 from billing.cli.output import emit_json, emit_table, json_option
 from billing.cli.params import ID_TYPE, whole
 from billing.cli.runtime import Runtime
-from billing.clock import system_now
 from billing.db.tables import Refund
 from billing.domain.refunds import RefundStatus
 from billing.errors import BillingError, NotFound
@@ -150,7 +149,9 @@ def reconcile(runtime: Runtime, refund_ids: tuple[int, ...], as_json: bool) -> N
 def _open_refunds(runtime: Runtime) -> list[int]:
     window = timedelta(seconds=runtime.settings.reconcile_after)
     with runtime.app.transaction() as session:
-        return refunds_to_reconcile(session, system_now(), window, SWEEP_LIMIT, lookup_every=0)
+        return refunds_to_reconcile(
+            session, runtime.app.clocks.system.now(), window, SWEEP_LIMIT, lookup_every=0
+        )
 
 
 def _refund(session: Session, refund_id: int) -> Refund:

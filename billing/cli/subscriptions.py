@@ -80,7 +80,7 @@ def create(
             view = _view(session, service.get_subscription(session, sid))
         _print(view, as_json, f"created subscription {sid}, first period paid by card")
         return
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
         row = subscribe(session, runtime.settings, customer_uid, plan_id, start, now)
         view = _view(session, row)
@@ -100,7 +100,7 @@ def _subscribe_with_card(
             raise InvalidInput(f"{option} is needed with the other card options")
     assert number is not None and expiry is not None and birth is not None
     settings = runtime.settings
-    today = today_in(ZoneInfo(settings.timezone))
+    today = today_in(ZoneInfo(settings.timezone), runtime.app.clocks.system.now())
     card = parse_card(number, expiry, birth, pwd_2digit, today)
     client = make_gateway(settings, connections=1)
     try:
@@ -152,7 +152,7 @@ def _lifecycle_command(
 ) -> Callable[..., None]:
     def command(runtime: Runtime, subscription_id: int, as_json: bool, **options: Any) -> None:
         app = runtime.app
-        now = app.clock.now()
+        now = app.clocks.billing.now()
         with app.transaction() as session:
             row = change(session, subscription_id, now, options)
             view = _view(session, row)
@@ -241,7 +241,7 @@ def import_(runtime: Runtime, file: Path, as_json: bool) -> None:
 
     started = time.monotonic()
     app = runtime.app
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
         plan_store.ensure_catalog(session, runtime.settings, now)
         report = import_file(session, file, now)

@@ -165,7 +165,7 @@ def register_key(
     _log("billing_key_register", customer_uid, answer)
     if answer.outcome != KeyOutcome.DONE:
         raise _refusal("register a billing key for", customer_uid, answer)
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
         record_event(
             session,
@@ -202,7 +202,7 @@ def delete_key(
     _log("billing_key_delete", customer_uid, answer)
     if answer.outcome != KeyOutcome.DONE:
         raise _refusal("delete the billing key of", customer_uid, answer)
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
         record_event(
             session,
@@ -235,7 +235,7 @@ def verify_key(app: App, client: PortOneClient, customer_uid: str) -> VerifiedKe
         )
     if answer.outcome != KeyOutcome.DONE:
         raise _refusal("look up the billing key of", customer_uid, answer)
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
         record_event(
             session,
@@ -328,7 +328,7 @@ def _log(action: str, customer_uid: str, answer: KeyAnswer) -> None:
     )
 
 
-def today_in(zone: ZoneInfo) -> date:
-    """The date now in ``zone``: expiry is checked against the real calendar, as PortOne
-    does, not against the (possibly simulated) billing clock."""
-    return datetime.now(zone).date()
+def today_in(zone: ZoneInfo, wall: datetime) -> date:
+    """The date in ``zone`` at ``wall`` (the system clock): expiry is checked against the
+    real calendar, as PortOne does, not against the (possibly simulated) billing clock."""
+    return wall.astimezone(zone).date()

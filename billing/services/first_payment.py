@@ -106,7 +106,7 @@ def subscribe_and_pay(
     gateway = OnetimeGateway(client, card, site_pg(app.settings))
     pipeline = Pipeline(app, gateway, held, plans)
     timing = pipeline.timing()
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
         row = subscribe(
             session, app.settings, customer_uid, plan_id, start, now, start_field=start_field
@@ -153,7 +153,7 @@ def _after(
 ) -> tuple[ChargeStatus, BillingError | None]:
     """Act on what the charge became: paid (the key exists now), declined or never sent
     (the subscription ends), or still being looked up (the sweep goes on)."""
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
         charge = session.get(Charge, work.charge_id, with_for_update=True)
         assert charge is not None

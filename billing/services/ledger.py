@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -451,7 +451,6 @@ def reconcile_ledger(
     since: datetime,
     until: datetime,
     plans: CatalogCache,
-    wall: Callable[[], datetime] | None = None,
 ) -> LedgerReport:
     """Read PortOne's ledger for [since, until] (each page checked in a short read-only
     transaction, no connection held while PortOne answers), then compare and repair the
@@ -463,9 +462,9 @@ def reconcile_ledger(
         raise InvalidInput("--since: must be before --until")
     report = LedgerReport(since, until)
     suspects = find_suspects(app, source, since, until, report)
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
-        compare(session, suspects, report, now, (wall or app.system_clock.now)(), plans)
+        compare(session, suspects, report, now, app.clocks.system.now(), plans)
     log(
         logger,
         "ledger_reconciled",

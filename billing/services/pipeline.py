@@ -66,18 +66,16 @@ class _Recording:
         app: App,
         publisher: Publisher,
         plans: CatalogCache,
-        wall: Callable[[], datetime] | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.app = app
         self.jitter = jitter
         self.publisher = publisher
         self.plans = plans
-        self.wall = wall or app.system_clock.now
         self.window = timedelta(seconds=app.settings.reconcile_after)
 
     def timing(self) -> Timing:
-        return Timing(self.wall(), self.window, self.jitter())
+        return Timing(self.app.clocks.system.now(), self.window, self.jitter())
 
     def _in_transactions(
         self,
@@ -106,7 +104,12 @@ class _Recording:
                 charge_id, paid = kept(item)
                 with self.app.transaction() as session:
                     keep_answer(
-                        session, charge_id, paid, describe(exc), self.app.clock.now(), self.wall()
+                        session,
+                        charge_id,
+                        paid,
+                        describe(exc),
+                        self.app.clocks.billing.now(),
+                        self.app.clocks.system.now(),
                     )
         return follow
 
@@ -158,11 +161,10 @@ class ChargeSender(_Recording):
         gateway: ChargeGateway,
         publisher: Publisher,
         plans: CatalogCache,
-        wall: Callable[[], datetime] | None = None,
         calls: Executor | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        super().__init__(app, publisher, plans, wall, jitter)
+        super().__init__(app, publisher, plans, jitter)
         self.gateway = gateway
         self.calls = calls or InlineExecutor()
         # A send not started this long after its charge was taken is not sent: it then
@@ -178,7 +180,7 @@ class ChargeSender(_Recording):
         every answer. Returns the last outcome, or None when there was nothing to do.
         """
         ids = [charge_ids] if isinstance(charge_ids, int) else list(charge_ids)
-        now = self.app.clock.now()
+        now = self.app.clocks.billing.now()
         timing = self.timing()
         with self.app.transaction() as session:
             begun = begin_charges(session, ids, now, timing, self.plans)
@@ -196,7 +198,7 @@ class ChargeSender(_Recording):
         return str(answers[-1].outcome)
 
     def _call(self, work: ChargeWork, send_by: datetime) -> ChargeAnswer:
-        remaining = (send_by - self.wall()).total_seconds()
+        remaining = (send_by - self.app.clocks.system.now()).total_seconds()
         if remaining <= 0:  # it waited behind other calls too long: nothing is sent
             answer = ChargeAnswer(Outcome.TRANSIENT, "not sent: waited past its send deadline")
         else:
@@ -218,7 +220,7 @@ class ChargeSender(_Recording):
         """Record the answers in one transaction (see ``_in_transactions``)."""
 
         def record(session: Session, chunk: list[tuple[ChargeWork, ChargeAnswer]]) -> FollowUp:
-            now = self.app.clock.now()
+            now = self.app.clocks.billing.now()
             return finish_charges(session, chunk, now, self.timing(), self.plans)
 
         def kept(pair: tuple[ChargeWork, ChargeAnswer]) -> tuple[int, str | None]:
@@ -237,10 +239,9 @@ class ChargeReconciler(_Recording):
         gateway: ChargeGateway,
         publisher: Publisher,
         plans: CatalogCache,
-        wall: Callable[[], datetime] | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        super().__init__(app, publisher, plans, wall, jitter)
+        super().__init__(app, publisher, plans, jitter)
         self.gateway = gateway
 
     def reconcile(self, charge_id: int) -> str | None:
@@ -259,7 +260,7 @@ class ChargeReconciler(_Recording):
         )
 
         def record(session: Session, _: list[ReconcileWork]) -> FollowUp:
-            now = self.app.clock.now()
+            now = self.app.clocks.billing.now()
             return finish_reconcile(session, work, lookup, now, self.timing(), self.plans)
 
         def kept(item: ReconcileWork) -> tuple[int, str | None]:
@@ -277,16 +278,14 @@ class NoticeDeliverer:
     def __init__(
         self,
         app: App,
-        wall: Callable[[], datetime] | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.app = app
-        self.wall = wall or app.system_clock.now
         self.jitter = jitter
 
     def deliver(self, notice_id: int, sender: NoticeSender) -> str | None:
         with self.app.transaction() as session:
-            work = begin_delivery(session, notice_id, self.wall())
+            work = begin_delivery(session, notice_id, self.app.clocks.system.now())
         if work is None:
             return None
         error = None
@@ -303,9 +302,9 @@ class NoticeDeliverer:
             attempt=work.attempt,
             error=error,
         )
-        now = self.app.clock.now()
+        now = self.app.clocks.billing.now()
         with self.app.transaction() as session:
-            finish_delivery(session, work, error, now, self.wall(), self.jitter())
+            finish_delivery(session, work, error, now, self.app.clocks.system.now(), self.jitter())
         return "delivered" if error is None else "retry"
 
 
@@ -320,14 +319,13 @@ class Pipeline:
         gateway: ChargeGateway,
         publisher: Publisher,
         plans: CatalogCache,
-        wall: Callable[[], datetime] | None = None,
         calls: Executor | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.plans = plans
-        self.sender = ChargeSender(app, gateway, publisher, plans, wall, calls, jitter)
-        self.reconciler = ChargeReconciler(app, gateway, publisher, plans, wall, jitter)
-        self.deliverer = NoticeDeliverer(app, wall, jitter)
+        self.sender = ChargeSender(app, gateway, publisher, plans, calls, jitter)
+        self.reconciler = ChargeReconciler(app, gateway, publisher, plans, jitter)
+        self.deliverer = NoticeDeliverer(app, jitter)
 
     @property
     def calls(self) -> Executor:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -222,7 +222,6 @@ class WebhookHandler:
         plans: CatalogCache,
         *,
         include_sandbox: bool,
-        wall: Callable[[], datetime] | None = None,
         guard: WebhookGuard | None = None,
     ) -> None:
         self.app = app
@@ -230,7 +229,6 @@ class WebhookHandler:
         self.portone = portone
         self.plans = plans
         self.include_sandbox = include_sandbox
-        self.wall = wall or app.system_clock.now
 
     def handle(self, webhook: PortoneWebhook) -> WebhookResult:
         result = self._without_portone(webhook) or self._with_portone(webhook)
@@ -266,6 +264,6 @@ class WebhookHandler:
             if found.reason == UNKNOWN_PAYMENT:
                 self.guard.unknown.add(webhook.imp_uid)
             return found
-        now = self.app.clock.now()  # before the transaction (see App.transaction)
+        now = self.app.clocks.billing.now()  # before the transaction (see App.transaction)
         with self.app.transaction() as session:
-            return apply_payment(session, found, now, self.wall(), self.plans)
+            return apply_payment(session, found, now, self.app.clocks.system.now(), self.plans)

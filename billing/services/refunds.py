@@ -361,22 +361,22 @@ class RefundRunner:
         self,
         app: App,
         gateway: RefundGateway | PortOneClient,
-        wall: Callable[[], datetime] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.app = app
         self.jitter = jitter
         self.gateway = PortOneCancels(gateway) if isinstance(gateway, PortOneClient) else gateway
-        self.wall = wall or app.system_clock.now
         self.sleep = sleep
         self.window = timedelta(seconds=app.settings.reconcile_after)
 
     def refund(self, charge_id: int, amount: int | None, reason: str) -> int:
         """Ask, send, and when the outcome was not seen, look it up once; the refund id."""
-        now = self.app.clock.now()
+        now = self.app.clocks.billing.now()
         with self.app.transaction() as session:
-            refund_id = request_refund(session, charge_id, amount, reason, now, self.wall()).id
+            refund_id = request_refund(
+                session, charge_id, amount, reason, now, self.app.clocks.system.now()
+            ).id
         if self.send(refund_id) == RefundStatus.UNKNOWN:
             self.sleep(retry.FIRST_REFUND_LOOKUP_DELAY)
             self.reconcile(refund_id)
@@ -385,7 +385,7 @@ class RefundRunner:
     def send(self, refund_id: int) -> str | None:
         """Send one pending refund and record the outcome; None when there was nothing to do."""
         with self.app.transaction() as session:
-            work = begin_refund(session, refund_id, self.wall())
+            work = begin_refund(session, refund_id, self.app.clocks.system.now())
         if work is None:
             return None
         answer = self._cancel(work)
@@ -401,14 +401,14 @@ class RefundRunner:
             code=answer.code,
             reason=answer.reason,
         )
-        now = self.app.clock.now()
+        now = self.app.clocks.billing.now()
         with self.app.transaction() as session:
-            return finish_refund(session, work, answer, now, self.wall())
+            return finish_refund(session, work, answer, now, self.app.clocks.system.now())
 
     def reconcile(self, refund_id: int) -> str | None:
         """Settle one open refund with PortOne; its status after, None when nothing to do."""
         with self.app.transaction() as session:
-            work = begin_lookup(session, refund_id, self.wall(), self.window)
+            work = begin_lookup(session, refund_id, self.app.clocks.system.now(), self.window)
         if work is None:
             return None
         if work == SEND:
@@ -423,9 +423,11 @@ class RefundRunner:
             found=str(lookup.applied),
             reason=lookup.reason,
         )
-        now = self.app.clock.now()
+        now = self.app.clocks.billing.now()
         with self.app.transaction() as session:
-            verdict = finish_lookup(session, work, lookup, now, self.wall(), self.window)
+            verdict = finish_lookup(
+                session, work, lookup, now, self.app.clocks.system.now(), self.window
+            )
         if verdict == Verdict.RESEND:
             return self.send(refund_id)
         with self.app.transaction() as session:

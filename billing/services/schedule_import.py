@@ -15,7 +15,7 @@ import io
 import json
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -89,8 +89,6 @@ class Takeover:
 
     app: App
     portone: Caller
-    now: Callable[[], datetime]  # the billing clock
-    wall: Callable[[], datetime]  # the system clock (PortOne's)
     kill_after: str | None = field(default_factory=lambda: os.environ.get(KILL_AFTER))
 
     def run(self, wanted: list[Wanted]) -> list[Outcome]:
@@ -127,7 +125,9 @@ class Takeover:
             reason = refusal(schedules, plan) or _already_billed_here(session, wanted)
             if reason is not None:
                 return Outcome(wanted.customer_uid, "refused", reason)
-            subscription_id = _create_held(session, wanted, plan, schedules, self.now())
+            subscription_id = _create_held(
+                session, wanted, plan, schedules, self.app.clocks.billing.now()
+            )
             waiting = frozenset(item.merchant_uid for item in schedules if item.waiting)
             session.add(
                 ScheduleTakeover(
@@ -135,7 +135,7 @@ class Takeover:
                     subscription_id=subscription_id,
                     state="held",
                     held=sorted(waiting),
-                    held_at=self.wall(),
+                    held_at=self.app.clocks.system.now(),
                 )
             )
         self._maybe_die("held")
@@ -159,12 +159,18 @@ class Takeover:
                 subscription_id,
             )
         with self.app.transaction() as session:
-            return _release(session, wanted.customer_uid, decision, self.now(), self.wall())
+            return _release(
+                session,
+                wanted.customer_uid,
+                decision,
+                self.app.clocks.billing.now(),
+                self.app.clocks.system.now(),
+            )
 
     # -- plumbing ----------------------------------------------------------------------------
 
     def _schedules(self, customer_uid: str) -> list[HostedSchedule]:
-        now = self.wall()
+        now = self.app.clocks.system.now()  # PortOne's clock
         since, until = int((now - LOOK_BACK).timestamp()), int((now + LOOK_AHEAD).timestamp())
         return schedules_of(self.portone, customer_uid, since, until)
 

@@ -78,19 +78,17 @@ class Scheduler:
         publisher: Publisher,
         plans: CatalogCache | None = None,
         batch: int = BATCH,
-        wall: Callable[[], datetime] | None = None,
     ) -> None:
         self.app = app
         self.publisher = publisher
         self.plans = plans or CatalogCache()
         self.batch = batch
-        self.wall = wall or app.system_clock.now
         self.window = timedelta(seconds=app.settings.reconcile_after)
 
     def run_pass(self) -> PassReport:
         """Claim everything due at the billing clock's now, in batches, then sweep."""
         report = PassReport()
-        now = self.app.clock.now()
+        now = self.app.clocks.billing.now()
         while True:
             claimed = self._claim(now)
             self.publisher.charge(claimed.charge_ids)
@@ -112,13 +110,18 @@ class Scheduler:
         the oldest due row never poisons every pass (invariant 10)."""
         try:
             with self.app.transaction() as session:
-                return claim_due(session, now, self.wall(), self.batch, self.plans, self.window)
+                return claim_due(
+                    session, now, self.app.clocks.system.now(), self.batch, self.plans, self.window
+                )
         except SQLAlchemyError as exc:
             if is_outage(exc):
                 raise
             log(logger, "claim_batch_failed", level=logging.WARNING, error=describe(exc))
         with self.app.transaction() as session:
-            ids = [row.id for row in due_subscriptions(session, now, self.wall(), self.batch)]
+            ids = [
+                row.id
+                for row in due_subscriptions(session, now, self.app.clocks.system.now(), self.batch)
+            ]
         claimed = Claimed(examined=len(ids))
         for subscription_id in ids:
             one = self._claim_alone(now, subscription_id)
@@ -133,20 +136,28 @@ class Scheduler:
         try:
             with self.app.transaction() as session:
                 return claim_due(
-                    session, now, self.wall(), 1, self.plans, self.window, [subscription_id]
+                    session,
+                    now,
+                    self.app.clocks.system.now(),
+                    1,
+                    self.plans,
+                    self.window,
+                    [subscription_id],
                 )
         except SQLAlchemyError as exc:
             if is_outage(exc):
                 raise
             with self.app.transaction() as session:
-                set_aside(session, subscription_id, describe(exc), now, self.wall())
+                set_aside(
+                    session, subscription_id, describe(exc), now, self.app.clocks.system.now()
+                )
             return Claimed(set_aside=1)
 
     def _sweep(self, report: PassReport, now: datetime) -> None:
         """Everything else that is due, in one transaction; published after its commit, so
         that no message names a row its reader cannot see yet. Each part runs in a savepoint:
         one that fails (data no code expected) is logged and the others go on."""
-        wall = self.wall()
+        wall = self.app.clocks.system.now()
         found = Sweep()
         with self.app.transaction() as session:
             for part in self._sweep_parts(session, now, wall, found):

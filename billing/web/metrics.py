@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -44,11 +43,11 @@ def routes(context: WebContext) -> list[Route]:
 
 def read_figures(context: WebContext) -> BusinessFigures:
     app = context.app
-    now = app.clock.now()  # the billing clock, read before the transaction
+    now = app.clocks.billing.now()  # the billing clock, read before the transaction
     with app.transaction() as session:
         if app.engine.dialect.name == "postgresql":
             session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
-        return business_figures(session, now, datetime.now(UTC), context.rates)
+        return business_figures(session, now, app.clocks.system.now(), context.rates)
 
 
 class FiguresCollector(Collector):

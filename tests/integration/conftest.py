@@ -123,8 +123,8 @@ def product(
     env = {**env, **extra_env}
     settings = load_settings(env)
     app = build_app(settings)
-    assert isinstance(app.clock, DatabaseClock)
-    app.clock.set(START)
+    assert isinstance(app.clocks.billing, DatabaseClock)
+    app.clocks.billing.set(START)
     with app.transaction() as session:
         plan_store.load_catalog(
             session, parse_catalog(catalog_text, "t.yaml", "Asia/Seoul"), "t.yaml", "x", START
@@ -132,7 +132,9 @@ def product(
     celery = Celery("test-publisher", set_as_current=False)
     celery.conf.update(celery_config(settings))
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
-    product = Product(app, app.clock, Scheduler(app, CeleryPublisher(celery)), worker, sandbox, env)
+    product = Product(
+        app, app.clocks.billing, Scheduler(app, CeleryPublisher(celery)), worker, sandbox, env
+    )
     yield product
     product.worker.stop()  # the test may have replaced the first worker
     worker.stop()

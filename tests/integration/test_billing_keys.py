@@ -385,7 +385,7 @@ def echoing_portone(request: httpx.Request) -> httpx.Response:
 def test_card_data_echoed_by_portone_is_masked_in_errors_logs_and_exceptions(
     app: App, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app.clock.now()  # the fixed clock
+    app.clocks.billing.now()  # the fixed clock
     with app.transaction() as session:
         add_customer(session, "cust-1", NOW)
     client = PortOneClient(

@@ -25,7 +25,7 @@ def load(app: App, *plans: str) -> plan_store.LoadReport:
     text = "plans:\n" + "".join("  " + p for p in plans)
     catalog = parse_catalog(text, "c.yaml", "Asia/Seoul")
     with app.transaction() as session:
-        return plan_store.load_catalog(session, catalog, "c.yaml", "sha", app.clock.now())
+        return plan_store.load_catalog(session, catalog, "c.yaml", "sha", app.clocks.billing.now())
 
 
 def test_first_load_creates_version_1(app: App) -> None:

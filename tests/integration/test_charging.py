@@ -191,7 +191,7 @@ def test_two_schedulers_racing_claim_each_due_subscription_once(world: World) ->
     for n in range(60):
         world.subscribe(f"cust-{n}")
     barrier = threading.Barrier(2)
-    second = Scheduler(world.app, world.publisher, CatalogCache(), batch=7, wall=lambda: world.wall)
+    second = Scheduler(world.app, world.publisher, CatalogCache(), batch=7)
     world.scheduler.batch = 7
 
     def run(scheduler: Scheduler) -> None:

@@ -117,8 +117,8 @@ def charge_one(env: dict[str, str]) -> Charge:
     settings = load_settings(env)
     app = build_app(settings)
     try:
-        assert isinstance(app.clock, DatabaseClock)
-        app.clock.set(START)
+        assert isinstance(app.clocks.billing, DatabaseClock)
+        app.clocks.billing.set(START)
         with app.transaction() as session:
             parsed = parse_catalog(CATALOG, "t.yaml", "Asia/Seoul")
             plan_store.load_catalog(session, parsed, "t.yaml", "x", START)

@@ -175,7 +175,7 @@ def test_billing_reconcile_ledger_against_the_sandbox_over_http(
 
 def test_the_scheduler_asks_for_one_ledger_reconciliation_a_day(world: World) -> None:
     world.scheduler.run_pass()
-    second = Scheduler(world.app, world.publisher, CatalogCache(), wall=lambda: world.wall)
+    second = Scheduler(world.app, world.publisher, CatalogCache())
     second.run_pass()
     world.scheduler.run_pass()
     assert world.publisher.ledgers == 1

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from billing.app import App, build_app
 from billing.broker import celery_config
 from billing.catalog_file import parse_catalog
-from billing.clock import FixedClock, system_now
+from billing.clock import Clocks, FixedClock, system_now
 from billing.config import load_settings
 from billing.db.tables import Charge, Event, Refund
 from billing.domain.refunds import CancelRequest
@@ -89,18 +89,25 @@ class Shop:
     def __init__(self, app: App, sandbox: SandboxServer) -> None:
         self.app = app
         self.sandbox = sandbox
-        app.clock = FixedClock(START)
-        self.wall = datetime(2030, 1, 1, tzinfo=UTC)
+        self.system = FixedClock(datetime(2030, 1, 1, tzinfo=UTC))
+        app.clocks = Clocks(FixedClock(START), self.system)
         self.client = PortOneClient(sandbox.url, "sandbox_key", "sandbox_secret", timeout=5)
         self.gateway = ScriptedCancels(PortOneCancels(self.client))
         self.sleeps: list[float] = []
-        self.runner = RefundRunner(
-            app, self.gateway, wall=lambda: self.wall, sleep=self.sleeps.append, jitter=lambda: 1.0
-        )
+        self.runner = RefundRunner(app, self.gateway, sleep=self.sleeps.append, jitter=lambda: 1.0)
         self.window = timedelta(seconds=app.settings.reconcile_after)
         with app.transaction() as session:
             parsed = parse_catalog(CATALOG, "c.yaml", "Asia/Seoul")
             plan_store.load_catalog(session, parsed, "c.yaml", "sha", START)
+
+    @property
+    def wall(self) -> datetime:
+        """The system clock's reading."""
+        return self.system.moment
+
+    @wall.setter
+    def wall(self, moment: datetime) -> None:
+        self.system.moment = moment
 
     def charge(self, uid: str = "cust-1") -> Charge:
         """Subscribe ``uid`` and charge its first period at the sandbox."""
@@ -109,10 +116,8 @@ class Shop:
             create_subscription(session, uid, "monthly", START, START)
         publisher = ListPublisher()
         plans = CatalogCache()
-        Scheduler(self.app, publisher, plans, wall=lambda: self.wall).run_pass()
-        pipeline = Pipeline(
-            self.app, PortOneGateway(self.client), publisher, plans, wall=lambda: self.wall
-        )
+        Scheduler(self.app, publisher, plans).run_pass()
+        pipeline = Pipeline(self.app, PortOneGateway(self.client), publisher, plans)
         for charge_id in publisher.take()[0]:
             pipeline.charge(charge_id)
         return self.charges()[-1]

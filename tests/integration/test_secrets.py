@@ -96,7 +96,7 @@ class Cycle:
 
     def settle(self, timeout: float = 90) -> None:
         def done() -> bool:
-            clock = self.app.clock
+            clock = self.app.clocks.billing
             now = clock.now()
             with self.app.transaction() as session:
                 return outstanding(session, now).total == 0
@@ -160,7 +160,7 @@ def cycle(
 
 
 def prepare(cycle: Cycle) -> None:
-    clock = cycle.app.clock
+    clock = cycle.app.clocks.billing
     assert isinstance(clock, DatabaseClock)
     clock.set(START)
     with cycle.app.transaction() as session:
@@ -212,7 +212,7 @@ def test_no_log_line_output_or_row_carries_a_secret_a_token_or_card_data(cycle: 
         "scheduler", sys.executable, "-m", "billing", "scheduler", "--interval", "0.2"
     )
     cycle.settle()
-    clock = cycle.app.clock
+    clock = cycle.app.clocks.billing
     assert isinstance(clock, DatabaseClock)
     clock.advance(timedelta(days=1))  # the declined card's retry
     cycle.settle()

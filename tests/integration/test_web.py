@@ -208,13 +208,13 @@ def world(db_url: str, redis_url: str) -> Iterator[World]:
     env = product_environment(db_url, redis_url, sandbox.url)
     settings = load_settings(env)
     app = build_app(settings)
-    assert isinstance(app.clock, DatabaseClock)
-    app.clock.set(START)
+    assert isinstance(app.clocks.billing, DatabaseClock)
+    app.clocks.billing.set(START)
     with app.transaction() as session:
         parsed = parse_catalog(CATALOG, "t.yaml", "Asia/Seoul")
         plan_store.load_catalog(session, parsed, "t.yaml", "x", START)
     web.start(create_app(settings))
-    world = World(app, app.clock, sandbox, web, env)
+    world = World(app, app.clocks.billing, sandbox, web, env)
     yield world
     world.http.close()
     web.stop()

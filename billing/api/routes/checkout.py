@@ -21,7 +21,7 @@ def params(
     """Parameters that issue a billing key named ``customer_uid`` for ``plan_id`` (amount 0;
     needs BILLING_PORTONE_SITE_CODE). The customer need not exist yet."""
     app = context.app
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
         found = checkout_params(session, context.settings, customer_uid, plan_id, now)
     return CheckoutParams.model_validate(found)

@@ -38,7 +38,7 @@ def put_customer(customer_uid: CustomerUid, body: CustomerIn, write: OtherWrite)
 
     def produce() -> Answer:
         app = write.context.app
-        now = app.clock.now()
+        now = app.clocks.billing.now()
         with app.transaction() as session:
             row, created = save_customer(
                 session, customer_uid, now, name=body.name, email=body.email, phone=body.phone

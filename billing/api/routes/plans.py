@@ -27,7 +27,7 @@ def list_plans(
 ) -> PlanList:
     """The plans of the loaded catalog, by id (a catalog has no "newest")."""
     app = context.app
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
         plan_store.ensure_catalog(session, context.settings, now)
         plans = plan_store.current_plans(session)
@@ -44,7 +44,7 @@ def preview(
 ) -> PreviewList:
     """The first ``count`` charge times and amounts of a subscription starting at ``start``."""
     app = context.app
-    now = app.clock.now()
+    now = app.clocks.billing.now()
     with app.transaction() as session:
         plan_store.ensure_catalog(session, context.settings, now)
         plan = plan_store.current_plan(session, plan_id)

@@ -55,7 +55,7 @@ def create(body: SubscriptionIn, write: PostWrite) -> Response:
         app = write.context.app
         if body.card is not None:
             return _subscribe_with_card(write, body, body.card)
-        now = app.clock.now()
+        now = app.clocks.billing.now()
         with app.transaction() as session:
             row = subscribe(
                 session,
@@ -74,7 +74,7 @@ def create(body: SubscriptionIn, write: PostWrite) -> Response:
 def _subscribe_with_card(write: Write, body: SubscriptionIn, given: CardIn) -> Answer:
     context = write.context
     try:
-        today = today_in(context.zone)
+        today = today_in(context.zone, context.app.clocks.system.now())
         card = parse_card(given.number, given.expiry, given.birth, given.pwd_2digit, today)
     except InvalidInput as exc:
         message = exc.message
@@ -137,7 +137,7 @@ def events(
 def _act(write: Write, subscription_id: int, change: Change, reason: str | None) -> Response:
     def produce() -> Answer:
         app = write.context.app
-        now = app.clock.now()
+        now = app.clocks.billing.now()
         with app.transaction() as session:
             return _answer(session, change(session, subscription_id, now))
 

@@ -24,7 +24,7 @@ def move(body: ClockIn, write: PostWrite) -> Response:
         raise ApiError(404, "not_found", "there is no test clock: sandbox mode only")
 
     def produce() -> Answer:
-        clock = sandbox_clock(context.settings, context.app.clock)
+        clock = sandbox_clock(context.settings, context.app.clocks.billing)
         if (body.now is None) == (body.advance is None):
             raise InvalidInput("now, advance: give exactly one of them")
         if body.now is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -44,7 +43,7 @@ FORBIDDEN = (
 def retry(console: Console, form: Form, subscription_id: int) -> str:
     reason = form.reason()
     with acting_as(console.auth.actor, reason):
-        now = console.app.clock.now()
+        now = console.app.clocks.billing.now()
         with console.app.transaction() as session:
             operator.retry_now(session, subscription_id, now)
     return "retried"
@@ -54,7 +53,7 @@ def cancel(console: Console, form: Form, subscription_id: int) -> str:
     at_period_end = form.choice("when", ("now", "period_end")) == "period_end"
     reason = form.reason()
     with acting_as(console.auth.actor, reason):
-        now = console.app.clock.now()
+        now = console.app.clocks.billing.now()
         with console.app.transaction() as session:
             row = subscriptions.cancel(session, subscription_id, now, at_period_end)
             canceled = row.status == SubscriptionStatus.CANCELED
@@ -64,7 +63,7 @@ def cancel(console: Console, form: Form, subscription_id: int) -> str:
 def pause(console: Console, form: Form, subscription_id: int) -> str:
     reason = form.reason()
     with acting_as(console.auth.actor, reason):
-        now = console.app.clock.now()
+        now = console.app.clocks.billing.now()
         with console.app.transaction() as session:
             subscriptions.pause(session, subscription_id, now)
     return "paused"
@@ -73,7 +72,7 @@ def pause(console: Console, form: Form, subscription_id: int) -> str:
 def resume(console: Console, form: Form, subscription_id: int) -> str:
     reason = form.reason()
     with acting_as(console.auth.actor, reason):
-        now = console.app.clock.now()
+        now = console.app.clocks.billing.now()
         with console.app.transaction() as session:
             subscriptions.resume(session, subscription_id, now)
     return "resumed"
@@ -95,9 +94,9 @@ def refund(console: Console, form: Form, charge_id: int) -> str:
 def resend(console: Console, form: Form, notice_id: int) -> str:
     reason = form.reason()
     with acting_as(console.auth.actor, reason):
-        now = console.app.clock.now()
+        now = console.app.clocks.billing.now()
         with console.app.transaction() as session:
-            operator.resend_notice(session, notice_id, now, datetime.now(UTC))
+            operator.resend_notice(session, notice_id, now, console.app.clocks.system.now())
     return "resent"
 
 

@@ -7,7 +7,6 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -93,7 +92,7 @@ def shown(console: Console, page: Page) -> Callable[[Request], Response]:
 
 def overview(console: Console, request: Request) -> Response:
     figures = read_figures(console.web)
-    now = console.app.clock.now()
+    now = console.app.clocks.billing.now()
     with console.app.transaction() as session:
         days = charges_per_day(session, now, console.zone)
     return console.page(request, "overview.html", figures=figures, chart=chart.draw(days), now=now)
@@ -101,7 +100,7 @@ def overview(console: Console, request: Request) -> Response:
 
 def queues(console: Console, request: Request) -> Response:
     with console.app.transaction() as session:
-        found = read_queues(session, datetime.now(UTC))
+        found = read_queues(session, console.app.clocks.system.now())
     return console.page(request, "queues.html", queues=found)
 
 

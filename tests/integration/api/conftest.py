@@ -150,8 +150,8 @@ def api(db_url: str, api_sandbox: SandboxServer) -> Iterator[Api]:
     env = api_environment(db_url, api_sandbox.url)
     settings = load_settings(env)
     app = build_app(settings)
-    assert isinstance(app.clock, DatabaseClock)
-    app.clock.set(START)
+    assert isinstance(app.clocks.billing, DatabaseClock)
+    app.clocks.billing.set(START)
     with app.transaction() as session:
         parsed = parse_catalog(CATALOG, "t.yaml", "Asia/Seoul")
         plan_store.load_catalog(session, parsed, "t.yaml", "x", START)

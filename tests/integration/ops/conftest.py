@@ -245,13 +245,13 @@ def ops(db_url: str, ops_sandbox: SandboxServer) -> Iterator[Ops]:
     env = ops_environment(db_url, ops_sandbox.url)
     settings = load_settings(env)
     app = build_app(settings)
-    assert isinstance(app.clock, DatabaseClock)
-    app.clock.set(START)
+    assert isinstance(app.clocks.billing, DatabaseClock)
+    app.clocks.billing.set(START)
     with app.transaction() as session:
         parsed = parse_catalog(CATALOG, "t.yaml", "Asia/Seoul")
         plan_store.load_catalog(session, parsed, "t.yaml", "x", START)
     with served(env) as url:
-        console = Ops(url, app, app.clock, ops_sandbox, env)
+        console = Ops(url, app, app.clocks.billing, ops_sandbox, env)
         yield console
         console.http.close()
     app.close()
