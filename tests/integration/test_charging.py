@@ -11,13 +11,19 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from billing.app import App
 from billing.catalog_file import parse_catalog
-from billing.db.tables import Charge
+from billing.clock import Clocks, FixedClock
+from billing.db.tables import Charge, JobRun
 from billing.services import plan_store
 from billing.services.catalog_cache import CatalogCache
+from billing.services.customers import add_customer
+from billing.services.jobs import LEDGER
 from billing.services.scheduling import Scheduler
+from billing.services.subscriptions import create_subscription
+from tests.fakes import ListPublisher
 from tests.world import CATALOG, START, World
 
 
@@ -231,3 +237,24 @@ def test_a_price_change_applies_from_the_next_period(world: World) -> None:
     world.clock.advance(timedelta(days=31))
     world.cycle()
     assert [c.amount for c in world.charges(sid)] == [9900, 12900]
+
+
+def test_one_clocks_object_fixes_both_clocks_of_the_scheduler(app: App) -> None:
+    """The scheduler used to read the system clock from a bare default; now both clocks
+    come from ``App.clocks``: the charge is dated in billing time, its timers in system time,
+    and the daily ledger job is claimed at the system clock's reading."""
+    wall = datetime(2031, 5, 6, 7, 8, tzinfo=UTC)
+    app.clocks = Clocks(FixedClock(START), FixedClock(wall))
+    with app.transaction() as session:
+        parsed = parse_catalog(CATALOG, "c.yaml", "Asia/Seoul")
+        plan_store.load_catalog(session, parsed, "c.yaml", "sha", START)
+        add_customer(session, "cust-1", START)
+        create_subscription(session, "cust-1", "monthly", START, START)
+    publisher = ListPublisher()
+    report = Scheduler(app, publisher, CatalogCache()).run_pass()
+    assert report.claimed == 1 and len(publisher.take()[0]) == 1
+    with app.transaction() as session:
+        charge = session.scalars(select(Charge)).one()
+        ledger = session.get(JobRun, LEDGER)
+    assert (charge.created_at, charge.period_start, charge.updated_at) == (START, START, wall)
+    assert ledger is not None and ledger.last_started_at == wall
