@@ -133,20 +133,21 @@ class Operators:
         return pool[int(pick * len(pool))] if pool else None
 
     def _carry_out(self, subscription_id: int, now: datetime, pick: float) -> Done:
+        wall = self.app.clocks.system.now()
         with self.app.transaction() as session:
             row = subscriptions.get_subscription(session, subscription_id)
             action = "resume" if row.status == "paused" else self._choose(pick)
             if action == "resume":
                 row = subscriptions.resume(session, subscription_id, now)
             elif action == "pause":
-                row = subscriptions.pause(session, subscription_id, now)
+                row = subscriptions.pause(session, subscription_id, now, wall)
             elif action == "change_plan":
                 others = [plan for plan in PLANS if plan != row.plan_id]
                 row = subscriptions.change_plan(
                     session, subscription_id, others[int(pick * 97) % 3], now
                 )
             else:
-                row = subscriptions.cancel(session, subscription_id, now, action != "cancel")
+                row = subscriptions.cancel(session, subscription_id, now, wall, action != "cancel")
             served = row.current_period_end if row.cancel_at_period_end else None
         if action == "cancel_at_period_end" and served is None:
             action = "cancel"  # asked after the period ended: a cancel now

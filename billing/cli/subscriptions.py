@@ -148,13 +148,15 @@ def list_(runtime: Runtime, status: str | None, as_json: bool) -> None:
 
 
 def _lifecycle_command(
-    name: str, verb: str, change: Callable[[Session, int, datetime, dict[str, Any]], Subscription]
+    name: str,
+    verb: str,
+    change: Callable[[Session, int, datetime, datetime, dict[str, Any]], Subscription],
 ) -> Callable[..., None]:
     def command(runtime: Runtime, subscription_id: int, as_json: bool, **options: Any) -> None:
         app = runtime.app
-        now = app.clocks.billing.now()
+        now, wall = app.clocks.billing.now(), app.clocks.system.now()
         with app.transaction() as session:
-            row = change(session, subscription_id, now, options)
+            row = change(session, subscription_id, now, wall, options)
             view = _view(session, row)
         _print(view, as_json, f"subscription {row.id} {verb}: now {row.status}")
 
@@ -173,26 +175,26 @@ _add(
     "cancel",
     "canceled",
     "Cancel now (no further charges), or at the end of the paid period.",
-    lambda s, i, now, o: service.cancel(s, i, now, o["at_period_end"]),
+    lambda s, i, now, wall, o: service.cancel(s, i, now, wall, o["at_period_end"]),
     click.option("--at-period-end", is_flag=True, help="Serve the paid period, then stop."),
 )
 _add(
     "pause",
     "paused",
     "Pause: no charges until resumed.",
-    lambda s, i, now, o: service.pause(s, i, now),
+    lambda s, i, now, wall, o: service.pause(s, i, now, wall),
 )
 _add(
     "resume",
     "resumed",
     "Resume: charged at once and re-anchored to now (inside a paid period: on schedule).",
-    lambda s, i, now, o: service.resume(s, i, now),
+    lambda s, i, now, wall, o: service.resume(s, i, now),
 )
 _add(
     "change-plan",
     "changed",
     "Move to another plan from the next period.",
-    lambda s, i, now, o: service.change_plan(s, i, o["plan_id"], now),
+    lambda s, i, now, wall, o: service.change_plan(s, i, o["plan_id"], now),
     click.option("--plan", "plan_id", required=True, help="The new plan id."),
 )
 

@@ -153,7 +153,7 @@ def _after(
 ) -> tuple[ChargeStatus, BillingError | None]:
     """Act on what the charge became: paid (the key exists now), declined or never sent
     (the subscription ends), or still being looked up (the sweep goes on)."""
-    now = app.clocks.billing.now()
+    now, wall = app.clocks.billing.now(), app.clocks.system.now()
     with app.transaction() as session:
         charge = session.get(Charge, work.charge_id, with_for_update=True)
         assert charge is not None
@@ -173,10 +173,10 @@ def _after(
             return status, None
         if status == ChargeStatus.FAILED:
             why = f"first payment declined: {charge.fail_reason or 'declined'}"
-            end_unpaid_start(session, work.subscription_id, now, why)
+            end_unpaid_start(session, work.subscription_id, now, wall, why)
             return status, FirstPaymentDeclined(f"card: {why}")
         if status == ChargeStatus.PENDING:  # not sent, to be sent again: not with this card
             why = "first payment not sent: PortOne could not be reached; nothing was charged"
-            end_unpaid_start(session, work.subscription_id, now, why)
+            end_unpaid_start(session, work.subscription_id, now, wall, why)
             return status, FirstPaymentNotSent(f"card: {why}")
     return status, None

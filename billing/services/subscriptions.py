@@ -10,7 +10,6 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from billing.clock import system_now
 from billing.db.tables import CatalogLoad, Charge, Customer, ScheduleTakeover, Subscription
 from billing.domain import lifecycle
 from billing.domain.charges import OPEN_CHARGE_STATUSES, ChargeStatus
@@ -127,7 +126,7 @@ def customer_uid_of(session: Session, row: Subscription) -> str:
 
 
 def cancel(
-    session: Session, subscription_id: int, now: datetime, at_period_end: bool
+    session: Session, subscription_id: int, now: datetime, wall: datetime, at_period_end: bool
 ) -> Subscription:
     """Cancel now, or at the end of the paid period being served. Asked when that period
     has ended (its renewal is claimed, or dunning is running), it is a cancel now (SPEC 5).
@@ -147,15 +146,20 @@ def cancel(
     )
     if row.status == SubscriptionStatus.CANCELED:
         row.canceled_at = now
-        _void_unsent(session, row, charges, now)
+        _void_unsent(session, row, charges, now, wall)
         _notify(
-            session, NoticeKind.SUBSCRIPTION_CANCELED, row, now, reason="canceled by the merchant"
+            session,
+            NoticeKind.SUBSCRIPTION_CANCELED,
+            row,
+            now,
+            wall,
+            reason="canceled by the merchant",
         )
     return row
 
 
 def end_unpaid_start(
-    session: Session, subscription_id: int, now: datetime, why: str
+    session: Session, subscription_id: int, now: datetime, wall: datetime, why: str
 ) -> Subscription:
     """A subscription whose key-in first payment was declined or never sent ends at once:
     the customer is still at the checkout (the merchant's app shows ``why``), and there is
@@ -170,7 +174,7 @@ def end_unpaid_start(
         reason=lambda _state: why,
     )
     row.canceled_at = now
-    _void_unsent(session, row, charges, now)
+    _void_unsent(session, row, charges, now, wall)
     return row
 
 
@@ -182,7 +186,7 @@ def _cancel_reason(state: BillingState, at_period_end: bool) -> str:
     return "canceled by the merchant"
 
 
-def pause(session: Session, subscription_id: int, now: datetime) -> Subscription:
+def pause(session: Session, subscription_id: int, now: datetime, wall: datetime) -> Subscription:
     """No charges while paused: a charge claimed but not sent is voided. Refused for a
     subscription still held by ``import portone-schedules``: its resume would charge at once
     while PortOne's schedules may still charge too."""
@@ -196,8 +200,10 @@ def pause(session: Session, subscription_id: int, now: datetime) -> Subscription
         lambda state, _plan: lifecycle.pause(state),
     )
     row.paused_at = now
-    _void_unsent(session, row, charges, now)
-    _notify(session, NoticeKind.SUBSCRIPTION_PAUSED, row, now, reason="paused by the merchant")
+    _void_unsent(session, row, charges, now, wall)
+    _notify(
+        session, NoticeKind.SUBSCRIPTION_PAUSED, row, now, wall, reason="paused by the merchant"
+    )
     return row
 
 
@@ -212,12 +218,13 @@ def _refuse_while_held(session: Session, subscription_id: int) -> None:
         )
 
 
-def _void_unsent(session: Session, row: Subscription, locked: list[Charge], now: datetime) -> None:
+def _void_unsent(
+    session: Session, row: Subscription, locked: list[Charge], now: datetime, wall: datetime
+) -> None:
     """Void the pending charge of ``row``: the ones locked before the subscription, and
     one a scheduler claimed in between (its claim committed before our subscription lock)."""
     charges = {charge.id: charge for charge in locked}
     charges.update((charge.id, charge) for charge in lock_open_charges(session, row.id))
-    wall = system_now()
     for charge in charges.values():
         if charge.status == ChargeStatus.PENDING:
             void_charge(session, charge, row, now, wall)
@@ -278,11 +285,16 @@ def _refuse_while_open(session: Session, subscription_id: int, verb: str) -> Non
 
 
 def _notify(
-    session: Session, kind: NoticeKind, row: Subscription, now: datetime, reason: str
+    session: Session,
+    kind: NoticeKind,
+    row: Subscription,
+    now: datetime,
+    wall: datetime,
+    reason: str,
 ) -> None:
     latest = select(CatalogLoad).order_by(CatalogLoad.id.desc()).limit(1)
     settings = settings_from_load(session.scalar(latest))
-    queue_notice(session, settings, kind, row, now, system_now(), reason=reason)
+    queue_notice(session, settings, kind, row, now, wall, reason=reason)
 
 
 def resume(session: Session, subscription_id: int, now: datetime) -> Subscription:

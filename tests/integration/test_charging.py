@@ -221,7 +221,7 @@ def test_cancel_at_period_end_serves_the_paid_period_and_never_renews(world: Wor
     sid = world.subscribe()
     world.cycle()
     with world.app.transaction() as session:
-        cancel(session, sid, START, at_period_end=True)
+        cancel(session, sid, START, world.wall, at_period_end=True)
     world.clock.advance(timedelta(days=60))
     world.cycle()
     assert len(world.charges()) == 1

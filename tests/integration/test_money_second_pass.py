@@ -114,13 +114,13 @@ def test_a_transient_first_send_then_a_refusal_ends_in_dunning_not_an_endless_lo
     ("action", "status", "reason"),
     [
         (
-            lambda s, sid: subscriptions.cancel(s, sid, START, at_period_end=False),
+            lambda s, sid, wall: subscriptions.cancel(s, sid, START, wall, at_period_end=False),
             "canceled",
             "voided: canceled",
         ),
-        (lambda s, sid: subscriptions.pause(s, sid, START), "paused", "voided: paused"),
+        (lambda s, sid, wall: subscriptions.pause(s, sid, START, wall), "paused", "voided: paused"),
         (
-            lambda s, sid: subscriptions.cancel(s, sid, START, at_period_end=True),
+            lambda s, sid, wall: subscriptions.cancel(s, sid, START, wall, at_period_end=True),
             "canceled",
             "voided: canceled",
         ),
@@ -133,7 +133,7 @@ def test_an_operator_action_voids_a_claimed_but_unsent_charge(
     sid = world.subscribe()
     ids = claimed(world)  # the charge waits in the queue
     with world.app.transaction() as session:
-        action(session, sid)  # type: ignore[operator]
+        action(session, sid, world.wall)  # type: ignore[operator]
     for charge_id in ids:
         world.pipeline.charge(charge_id)
     world.run_queue()
@@ -153,7 +153,7 @@ def test_cancel_at_period_end_asked_after_the_renewal_was_claimed_voids_the_rene
     ids = claimed(world)
     assert len(ids) == 1
     with world.app.transaction() as session:
-        subscriptions.cancel(session, sid, world.clock.now(), at_period_end=True)
+        subscriptions.cancel(session, sid, world.clock.now(), world.wall, at_period_end=True)
     for charge_id in ids:
         world.pipeline.charge(charge_id)
     world.run_queue()
@@ -173,7 +173,7 @@ def test_a_charge_already_sent_is_settled_after_a_cancel_and_shown_to_the_operat
     world.scheduler.run_pass()
     world.pipeline.charge(world.publisher.take()[0][0])  # sent; the answer was lost
     with world.app.transaction() as session:
-        subscriptions.cancel(session, sid, START, at_period_end=False)
+        subscriptions.cancel(session, sid, START, world.wall, at_period_end=False)
     world.run_queue()
     [charge] = world.charges()
     assert charge.status == "paid"  # PortOne holds it paid: recorded, refundable
@@ -190,7 +190,7 @@ def test_a_resend_after_an_unknown_outcome_is_voided_when_the_subscription_was_p
     world.scheduler.run_pass()
     world.pipeline.charge(world.publisher.take()[0][0])
     with world.app.transaction() as session:
-        subscriptions.pause(session, sid, START)
+        subscriptions.pause(session, sid, START, world.wall)
     world.wall += timedelta(seconds=world.app.settings.reconcile_after)
     world.cycle()  # the lookup finds nothing after the window: would be sent again
     world.cycle()
@@ -211,7 +211,7 @@ def test_a_payment_is_recorded_when_the_pending_next_plan_was_archived_meanwhile
     world.pipeline.charge(world.publisher.take()[0][0])  # the renewal is in flight
     with world.app.transaction() as session:
         subscriptions.change_plan(session, sid, "yearly", world.clock.now())
-        subscriptions.cancel(session, sid, world.clock.now(), at_period_end=False)
+        subscriptions.cancel(session, sid, world.clock.now(), world.wall, at_period_end=False)
     with world.app.transaction() as session:
         only_monthly = parse_catalog(
             TWO_PLANS.split("  - {id: yearly", maxsplit=1)[0], "c.yaml", "Asia/Seoul"

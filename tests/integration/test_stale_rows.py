@@ -27,7 +27,7 @@ def test_a_locked_read_sees_a_cancel_committed_after_this_session_read_the_row(a
     with app.transaction() as operator:
         page = service.get_subscription(operator, sid)  # the operator's page, still held
         with app.transaction() as other:
-            service.cancel(other, sid, NOW, at_period_end=False)  # commits meanwhile
+            service.cancel(other, sid, NOW, NOW, at_period_end=False)  # commits meanwhile
         service.get_subscription(operator, sid)  # read again, unlocked
         assert service.get_subscription(operator, sid, lock=True).status == "canceled"
         assert page.status == "canceled"  # the one object the session holds, refreshed

@@ -90,11 +90,11 @@ class Bench(World):
         try:
             with self.app.transaction() as session:
                 if kind == "pause":
-                    subscriptions.pause(session, sid, now)
+                    subscriptions.pause(session, sid, now, self.wall)
                 elif kind == "resume":
                     subscriptions.resume(session, sid, now)
                 elif kind == "cancel":
-                    subscriptions.cancel(session, sid, now, at_period_end=n % 4 < 2)
+                    subscriptions.cancel(session, sid, now, self.wall, at_period_end=n % 4 < 2)
                 elif kind == "card_updated":
                     subscriptions.card_updated(session, f"cust-{n % 2}", now)
         except BillingError:

@@ -38,7 +38,7 @@ CARD_FIELDS = {  # the CLI's option names in the services' messages
     "--birth": "card.birth",
     "--pwd-2digit": "card.pwd_2digit",
 }
-Change = Callable[[Session, int, datetime], SubscriptionRow]
+Change = Callable[[Session, int, datetime, datetime], SubscriptionRow]  # now, wall
 
 
 def _answer(session: Session, row: SubscriptionRow, status: int = 200) -> Answer:
@@ -137,9 +137,9 @@ def events(
 def _act(write: Write, subscription_id: int, change: Change, reason: str | None) -> Response:
     def produce() -> Answer:
         app = write.context.app
-        now = app.clocks.billing.now()
+        now, wall = app.clocks.billing.now(), app.clocks.system.now()
         with app.transaction() as session:
-            return _answer(session, change(session, subscription_id, now))
+            return _answer(session, change(session, subscription_id, now, wall))
 
     return write.run(produce, reason)
 
@@ -152,7 +152,7 @@ def cancel(
     return _act(
         write,
         subscription_id,
-        lambda s, i, now: service.cancel(s, i, now, given.at_period_end),
+        lambda s, i, now, wall: service.cancel(s, i, now, wall, given.at_period_end),
         given.reason,
     )
 
@@ -168,7 +168,7 @@ def resume(
     subscription_id: Id, write: PostWrite, body: Annotated[ReasonIn | None, Body()] = None
 ) -> Response:
     """Resume: charged at once and re-anchored to now (inside a paid period: on schedule)."""
-    return _act(write, subscription_id, service.resume, body.reason if body else None)
+    return _act(write, subscription_id, _resume, body.reason if body else None)
 
 
 def change_plan(subscription_id: Id, write: PostWrite, body: ChangePlanIn) -> Response:
@@ -176,9 +176,13 @@ def change_plan(subscription_id: Id, write: PostWrite, body: ChangePlanIn) -> Re
     return _act(
         write,
         subscription_id,
-        lambda s, i, now: service.change_plan(s, i, body.plan_id, now),
+        lambda s, i, now, _: service.change_plan(s, i, body.plan_id, now),
         body.reason,
     )
+
+
+def _resume(session: Session, subscription_id: int, now: datetime, _: datetime) -> SubscriptionRow:
+    return service.resume(session, subscription_id, now)
 
 
 def router() -> APIRouter:

@@ -53,9 +53,9 @@ def cancel(console: Console, form: Form, subscription_id: int) -> str:
     at_period_end = form.choice("when", ("now", "period_end")) == "period_end"
     reason = form.reason()
     with acting_as(console.auth.actor, reason):
-        now = console.app.clocks.billing.now()
+        now, wall = console.app.clocks.billing.now(), console.app.clocks.system.now()
         with console.app.transaction() as session:
-            row = subscriptions.cancel(session, subscription_id, now, at_period_end)
+            row = subscriptions.cancel(session, subscription_id, now, wall, at_period_end)
             canceled = row.status == SubscriptionStatus.CANCELED
     return "canceled" if canceled else "cancel_scheduled"
 
@@ -63,9 +63,9 @@ def cancel(console: Console, form: Form, subscription_id: int) -> str:
 def pause(console: Console, form: Form, subscription_id: int) -> str:
     reason = form.reason()
     with acting_as(console.auth.actor, reason):
-        now = console.app.clocks.billing.now()
+        now, wall = console.app.clocks.billing.now(), console.app.clocks.system.now()
         with console.app.transaction() as session:
-            subscriptions.pause(session, subscription_id, now)
+            subscriptions.pause(session, subscription_id, now, wall)
     return "paused"
 
 
