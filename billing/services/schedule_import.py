@@ -120,14 +120,13 @@ class Takeover:
     def _hold(self, wanted: Wanted) -> Outcome | tuple[int, frozenset[str]]:
         """Step 1: read PortOne's schedules; create the held subscription (or refuse)."""
         schedules = self._schedules(wanted.customer_uid)
+        now = self.app.clocks.billing.now()  # read before the transaction (SQLite)
         with self.app.transaction() as session:
             plan = current_plan(session, wanted.plan_id, lock=True)
             reason = refusal(schedules, plan) or _already_billed_here(session, wanted)
             if reason is not None:
                 return Outcome(wanted.customer_uid, "refused", reason)
-            subscription_id = _create_held(
-                session, wanted, plan, schedules, self.app.clocks.billing.now()
-            )
+            subscription_id = _create_held(session, wanted, plan, schedules, now)
             waiting = frozenset(item.merchant_uid for item in schedules if item.waiting)
             session.add(
                 ScheduleTakeover(
@@ -158,14 +157,9 @@ class Takeover:
                 f"still waiting at PortOne: {waiting_now}",
                 subscription_id,
             )
+        now, wall = self.app.clocks.billing.now(), self.app.clocks.system.now()
         with self.app.transaction() as session:
-            return _release(
-                session,
-                wanted.customer_uid,
-                decision,
-                self.app.clocks.billing.now(),
-                self.app.clocks.system.now(),
-            )
+            return _release(session, wanted.customer_uid, decision, now, wall)
 
     # -- plumbing ----------------------------------------------------------------------------
 
