@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from billing.app import App, build_app
-from billing.clock import FixedClock
+from billing.clock import Clocks, FixedClock
 from billing.config import load_settings
 from billing.db import migrate
 from billing.db.engine import make_engine
@@ -97,7 +97,7 @@ def db_url(pg_url: str) -> str:
 @pytest.fixture
 def app(db_url: str) -> Iterator[App]:
     built = build_app(load_settings({"BILLING_DATABASE_URL": db_url}))
-    built.clock = FixedClock(NOW)
+    built.clocks = Clocks(FixedClock(NOW), built.clocks.system)
     yield built
     built.close()
 

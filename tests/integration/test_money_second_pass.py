@@ -516,7 +516,7 @@ def test_a_database_error_while_recording_an_answer_does_not_lose_the_payment(
 def test_a_call_that_waited_too_long_in_the_worker_is_not_sent(world: World) -> None:
     world.subscribe()
     ids = claimed(world)
-    world.pipeline.sender.wall = lambda: world.wall  # begin at world.wall...
+    # the sender reads the system clock world.wall sets: it begins at world.wall...
     started = world.wall
     calls = world.pipeline.sender.calls
 
